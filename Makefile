@@ -1,0 +1,107 @@
+# Makefile: the two commands a fresh machine needs.
+#   make test   install what is missing, build everything, run every test
+#   make bench  install what is missing, build Release, run the comparison
+# Everything is installed by these targets: Debian packages with apt-get,
+# Python packages into .venv-3.13 and .venv-3.12 made from pyenv's Pythons.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+APT_PACKAGES := libabsl-dev libconcurrentqueue-dev libgtest-dev libbenchmark-dev \
+                ninja-build clang libclang-rt-14-dev
+PY_VERSIONS := 3.13.0 3.12.1
+BUILD := build
+JOBS ?= 2
+QUICK ?=
+
+# pyenv's prefix for a version, or the usual place when pyenv is not on PATH.
+pyprefix = $(shell pyenv prefix $(1) 2>/dev/null || echo $(HOME)/.pyenv/versions/$(1))
+short = $(basename $(1))
+VENV = .venv-$(call short,$(1))
+VPY = $(call VENV,$(1))/bin/python
+
+CMAKE = $(call VENV,3.13.0)/bin/cmake
+CTEST = $(call VENV,3.13.0)/bin/ctest
+
+.PHONY: test bench stress fuzz deps venvs install cpp-test cpp-test-asan \
+        cpp-test-tsan py-test clean docs
+
+# ---- set-up -----------------------------------------------------------------
+deps: $(BUILD)/.deps-stamp
+$(BUILD)/.deps-stamp:
+	@mkdir -p $(BUILD)
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "== apt-get install$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+define VENV_RULE
+$(call VENV,$(1))/.stamp: pyproject.toml
+	@prefix="$(call pyprefix,$(1))"; py="$$$$prefix/bin/python$(call short,$(1))"; \
+	if [ ! -x "$$$$py" ]; then \
+	  echo "error: Python $(1) not found at $$$$py; install it with 'pyenv install $(1)'" >&2; exit 1; fi; \
+	echo "== venv $(call VENV,$(1)) from $$$$py"; \
+	"$$$$py" -m venv $(call VENV,$(1)); \
+	$(call VPY,$(1)) -m pip install -q --upgrade pip; \
+	$(call VPY,$(1)) -m pip install -q "scikit-build-core>=0.10" "pybind11>=3.1" cmake ninja \
+	  pytest pytest-timeout hypothesis mypy matplotlib
+	@touch $$@
+endef
+$(foreach v,$(PY_VERSIONS),$(eval $(call VENV_RULE,$(v))))
+
+venvs: $(foreach v,$(PY_VERSIONS),$(call VENV,$(v))/.stamp)
+
+# Non-editable install with a persistent build dir (build/<wheel tag>), so a
+# reinstall only recompiles what changed.
+install: deps venvs
+	@for v in $(PY_VERSIONS); do \
+	  py=.venv-$${v%.*}/bin/python; echo "== pip install . ($$v)"; \
+	  PATH=$$(dirname $$py):$$PATH $$py -m pip install -q --no-build-isolation --no-deps . ; \
+	done
+
+# ---- tests ------------------------------------------------------------------
+cpp-test: deps venvs
+	@echo "== C++ tests (Release)"
+	$(CMAKE) -S . -B $(BUILD)/cpp -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	$(CMAKE) --build $(BUILD)/cpp -j $(JOBS)
+	$(CTEST) --test-dir $(BUILD)/cpp --output-on-failure -j $(JOBS)
+
+cpp-test-asan: deps venvs
+	@echo "== C++ tests under ASan + UBSan (clang)"
+	$(CMAKE) -S . -B $(BUILD)/asan -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
+	  -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+	  -DXCHANNELS_SANITIZE=address,undefined >/dev/null
+	$(CMAKE) --build $(BUILD)/asan -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 $(CTEST) --test-dir $(BUILD)/asan --output-on-failure -j $(JOBS)
+
+cpp-test-tsan: deps venvs
+	@echo "== C++ tests under TSan (clang)"
+	$(CMAKE) -S . -B $(BUILD)/tsan -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+	  -DXCHANNELS_SANITIZE=thread >/dev/null
+	$(CMAKE) --build $(BUILD)/tsan -j $(JOBS)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(CTEST) --test-dir $(BUILD)/tsan --output-on-failure -j $(JOBS)
+
+py-test: install
+	@for v in $(PY_VERSIONS); do \
+	  echo "== pytest on Python $$v"; \
+	  .venv-$${v%.*}/bin/python -m pytest -q -m "not stress" tests/python; \
+	done
+
+test: cpp-test cpp-test-asan cpp-test-tsan py-test
+	@echo "== make test: all passed"
+
+# ---- benchmarks ---------------------------------------------------------------
+bench: install
+	@echo "== benchmarks$(if $(QUICK), (quick))"
+	.venv-3.13/bin/python -m pip install -q faster-fifo
+	.venv-3.13/bin/python benchmarks/python/run.py $(if $(QUICK),--quick)
+
+clean:
+	rm -rf $(BUILD) .venv-3.13 .venv-3.12

@@ -1,0 +1,598 @@
+// bindings/channel.cpp: the Python Channel type and select(), over the core
+// Channel<Item>.
+//
+// A heap type made per interpreter, with raw METH_FASTCALL methods on the hot
+// path (put, get and friends). A blocking call first tries without releasing
+// the GIL; only if it must wait does it release the GIL and park in the core
+// (a futex wait, no polling). In the main thread of the main interpreter the
+// wait returns on EINTR so Ctrl-C raises KeyboardInterrupt with nothing lost.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "state.h"
+#include "typespec.h"
+
+namespace xchannels::py {
+namespace {
+
+using SpecPtr = std::shared_ptr<const TypeSpec>;
+
+PyChannel* AsCh(PyObject* o) { return reinterpret_cast<PyChannel*>(o); }
+
+// Validates block/timeout and computes the deadline only when it is needed.
+struct BlockArgs {
+  bool block = true;
+  PyObject* timeout = Py_None;
+  bool Check() const {
+    if (!block || timeout == Py_None) return true;
+    Deadline d;
+    return ParseTimeout(timeout, &d);
+  }
+  Deadline deadline() const {
+    Deadline d;
+    if (block && timeout != Py_None) ParseTimeout(timeout, &d);
+    return d;
+  }
+};
+
+bool ParseBlock(PyObject* block_obj, PyObject* timeout, BlockArgs* out) {
+  int b = PyObject_IsTrue(block_obj);
+  if (b < 0) return false;
+  out->block = b != 0;
+  out->timeout = timeout;
+  return out->Check();
+}
+
+// Sends one encoded item, blocking as asked. Returns kOk or a failure status
+// with no exception set, or kInterrupted with one set.
+OpStatus SendItem(PyChannel* self, Item& it, const BlockArgs& ba,
+                  const Deadline& deadline) {
+  OpStatus s = self->ch->try_send(it);
+  if (s != OpStatus::kFull || !ba.block) return s;
+  ItemChannel* ch = self->ch;
+  return BlockingCall(self->state, [&](bool intr) {
+    return ch->send(it, deadline, intr);
+  });
+}
+
+OpStatus RecvItem(PyChannel* self, Item& out, const BlockArgs& ba) {
+  OpStatus s = self->ch->try_recv(out);
+  if (s != OpStatus::kEmpty || !ba.block) return s;
+  ItemChannel* ch = self->ch;
+  Deadline deadline = ba.deadline();
+  return BlockingCall(self->state, [&](bool intr) {
+    return ch->recv(out, deadline, intr);
+  });
+}
+
+bool CheckType(PyChannel* self, PyObject* obj) {
+  if (self->spec == nullptr) return true;
+  const TypeSpec& spec = **self->spec;
+  if (MatchesTypeSpec(self->state, spec, obj)) return true;
+  RaiseTypeMismatch(spec, obj);
+  return false;
+}
+
+// ---- methods ----------------------------------------------------------------
+
+const char* const kPutNames[] = {"obj", "block", "timeout"};
+
+PyObject* ChannelPut(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
+                     PyObject* kwnames) {
+  PyChannel* self = AsCh(op);
+  PyObject* a[3] = {nullptr, Py_True, Py_None};
+  if (nargs == 1 && kwnames == nullptr) {
+    a[0] = args[0];
+  } else if (!ParseArgs("put", args, nargs, kwnames, kPutNames, 3, 3, 1, a)) {
+    return nullptr;
+  }
+  BlockArgs ba;
+  if (!ParseBlock(a[1], a[2], &ba)) return nullptr;
+  if (!CheckType(self, a[0])) return nullptr;
+  Item it = Encode(self->state, a[0]);
+  if (it.kind() == Item::Kind::kEmpty) return nullptr;
+  OpStatus s = SendItem(self, it, ba, ba.deadline());
+  if (s == OpStatus::kOk) Py_RETURN_NONE;
+  if (s != OpStatus::kInterrupted) RaiseStatus(self->state, s, "put");
+  return nullptr;
+}
+
+PyObject* ChannelPutNowait(PyObject* op, PyObject* obj) {
+  PyChannel* self = AsCh(op);
+  if (!CheckType(self, obj)) return nullptr;
+  Item it = Encode(self->state, obj);
+  if (it.kind() == Item::Kind::kEmpty) return nullptr;
+  OpStatus s = self->ch->try_send(it);
+  if (s == OpStatus::kOk) Py_RETURN_NONE;
+  RaiseStatus(self->state, s, "put_nowait");
+  return nullptr;
+}
+
+const char* const kGetNames[] = {"block", "timeout"};
+
+PyObject* ChannelGet(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
+                     PyObject* kwnames) {
+  PyChannel* self = AsCh(op);
+  BlockArgs ba;
+  if (nargs != 0 || kwnames != nullptr) {
+    PyObject* a[2] = {Py_True, Py_None};
+    if (!ParseArgs("get", args, nargs, kwnames, kGetNames, 2, 2, 0, a) ||
+        !ParseBlock(a[0], a[1], &ba)) {
+      return nullptr;
+    }
+  }
+  Item it;
+  OpStatus s = RecvItem(self, it, ba);
+  if (s == OpStatus::kOk) return Decode(self->state, std::move(it));
+  if (s != OpStatus::kInterrupted) RaiseStatus(self->state, s, "get");
+  return nullptr;
+}
+
+PyObject* ChannelGetNowait(PyObject* op, PyObject*) {
+  PyChannel* self = AsCh(op);
+  Item it;
+  OpStatus s = self->ch->try_recv(it);
+  if (s == OpStatus::kOk) return Decode(self->state, std::move(it));
+  RaiseStatus(self->state, s, "get_nowait");
+  return nullptr;
+}
+
+const char* const kPutManyNames[] = {"items", "block", "timeout"};
+
+void SetSent(Py_ssize_t sent) {
+  PyObject* exc = PyErr_GetRaisedException();
+  PyObject* n = PyLong_FromSsize_t(sent);
+  if (n != nullptr) {
+    if (PyObject_SetAttrString(exc, "sent", n) < 0) PyErr_Clear();
+    Py_DECREF(n);
+  }
+  PyErr_SetRaisedException(exc);
+}
+
+PyObject* ChannelPutMany(PyObject* op, PyObject* const* args,
+                         Py_ssize_t nargs, PyObject* kwnames) {
+  PyChannel* self = AsCh(op);
+  PyObject* a[3] = {nullptr, Py_True, Py_None};
+  if (!ParseArgs("put_many", args, nargs, kwnames, kPutManyNames, 3, 3, 1,
+                 a)) {
+    return nullptr;
+  }
+  BlockArgs ba;
+  if (!ParseBlock(a[1], a[2], &ba)) return nullptr;
+  // Encode everything first: a bad item raises before anything is sent.
+  PyObject* seq = PySequence_Fast(a[0], "put_many() needs an iterable");
+  if (seq == nullptr) return nullptr;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  std::vector<Item> items;
+  items.reserve(static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* obj = PySequence_Fast_GET_ITEM(seq, i);
+    if (!CheckType(self, obj)) {
+      Py_DECREF(seq);
+      return nullptr;
+    }
+    items.push_back(Encode(self->state, obj));
+    if (items.back().kind() == Item::Kind::kEmpty) {
+      if (PyErr_ExceptionMatches(self->state->NotShareableError)) {
+        PyObject* exc = PyErr_GetRaisedException();
+        PyObject* msg = PyObject_Str(exc);
+        if (msg != nullptr) {
+          PyErr_Format(self->state->NotShareableError,
+                       "put_many: items[%zd]: %U (nothing was sent)", i, msg);
+          Py_DECREF(msg);
+          Py_DECREF(exc);
+        } else {
+          PyErr_SetRaisedException(exc);
+        }
+      }
+      Py_DECREF(seq);
+      return nullptr;
+    }
+  }
+  Py_DECREF(seq);
+  Deadline deadline = ba.deadline();
+  for (size_t i = 0; i < items.size(); ++i) {
+    OpStatus s = SendItem(self, items[i], ba, deadline);
+    if (s != OpStatus::kOk) {
+      if (s != OpStatus::kInterrupted) RaiseStatus(self->state, s, "put_many");
+      SetSent(static_cast<Py_ssize_t>(i));
+      return nullptr;
+    }
+  }
+  return PyLong_FromSsize_t(n);
+}
+
+const char* const kGetManyNames[] = {"max_items", "block", "timeout"};
+
+PyObject* ChannelGetMany(PyObject* op, PyObject* const* args,
+                         Py_ssize_t nargs, PyObject* kwnames) {
+  PyChannel* self = AsCh(op);
+  PyObject* a[3] = {nullptr, Py_True, Py_None};
+  if (!ParseArgs("get_many", args, nargs, kwnames, kGetManyNames, 3, 3, 1,
+                 a)) {
+    return nullptr;
+  }
+  Py_ssize_t max_items = PyNumber_AsSsize_t(a[0], PyExc_OverflowError);
+  if (max_items == -1 && PyErr_Occurred()) return nullptr;
+  if (max_items < 1) {
+    PyErr_SetString(PyExc_ValueError, "get_many: max_items must be >= 1");
+    return nullptr;
+  }
+  BlockArgs ba;
+  if (!ParseBlock(a[1], a[2], &ba)) return nullptr;
+  Item first;
+  OpStatus s = RecvItem(self, first, ba);
+  if (s != OpStatus::kOk) {
+    if (s != OpStatus::kInterrupted) RaiseStatus(self->state, s, "get_many");
+    return nullptr;
+  }
+  // Take what is already there, without waiting, then decode.
+  std::vector<Item> items;
+  items.push_back(std::move(first));
+  while (static_cast<Py_ssize_t>(items.size()) < max_items) {
+    Item it;
+    if (self->ch->try_recv(it) != OpStatus::kOk) break;
+    items.push_back(std::move(it));
+  }
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(items.size()));
+  if (list == nullptr) return nullptr;
+  for (size_t i = 0; i < items.size(); ++i) {
+    PyObject* v = Decode(self->state, std::move(items[i]));
+    if (v == nullptr) {
+      Py_DECREF(list);
+      return nullptr;
+    }
+    PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), v);
+  }
+  return list;
+}
+
+PyObject* ChannelClose(PyObject* op, PyObject*) {
+  AsCh(op)->ch->close();
+  Py_RETURN_NONE;
+}
+
+PyObject* ChannelQsize(PyObject* op, PyObject*) {
+  return PyLong_FromSize_t(AsCh(op)->ch->size());
+}
+
+PyObject* ChannelEmptyMethod(PyObject* op, PyObject*) {
+  return PyBool_FromLong(AsCh(op)->ch->size() == 0);
+}
+
+PyObject* ChannelFullMethod(PyObject* op, PyObject*) {
+  ItemChannel* ch = AsCh(op)->ch;
+  size_t cap = ch->capacity();
+  return PyBool_FromLong(cap > 0 && ch->size() >= cap);
+}
+
+ModuleState* StateOfType(PyObject* type) {
+  PyObject* cap = PyObject_GetAttrString(type, "_xchannels_state");
+  if (cap == nullptr) return nullptr;
+  auto* st = static_cast<ModuleState*>(PyCapsule_GetPointer(cap, nullptr));
+  Py_DECREF(cap);
+  return st;
+}
+
+PyObject* ChannelFromId(PyObject* type, PyObject* arg) {
+  ModuleState* st = StateOfType(type);
+  if (st == nullptr) return nullptr;
+  if (!PyLong_Check(arg)) {
+    PyErr_Format(PyExc_TypeError, "channel id must be an int, not %s",
+                 Py_TYPE(arg)->tp_name);
+    return nullptr;
+  }
+  unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+  if (id == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+    PyErr_Clear();
+    PyErr_Format(st->ChannelNotFoundError, "no channel with id %R", arg);
+    return nullptr;
+  }
+  Ref<ItemChannel> ch = ItemChannel::FromBase(Registry::Global().Find(id));
+  if (!ch) {
+    PyErr_Format(st->ChannelNotFoundError,
+                 "no channel with id %llu (never created, or every handle "
+                 "to it is gone)",
+                 id);
+    return nullptr;
+  }
+  return WrapChannel(st, std::move(ch));
+}
+
+PyObject* ChannelReduce(PyObject* op, PyObject*) {
+  PyObject* from_id = PyObject_GetAttrString(
+      reinterpret_cast<PyObject*>(Py_TYPE(op)), "from_id");
+  if (from_id == nullptr) return nullptr;
+  return Py_BuildValue("(N(K))", from_id,
+                       static_cast<unsigned long long>(AsCh(op)->ch->id()));
+}
+
+PyObject* ChannelEnter(PyObject* op, PyObject*) { return Py_NewRef(op); }
+
+PyObject* ChannelExit(PyObject* op, PyObject* const*, Py_ssize_t) {
+  AsCh(op)->ch->close();
+  Py_RETURN_NONE;
+}
+
+PyObject* ChannelIterNext(PyObject* op) {
+  PyChannel* self = AsCh(op);
+  Item it;
+  BlockArgs ba;
+  OpStatus s = RecvItem(self, it, ba);
+  if (s == OpStatus::kOk) return Decode(self->state, std::move(it));
+  if (s == OpStatus::kClosed) return nullptr;  // StopIteration
+  if (s != OpStatus::kInterrupted) RaiseStatus(self->state, s, "get");
+  return nullptr;
+}
+
+PyObject* GetClosed(PyObject* op, void*) {
+  return PyBool_FromLong(AsCh(op)->ch->closed());
+}
+PyObject* GetId(PyObject* op, void*) {
+  return PyLong_FromUnsignedLongLong(AsCh(op)->ch->id());
+}
+PyObject* GetMaxsize(PyObject* op, void*) {
+  return PyLong_FromSize_t(AsCh(op)->ch->capacity());
+}
+PyObject* GetType(PyObject* op, void*) {
+  PyChannel* self = AsCh(op);
+  if (self->spec == nullptr) Py_RETURN_NONE;
+  return TypeSpecToPython(self->state, **self->spec);
+}
+
+PyObject* ChannelRepr(PyObject* op) {
+  PyChannel* self = AsCh(op);
+  std::string type;
+  if (self->spec != nullptr) type = " type=" + (*self->spec)->name;
+  return PyUnicode_FromFormat(
+      "<xchannels.Channel id=%llu maxsize=%zu%s qsize=%zu %s>",
+      static_cast<unsigned long long>(self->ch->id()), self->ch->capacity(),
+      type.c_str(), self->ch->size(), self->ch->closed() ? "closed" : "open");
+}
+
+Py_hash_t ChannelHash(PyObject* op) {
+  Py_hash_t h = static_cast<Py_hash_t>(AsCh(op)->ch->id());
+  return h == -1 ? -2 : h;
+}
+
+PyObject* ChannelRichCompare(PyObject* a, PyObject* b, int op) {
+  PyChannel* self = AsCh(a);
+  if ((op != Py_EQ && op != Py_NE) || !IsChannel(self->state, b)) {
+    Py_RETURN_NOTIMPLEMENTED;
+  }
+  bool same = self->ch == AsCh(b)->ch;
+  return PyBool_FromLong((op == Py_EQ) == same);
+}
+
+const char* const kNewNames[] = {"maxsize", "type"};
+
+PyObject* ChannelNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
+  ModuleState* st = StateOfType(reinterpret_cast<PyObject*>(type));
+  if (st == nullptr) return nullptr;
+  static const char* kwlist[] = {"maxsize", "type", nullptr};
+  PyObject* maxsize_obj = nullptr;
+  PyObject* type_obj = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$O:Channel",
+                                   const_cast<char**>(kwlist), &maxsize_obj,
+                                   &type_obj)) {
+    return nullptr;
+  }
+  size_t maxsize = 0;
+  if (maxsize_obj != nullptr) {
+    if (!PyIndex_Check(maxsize_obj)) {
+      PyErr_Format(PyExc_TypeError, "maxsize must be an int, not %s",
+                   Py_TYPE(maxsize_obj)->tp_name);
+      return nullptr;
+    }
+    Py_ssize_t m = PyNumber_AsSsize_t(maxsize_obj, PyExc_OverflowError);
+    if (m == -1 && PyErr_Occurred()) return nullptr;
+    if (m < 0) {
+      PyErr_SetString(PyExc_ValueError,
+                      "maxsize must be >= 0 (0 means unbounded)");
+      return nullptr;
+    }
+    maxsize = static_cast<size_t>(m);
+  }
+  SpecPtr spec;
+  if (type_obj != Py_None) {
+    spec = ParseTypeSpec(st, type_obj);
+    if (!spec) return nullptr;
+  }
+  Ref<ItemChannel> ch = ItemChannel::Create(maxsize);
+  if (!ch) return PyErr_NoMemory();
+  if (spec) ch->set_attachment(spec);
+  return WrapChannel(st, std::move(ch));
+}
+
+void ChannelDealloc(PyObject* op) {
+  PyChannel* self = AsCh(op);
+  PyTypeObject* tp = Py_TYPE(op);
+  if (self->weakreflist != nullptr) PyObject_ClearWeakRefs(op);
+  delete self->spec;
+  if (self->ch != nullptr) self->ch->Unref();
+  tp->tp_free(op);
+  Py_DECREF(tp);
+}
+
+#define FASTKW(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
+
+PyMethodDef kChannelMethods[] = {
+    {"put", FASTKW(ChannelPut), METH_FASTCALL | METH_KEYWORDS,
+     "put(obj, block=True, timeout=None)\n--\n\n"
+     "Send obj. On a bounded channel, wait for room if block is true (at\n"
+     "most timeout seconds, then raise ChannelFull). Raises ChannelClosed\n"
+     "once the channel is closed, NotShareableError (nothing sent) for a\n"
+     "value that cannot travel, TypeError for a typed channel's mismatch."},
+    {"put_nowait", ChannelPutNowait, METH_O,
+     "put_nowait(obj)\n--\n\nput(obj, block=False)."},
+    {"get", FASTKW(ChannelGet), METH_FASTCALL | METH_KEYWORDS,
+     "get(block=True, timeout=None)\n--\n\n"
+     "Receive the next item, waiting if block is true (at most timeout\n"
+     "seconds, then raise ChannelEmpty). Raises ChannelClosed once the\n"
+     "channel is closed and drained."},
+    {"get_nowait", ChannelGetNowait, METH_NOARGS,
+     "get_nowait()\n--\n\nget(block=False)."},
+    {"put_many", FASTKW(ChannelPutMany), METH_FASTCALL | METH_KEYWORDS,
+     "put_many(items, block=True, timeout=None)\n--\n\n"
+     "Send every item in order and return how many were sent. All items are\n"
+     "checked and encoded first, so a bad one raises before any is sent. If\n"
+     "the channel fills past the timeout or closes midway, the exception\n"
+     "carries .sent, the number already sent."},
+    {"get_many", FASTKW(ChannelGetMany), METH_FASTCALL | METH_KEYWORDS,
+     "get_many(max_items, block=True, timeout=None)\n--\n\n"
+     "Wait like get() for the first item, then take up to max_items - 1\n"
+     "more that are already queued, without waiting. Returns a non-empty\n"
+     "list."},
+    {"close", ChannelClose, METH_NOARGS,
+     "close()\n--\n\nClose the channel (idempotent). Later puts raise\n"
+     "ChannelClosed; gets drain what is queued, then raise ChannelClosed;\n"
+     "every blocked caller, in every interpreter, wakes at once."},
+    {"qsize", ChannelQsize, METH_NOARGS,
+     "qsize()\n--\n\nApproximate number of queued items."},
+    {"empty", ChannelEmptyMethod, METH_NOARGS,
+     "empty()\n--\n\nqsize() == 0 (approximate, like queue.Queue)."},
+    {"full", ChannelFullMethod, METH_NOARGS,
+     "full()\n--\n\nTrue when bounded and qsize() >= maxsize (approximate)."},
+    {"from_id", ChannelFromId, METH_O | METH_CLASS,
+     "from_id(id)\n--\n\nA handle on the existing channel with this id, from "
+     "any interpreter.\nRaises ChannelNotFoundError if there is none."},
+    {"__reduce__", ChannelReduce, METH_NOARGS, nullptr},
+    {"__enter__", ChannelEnter, METH_NOARGS, nullptr},
+    {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(ChannelExit)),
+     METH_FASTCALL, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef kChannelGetSet[] = {
+    {"closed", GetClosed, nullptr, "Whether close() was called.", nullptr},
+    {"id", GetId, nullptr, "Process-unique id; see Channel.from_id.", nullptr},
+    {"maxsize", GetMaxsize, nullptr, "Capacity; 0 means unbounded.", nullptr},
+    {"type", GetType, nullptr,
+     "The type= expression the channel checks, or None.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyMemberDef kChannelMembers[] = {
+    {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(PyChannel, weakreflist),
+     Py_READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+const char kChannelDoc[] =
+    "Channel(maxsize=0, *, type=None)\n--\n\n"
+    "A blocking multi-producer, multi-consumer channel shared by every\n"
+    "interpreter of the process.\n\n"
+    "maxsize: 0 for unbounded, else the capacity.\n"
+    "type: None, or a type expression (int, str, tuple[int, ...], int | None,\n"
+    "...) that every put is checked against.\n\n"
+    "Values travel without pickle; see the documentation for what is\n"
+    "shareable. FIFO holds per producer. A handle may be sent through\n"
+    "another channel, passed by id (Channel.from_id) or pickled.";
+
+PyType_Slot kChannelSlots[] = {
+    {Py_tp_doc, const_cast<char*>(kChannelDoc)},
+    {Py_tp_new, reinterpret_cast<void*>(ChannelNew)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(ChannelDealloc)},
+    {Py_tp_repr, reinterpret_cast<void*>(ChannelRepr)},
+    {Py_tp_hash, reinterpret_cast<void*>(ChannelHash)},
+    {Py_tp_richcompare, reinterpret_cast<void*>(ChannelRichCompare)},
+    {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
+    {Py_tp_iternext, reinterpret_cast<void*>(ChannelIterNext)},
+    {Py_tp_methods, kChannelMethods},
+    {Py_tp_getset, kChannelGetSet},
+    {Py_tp_members, kChannelMembers},
+    {0, nullptr},
+};
+
+PyType_Spec kChannelSpec = {
+    "xchannels.Channel",
+    sizeof(PyChannel),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    kChannelSlots,
+};
+
+}  // namespace
+
+bool InitChannelType(PyObject* module, ModuleState* st) {
+  PyObject* type = PyType_FromModuleAndSpec(module, &kChannelSpec, nullptr);
+  if (type == nullptr) return false;
+  st->ChannelType = reinterpret_cast<PyTypeObject*>(type);
+  if (PyDict_SetItemString(st->ChannelType->tp_dict, "_xchannels_state",
+                           st->state_capsule) < 0) {
+    return false;
+  }
+  PyType_Modified(st->ChannelType);
+  int rc = PyModule_AddObjectRef(module, "Channel", type);
+  Py_DECREF(type);  // the module keeps it alive
+  return rc == 0;
+}
+
+PyObject* WrapChannel(ModuleState* st, Ref<ItemChannel> ch) {
+  PyTypeObject* tp = st->ChannelType;
+  auto* self = reinterpret_cast<PyChannel*>(tp->tp_alloc(tp, 0));
+  if (self == nullptr) return nullptr;
+  self->state = st;
+  self->weakreflist = nullptr;
+  auto spec = std::static_pointer_cast<const TypeSpec>(ch->attachment());
+  self->spec = spec ? new SpecPtr(std::move(spec)) : nullptr;
+  self->ch = ch.Release();
+  return reinterpret_cast<PyObject*>(self);
+}
+
+PyObject* Select(ModuleState* st, PyObject* channels, PyObject* timeout) {
+  PyObject* seq = PySequence_Fast(channels, "select() needs a sequence of "
+                                            "channels");
+  if (seq == nullptr) return nullptr;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  if (n == 0) {
+    Py_DECREF(seq);
+    PyErr_SetString(PyExc_ValueError, "select() needs at least one channel");
+    return nullptr;
+  }
+  std::vector<Ref<ItemChannel>> refs;
+  std::vector<ItemChannel*> raw;
+  refs.reserve(static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* o = PySequence_Fast_GET_ITEM(seq, i);
+    if (!IsChannel(st, o)) {
+      PyErr_Format(PyExc_TypeError,
+                   "select(): channels[%zd] is %s, not a Channel", i,
+                   Py_TYPE(o)->tp_name);
+      Py_DECREF(seq);
+      return nullptr;
+    }
+    refs.push_back(Ref<ItemChannel>::Share(AsCh(o)->ch));
+    raw.push_back(AsCh(o)->ch);
+  }
+  Deadline deadline;
+  if (timeout != Py_None && !ParseTimeout(timeout, &deadline)) {
+    Py_DECREF(seq);
+    return nullptr;
+  }
+  size_t index = 0;
+  Item it;
+  std::span<ItemChannel* const> span(raw.data(), raw.size());
+  OpStatus s = Select<Item>(span, &index, it, Deadline{std::chrono::steady_clock::now()});
+  if (s == OpStatus::kEmpty && !(deadline && *deadline <= Clock::now())) {
+    s = BlockingCall(st, [&](bool intr) {
+      return Select<Item>(span, &index, it, deadline, intr);
+    });
+  }
+  if (s != OpStatus::kOk) {
+    Py_DECREF(seq);
+    if (s != OpStatus::kInterrupted) RaiseStatus(st, s, "select");
+    return nullptr;
+  }
+  PyObject* value = Decode(st, std::move(it));
+  if (value == nullptr) {
+    Py_DECREF(seq);
+    return nullptr;
+  }
+  PyObject* ch = Py_NewRef(PySequence_Fast_GET_ITEM(seq, static_cast<Py_ssize_t>(index)));
+  Py_DECREF(seq);
+  return Py_BuildValue("(NN)", ch, value);
+}
+
+}  // namespace xchannels::py

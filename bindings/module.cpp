@@ -1,0 +1,292 @@
+// bindings/module.cpp: the module xchannels._xchannels: per-interpreter state,
+// exceptions, module functions and the helpers the binding files share.
+//
+// Declared with multi-phase init and per-interpreter GIL support, so every
+// own-GIL sub-interpreter imports its own copy; the body below runs once per
+// interpreter (possibly concurrently) and keeps everything it makes in that
+// interpreter's ModuleState.
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "state.h"
+
+namespace pyb = pybind11;
+
+namespace xchannels::py {
+
+ModuleState::~ModuleState() {
+  // Runs when the module's capsule dies, with that interpreter's GIL held.
+  Py_XDECREF(ChannelError);
+  Py_XDECREF(ChannelClosed);
+  Py_XDECREF(ChannelEmpty);
+  Py_XDECREF(ChannelFull);
+  Py_XDECREF(ChannelNotFoundError);
+  Py_XDECREF(NotShareableError);
+  Py_XDECREF(GenericAlias);
+  Py_XDECREF(OrOperator);
+  Py_XDECREF(UnionType);
+  Py_XDECREF(TypingUnion);
+}
+
+void RaiseStatus(ModuleState* st, OpStatus s, const char* what) {
+  switch (s) {
+    case OpStatus::kClosed:
+      PyErr_Format(st->ChannelClosed, "%s: channel is closed", what);
+      return;
+    case OpStatus::kEmpty:
+      PyErr_Format(st->ChannelEmpty, "%s: channel is empty", what);
+      return;
+    case OpStatus::kFull:
+      PyErr_Format(st->ChannelFull, "%s: channel is full", what);
+      return;
+    case OpStatus::kInterrupted:
+      if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+      return;
+    case OpStatus::kOk:
+      break;
+  }
+  PyErr_Format(PyExc_SystemError, "%s: unexpected status", what);
+}
+
+bool ParseTimeout(PyObject* timeout, Deadline* out) {
+  if (timeout == Py_None) {
+    out->reset();
+    return true;
+  }
+  double secs = PyFloat_AsDouble(timeout);
+  if (secs == -1.0 && PyErr_Occurred()) {
+    PyErr_Format(PyExc_TypeError, "timeout must be a number or None, not %s",
+                 Py_TYPE(timeout)->tp_name);
+    return false;
+  }
+  if (std::isnan(secs) || secs < 0) {
+    PyErr_SetString(PyExc_ValueError,
+                    "timeout must be a non-negative number or None");
+    return false;
+  }
+  // Beyond ~292 years a deadline overflows the clock: treat as forever.
+  if (secs > 9.0e9) {
+    out->reset();
+    return true;
+  }
+  *out = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(secs));
+  return true;
+}
+
+bool ParseArgs(const char* fname, PyObject* const* args, Py_ssize_t nargs,
+               PyObject* kwnames, const char* const* names, int nnames,
+               int npositional, int nrequired, PyObject** out) {
+  if (nargs > npositional) {
+    PyErr_Format(PyExc_TypeError,
+                 "%s() takes at most %d positional arguments (%zd given)",
+                 fname, npositional, nargs);
+    return false;
+  }
+  bool seen[8] = {};
+  for (Py_ssize_t i = 0; i < nargs; ++i) {
+    out[i] = args[i];
+    seen[i] = true;
+  }
+  if (kwnames != nullptr) {
+    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; ++k) {
+      PyObject* key = PyTuple_GET_ITEM(kwnames, k);
+      int found = -1;
+      for (int j = 0; j < nnames; ++j) {
+        if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0) {
+          found = j;
+          break;
+        }
+      }
+      if (found < 0) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() got an unexpected keyword argument %R", fname, key);
+        return false;
+      }
+      if (seen[found]) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() got multiple values for argument '%s'", fname,
+                     names[found]);
+        return false;
+      }
+      out[found] = args[nargs + k];
+      seen[found] = true;
+    }
+  }
+  for (int j = 0; j < nrequired; ++j) {
+    if (!seen[j]) {
+      PyErr_Format(PyExc_TypeError,
+                   "%s() missing required argument '%s'", fname, names[j]);
+      return false;
+    }
+  }
+  return true;
+}
+
+namespace {
+// Set once, by the main interpreter's import: the thread that runs Python
+// signal handlers. A plain integer, not a Python object.
+unsigned long g_main_thread_ident = 0;
+}  // namespace
+
+bool CallerHandlesSignals(ModuleState* st) {
+  return st->main_interpreter &&
+         PyThread_get_thread_ident() == g_main_thread_ident;
+}
+
+namespace {
+
+PyObject* NewException(const char* name, const char* doc, PyObject* bases) {
+  return PyErr_NewExceptionWithDoc(name, doc, bases, nullptr);
+}
+
+bool MakeExceptions(ModuleState* st, PyObject* m) {
+  PyObject* queue = PyImport_ImportModule("queue");
+  if (queue == nullptr) return false;
+  PyObject* empty = PyObject_GetAttrString(queue, "Empty");
+  PyObject* full = PyObject_GetAttrString(queue, "Full");
+  Py_DECREF(queue);
+  if (empty == nullptr || full == nullptr) {
+    Py_XDECREF(empty);
+    Py_XDECREF(full);
+    return false;
+  }
+  st->ChannelError = NewException(
+      "xchannels.ChannelError", "Base class of the channel errors.",
+      PyExc_Exception);
+  PyObject* b;
+  st->ChannelClosed = NewException(
+      "xchannels.ChannelClosed",
+      "put on a closed channel, or get on a closed and drained one.",
+      st->ChannelError);
+  b = PyTuple_Pack(2, st->ChannelError, empty);
+  st->ChannelEmpty = NewException(
+      "xchannels.ChannelEmpty",
+      "get found nothing (non-blocking, or the timeout passed). A "
+      "queue.Empty.",
+      b);
+  Py_XDECREF(b);
+  b = PyTuple_Pack(2, st->ChannelError, full);
+  st->ChannelFull = NewException(
+      "xchannels.ChannelFull",
+      "put found no room (non-blocking, or the timeout passed). A "
+      "queue.Full.",
+      b);
+  Py_XDECREF(b);
+  b = PyTuple_Pack(2, st->ChannelError, PyExc_LookupError);
+  st->ChannelNotFoundError = NewException(
+      "xchannels.ChannelNotFoundError",
+      "No live channel has that id. A LookupError.", b);
+  Py_XDECREF(b);
+  st->NotShareableError = NewException(
+      "xchannels.NotShareableError",
+      "The value cannot travel between interpreters (a TypeError); the "
+      "message names the type and where it sits.",
+      PyExc_TypeError);
+  Py_DECREF(empty);
+  Py_DECREF(full);
+  PyObject* all[] = {st->ChannelError, st->ChannelClosed, st->ChannelEmpty,
+                     st->ChannelFull, st->ChannelNotFoundError,
+                     st->NotShareableError};
+  const char* names[] = {"ChannelError", "ChannelClosed", "ChannelEmpty",
+                         "ChannelFull", "ChannelNotFoundError",
+                         "NotShareableError"};
+  for (int i = 0; i < 6; ++i) {
+    if (all[i] == nullptr) return false;
+    if (PyModule_AddObjectRef(m, names[i], all[i]) < 0) return false;
+  }
+  return true;
+}
+
+PyObject* ImportAttr(const char* module, const char* attr) {
+  PyObject* mod = PyImport_ImportModule(module);
+  if (mod == nullptr) return nullptr;
+  PyObject* v = PyObject_GetAttrString(mod, attr);
+  Py_DECREF(mod);
+  return v;
+}
+
+void FreeState(PyObject* capsule) {
+  delete static_cast<ModuleState*>(PyCapsule_GetPointer(capsule, nullptr));
+}
+
+}  // namespace
+}  // namespace xchannels::py
+
+PYBIND11_MODULE(_xchannels, m, pyb::mod_gil_not_used(),
+                pyb::multiple_interpreters::per_interpreter_gil()) {
+  using namespace xchannels::py;
+  m.doc() = "xchannels core bindings: channels and shared buffers for "
+            "own-GIL sub-interpreters. Use the xchannels package.";
+
+  auto* st = new ModuleState();
+  PyObject* capsule = PyCapsule_New(st, nullptr, FreeState);
+  if (capsule == nullptr) {
+    delete st;
+    throw pyb::error_already_set();
+  }
+  // The module owns the capsule; each heap type holds it in its dict too, so
+  // the state outlives every instance.
+  m.add_object("_state", pyb::reinterpret_steal<pyb::object>(capsule));
+  st->state_capsule = capsule;
+  st->main_interpreter = PyInterpreterState_Get() == PyInterpreterState_Main();
+  if (st->main_interpreter) {
+    // The main interpreter's import may run on any thread; ask threading
+    // which one handles signals.
+    PyObject* main_thread = ImportAttr("threading", "main_thread");
+    if (main_thread == nullptr) throw pyb::error_already_set();
+    PyObject* t = PyObject_CallNoArgs(main_thread);
+    Py_DECREF(main_thread);
+    if (t == nullptr) throw pyb::error_already_set();
+    PyObject* ident = PyObject_GetAttrString(t, "ident");
+    Py_DECREF(t);
+    if (ident == nullptr) throw pyb::error_already_set();
+    g_main_thread_ident = PyLong_AsUnsignedLong(ident);
+    Py_DECREF(ident);
+  }
+
+  PyObject* mod = m.ptr();
+  if (!MakeExceptions(st, mod) || !InitSharedBufferType(mod, st) ||
+      !InitChannelType(mod, st)) {
+    throw pyb::error_already_set();
+  }
+  st->GenericAlias = ImportAttr("types", "GenericAlias");
+  st->UnionType = ImportAttr("types", "UnionType");
+  st->OrOperator = ImportAttr("operator", "or_");
+  st->TypingUnion = ImportAttr("typing", "Union");
+  if (!st->GenericAlias || !st->UnionType || !st->OrOperator ||
+      !st->TypingUnion) {
+    throw pyb::error_already_set();
+  }
+
+  m.def(
+      "select",
+      [st](pyb::handle channels, pyb::handle timeout) -> pyb::object {
+        PyObject* r = Select(st, channels.ptr(), timeout.ptr());
+        if (r == nullptr) throw pyb::error_already_set();
+        return pyb::reinterpret_steal<pyb::object>(r);
+      },
+      pyb::arg("channels"), pyb::arg("timeout") = pyb::none(),
+      "select(channels, timeout=None) -> (channel, item)\n\n"
+      "Wait until one of the channels has an item and take it. Fair: no\n"
+      "ready channel starves. Closed channels are skipped while others are\n"
+      "open; raises ChannelClosed when all are closed and drained, and\n"
+      "ChannelEmpty when the timeout passes.");
+  m.def(
+      "is_shareable",
+      [st](pyb::handle obj) { return IsShareable(st, obj.ptr()); },
+      pyb::arg("obj"),
+      "is_shareable(obj) -> bool\n\nWhether obj can travel through a "
+      "Channel (a deep check).");
+  m.def(
+      "_live_channels",
+      []() { return xchannels::Registry::Global().size(); },
+      "Channels alive in the process (for leak tests).");
+  m.def(
+      "_live_buffers",
+      []() { return xchannels::SharedBuffer::LiveCountForTesting(); },
+      "SharedBuffers alive in the process (for leak tests).");
+}

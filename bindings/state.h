@@ -1,0 +1,135 @@
+// bindings/state.h: the per-interpreter module state and the declarations
+// the binding files share.
+//
+// Every interpreter that imports xchannels._xchannels gets its own
+// ModuleState, created in the module body (which pybind11 runs once per
+// interpreter). Nothing here is ever a C++ static: Python objects belong to
+// one interpreter. The state is owned by a capsule stored on the module and
+// on each heap type this module creates, so it outlives every instance.
+#ifndef XCHANNELS_BINDINGS_STATE_H_
+#define XCHANNELS_BINDINGS_STATE_H_
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "xchannels/channel.h"
+#include "xchannels/registry.h"
+#include "xchannels/select.h"
+#include "xchannels/item.h"
+#include "xchannels/shared_buffer.h"
+
+namespace xchannels::py {
+
+using ItemChannel = Channel<Item>;
+
+struct TypeSpec;  // typespec.h
+
+struct ModuleState {
+  // Exceptions (new references, owned).
+  PyObject* ChannelError = nullptr;
+  PyObject* ChannelClosed = nullptr;
+  PyObject* ChannelEmpty = nullptr;
+  PyObject* ChannelFull = nullptr;
+  PyObject* ChannelNotFoundError = nullptr;
+  PyObject* NotShareableError = nullptr;
+  // Heap types (borrowed: the module owns them, and they own the capsule
+  // that owns this state, so they outlive it).
+  PyTypeObject* SharedBufferType = nullptr;
+  PyTypeObject* ChannelType = nullptr;
+  // Cached helpers for rebuilding type specs (owned).
+  PyObject* GenericAlias = nullptr;  // types.GenericAlias
+  PyObject* OrOperator = nullptr;    // operator.or_
+  PyObject* UnionType = nullptr;     // types.UnionType
+  PyObject* TypingUnion = nullptr;   // typing.Union
+  PyObject* state_capsule = nullptr;  // borrowed: the capsule that owns this
+  bool main_interpreter = false;
+
+  ~ModuleState();
+};
+
+// ---- SharedBuffer (shared_buffer.cpp) --------------------------------------
+struct PySharedBuffer {
+  PyObject_HEAD
+  ModuleState* state;
+  SharedBuffer* buf;  // one reference, owned
+  Py_ssize_t* shape;  // ndim entries, for the buffer protocol
+  Py_ssize_t* strides;
+  int ndim;
+  Py_hash_t hash;     // -1 until computed
+  PyObject* weakreflist;
+};
+bool InitSharedBufferType(PyObject* module, ModuleState* st);
+// Wraps a reference (taken over) in a new Python SharedBuffer.
+PyObject* WrapSharedBuffer(ModuleState* st, Ref<SharedBuffer> buf);
+// Copies any buffer exporter once into a SharedBuffer (C-contiguous, format,
+// itemsize and shape kept). Sets an exception and returns nullptr on failure.
+Ref<SharedBuffer> CopyExporter(ModuleState* st, PyObject* obj);
+inline bool IsSharedBuffer(ModuleState* st, PyObject* o) {
+  return Py_TYPE(o) == st->SharedBufferType;
+}
+
+// ---- Channel (channel.cpp) --------------------------------------------------
+struct PyChannel {
+  PyObject_HEAD
+  ModuleState* state;
+  ItemChannel* ch;  // one reference, owned
+  std::shared_ptr<const TypeSpec>* spec;  // nullptr when untyped
+  PyObject* weakreflist;
+};
+bool InitChannelType(PyObject* module, ModuleState* st);
+PyObject* WrapChannel(ModuleState* st, Ref<ItemChannel> ch);
+inline bool IsChannel(ModuleState* st, PyObject* o) {
+  return PyObject_TypeCheck(o, st->ChannelType);
+}
+// select(channels, timeout=None) -> (channel, item)
+PyObject* Select(ModuleState* st, PyObject* channels, PyObject* timeout);
+
+// ---- values (values.cpp) ----------------------------------------------------
+// Encodes a Python value into an Item. On failure sets an exception
+// (NotShareableError, MemoryError, ...) and returns an empty Item.
+Item Encode(ModuleState* st, PyObject* obj);
+// Decodes an Item into a new Python object owned by the caller's
+// interpreter. Consumes the item. Returns nullptr with an exception set.
+PyObject* Decode(ModuleState* st, Item&& item);
+// Deep check, never raises for an unshareable value.
+bool IsShareable(ModuleState* st, PyObject* obj);
+
+// ---- helpers (module.cpp) ---------------------------------------------------
+// Raises the exception that matches a core status (not for kOk).
+void RaiseStatus(ModuleState* st, OpStatus s, const char* what);
+// Parses a `timeout` argument: None -> no deadline; a number >= 0 -> now +
+// timeout on the monotonic clock. Raises ValueError / TypeError otherwise.
+bool ParseTimeout(PyObject* timeout, Deadline* out);
+// Parses METH_FASTCALL|METH_KEYWORDS arguments into `out` by name.
+// `names` lists every parameter; the first `npositional` may be given by
+// position; `nrequired` must be given. Unset optional slots stay untouched.
+bool ParseArgs(const char* fname, PyObject* const* args, Py_ssize_t nargs,
+               PyObject* kwnames, const char* const* names, int nnames,
+               int npositional, int nrequired, PyObject** out);
+// Whether a blocked call on this thread should wake for signals (only the
+// main thread of the main interpreter runs Python signal handlers).
+bool CallerHandlesSignals(ModuleState* st);
+
+// Runs a blocking core call with the GIL released, restarting it after
+// signals that raise nothing. Returns the final status; kInterrupted means a
+// signal handler raised (the exception is set).
+template <class F>
+OpStatus BlockingCall(ModuleState* st, F&& call) {
+  const bool interruptible = CallerHandlesSignals(st);
+  for (;;) {
+    OpStatus s;
+    Py_BEGIN_ALLOW_THREADS
+    s = call(interruptible);
+    Py_END_ALLOW_THREADS
+    if (s != OpStatus::kInterrupted) return s;
+    if (PyErr_CheckSignals() < 0) return OpStatus::kInterrupted;
+  }
+}
+
+}  // namespace xchannels::py
+
+#endif  // XCHANNELS_BINDINGS_STATE_H_

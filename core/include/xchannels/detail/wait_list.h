@@ -1,0 +1,140 @@
+// core/include/xchannels/detail/wait_list.h: an intrusive FIFO of parked
+// threads (one per channel side) with a lock-free "anyone waiting?" check.
+//
+// Invariants:
+//   - A WaitNode is linked in at most one list, and `linked` is true exactly
+//     while it is; both are read and written only under that list's mu_.
+//   - count_ == number of linked nodes; it changes only under mu_, so a
+//     reader that sees 0 after its seq_cst fence knows that no waiter had
+//     registered before the fence that pairs with it (Dekker pattern below).
+//   - A notifier unlinks a node and calls TryNotify on its Parker under mu_,
+//     so once the waiter's Remove() (which takes mu_) returns false, nobody
+//     touches the node or the Parker's word any more; only the FutexWake
+//     system call, made after unlocking, may still name the address.
+//   - Several nodes (Select: one per channel) may share one Parker; a node
+//     whose Parker was already notified is skipped by NotifyOne, which then
+//     notifies the next node, so one notification is never absorbed twice.
+//
+// Memory ordering (the Dekker pattern every caller follows):
+//   waiter:   Add(node) [count_++ under mu_]; fence(seq_cst); re-check state
+//   notifier: publish state;                   fence(seq_cst); HasWaiters()
+// Either the waiter's re-check sees the new state, or the notifier sees
+// count_ > 0 and takes the lock. mu_ orders everything else.
+#ifndef XCHANNELS_DETAIL_WAIT_LIST_H_
+#define XCHANNELS_DETAIL_WAIT_LIST_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "absl/base/thread_annotations.h"
+#include "xchannels/detail/mutex.h"
+#include "xchannels/detail/futex.h"
+
+namespace xchannels::detail {
+
+struct WaitNode {
+  Parker* parker = nullptr;
+  WaitNode* prev = nullptr;
+  WaitNode* next = nullptr;
+  bool linked = false;  // under the owning list's mu_
+};
+
+class WaitList {
+ public:
+  WaitList() = default;
+  WaitList(const WaitList&) = delete;
+  WaitList& operator=(const WaitList&) = delete;
+
+  // Thread-safe. Never allocates. Appends `node`; the caller then issues a
+  // seq_cst fence and re-checks the condition it is about to wait for.
+  void Add(WaitNode* node) ABSL_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    node->prev = tail_;
+    node->next = nullptr;
+    if (tail_ != nullptr) {
+      tail_->next = node;
+    } else {
+      head_ = node;
+    }
+    tail_ = node;
+    node->linked = true;
+    count_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Thread-safe. Never allocates. Unlinks `node` if it is still linked and
+  // returns true; returns false if a notifier already took it out (the
+  // caller was notified and must pass the notification on if it leaves
+  // without consuming what it stood for).
+  bool Remove(WaitNode* node) ABSL_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    if (!node->linked) return false;
+    Unlink(node);
+    return true;
+  }
+
+  // Thread-safe. Never blocks, never allocates. Meaningful only after a
+  // seq_cst fence that follows the caller's state change.
+  bool HasWaiters() const noexcept {
+    return count_.load(std::memory_order_relaxed) != 0;
+  }
+
+  // Thread-safe. Never allocates. Takes the lock only if someone waits.
+  // Unlinks nodes from the front until one whose Parker was not yet notified
+  // is found, notifies it and wakes its thread.
+  void NotifyOne() ABSL_LOCKS_EXCLUDED(mu_) {
+    if (!HasWaiters()) return;
+    std::atomic<uint32_t>* to_wake = nullptr;
+    {
+      MutexLock lock(&mu_);
+      while (head_ != nullptr) {
+        WaitNode* node = head_;
+        Unlink(node);
+        if (node->parker->TryNotify()) {
+          to_wake = &node->parker->word;
+          break;
+        }
+      }
+    }
+    // After unlocking: the woken thread need not wait for our lock. The
+    // Parker may be gone by now; see the invariants above.
+    if (to_wake != nullptr) FutexWake(to_wake, 1);
+  }
+
+  // Thread-safe. Never allocates. Notifies and wakes every linked node (close,
+  // last in-flight send after close). Wakes under the lock because the nodes
+  // may vanish as soon as it is released; this path is rare.
+  void NotifyAll() ABSL_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    while (head_ != nullptr) {
+      WaitNode* node = head_;
+      Unlink(node);
+      if (node->parker->TryNotify()) FutexWake(&node->parker->word, 1);
+    }
+  }
+
+ private:
+  void Unlink(WaitNode* node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (node->prev != nullptr) {
+      node->prev->next = node->next;
+    } else {
+      head_ = node->next;
+    }
+    if (node->next != nullptr) {
+      node->next->prev = node->prev;
+    } else {
+      tail_ = node->prev;
+    }
+    node->prev = node->next = nullptr;
+    node->linked = false;
+    count_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  Mutex mu_;
+  WaitNode* head_ ABSL_GUARDED_BY(mu_) = nullptr;
+  WaitNode* tail_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::atomic<uint32_t> count_{0};
+};
+
+}  // namespace xchannels::detail
+
+#endif  // XCHANNELS_DETAIL_WAIT_LIST_H_

@@ -1,0 +1,100 @@
+// core/src/shared_buffer.cc: allocation, slicing and layout checks of
+// SharedBuffer.
+#include "xchannels/shared_buffer.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
+
+namespace xchannels {
+namespace {
+
+std::atomic<int64_t> g_live{0};
+
+// Storage is 64-byte aligned so any element type, and SIMD loads, are happy.
+constexpr size_t kAlignment = 64;
+
+uint8_t* AllocateStorage(size_t size) {
+  size_t rounded = (size + kAlignment - 1) / kAlignment * kAlignment;
+  if (rounded < size) return nullptr;  // overflow
+  if (rounded == 0) rounded = kAlignment;
+  return static_cast<uint8_t*>(std::aligned_alloc(kAlignment, rounded));
+}
+
+}  // namespace
+
+bool BufferLayout::Fits(size_t nbytes) const {
+  if (itemsize == 0 || format.empty()) return false;
+  if (shape.empty()) return nbytes % itemsize == 0;
+  size_t total = itemsize;
+  for (int64_t extent : shape) {
+    if (extent < 0) return false;
+    if (extent != 0 && total > SIZE_MAX / static_cast<size_t>(extent)) {
+      return false;
+    }
+    total *= static_cast<size_t>(extent);
+  }
+  return total == nbytes;
+}
+
+SharedBuffer::SharedBuffer(const uint8_t* data, size_t size,
+                           BufferLayout layout, uint8_t* owned,
+                           Ref<SharedBuffer> base)
+    : data_(data),
+      size_(size),
+      layout_(std::move(layout)),
+      owned_(owned),
+      base_(std::move(base)) {
+  g_live.fetch_add(1, std::memory_order_relaxed);
+}
+
+SharedBuffer::~SharedBuffer() {
+  std::free(owned_);
+  g_live.fetch_sub(1, std::memory_order_relaxed);
+}
+
+Ref<SharedBuffer> SharedBuffer::Allocate(size_t size, uint8_t** writable,
+                                         BufferLayout layout) {
+  if (!layout.Fits(size)) return nullptr;
+  uint8_t* storage = AllocateStorage(size);
+  if (storage == nullptr) return nullptr;
+  *writable = storage;
+  auto* buf = new (std::nothrow)
+      SharedBuffer(storage, size, std::move(layout), storage, nullptr);
+  if (buf == nullptr) {
+    std::free(storage);
+    return nullptr;
+  }
+  return Ref<SharedBuffer>::Adopt(buf);
+}
+
+Ref<SharedBuffer> SharedBuffer::Copy(const void* data, size_t size,
+                                     BufferLayout layout) {
+  uint8_t* dst = nullptr;
+  Ref<SharedBuffer> buf = Allocate(size, &dst, std::move(layout));
+  if (buf && size > 0) std::memcpy(dst, data, size);
+  return buf;
+}
+
+Ref<SharedBuffer> SharedBuffer::Slice(const Ref<SharedBuffer>& base,
+                                      size_t offset, size_t length) {
+  const SharedBuffer* root = base->root();
+  const uint8_t* start = base->data() + offset;
+  auto* buf = new (std::nothrow)
+      SharedBuffer(start, length, BufferLayout{}, nullptr,
+                   Ref<SharedBuffer>::Share(const_cast<SharedBuffer*>(root)));
+  return Ref<SharedBuffer>::Adopt(buf);
+}
+
+std::vector<int64_t> SharedBuffer::shape() const {
+  if (!layout_.shape.empty()) return layout_.shape;
+  return {static_cast<int64_t>(size_ / layout_.itemsize)};
+}
+
+int64_t SharedBuffer::LiveCountForTesting() {
+  return g_live.load(std::memory_order_relaxed);
+}
+
+}  // namespace xchannels

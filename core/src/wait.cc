@@ -1,0 +1,59 @@
+// core/src/wait.cc: the futex system calls behind detail::Park / FutexWake.
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <ctime>
+
+#include "xchannels/detail/futex.h"
+
+namespace xchannels::detail {
+
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) &&
+                  std::atomic<uint32_t>::is_always_lock_free,
+              "futex word must be a plain 32-bit integer");
+
+void YieldCpu() { sched_yield(); }
+
+WaitResult Park(Parker& parker, const Deadline& deadline, bool interruptible) {
+  for (;;) {
+    if (parker.notified()) return WaitResult::kNotified;
+    timespec ts{};
+    timespec* tsp = nullptr;
+    if (deadline.has_value()) {
+      const Clock::time_point now = Clock::now();
+      if (now >= *deadline) return WaitResult::kTimeout;
+      // FUTEX_WAIT takes a relative timeout measured on CLOCK_MONOTONIC,
+      // the clock behind steady_clock; recomputed on every round.
+      const int64_t ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - now)
+              .count();
+      ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+      ts.tv_nsec = static_cast<long>(ns % 1000000000);
+      tsp = &ts;
+    }
+    const long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(&parker.word),
+                           FUTEX_WAIT_PRIVATE, 0u, tsp, nullptr, 0);
+    if (r == -1 && errno == EINTR && interruptible) {
+      return parker.notified() ? WaitResult::kNotified
+                               : WaitResult::kInterrupted;
+    }
+    // 0 (woken, maybe spuriously), EAGAIN (word already 1), ETIMEDOUT (the
+    // loop re-checks the deadline), EINTR when not interruptible: loop.
+  }
+}
+
+void FutexWake(std::atomic<uint32_t>* word, int count) noexcept {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE,
+          count, nullptr, nullptr, 0);
+}
+
+uint32_t NextSelectStart() noexcept {
+  thread_local uint32_t counter = 0;
+  return counter++;
+}
+
+}  // namespace xchannels::detail

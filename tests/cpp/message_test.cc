@@ -1,0 +1,382 @@
+// tests/cpp/message_test.cc: the message format (build, decode, reject bad
+// bytes), Items and SharedBuffers, without Python.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "xchannels/item.h"
+#include "xchannels/message.h"
+#include "xchannels/shared_buffer.h"
+
+namespace xchannels {
+namespace {
+
+// A decoded value, as a plain C++ tree.
+struct Node {
+  Tag tag = Tag::kNone;
+  int64_t i = 0;
+  double f = 0;
+  int kind = 0;
+  std::string bytes;  // str code units, bytes, big int bytes
+  std::vector<std::unique_ptr<Node>> items;
+  const SharedBuffer* buffer = nullptr;
+  const RefCounted* channel = nullptr;
+};
+
+struct TreeVisitor {
+  using Value = std::unique_ptr<Node>;
+  static bool IsNull(const Value& v) { return v == nullptr; }
+  static Value Make(Tag t) {
+    auto n = std::make_unique<Node>();
+    n->tag = t;
+    return n;
+  }
+  Value None() { return Make(Tag::kNone); }
+  Value Bool(bool b) { return Make(b ? Tag::kTrue : Tag::kFalse); }
+  Value Int64(int64_t v) {
+    auto n = Make(Tag::kInt64);
+    n->i = v;
+    return n;
+  }
+  Value BigInt(const uint8_t* p, size_t n) {
+    auto v = Make(Tag::kBigInt);
+    v->bytes.assign(reinterpret_cast<const char*>(p), n);
+    return v;
+  }
+  Value Float(double d) {
+    auto n = Make(Tag::kFloat);
+    n->f = d;
+    return n;
+  }
+  Value Str(int kind, const uint8_t* p, size_t len) {
+    auto n = Make(Tag::kStr1);
+    n->kind = kind;
+    n->bytes.assign(reinterpret_cast<const char*>(p),
+                    len * static_cast<size_t>(kind));
+    return n;
+  }
+  Value Bytes(const uint8_t* p, size_t len) {
+    auto n = Make(Tag::kBytes);
+    n->bytes.assign(reinterpret_cast<const char*>(p), len);
+    return n;
+  }
+  Value Tuple(size_t n) {
+    auto v = Make(Tag::kTuple);
+    v->items.resize(n);
+    return v;
+  }
+  bool SetItem(Value& t, size_t i, Value item) {
+    t->items[i] = std::move(item);
+    return true;
+  }
+  Value Buffer(SharedBuffer* b) {
+    auto n = Make(Tag::kBufferRef);
+    n->buffer = b;
+    return n;
+  }
+  Value BytesFromBuffer(SharedBuffer* b) {
+    auto n = Make(Tag::kBytes);
+    n->bytes.assign(reinterpret_cast<const char*>(b->data()), b->size());
+    return n;
+  }
+  Value Channel(RefCounted* c) {
+    auto n = Make(Tag::kChannelRef);
+    n->channel = c;
+    return n;
+  }
+  void Discard(Value) {}
+};
+
+std::unique_ptr<Node> DecodeAll(const Message& m, DecodeError* err = nullptr) {
+  TreeVisitor v;
+  Decoder<TreeVisitor> d(m.payload(), m.refs(), v);
+  auto out = d.Run();
+  if (err != nullptr) *err = d.error();
+  return out;
+}
+
+std::unique_ptr<Node> DecodeBytes(const std::vector<uint8_t>& bytes,
+                                  DecodeError* err) {
+  TreeVisitor v;
+  Decoder<TreeVisitor> d(std::span<const uint8_t>(bytes.data(), bytes.size()),
+                         {}, v);
+  auto out = d.Run();
+  *err = d.error();
+  return out;
+}
+
+// A counting channel stand-in: any RefCounted works as a channel ref here.
+class FakeChannel final : public RefCounted {
+ public:
+  static int live;
+  FakeChannel() { ++live; }
+  ~FakeChannel() override { --live; }
+};
+int FakeChannel::live = 0;
+
+TEST(Message, ScalarsRoundTrip) {
+  MessageSizer s;
+  s.Tuple(6);
+  s.Scalar(Tag::kNone);
+  s.Scalar(Tag::kTrue);
+  s.Scalar(Tag::kFalse);
+  s.Int64();
+  s.Float();
+  s.Float();
+  MessageBuilder b(s.bytes(), s.refs());
+  ASSERT_TRUE(b.ok());
+  b.Tuple(6);
+  b.Scalar(Tag::kNone);
+  b.Scalar(Tag::kTrue);
+  b.Scalar(Tag::kFalse);
+  b.Int64(std::numeric_limits<int64_t>::min());
+  b.Float(-0.0);
+  b.Float(std::numeric_limits<double>::quiet_NaN());
+  MessagePtr m = b.Finish();
+  ASSERT_NE(m, nullptr);
+  DecodeError err;
+  auto t = DecodeAll(*m, &err);
+  ASSERT_NE(t, nullptr) << DecodeErrorName(err);
+  ASSERT_EQ(t->items.size(), 6u);
+  EXPECT_EQ(t->items[0]->tag, Tag::kNone);
+  EXPECT_EQ(t->items[1]->tag, Tag::kTrue);
+  EXPECT_EQ(t->items[2]->tag, Tag::kFalse);
+  EXPECT_EQ(t->items[3]->i, std::numeric_limits<int64_t>::min());
+  EXPECT_TRUE(std::signbit(t->items[4]->f));
+  EXPECT_TRUE(std::isnan(t->items[5]->f));
+}
+
+TEST(Message, StringsBytesAndBigInts) {
+  const char16_t wide[] = u"h\xE9\xD800";  // includes a lone surrogate
+  std::string big(20, '\x7f');
+  MessageSizer s;
+  s.Tuple(3);
+  s.Str(2, 3);
+  s.Blob(5);
+  s.Blob(big.size());
+  MessageBuilder b(s.bytes(), s.refs());
+  b.Tuple(3);
+  std::memcpy(b.Str(2, 3), wide, 6);
+  std::memcpy(b.Bytes(5), "a\0b\0c", 5);
+  std::memcpy(b.BigInt(big.size()), big.data(), big.size());
+  MessagePtr m = b.Finish();
+  ASSERT_NE(m, nullptr);
+  auto t = DecodeAll(*m);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->items[0]->kind, 2);
+  EXPECT_EQ(std::memcmp(t->items[0]->bytes.data(), wide, 6), 0);
+  EXPECT_EQ(t->items[1]->bytes, std::string("a\0b\0c", 5));
+  EXPECT_EQ(t->items[2]->tag, Tag::kBigInt);
+  EXPECT_EQ(t->items[2]->bytes, big);
+}
+
+TEST(Message, RefsAreOwnedAndReleased) {
+  ASSERT_EQ(FakeChannel::live, 0);
+  int64_t buffers_before = SharedBuffer::LiveCountForTesting();
+  {
+    Ref<SharedBuffer> buf = SharedBuffer::Copy("hello", 5);
+    Ref<RefCounted> ch = MakeRef<FakeChannel>();
+    MessageSizer s;
+    s.Tuple(2);
+    s.RefValue();
+    s.RefValue();
+    MessageBuilder b(s.bytes(), s.refs());
+    b.Tuple(2);
+    b.RefValue(Tag::kBufferRef, RefKind::kBuffer, Ref<RefCounted>(Ref<SharedBuffer>(buf)));
+    b.RefValue(Tag::kChannelRef, RefKind::kChannel, ch);
+    MessagePtr m = b.Finish();
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(buf->RefCountForTesting(), 2);
+    EXPECT_EQ(ch->RefCountForTesting(), 2);
+    auto t = DecodeAll(*m);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->items[0]->buffer, buf.get());
+    EXPECT_EQ(t->items[1]->channel, ch.get());
+    m.reset();
+    EXPECT_EQ(buf->RefCountForTesting(), 1);
+    EXPECT_EQ(ch->RefCountForTesting(), 1);
+  }
+  EXPECT_EQ(FakeChannel::live, 0);
+  EXPECT_EQ(SharedBuffer::LiveCountForTesting(), buffers_before);
+}
+
+TEST(Message, UnfinishedBuilderReleasesRefs) {
+  Ref<RefCounted> ch = MakeRef<FakeChannel>();
+  {
+    MessageBuilder b(/*bytes=*/10, /*refs=*/2);
+    b.RefValue(Tag::kChannelRef, RefKind::kChannel, ch);
+    EXPECT_EQ(ch->RefCountForTesting(), 2);
+  }  // never finished
+  EXPECT_EQ(ch->RefCountForTesting(), 1);
+}
+
+TEST(Message, FinishRejectsSizeMismatch) {
+  MessageBuilder b(/*bytes=*/2, /*refs=*/0);
+  b.Scalar(Tag::kNone);
+  EXPECT_EQ(b.Finish(), nullptr);
+}
+
+TEST(Message, DepthLimit) {
+  for (int depth : {kMaxDepth, kMaxDepth + 1}) {
+    std::vector<uint8_t> bytes;
+    for (int i = 0; i < depth; ++i) {
+      bytes.push_back(static_cast<uint8_t>(Tag::kTuple));
+      bytes.push_back(1);
+    }
+    bytes.push_back(static_cast<uint8_t>(Tag::kNone));
+    DecodeError err;
+    auto t = DecodeBytes(bytes, &err);
+    if (depth <= kMaxDepth) {
+      EXPECT_NE(t, nullptr) << depth;
+    } else {
+      EXPECT_EQ(t, nullptr);
+      EXPECT_EQ(err, DecodeError::kTooDeep);
+    }
+  }
+}
+
+TEST(Message, RejectsMalformed) {
+  struct Case {
+    const char* name;
+    std::vector<uint8_t> bytes;
+    DecodeError want;
+  };
+  const std::vector<Case> cases = {
+      {"empty", {}, DecodeError::kTruncated},
+      {"bad tag", {0xEE}, DecodeError::kBadTag},
+      {"short int", {3, 1, 2}, DecodeError::kTruncated},
+      {"trailing", {0, 0}, DecodeError::kTrailing},
+      {"bytes past end", {9, 5, 'a'}, DecodeError::kTruncated},
+      {"huge tuple count", {10, 0xff, 0xff, 0xff, 0x0f}, DecodeError::kTruncated},
+      {"varint too long", {9, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01},
+       DecodeError::kTruncated},
+      {"ref without table", {11, 0}, DecodeError::kBadRef},
+      {"short big int", {4, 2, 1, 2}, DecodeError::kBadValue},
+      {"str4 past end", {8, 3, 0, 0, 0, 0}, DecodeError::kTruncated},
+  };
+  for (const Case& c : cases) {
+    DecodeError err;
+    auto t = DecodeBytes(c.bytes, &err);
+    EXPECT_EQ(t, nullptr) << c.name;
+    EXPECT_EQ(err, c.want) << c.name << ": " << DecodeErrorName(err);
+  }
+}
+
+TEST(Message, RefKindMismatchIsRejected) {
+  Ref<RefCounted> ch = MakeRef<FakeChannel>();
+  MessageSizer s;
+  s.RefValue();
+  MessageBuilder b(s.bytes(), s.refs());
+  b.RefValue(Tag::kBufferRef, RefKind::kChannel, ch);  // buffer tag, channel ref
+  MessagePtr m = b.Finish();
+  ASSERT_NE(m, nullptr);
+  DecodeError err;
+  EXPECT_EQ(DecodeAll(*m, &err), nullptr);
+  EXPECT_EQ(err, DecodeError::kBadRef);
+}
+
+TEST(Message, EveryTruncationIsRejected) {
+  // A valid nested message, cut at every length: never a crash, never ok.
+  MessageSizer s;
+  s.Tuple(3);
+  s.Str(1, 4);
+  s.Tuple(1);
+  s.Int64();
+  s.Blob(3);
+  MessageBuilder b(s.bytes(), s.refs());
+  b.Tuple(3);
+  std::memcpy(b.Str(1, 4), "abcd", 4);
+  b.Tuple(1);
+  b.Int64(42);
+  std::memcpy(b.Bytes(3), "xyz", 3);
+  MessagePtr m = b.Finish();
+  ASSERT_NE(m, nullptr);
+  auto payload = m->payload();
+  for (size_t cut = 0; cut < payload.size(); ++cut) {
+    std::vector<uint8_t> bytes(payload.begin(), payload.begin() + cut);
+    DecodeError err;
+    EXPECT_EQ(DecodeBytes(bytes, &err), nullptr) << cut;
+    EXPECT_NE(err, DecodeError::kOk);
+  }
+}
+
+TEST(Message, RandomBytesNeverCrash) {
+  std::mt19937 rng(12345);
+#ifdef XCHANNELS_UNDER_SANITIZER
+  const int rounds = 2000;
+#else
+  const int rounds = 20000;
+#endif
+  for (int r = 0; r < rounds; ++r) {
+    std::vector<uint8_t> bytes(rng() % 64);
+    for (auto& x : bytes) x = static_cast<uint8_t>(rng() % 16);  // mostly tags
+    DecodeError err;
+    auto t = DecodeBytes(bytes, &err);
+    EXPECT_EQ(t == nullptr, err != DecodeError::kOk);
+  }
+}
+
+TEST(Item, ScalarsAndOwnership) {
+  Item a = Item::Int(-5);
+  EXPECT_EQ(a.kind(), Item::Kind::kInt);
+  EXPECT_EQ(a.AsInt(), -5);
+  Item f = Item::Float(-0.0);
+  EXPECT_TRUE(std::signbit(f.AsFloat()));
+  Ref<RefCounted> ch = MakeRef<FakeChannel>();
+  {
+    Item c = Item::FromRef(Item::Kind::kChannel, ch);
+    EXPECT_EQ(ch->RefCountForTesting(), 2);
+    Item moved = std::move(c);
+    EXPECT_EQ(c.kind(), Item::Kind::kEmpty);  // NOLINT: testing moved-from
+    EXPECT_EQ(ch->RefCountForTesting(), 2);
+  }
+  EXPECT_EQ(ch->RefCountForTesting(), 1);
+}
+
+TEST(SharedBuffer, CopySliceAndLifetime) {
+  int64_t before = SharedBuffer::LiveCountForTesting();
+  Ref<SharedBuffer> slice;
+  {
+    Ref<SharedBuffer> base = SharedBuffer::Copy("0123456789", 10);
+    ASSERT_TRUE(base);
+    slice = SharedBuffer::Slice(base, 2, 5);
+    Ref<SharedBuffer> slice2 = SharedBuffer::Slice(slice, 1, 2);
+    EXPECT_EQ(slice2->root(), base.get());  // no chains of slices
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(slice2->data()), 2),
+              "34");
+  }
+  // The base is gone from our hands but the slice keeps it alive.
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(slice->data()), 5),
+            "23456");
+  slice = nullptr;
+  EXPECT_EQ(SharedBuffer::LiveCountForTesting(), before);
+}
+
+TEST(SharedBuffer, LayoutChecks) {
+  BufferLayout ints{"i", 4, {2, 3}};
+  EXPECT_TRUE(ints.Fits(24));
+  EXPECT_FALSE(ints.Fits(20));
+  EXPECT_FALSE(SharedBuffer::Copy("abc", 3, ints));
+  BufferLayout zero{"B", 0, {}};
+  EXPECT_FALSE(zero.Fits(0));
+  BufferLayout overflow{"B", 1, {int64_t{1} << 40, int64_t{1} << 40}};
+  EXPECT_FALSE(overflow.Fits(0));
+  BufferLayout negative{"B", 1, {-1}};
+  EXPECT_FALSE(negative.Fits(0));
+  Ref<SharedBuffer> b = SharedBuffer::Copy("abcdefgh", 8, BufferLayout{"d", 8, {}});
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->shape(), std::vector<int64_t>{1});
+  Ref<SharedBuffer> empty = SharedBuffer::Copy(nullptr, 0);
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->size(), 0u);
+}
+
+}  // namespace
+}  // namespace xchannels
