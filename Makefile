@@ -23,7 +23,7 @@ VPY = $(call VENV,$(1))/bin/python
 CMAKE = $(call VENV,3.13.0)/bin/cmake
 CTEST = $(call VENV,3.13.0)/bin/ctest
 
-.PHONY: test bench stress fuzz deps venvs install cpp-test cpp-test-asan \
+.PHONY: dev test bench stress fuzz deps venvs install cpp-test cpp-test-asan \
         cpp-test-tsan py-test clean docs
 
 # ---- set-up -----------------------------------------------------------------
@@ -62,6 +62,17 @@ install: deps venvs
 	@for v in $(PY_VERSIONS); do \
 	  py=.venv-$${v%.*}/bin/python; echo "== pip install . ($$v)"; \
 	  PATH=$$(dirname $$py):$$PATH $$py -m pip install -q --no-build-isolation --no-deps . ; \
+	done
+
+# In-place builds of the module for development: PYTHONPATH=python then
+# imports the source tree (both Pythons' modules sit side by side).
+dev: deps venvs
+	@for v in $(PY_VERSIONS); do \
+	  s=$${v%.*}; py=$(CURDIR)/.venv-$$s/bin/python; \
+	  $(CMAKE) -S . -B $(BUILD)/dev-$$s -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
+	    -DCMAKE_BUILD_TYPE=Release -DXCHANNELS_PYTHON=ON -DXCHANNELS_TESTS=OFF \
+	    -DPython_EXECUTABLE=$$py -Dpybind11_DIR=$$($$py -m pybind11 --cmakedir) >/dev/null; \
+	  $(CMAKE) --build $(BUILD)/dev-$$s -j $(JOBS) --target _xchannels; \
 	done
 
 # ---- tests ------------------------------------------------------------------
