@@ -418,28 +418,28 @@ void ChannelDealloc(PyObject* op) {
 #define FASTKW(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
 PyMethodDef kChannelMethods[] = {
-    {"put", FASTKW(ChannelPut), METH_FASTCALL | METH_KEYWORDS,
+    {"put", FASTKW(NoExcept<ChannelPut>::Call), METH_FASTCALL | METH_KEYWORDS,
      "put(obj, block=True, timeout=None)\n--\n\n"
      "Send obj. On a bounded channel, wait for room if block is true (at\n"
      "most timeout seconds, then raise ChannelFull). Raises ChannelClosed\n"
      "once the channel is closed, NotShareableError (nothing sent) for a\n"
      "value that cannot travel, TypeError for a typed channel's mismatch."},
-    {"put_nowait", ChannelPutNowait, METH_O,
+    {"put_nowait", NoExcept<ChannelPutNowait>::Call, METH_O,
      "put_nowait(obj)\n--\n\nput(obj, block=False)."},
-    {"get", FASTKW(ChannelGet), METH_FASTCALL | METH_KEYWORDS,
+    {"get", FASTKW(NoExcept<ChannelGet>::Call), METH_FASTCALL | METH_KEYWORDS,
      "get(block=True, timeout=None)\n--\n\n"
      "Receive the next item, waiting if block is true (at most timeout\n"
      "seconds, then raise ChannelEmpty). Raises ChannelClosed once the\n"
      "channel is closed and drained."},
-    {"get_nowait", ChannelGetNowait, METH_NOARGS,
+    {"get_nowait", NoExcept<ChannelGetNowait>::Call, METH_NOARGS,
      "get_nowait()\n--\n\nget(block=False)."},
-    {"put_many", FASTKW(ChannelPutMany), METH_FASTCALL | METH_KEYWORDS,
+    {"put_many", FASTKW(NoExcept<ChannelPutMany>::Call), METH_FASTCALL | METH_KEYWORDS,
      "put_many(items, block=True, timeout=None)\n--\n\n"
      "Send every item in order and return how many were sent. All items are\n"
      "checked and encoded first, so a bad one raises before any is sent. If\n"
      "the channel fills past the timeout or closes midway, the exception\n"
      "carries .sent, the number already sent."},
-    {"get_many", FASTKW(ChannelGetMany), METH_FASTCALL | METH_KEYWORDS,
+    {"get_many", FASTKW(NoExcept<ChannelGetMany>::Call), METH_FASTCALL | METH_KEYWORDS,
      "get_many(max_items, block=True, timeout=None)\n--\n\n"
      "Wait like get() for the first item, then take up to max_items - 1\n"
      "more that are already queued, without waiting. Returns a non-empty\n"
@@ -454,7 +454,7 @@ PyMethodDef kChannelMethods[] = {
      "empty()\n--\n\nqsize() == 0 (approximate, like queue.Queue)."},
     {"full", ChannelFullMethod, METH_NOARGS,
      "full()\n--\n\nTrue when bounded and qsize() >= maxsize (approximate)."},
-    {"from_id", ChannelFromId, METH_O | METH_CLASS,
+    {"from_id", NoExcept<ChannelFromId>::Call, METH_O | METH_CLASS,
      "from_id(id)\n--\n\nA handle on the existing channel with this id, from "
      "any interpreter.\nRaises ChannelNotFoundError if there is none."},
     {"__reduce__", ChannelReduce, METH_NOARGS, nullptr},
@@ -492,13 +492,13 @@ const char kChannelDoc[] =
 
 PyType_Slot kChannelSlots[] = {
     {Py_tp_doc, const_cast<char*>(kChannelDoc)},
-    {Py_tp_new, reinterpret_cast<void*>(ChannelNew)},
+    {Py_tp_new, reinterpret_cast<void*>(NoExcept<ChannelNew>::Call)},
     {Py_tp_dealloc, reinterpret_cast<void*>(ChannelDealloc)},
-    {Py_tp_repr, reinterpret_cast<void*>(ChannelRepr)},
+    {Py_tp_repr, reinterpret_cast<void*>(NoExcept<ChannelRepr>::Call)},
     {Py_tp_hash, reinterpret_cast<void*>(ChannelHash)},
     {Py_tp_richcompare, reinterpret_cast<void*>(ChannelRichCompare)},
     {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
-    {Py_tp_iternext, reinterpret_cast<void*>(ChannelIterNext)},
+    {Py_tp_iternext, reinterpret_cast<void*>(NoExcept<ChannelIterNext>::Call)},
     {Py_tp_methods, kChannelMethods},
     {Py_tp_getset, kChannelGetSet},
     {Py_tp_members, kChannelMembers},

@@ -253,9 +253,9 @@ const char kSharedBufferDoc[] =
 
 PyType_Slot kSharedBufferSlots[] = {
     {Py_tp_doc, const_cast<char*>(kSharedBufferDoc)},
-    {Py_tp_new, reinterpret_cast<void*>(SharedBufferNew)},
+    {Py_tp_new, reinterpret_cast<void*>(NoExcept<SharedBufferNew>::Call)},
     {Py_tp_dealloc, reinterpret_cast<void*>(SharedBufferDealloc)},
-    {Py_tp_repr, reinterpret_cast<void*>(SharedBufferRepr)},
+    {Py_tp_repr, reinterpret_cast<void*>(NoExcept<SharedBufferRepr>::Call)},
     {Py_tp_hash, reinterpret_cast<void*>(SharedBufferHash)},
     {Py_tp_richcompare, reinterpret_cast<void*>(SharedBufferRichCompare)},
     {Py_tp_methods, kSharedBufferMethods},
@@ -264,7 +264,7 @@ PyType_Slot kSharedBufferSlots[] = {
     {Py_bf_getbuffer, reinterpret_cast<void*>(SharedBufferGetBuffer)},
     {Py_mp_length, reinterpret_cast<void*>(SharedBufferLen)},
     {Py_sq_length, reinterpret_cast<void*>(SharedBufferLen)},
-    {Py_mp_subscript, reinterpret_cast<void*>(SharedBufferSubscript)},
+    {Py_mp_subscript, reinterpret_cast<void*>(NoExcept<SharedBufferSubscript>::Call)},
     {0, nullptr},
 };
 

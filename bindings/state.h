@@ -12,7 +12,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <exception>
 #include <memory>
+#include <new>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -113,6 +116,32 @@ bool ParseArgs(const char* fname, PyObject* const* args, Py_ssize_t nargs,
 // Whether a blocked call on this thread should wake for signals (only the
 // main thread of the main interpreter runs Python signal handlers).
 bool CallerHandlesSignals(ModuleState* st);
+
+// Wraps a CPython entry point so no C++ exception ever reaches Python:
+// std::bad_alloc becomes MemoryError, anything else SystemError. Zero cost
+// unless something throws.
+template <auto F>
+struct NoExcept;
+template <class R, class... A, R (*F)(A...)>
+struct NoExcept<F> {
+  static R Call(A... args) noexcept {
+    try {
+      return F(args...);
+    } catch (const std::bad_alloc&) {
+      PyErr_NoMemory();
+    } catch (const std::exception& e) {
+      PyErr_Format(PyExc_SystemError, "xchannels internal error: %s",
+                   e.what());
+    } catch (...) {
+      PyErr_SetString(PyExc_SystemError, "xchannels internal error");
+    }
+    if constexpr (std::is_same_v<R, PyObject*>) {
+      return nullptr;
+    } else {
+      return static_cast<R>(-1);
+    }
+  }
+};
 
 // Runs a blocking core call with the GIL released, restarting it after
 // signals that raise nothing. Returns the final status; kInterrupted means a
