@@ -23,7 +23,7 @@ VPY = $(call VENV,$(1))/bin/python
 CMAKE = $(call VENV,3.13.0)/bin/cmake
 CTEST = $(call VENV,3.13.0)/bin/ctest
 
-.PHONY: dev test bench stress fuzz deps venvs install cpp-test cpp-test-asan \
+.PHONY: dev test bench fuzz fuzz-build fuzz-short stress fuzz deps venvs install cpp-test cpp-test-asan \
         cpp-test-tsan py-test clean docs
 
 # ---- set-up -----------------------------------------------------------------
@@ -105,7 +105,25 @@ py-test: install
 	  .venv-$${v%.*}/bin/python -m pytest -q -m "not stress" tests/python; \
 	done
 
-test: cpp-test cpp-test-asan cpp-test-tsan py-test
+# libFuzzer over the message decoder (clang, with ASan + UBSan).
+FUZZ_SECONDS ?= 30
+fuzz-build: deps venvs
+	$(CMAKE) -S . -B $(BUILD)/fuzz -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DXCHANNELS_TESTS=OFF \
+	  -DXCHANNELS_FUZZ=ON -DXCHANNELS_SANITIZE=address,undefined >/dev/null
+	$(CMAKE) --build $(BUILD)/fuzz -j $(JOBS)
+
+fuzz-short: fuzz-build
+	@echo "== fuzzing the decoder for $(FUZZ_SECONDS) s"
+	@mkdir -p $(BUILD)/fuzz/corpus
+	@$(BUILD)/fuzz/decoder_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  $(BUILD)/fuzz/corpus > $(BUILD)/fuzz/log 2>&1 || { tail -60 $(BUILD)/fuzz/log; exit 1; }
+	@grep -E "^(Done|stat::number_of_executed_units)" $(BUILD)/fuzz/log
+
+fuzz:
+	$(MAKE) fuzz-short FUZZ_SECONDS=600
+
+test: cpp-test cpp-test-asan cpp-test-tsan fuzz-short py-test
 	@echo "== make test: all passed"
 
 # ---- benchmarks ---------------------------------------------------------------
