@@ -191,6 +191,12 @@ PyObject* ChannelPutMany(PyObject* op, PyObject* const* args,
     }
   }
   Py_DECREF(seq);
+  if (items.empty() && self->ch->closed()) {
+    // Nothing to send, but a closed channel refuses puts all the same.
+    RaiseStatus(self->state, OpStatus::kClosed, "put_many");
+    SetSent(0);
+    return nullptr;
+  }
   Deadline deadline = ba.deadline();
   for (size_t i = 0; i < items.size(); ++i) {
     OpStatus s = SendItem(self, items[i], ba, deadline);

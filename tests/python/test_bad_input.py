@@ -1,0 +1,223 @@
+"""tests/python/test_bad_input.py: every public function given wrong types,
+wrong values, oversized and malformed input. Each raises a specific
+exception and leaves the channel usable, with nothing half-sent."""
+
+from __future__ import annotations
+
+import array
+import io
+import sys
+import threading
+
+import pytest
+
+import xchannels
+from xchannels import Channel, NotShareableError, SharedBuffer
+
+
+class Weird:
+    pass
+
+
+class ExplodingBuffer:
+    """A buffer exporter whose export fails."""
+
+    def __buffer__(self, flags):
+        raise RuntimeError("export failed")
+
+
+NOT_SHAREABLE = [
+    [],
+    [1],
+    {},
+    {"a": 1},
+    set(),
+    frozenset({1}),
+    1j,
+    object(),
+    Weird(),
+    Weird,
+    len,
+    lambda: 1,
+    io.BytesIO(),
+    threading.Lock(),
+    range(3),
+    slice(1),
+    Ellipsis,
+    NotImplemented,
+    type,
+    sys,
+    iter([]),
+    (x for x in ()),
+    (1, (2, [3])),
+    ((), {}),
+]
+
+
+@pytest.fixture
+def ch():
+    c = Channel(4)
+    c.put("sentinel")
+    yield c
+    # Whatever the test did, the channel still works and kept its item.
+    c.put("after")
+    assert c.get_nowait() == "sentinel"
+    assert c.get_nowait() == "after"
+    assert c.empty()
+
+
+@pytest.mark.parametrize("value", NOT_SHAREABLE, ids=lambda v: type(v).__name__)
+def test_every_non_shareable_value(ch, value):
+    for send in (ch.put, ch.put_nowait, lambda v: ch.put_many([1, v])):
+        with pytest.raises(NotShareableError, match="is not shareable"):
+            send(value)
+    assert not xchannels.is_shareable(value)
+    assert ch.qsize() == 1
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ is 3.12+")
+def test_failing_buffer_export(ch):
+    with pytest.raises(RuntimeError, match="export failed"):
+        ch.put(ExplodingBuffer())
+    with pytest.raises(RuntimeError, match=r"item \[1\]: export failed"):
+        ch.put((1, ExplodingBuffer()))
+    assert not xchannels.is_shareable(ExplodingBuffer())
+
+
+@pytest.mark.parametrize(
+    "call,exc",
+    [
+        (lambda c: c.put(1, timeout=-0.1), ValueError),
+        (lambda c: c.put(1, timeout=float("nan")), ValueError),
+        (lambda c: c.put(1, timeout="1"), TypeError),
+        (lambda c: c.put(1, timeout=[1]), TypeError),
+        (lambda c: c.get(timeout=-1), ValueError),
+        (lambda c: c.get(block=True, timeout=complex(1)), TypeError),
+        (lambda c: c.get(1, 2, 3), TypeError),
+        (lambda c: c.get(bogus=1), TypeError),
+        (lambda c: c.put(), TypeError),
+        (lambda c: c.put(1, True, None, 4), TypeError),
+        (lambda c: c.put_nowait(), TypeError),
+        (lambda c: c.get_nowait(1), TypeError),
+        (lambda c: c.put_many(5), TypeError),
+        (lambda c: c.put_many(None), TypeError),
+        (lambda c: c.get_many(), TypeError),
+        (lambda c: c.get_many(-5), ValueError),
+        (lambda c: c.get_many("3"), TypeError),
+        (lambda c: c.get_many(2**70), OverflowError),
+        (lambda c: c.close(1), TypeError),
+        (lambda c: c.qsize(1), TypeError),
+        (lambda c: setattr(c, "maxsize", 3), AttributeError),
+        (lambda c: setattr(c, "anything", 3), AttributeError),
+    ],
+)
+def test_wrong_arguments_to_channel_methods(ch, call, exc):
+    with pytest.raises(exc):
+        call(ch)
+
+
+def test_bool_that_raises(ch):
+    class Bad:
+        def __bool__(self):
+            raise ZeroDivisionError("no truth")
+
+    with pytest.raises(ZeroDivisionError):
+        ch.put(1, block=Bad())
+    with pytest.raises(ZeroDivisionError):
+        ch.get(block=Bad())
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,exc",
+    [
+        ((-1,), {}, ValueError),
+        (("1",), {}, TypeError),
+        ((1.0,), {}, TypeError),
+        ((None,), {}, TypeError),
+        ((2**100,), {}, OverflowError),
+        ((1, 2), {}, TypeError),
+        ((), {"size": 1}, TypeError),
+        ((), {"type": list}, TypeError),
+        ((), {"type": "int"}, TypeError),
+        ((), {"type": int | list}, TypeError),
+        ((), {"type": tuple[list]}, TypeError),
+    ],
+)
+def test_wrong_channel_constructor_arguments(args, kwargs, exc):
+    with pytest.raises(exc):
+        Channel(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "value,exc",
+    [
+        ("1", TypeError),
+        (1.0, TypeError),
+        (None, TypeError),
+        (-1, xchannels.ChannelNotFoundError),
+        (0, xchannels.ChannelNotFoundError),
+        (2**64, xchannels.ChannelNotFoundError),
+        (2**200, xchannels.ChannelNotFoundError),
+    ],
+)
+def test_wrong_ids(value, exc):
+    with pytest.raises(exc):
+        Channel.from_id(value)
+
+
+@pytest.mark.parametrize(
+    "args,exc",
+    [
+        (([],), ValueError),
+        ((None,), TypeError),
+        ((5,), TypeError),
+        (([1, 2],), TypeError),
+        (([Channel(), "x"],), TypeError),
+        (([Channel()], -1), ValueError),
+        (([Channel()], "x"), TypeError),
+    ],
+)
+def test_wrong_select_arguments(args, exc):
+    with pytest.raises(exc):
+        xchannels.select(*args)
+
+
+@pytest.mark.parametrize("value", ["text", 1, None, [1], object()])
+def test_wrong_shared_buffer_arguments(value):
+    with pytest.raises(TypeError):
+        SharedBuffer(value)
+
+
+def test_shared_buffer_bad_indexing():
+    b = SharedBuffer(b"abc")
+    for bad in (3, -4, 2**70):
+        with pytest.raises(IndexError):
+            b[bad]
+    for bad in ("a", 1.0, None):
+        with pytest.raises(TypeError):
+            b[bad]
+    with pytest.raises(ValueError):
+        b[::-1]
+    with pytest.raises(TypeError):
+        b[0] = 1
+
+
+def test_oversized_and_odd_values_travel_or_refuse_cleanly(ch):
+    huge_int = 1 << 1_000_000
+    c = Channel()
+    c.put(huge_int)
+    assert c.get_nowait() == huge_int
+    wide = "\U0010ffff" * 100_000
+    c.put(wide)
+    assert c.get_nowait() == wide
+    empty_views = [memoryview(b""), bytearray(), array.array("d")]
+    for v in empty_views:
+        c.put(v)
+        assert len(c.get_nowait()) == 0
+    deep = ()
+    for _ in range(100_000):
+        deep = (deep,)
+    with pytest.raises(NotShareableError):
+        ch.put(deep)
+    with pytest.raises(NotShareableError):
+        ch.put_many([deep])
