@@ -46,6 +46,18 @@ inline constexpr uint64_t kClosedBit = 1;
 inline constexpr uint64_t kInFlightOne = 2;
 inline constexpr size_t kCacheLine = 64;
 
+// The Dekker fence of a sender, placed right after a seq_cst RMW. On x86 a
+// lock-prefixed RMW already is a full barrier (no store-load reordering
+// across it), so only the compiler must be stopped; an mfence there costs
+// ~10% of SPSC throughput. Elsewhere: a real seq_cst fence.
+inline void FenceAfterRmw() {
+#if defined(__x86_64__) || defined(__i386__)
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#else
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
+
 // The outcome of one non-blocking receive attempt.
 enum class Probe : uint8_t {
   kGot,      // an item was moved into `out`
@@ -190,8 +202,8 @@ class QueueBase {
  private:
   void EndInFlight(bool enqueued) {
     const uint64_t prev =
-        state_.fetch_sub(kInFlightOne, std::memory_order_acq_rel);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+        state_.fetch_sub(kInFlightOne, std::memory_order_seq_cst);
+    FenceAfterRmw();
     if (!recv_waiters_.HasWaiters()) return;
     if (prev == (kClosedBit | kInFlightOne)) {
       recv_waiters_.NotifyAll();  // receivers waiting for in-flight to end
@@ -200,6 +212,9 @@ class QueueBase {
     }
   }
 
+  // TSan: moodycamel 1.0.3 has a formal (C++-model) race when a block is
+  // recycled; it is suppressed for TSan builds only, see core/src/wait.cc
+  // and tests/cpp/tsan.supp.
   moodycamel::ConcurrentQueue<T> queue_;
   // Written by every send; kept off the lines the receivers write.
   alignas(kCacheLine) std::atomic<uint64_t> state_{0};
