@@ -23,7 +23,7 @@ VPY = $(call VENV,$(1))/bin/python
 CMAKE = $(call VENV,3.13.0)/bin/cmake
 CTEST = $(call VENV,3.13.0)/bin/ctest
 
-.PHONY: dev test bench fuzz fuzz-build fuzz-short stress fuzz deps venvs install cpp-test cpp-test-asan \
+.PHONY: docs typecheck stress dev test bench fuzz fuzz-build fuzz-short stress fuzz deps venvs install cpp-test cpp-test-asan \
         cpp-test-tsan py-test clean docs
 
 # ---- set-up -----------------------------------------------------------------
@@ -123,7 +123,27 @@ fuzz-short: fuzz-build
 fuzz:
 	$(MAKE) fuzz-short FUZZ_SECONDS=600
 
-test: cpp-test cpp-test-asan cpp-test-tsan fuzz-short py-test
+# The documentation site (MkDocs + mkdocstrings), strict: a warning, a broken
+# link or a missing page fails the build.
+docs: install
+	@.venv-3.13/bin/python -m pip install -q mkdocs mkdocs-material "mkdocstrings[python]"
+	@mkdir -p $(BUILD)/docs
+	@sed -e 's|@DOCS_DIR@|$(CURDIR)/docs|' -e 's|@SITE_DIR@|$(CURDIR)/$(BUILD)/site|' \
+	  docs/mkdocs.yml > $(BUILD)/docs/mkdocs.yml
+	cd $(BUILD)/docs && NO_MKDOCS_2_WARNING=1 $(CURDIR)/.venv-3.13/bin/python -m mkdocs build --strict -q -f mkdocs.yml
+	@echo "== docs built in $(BUILD)/site"
+
+typecheck: install
+	@echo "== mypy --strict over the package, its stubs and an example"
+	.venv-3.13/bin/python -m mypy --strict python/xchannels tests/python/typing_example.py
+
+stress: install
+	@for v in $(PY_VERSIONS); do \
+	  echo "== stress on Python $$v"; \
+	  .venv-$${v%.*}/bin/python -m pytest -q -m stress tests/python; \
+	done
+
+test: cpp-test cpp-test-asan cpp-test-tsan fuzz-short py-test typecheck docs
 	@echo "== make test: all passed"
 
 # ---- benchmarks ---------------------------------------------------------------

@@ -37,3 +37,18 @@ def test_example_runs(code, tmp_path):
 
 def test_there_are_examples():
     assert len(list(examples())) >= 5
+
+
+def test_readme_links_into_docs_exist():
+    text = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(((?!https?:)[^)#]+)", text)
+    assert links
+    for link in links:
+        assert (ROOT / link).exists(), f"README links to missing {link}"
+
+
+def test_typing_example_runs():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "python" / "typing_example.py")], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
