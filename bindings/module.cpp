@@ -281,6 +281,13 @@ PYBIND11_MODULE(_xchannels, m, pyb::mod_gil_not_used(),
       pyb::arg("obj"),
       "is_shareable(obj) -> bool\n\nWhether obj can travel through a "
       "Channel (a deep check).");
+#if defined(__clang__)
+  m.attr("__compiler__") = "clang " __clang_version__;
+#elif defined(__GNUC__)
+  m.attr("__compiler__") = "gcc " __VERSION__;
+#else
+  m.attr("__compiler__") = "unknown";
+#endif
   m.def(
       "_live_channels",
       []() { return xchannels::Registry::Global().size(); },

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <utility>
 
@@ -16,10 +17,66 @@ std::atomic<int64_t> g_live{0};
 // Storage is 64-byte aligned so any element type, and SIMD loads, are happy.
 constexpr size_t kAlignment = 64;
 
-uint8_t* AllocateStorage(size_t size) {
+// Large blocks come back to a small process-wide cache instead of the OS:
+// a fresh multi-megabyte allocation is an mmap whose every page faults on
+// first touch, which costs more than copying the bytes. Streaming same-sized
+// payloads then reuses warm pages. Bounded: at most kCacheBlocks blocks and
+// kCacheBytes bytes are kept; a block serves requests from half its size up.
+constexpr size_t kCacheMinBlock = 64 * 1024;
+constexpr size_t kCacheBlocks = 8;
+constexpr size_t kCacheBytes = 128 * 1024 * 1024;
+
+class BlockCache {
+ public:
+  uint8_t* Take(size_t size, size_t* capacity) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+      Block b = blocks_[i];
+      if (b.capacity >= size && b.capacity / 2 <= size) {
+        blocks_[i] = blocks_.back();
+        blocks_.pop_back();
+        bytes_ -= b.capacity;
+        *capacity = b.capacity;
+        return b.data;
+      }
+    }
+    return nullptr;
+  }
+  // Returns false if the cache is full: the caller frees the block.
+  bool Give(uint8_t* data, size_t capacity) {
+    if (capacity < kCacheMinBlock) return false;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (blocks_.size() >= kCacheBlocks || bytes_ + capacity > kCacheBytes) {
+      return false;
+    }
+    blocks_.push_back(Block{data, capacity});
+    bytes_ += capacity;
+    return true;
+  }
+
+ private:
+  struct Block {
+    uint8_t* data;
+    size_t capacity;
+  };
+  std::mutex mu_;
+  std::vector<Block> blocks_;
+  size_t bytes_ = 0;
+};
+
+BlockCache& Cache() {
+  static BlockCache* cache = new BlockCache();  // never destroyed: safe at exit
+  return *cache;
+}
+
+uint8_t* AllocateStorage(size_t size, size_t* capacity) {
   size_t rounded = (size + kAlignment - 1) / kAlignment * kAlignment;
   if (rounded < size) return nullptr;  // overflow
   if (rounded == 0) rounded = kAlignment;
+  if (rounded >= kCacheMinBlock) {
+    if (uint8_t* reused = Cache().Take(rounded, capacity)) return reused;
+  }
+  *capacity = rounded;
   return static_cast<uint8_t*>(std::aligned_alloc(kAlignment, rounded));
 }
 
@@ -51,14 +108,15 @@ SharedBuffer::SharedBuffer(const uint8_t* data, size_t size,
 }
 
 SharedBuffer::~SharedBuffer() {
-  std::free(owned_);
+  if (owned_ != nullptr && !Cache().Give(owned_, capacity_)) std::free(owned_);
   g_live.fetch_sub(1, std::memory_order_relaxed);
 }
 
 Ref<SharedBuffer> SharedBuffer::Allocate(size_t size, uint8_t** writable,
                                          BufferLayout layout) {
   if (!layout.Fits(size)) return nullptr;
-  uint8_t* storage = AllocateStorage(size);
+  size_t capacity = 0;
+  uint8_t* storage = AllocateStorage(size, &capacity);
   if (storage == nullptr) return nullptr;
   *writable = storage;
   auto* buf = new (std::nothrow)
@@ -67,6 +125,7 @@ Ref<SharedBuffer> SharedBuffer::Allocate(size_t size, uint8_t** writable,
     std::free(storage);
     return nullptr;
   }
+  buf->capacity_ = capacity;
   return Ref<SharedBuffer>::Adopt(buf);
 }
 

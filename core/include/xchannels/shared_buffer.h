@@ -76,6 +76,7 @@ class SharedBuffer final : public RefCounted {
   size_t size_;
   BufferLayout layout_;
   uint8_t* owned_;         // storage freed with this object, or nullptr
+  size_t capacity_ = 0;    // bytes allocated at owned_
   Ref<SharedBuffer> base_;  // for slices: the root block
 };
 
