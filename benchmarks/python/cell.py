@@ -1,0 +1,285 @@
+"""benchmarks/python/cell.py: run one (workload, peer) cell and print its result.
+
+    python benchmarks/python/cell.py WORKLOAD PEER [--quick]
+
+``run.py`` starts one of these per cell in its own process session, so a
+peer that hangs or crashes is killed with everything it started (processes,
+sub-interpreters, threads) without sinking the run. The last stdout line is
+``@@RESULT <json>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import queue
+import statistics
+import sys
+import time
+import traceback
+from typing import Any
+
+from peers import Actor, Peer, make_peer
+from workloads import BY_NAME, Workload
+
+# Seconds one timed round should last, and how many timed rounds.
+TARGET_FULL = 0.5
+TARGET_QUICK = 0.1
+ROUNDS = 3
+
+
+class CellError(Exception):
+    pass
+
+
+class Cell:
+    def __init__(self, w: Workload, peer: Peer, quick: bool) -> None:
+        self.w = w
+        self.peer = peer
+        self.quick = quick
+        self.target = TARGET_QUICK if quick else TARGET_FULL
+        # A round that takes this long means a hang.
+        self.round_timeout = 10.0 if quick else 30.0
+        self.actors: list[Actor] = []
+        self.ctrl: list[Any] = []
+        self.queues: list[Any] = []
+        self.producers: list[int] = []
+        self.consumers: list[int] = []
+
+    # -- set-up ---------------------------------------------------------------
+
+    def setup(self) -> None:
+        w, peer = self.w, self.peer
+        size = w.payload_bytes
+        self.out = peer.make_queue()
+        self.queues.append(self.out)
+        if w.topology == "pingpong":
+            ping, pong = peer.make_queue(), peer.make_queue()
+            self.queues += [ping, pong]
+            cons_q = [{"ping": ping, "pong": pong}]
+            prod_q = [{"ping": ping, "pong": pong}]
+        elif w.topology == "per-producer":
+            data = [peer.make_queue(size) for _ in range(w.producers)]
+            self.queues += data
+            cons_q = [{f"d{i}": q for i, q in enumerate(data)}]
+            prod_q = [{"data": q} for q in data]
+        else:
+            data = peer.make_queue(size)
+            self.queues.append(data)
+            cons_q = [{"data": data}] * w.consumers
+            prod_q = [{"data": data}] * w.producers
+        common = {
+            "PAYLOAD": w.payload,
+            "NCONS": 1 if w.topology == "per-producer" else w.consumers,
+            "NPROD": w.producers,
+            "TARGET": self.target,
+        }
+        # Consumers first, so they are waiting when producers start.
+        for role, qs_list, idx in (
+            (w.consumer_role, cons_q, self.consumers),
+            (w.producer_role, prod_q, self.producers),
+        ):
+            for qs in qs_list:
+                me = len(self.actors)
+                ctrl = peer.make_queue()
+                self.queues.append(ctrl)
+                self.ctrl.append(ctrl)
+                name = f"{'prod' if idx is self.producers else 'cons'}{me}"
+                params = dict(common, ME=me)
+                a = peer.start(name, role, dict(qs, ctrl=ctrl, out=self.out), params)
+                self.actors.append(a)
+                idx.append(me)
+
+    # -- rounds ---------------------------------------------------------------
+
+    def _wait(self, want: str, k: int, deadline: float) -> dict[int, tuple]:
+        got: dict[int, tuple] = {}
+        while len(got) < k:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = k - len(got)
+                raise TimeoutError(
+                    f"timed out waiting for {missing} '{want}' report(s) "
+                    f"after {self.round_timeout:.0f} s"
+                )
+            try:
+                r = self.peer.main_get(self.out, timeout=min(1.0, left))
+            except queue.Empty:
+                for a in self.actors:
+                    if not a.alive():
+                        a.join(0)
+                        raise CellError(f"actor {a.name} died: {a.error or 'no error text'}")
+                continue
+            if not isinstance(r, tuple):
+                # interp-queues: items sent by an interpreter that has been
+                # destroyed since come back as UNBOUND placeholders.
+                time.sleep(0.2)
+                errs = [f"{a.name}: {a.error}" for a in self.actors if a.error]
+                raise CellError(f"got {r!r} (sender's interpreter is gone)"
+                                + (f"; {errs[0]}" if errs else ""))
+            if r[0] == "error":
+                raise CellError(f"actor {r[1]} raised:\n{r[2]}")
+            if r[0] != want:
+                raise CellError(f"unexpected report {r!r} while waiting for {want}")
+            got[r[1]] = r
+        return got
+
+    def round(self, n: int) -> dict[str, Any]:
+        deadline = time.monotonic() + self.round_timeout
+        for c in self.consumers:
+            self.peer.main_put(self.ctrl[c], (n, 0.0))
+        self._wait("ready", len(self.consumers), deadline)
+        t_go = time.perf_counter() + self.peer.go_margin
+        for p in self.producers:
+            self.peer.main_put(self.ctrl[p], (n, t_go))
+        done = self._wait("done", len(self.actors), deadline)
+        t0 = min(done[p][2] for p in self.producers)
+        t1 = max(done[c][2] for c in self.consumers)
+        put = sum(done[p][3] for p in self.producers)
+        res: dict[str, Any] = {"n": n, "items": put, "elapsed": t1 - t0}
+        if self.w.kind == "latency":
+            r = done[self.producers[0]]
+            res.update(round_trips=r[3], median=r[4], p99=r[5], elapsed=r[6])
+            got = done[self.consumers[0]][3]
+            if got != r[3]:
+                raise CellError(f"ponger echoed {got} items, pinger did {r[3]}")
+        else:
+            got = sum(done[c][3] for c in self.consumers)
+            if got != put:
+                raise CellError(f"consumers got {got} items, producers put {put}")
+        return res
+
+    def measure(self) -> dict[str, Any]:
+        w = self.w
+        t_cell = time.monotonic()
+        warm: list[dict[str, Any]] = []
+        if w.kind == "latency":
+            warm.append(self.round(w.n0))
+            timed = []
+            for _ in range(ROUNDS):
+                timed.append(self.round(w.n_max))
+            med = statistics.median(r["median"] for r in timed)
+            p99 = statistics.median(r["p99"] for r in timed)
+            return {
+                "rounds": timed,
+                "warmup": warm,
+                "rt_median_us": med * 1e6,
+                "rt_p99_us": p99 * 1e6,
+                "round_trips_per_s": 1.0 / med,
+                "round_trips": sum(r["round_trips"] for r in timed),
+                "cell_seconds": time.monotonic() - t_cell,
+            }
+        # Warm up and calibrate: grow n until a round lasts >= target/2
+        # (the first rounds are slow: caches, allocators, lazy imports).
+        n = w.n0
+        for _ in range(8):
+            r = self.round(n)
+            warm.append(r)
+            el = max(r["elapsed"], 1e-6)
+            if el >= self.target / 2 or n >= w.n_max:
+                break
+            n = min(w.n_max, int(n * min(20.0, max(2.0, self.target / el))))
+        n = max(1, min(w.n_max, int(n * self.target / el)))
+        if w.topology == "shared" and "batch" in w.name:
+            n = max(100, n // 100 * 100)
+        timed = []
+        for i in range(ROUNDS):
+            timed.append(self.round(n))
+            # A slow cell (a round far over target: big payloads on a slow
+            # peer) is not repeated past ~3 rounds' worth of time.
+            if sum(r["elapsed"] for r in timed) > 3 * self.target + 1.0:
+                break
+        rates = [r["items"] / r["elapsed"] for r in timed]
+        ips = statistics.median(rates)
+        return {
+            "rounds": timed,
+            "warmup": warm,
+            "n_per_producer": n,
+            "items_per_s": ips,
+            "mb_per_s": ips * w.payload_bytes / 1e6,
+            "cell_seconds": time.monotonic() - t_cell,
+        }
+
+    # -- tear-down ------------------------------------------------------------
+
+    def teardown(self, failed: bool) -> list[str]:
+        notes = []
+        if failed:
+            self.peer.abort(self.queues)
+        for c in self.ctrl:
+            try:
+                self.peer.main_put(c, (-1, 0.0))
+            except Exception:
+                pass
+        deadline = time.monotonic() + (5.0 if not failed else 2.0)
+        for a in self.actors:
+            if not a.join(max(0.05, deadline - time.monotonic())):
+                notes.append(f"{a.name} did not stop; killed with the cell")
+                a.kill()
+        self.peer.close(self.queues)
+        # Drop the queues now (os._exit skips finalizers; multiprocessing's
+        # semaphores would be reported as leaked).
+        self.queues.clear()
+        self.ctrl.clear()
+        self.out = None
+        self.actors.clear()
+        gc.collect()
+        return notes
+
+
+def run(workload: str, peer_name: str, quick: bool) -> dict[str, Any]:
+    w = BY_NAME[workload]
+    res: dict[str, Any] = {"workload": workload, "peer": peer_name}
+    try:
+        peer = make_peer(peer_name)
+    except Exception as e:
+        # Not 'n/a': the peer should work here (e.g. a module being rebuilt).
+        return dict(res, status="error", error=f"cannot load peer: {type(e).__name__}: {e}")
+    reason = peer.available() or peer.unsupported(workload, w.payload)
+    if reason:
+        return dict(res, status="n/a", reason=reason)
+    res["where"] = peer.where
+    if w.name == "batch":
+        res["how"] = peer.batch
+    elif w.name.startswith("select"):
+        res["how"] = peer.select_how
+    cell = Cell(w, peer, quick)
+    failed = False
+    try:
+        cell.setup()
+        res.update(cell.measure())
+        res["status"] = "ok"
+    except TimeoutError as e:
+        failed = True
+        res.update(status="timeout", error=str(e))
+    except BaseException as e:  # noqa: BLE001 - record and go on
+        failed = True
+        res.update(status="error", error=f"{type(e).__name__}: {e}"[-4000:])
+        if not isinstance(e, CellError):
+            res["traceback"] = traceback.format_exc()[-4000:]
+    finally:
+        notes = cell.teardown(failed)
+        if notes:
+            res["teardown"] = notes
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("workload")
+    ap.add_argument("peer")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    res = run(args.workload, args.peer, args.quick)
+    sys.stdout.write("@@RESULT " + json.dumps(res) + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave at once: a stuck interpreter or feeder thread must not hold the
+    # exit (everything this cell started is stopped or killed above).
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

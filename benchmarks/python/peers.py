@@ -1,0 +1,596 @@
+"""benchmarks/python/peers.py: the transports compared, and where their actors run.
+
+A *peer* is a queue implementation plus the place its actors (producers,
+consumers) run:
+
+=================  ==========================================  ===========================
+peer               queue                                       actors run in
+=================  ==========================================  ===========================
+xchannels          ``xchannels.Channel``                       own-GIL sub-interpreters,
+                                                               one per actor, each on its
+                                                               own thread
+interp-queues      CPython 3.13 ``test.support.interpreters``  own-GIL sub-interpreters,
+                   ``queues`` (``syncobj=True``: no pickle)    one per actor, own thread
+mp-queue           ``multiprocessing.Queue``                   processes (``spawn``)
+faster-fifo        ``faster_fifo.Queue`` (pickles)             processes (``spawn``)
+queue-thread       ``queue.Queue``                             threads of the one
+                                                               interpreter (shared GIL)
+=================  ==========================================  ===========================
+
+Every actor runs the same role code (a string, see ``workloads.py``) after a
+per-peer *prelude* that binds the names the role code uses:
+
+``Q_<name>``      the attached queues (``.put(x)`` / ``.get()`` block)
+``ctrl_get()``    next control message for this actor: ``(n, t_go)``;
+                  n < 0 = stop
+``wait_until(t)`` sleep, then spin, until ``perf_counter() >= t``
+``report(t)``     send a tuple to the orchestrator
+``batch_putter(q)`` / ``batch_getter(q)``  callables: native put_many /
+                  get_many(100) where the peer has them, else put/get of one
+                  100-int tuple per message
+``select(qs)``    native select where the peer has one, else a polling loop
+``make_payload(kind)``  the value to stream
+``perf_counter``  ``time.perf_counter`` (CLOCK_MONOTONIC on Linux, so the
+                  same clock in every thread, interpreter and process)
+
+Each peer's queues are also used for its own control messages, so a peer is
+measured without depending on another one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as _queue
+import sys
+import textwrap
+import threading
+import time
+import traceback
+from typing import Any
+
+# ---- payloads ---------------------------------------------------------------
+
+KiB = 1024
+MiB = 1024 * 1024
+
+# kind -> (python expression building it, size in bytes used for MB/s)
+PAYLOADS: dict[str, tuple[str, int]] = {
+    "int": ("12345", 8),
+    "5-tuple": ('(1, 2.5, "abc", b"xyz", None)', 8 + 8 + 3 + 3 + 0),
+    "str-100": ('"x" * 100', 100),
+    "bytes-1KiB": ('b"\\xab" * 1024', KiB),
+    "bytes-1MiB": ('b"\\xab" * (1024 * 1024)', MiB),
+    "bytes-64MiB": ('b"\\xab" * (64 * 1024 * 1024)', 64 * MiB),
+    "SharedBuffer-64MiB": ("SHARED_64MIB", 64 * MiB),
+}
+
+# ---- role-code helpers shared by every prelude --------------------------------
+
+_COMMON = """\
+from time import perf_counter
+from functools import partial as _partial
+import time as _time
+
+def make_payload(kind):
+    exprs = {exprs!r}
+    if kind == "SharedBuffer-64MiB":
+        return SHARED_64MIB()
+    return eval(exprs[kind])
+
+def wait_until(t):
+    d = t - perf_counter()
+    if d > 0.002:
+        _time.sleep(d - 0.002)
+    while perf_counter() < t:
+        pass
+
+def poll_select(qs, _empty=_EMPTY, _sleep=_time.sleep):
+    # No select API: round-robin get_nowait, 50 us nap when all are empty.
+    while True:
+        for q in qs:
+            try:
+                return q.get_nowait()
+            except _empty:
+                pass
+        _sleep(0.00005)
+"""
+
+
+def _common() -> str:
+    return _COMMON.format(exprs={k: v[0] for k, v in PAYLOADS.items()})
+
+
+# Wraps the role code so any exception reaches the orchestrator as
+# ("error", me, traceback) instead of vanishing with the actor.
+_GUARD = """\
+try:
+{body}
+except BaseException:
+    import traceback as _tb
+    try:
+        report(("error", ME, _tb.format_exc()))
+    except BaseException:
+        pass
+    raise
+"""
+
+
+def guard(role_code: str) -> str:
+    return _GUARD.format(body=textwrap.indent(textwrap.dedent(role_code), "    "))
+
+
+# ---- actors -------------------------------------------------------------------
+
+
+class Actor:
+    """One running actor; ``error`` holds text if it died abnormally."""
+
+    name: str
+    error: str | None = None
+
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    def join(self, timeout: float) -> bool:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """Best effort; threads and interpreters cannot be killed."""
+
+
+class ThreadActor(Actor):
+    """Code exec'd in a thread of this interpreter (globals given as objects)."""
+
+    def __init__(self, name: str, code: str, env: dict[str, Any]) -> None:
+        self.name = name
+        self.error = None
+        self._t = threading.Thread(target=self._main, args=(code, env), daemon=True, name=name)
+        self._t.start()
+
+    def _main(self, code: str, env: dict[str, Any]) -> None:
+        try:
+            exec(compile(code, f"<{self.name}>", "exec"), env)  # noqa: S102 - our own code
+        except BaseException:
+            self.error = traceback.format_exc()
+
+    def alive(self) -> bool:
+        return self._t.is_alive()
+
+    def join(self, timeout: float) -> bool:
+        self._t.join(timeout)
+        return not self._t.is_alive()
+
+
+if sys.version_info >= (3, 13):
+    import _interpreters as _interp
+
+    def _interp_create() -> int:
+        return _interp.create("isolated")  # own GIL
+
+    def _interp_exec(iid: int, code: str) -> str | None:
+        err = _interp.exec(iid, code)
+        if err is None:
+            return None
+        return err.formatted or f"{err.type.__name__}: {err.msg}"
+
+else:  # 3.12
+    import _xxsubinterpreters as _interp
+
+    def _interp_create() -> int:
+        return _interp.create(isolated=True)
+
+    def _interp_exec(iid: int, code: str) -> str | None:
+        try:
+            _interp.run_string(iid, code)
+        except _interp.RunFailedError as e:
+            return str(e)
+        return None
+
+
+class SubinterpreterActor(Actor):
+    """Code run in a fresh own-GIL sub-interpreter on its own thread.
+
+    The thread creates and destroys the interpreter (3.12 requires the
+    creating thread to destroy it). Creation happens before ``started`` is
+    set, so start-up is outside any timed region.
+    """
+
+    def __init__(self, name: str, code: str) -> None:
+        self.name = name
+        self.error = None
+        self.started = threading.Event()
+        self._t = threading.Thread(target=self._main, args=(code,), daemon=True, name=name)
+        self._t.start()
+
+    def _main(self, code: str) -> None:
+        iid = None
+        try:
+            iid = _interp_create()
+            self.started.set()
+            err = _interp_exec(iid, code)
+            if err is not None:
+                self.error = err
+        except BaseException:
+            self.error = traceback.format_exc()
+        finally:
+            self.started.set()
+            if iid is not None:
+                try:
+                    _interp.destroy(iid)
+                except BaseException:
+                    if self.error is None:
+                        self.error = traceback.format_exc()
+
+    def alive(self) -> bool:
+        return self._t.is_alive()
+
+    def join(self, timeout: float) -> bool:
+        self._t.join(timeout)
+        return not self._t.is_alive()
+
+
+def _process_main(name: str, code: str, env: dict[str, Any]) -> None:
+    """Entry point of a process actor (importable, for spawn)."""
+    exec(compile(code, f"<{name}>", "exec"), env)  # noqa: S102 - our own code
+
+
+class ProcessActor(Actor):
+    def __init__(self, ctx: Any, name: str, code: str, env: dict[str, Any]) -> None:
+        self.name = name
+        self.error = None
+        self._p = ctx.Process(target=_process_main, args=(name, code, env), daemon=True, name=name)
+        self._p.start()
+
+    def alive(self) -> bool:
+        return self._p.is_alive()
+
+    def join(self, timeout: float) -> bool:
+        self._p.join(timeout)
+        if self._p.is_alive():
+            return False
+        if self._p.exitcode not in (0, None) and self.error is None:
+            self.error = f"process {self.name} exited with code {self._p.exitcode}"
+        return True
+
+    def kill(self) -> None:
+        if self._p.is_alive():
+            self._p.terminate()
+            self._p.join(2)
+        if self._p.is_alive():
+            self._p.kill()
+            self._p.join(2)
+
+
+# ---- peers --------------------------------------------------------------------
+
+
+class Peer:
+    name = "?"
+    label = "?"
+    where = "?"
+    batch = "?"  # how the batch workload is done
+    select_how = "?"  # how the select workload is done
+    # Producers are told to start this far ahead: more than the time a
+    # control message takes to arrive.
+    go_margin = 0.005
+
+    def available(self) -> str | None:
+        """None if usable here, else the reason it is not."""
+        return None
+
+    def unsupported(self, workload: str, payload: str | None) -> str | None:
+        """None if this peer can run the cell, else why not ('n/a')."""
+        return None
+
+    def make_queue(self, payload_bytes: int | None = None) -> Any:
+        raise NotImplementedError
+
+    def main_put(self, q: Any, x: Any) -> None:
+        q.put(x)
+
+    def main_get(self, q: Any, timeout: float) -> Any:
+        """Get from q; raise queue.Empty after timeout seconds."""
+        return q.get(timeout=timeout)
+
+    def start(self, name: str, role: str, queues: dict[str, Any], params: dict[str, Any]) -> Actor:
+        raise NotImplementedError
+
+    def abort(self, queues: list[Any]) -> None:
+        """Wake actors blocked on these queues, if the peer can."""
+
+    def close(self, queues: list[Any]) -> None:
+        """Release resources after the cell."""
+
+
+def _params_code(params: dict[str, Any]) -> str:
+    return "".join(f"{k} = {v!r}\n" for k, v in params.items())
+
+
+class XChannelsPeer(Peer):
+    name = "xchannels"
+    label = "xchannels"
+    where = "each actor in its own own-GIL sub-interpreter on its own thread"
+    batch = "put_many / get_many(100)"
+    select_how = "xchannels.select"
+
+    def __init__(self) -> None:
+        import xchannels
+
+        self.mod = xchannels
+
+    def make_queue(self, payload_bytes: int | None = None) -> Any:
+        return self.mod.Channel()
+
+    def main_get(self, q: Any, timeout: float) -> Any:
+        try:
+            return q.get(timeout=timeout)
+        except self.mod.ChannelEmpty:
+            raise _queue.Empty from None
+
+    def start(self, name, role, queues, params):
+        lines = ["import xchannels", "_EMPTY = xchannels.ChannelEmpty"]
+        for qname, ch in queues.items():
+            lines.append(f"Q_{qname} = xchannels.Channel.from_id({ch.id!r})")
+        code = "\n".join(lines) + "\n" + _params_code(params) + _common() + textwrap.dedent("""\
+            ctrl_get = Q_ctrl.get
+            report = Q_out.put
+            def SHARED_64MIB():
+                return xchannels.SharedBuffer(b"\\xab" * (64 * 1024 * 1024))
+            def batch_putter(q):
+                return q.put_many
+            def batch_getter(q):
+                return _partial(q.get_many, 100)
+            def select(qs, _sel=xchannels.select):
+                return _sel(qs)[1]
+            NATIVE_BATCH = True
+            """) + guard(role)
+        a = SubinterpreterActor(name, code)
+        a.started.wait(30)
+        return a
+
+    def abort(self, queues):
+        for q in queues:
+            try:
+                q.close()
+            except Exception:
+                pass
+
+    close = abort
+
+
+class InterpQueuesPeer(Peer):
+    name = "interp-queues"
+    label = "interp queues (3.13)"
+    where = "each actor in its own own-GIL sub-interpreter on its own thread"
+    batch = "emulated: one 100-int tuple per message (no batch API)"
+    select_how = "emulated: round-robin get_nowait + 50 us sleep (no select API)"
+    go_margin = 0.03  # control messages wait up to 10 ms (polling get)
+
+    def available(self):
+        if sys.version_info < (3, 13):
+            return "needs CPython 3.13 (test.support.interpreters.queues)"
+        try:
+            from test.support.interpreters import queues  # noqa: F401
+        except Exception as e:  # pragma: no cover - depends on the build
+            return f"cannot import test.support.interpreters.queues: {e}"
+        return None
+
+    def unsupported(self, workload, payload):
+        if payload == "SharedBuffer-64MiB":
+            # The nearest zero-copy equivalent exists: a shared memoryview.
+            return None
+        return None
+
+    def make_queue(self, payload_bytes: int | None = None) -> Any:
+        from test.support.interpreters import queues
+
+        # syncobj=True: items travel as cross-interpreter data, not pickled
+        # (the 3.13.0 default pickles every item).
+        return queues.create(syncobj=True)
+
+    def main_get(self, q: Any, timeout: float) -> Any:
+        # 3.13 truncates timeouts with int(); ask for whole seconds.
+        return q.get(timeout=max(1, int(round(timeout))))
+
+    def start(self, name, role, queues, params):
+        # The queue id goes in by code string: prepare_main(q=queue) fails
+        # on 3.13 until the sub-interpreter has imported the queues module.
+        lines = [
+            "from test.support.interpreters import queues as _queues",
+            "_EMPTY = _queues.QueueEmpty",
+        ]
+        for qname, q in queues.items():
+            lines.append(f"Q_{qname} = _queues.Queue({q.id!r})")
+        code = "\n".join(lines) + "\n" + _params_code(params) + _common() + textwrap.dedent("""\
+            ctrl_get = Q_ctrl.get
+            report = Q_out.put
+            def SHARED_64MIB():
+                # nearest equivalent of a SharedBuffer: a memoryview, shared
+                # zero-copy (it must not outlive this interpreter).
+                return memoryview(bytearray(64 * 1024 * 1024))
+            def batch_putter(q):
+                return q.put
+            def batch_getter(q):
+                return q.get
+            select = poll_select
+            NATIVE_BATCH = False
+            """) + guard(role)
+        a = SubinterpreterActor(name, code)
+        a.started.wait(30)
+        return a
+
+
+class _ProcessPeer(Peer):
+    where = "each actor in its own process (multiprocessing, spawn)"
+
+    def __init__(self) -> None:
+        self.ctx = multiprocessing.get_context("spawn")
+
+    def unsupported(self, workload, payload):
+        if payload == "SharedBuffer-64MiB":
+            return "no zero-copy shared buffer: items are pickled (see bytes-64MiB)"
+        return None
+
+    _PROC_PRELUDE = ""
+
+    def start(self, name, role, queues, params):
+        env = {f"Q_{k}": v for k, v in queues.items()}
+        env["__name__"] = "__actor__"
+        code = (
+            "import queue as _q\n_EMPTY = _q.Empty\n"
+            + _params_code(params)
+            + _common()
+            + textwrap.dedent(self._PROC_PRELUDE)
+            + guard(role)
+        )
+        return ProcessActor(self.ctx, name, code, env)
+
+
+class MPQueuePeer(_ProcessPeer):
+    name = "mp-queue"
+    label = "multiprocessing.Queue"
+    batch = "emulated: one 100-int tuple per message (no batch API)"
+    select_how = "emulated: round-robin get_nowait + 50 us sleep (no select API)"
+
+    def make_queue(self, payload_bytes: int | None = None) -> Any:
+        return self.ctx.Queue()
+
+    _PROC_PRELUDE = """\
+        ctrl_get = Q_ctrl.get
+        report = Q_out.put
+        def batch_putter(q):
+            return q.put
+        def batch_getter(q):
+            return q.get
+        select = poll_select
+        NATIVE_BATCH = False
+        """
+
+    def close(self, queues):
+        for q in queues:
+            try:
+                q.cancel_join_thread()
+                q.close()
+            except Exception:
+                pass
+
+
+class FasterFifoPeer(_ProcessPeer):
+    name = "faster-fifo"
+    label = "faster-fifo"
+    batch = "put_many / get_many(max_messages_to_get=100)"
+    select_how = "emulated: round-robin get_nowait + 50 us sleep (no select API)"
+
+    def available(self):
+        try:
+            import faster_fifo  # noqa: F401
+        except Exception as e:
+            return f"faster-fifo not installed ({e}); pip install faster-fifo"
+        return None
+
+    def make_queue(self, payload_bytes: int | None = None) -> Any:
+        import faster_fifo
+
+        # A circular buffer of fixed size in shared memory; room for a few
+        # pickled items of the largest payload.
+        if payload_bytes is None:  # control queue
+            size = MiB
+        else:
+            size = max(64 * MiB, 3 * payload_bytes + MiB)
+        return faster_fifo.Queue(max_size_bytes=size)
+
+    def main_put(self, q, x):
+        q.put(x, timeout=60)
+
+    def main_get(self, q, timeout):
+        return q.get(timeout=timeout)
+
+    # faster-fifo's default timeout is 10 s; block "forever" instead.
+    _PROC_PRELUDE = """\
+        import faster_fifo
+        _EMPTY = _q.Empty
+        def _forever_get(q):
+            def get():
+                while True:
+                    try:
+                        return q.get(timeout=3600)
+                    except _q.Empty:
+                        pass
+            return get
+        ctrl_get = _forever_get(Q_ctrl)
+        report = lambda t: Q_out.put(t, timeout=60)
+        def batch_putter(q):
+            return _partial(q.put_many, timeout=60)
+        def batch_getter(q):
+            return _partial(q.get_many, timeout=3600, max_messages_to_get=100)
+        select = poll_select
+        NATIVE_BATCH = True
+        """
+
+    def close(self, queues):
+        for q in queues:
+            try:
+                q.close()
+            except Exception:
+                pass
+
+
+class ThreadQueuePeer(Peer):
+    name = "queue-thread"
+    label = "queue.Queue (threads)"
+    where = "each actor a thread of the main interpreter (one GIL)"
+    batch = "emulated: one 100-int tuple per message (no batch API)"
+    select_how = "emulated: round-robin get_nowait + 50 us sleep (no select API)"
+
+    def make_queue(self, payload_bytes: int | None = None) -> Any:
+        return _queue.Queue()
+
+    def start(self, name, role, queues, params):
+        env: dict[str, Any] = {f"Q_{k}": v for k, v in queues.items()}
+        env["__name__"] = "__actor__"
+        env["_EMPTY"] = _queue.Empty
+        code = (
+            _params_code(params)
+            + _common()
+            + textwrap.dedent("""\
+            ctrl_get = Q_ctrl.get
+            report = Q_out.put
+            def SHARED_64MIB():
+                import xchannels
+                return xchannels.SharedBuffer(b"\\xab" * (64 * 1024 * 1024))
+            def batch_putter(q):
+                return q.put
+            def batch_getter(q):
+                return q.get
+            select = poll_select
+            NATIVE_BATCH = False
+            """)
+            + guard(role)
+        )
+        return ThreadActor(name, code, env)
+
+
+PEER_CLASSES = [XChannelsPeer, InterpQueuesPeer, MPQueuePeer, FasterFifoPeer, ThreadQueuePeer]
+PEER_NAMES = [c.name for c in PEER_CLASSES]
+BASELINE = "mp-queue"
+
+
+def make_peer(name: str) -> Peer:
+    for c in PEER_CLASSES:
+        if c.name == name:
+            return c()
+    raise KeyError(name)
+
+
+def peer_info() -> dict[str, dict[str, str]]:
+    """Static description of every peer (for the JSON and the docs)."""
+    return {
+        c.name: {
+            "label": c.label,
+            "where": c.where if c is not _ProcessPeer else "",
+            "batch": c.batch,
+            "select": c.select_how,
+        }
+        for c in PEER_CLASSES
+    }

@@ -1,0 +1,704 @@
+"""benchmarks/python/report.py: tables, goals, plots and docs/benchmarks.md from a result JSON.
+
+``run.py`` calls these after a run; to redo the plots and the docs from a
+saved result without measuring again::
+
+    python benchmarks/python/report.py benchmarks/results/<date>-<commit>.json
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs"
+DOCS_IMG = DOCS / "img"
+
+BASELINE = "mp-queue"
+STREAM_MSGS = ["int", "5-tuple", "str-100", "bytes-1KiB"]
+STREAM_BIG = ["bytes-1MiB", "bytes-64MiB", "SharedBuffer-64MiB"]
+PATTERNS = ["mpmc-2x2", "fanout-1x2", "select-4", "batch"]
+
+# ---- formatting -----------------------------------------------------------------
+
+
+def si(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suf}{unit}"
+    return f"{x:.3g}{unit}"
+
+
+def us(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x >= 1000:
+        return f"{x / 1000:.3g} ms"
+    return f"{x:.3g} µs"
+
+
+def ratio_str(r: float | None) -> str:
+    if r is None:
+        return "-"
+    return f"{r:.3g}x" if r < 100 else f"{r:,.0f}x"
+
+
+def cells_by(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(c["workload"], c["peer"]): c for c in data.get("cells", [])}
+
+
+def figure(c: dict[str, Any] | None) -> float | None:
+    """The cell's headline figure, higher = better (items/s, or round trips/s)."""
+    if not c or c.get("status") != "ok":
+        return None
+    if "rt_median_us" in c:
+        return 1e6 / c["rt_median_us"]
+    return c.get("items_per_s")
+
+
+def ratio(data: dict[str, Any], workload: str, peer: str) -> float | None:
+    """Speed relative to multiprocessing.Queue in the same run (> 1 = faster)."""
+    cells = cells_by(data)
+    a, b = figure(cells.get((workload, peer))), figure(cells.get((workload, BASELINE)))
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def status_text(c: dict[str, Any] | None) -> str:
+    if c is None:
+        return "not run"
+    st = c.get("status")
+    if st == "n/a":
+        return f"n/a: {c.get('reason', '')}"
+    if st in ("error", "timeout", "skipped"):
+        return f"{st}: {first_line(c.get('error') or c.get('reason') or '')}"
+    return ""
+
+
+def first_line(s: str, n: int = 100) -> str:
+    lines = [ln for ln in s.strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else ""
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def cell_value_text(c: dict[str, Any] | None, short: bool = False) -> str:
+    if not c or c.get("status") != "ok":
+        st = (c or {}).get("status", "not run")
+        return st if short else status_text(c)
+    if "rt_median_us" in c:
+        return f"{us(c['rt_median_us'])} (p99 {us(c['rt_p99_us'])})"
+    t = f"{si(c['items_per_s'])}/s"
+    if c["workload"].startswith("stream-bytes") or "Buffer" in c["workload"]:
+        t += f", {si(c['mb_per_s'] * 1e6, 'B')}/s"
+    return t
+
+
+# ---- stdout table and goals ----------------------------------------------------
+
+
+def table_lines(data: dict[str, Any]) -> list[str]:
+    cells = cells_by(data)
+    peers = data["peers_order"]
+    out = [
+        f"{'workload':<26} {'peer':<15} {'figure':<34} {'vs mp.Queue':>11}  note",
+        "-" * 100,
+    ]
+    for w in data["workloads_order"]:
+        for p in peers:
+            c = cells.get((w, p))
+            if c is None:
+                continue
+            if c.get("status") == "ok":
+                fig = cell_value_text(c)
+                note = c.get("how", "")
+            else:
+                fig = c.get("status", "?")
+                note = status_text(c)
+            out.append(f"{w:<26} {p:<15} {fig:<34} {ratio_str(ratio(data, w, p)):>11}  {note}")
+        out.append("")
+    out.append("vs mp.Queue: speed relative to multiprocessing.Queue measured in this run")
+    out.append("(items/s ratio; for pingpong, its median round trip / this one). > 1 = faster.")
+    return out
+
+
+def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
+    cells = cells_by(data)
+    res = []
+
+    def add(name: str, ok: bool | None, detail: str) -> None:
+        res.append({"goal": name, "status": "PASS" if ok else "MISS", "detail": detail})
+
+    c = cells.get(("stream-int", "xchannels"))
+    r = ratio(data, "stream-int", "xchannels")
+    if figure(c) is None or r is None:
+        add("stream-int >= 3M msg/s and >= 30x multiprocessing.Queue", None,
+            f"no figure ({status_text(c) or 'baseline missing'})")
+    else:
+        add("stream-int >= 3M msg/s and >= 30x multiprocessing.Queue",
+            c["items_per_s"] >= 3e6 and r >= 30,
+            f"{si(c['items_per_s'])} msg/s, {ratio_str(r)} multiprocessing.Queue")
+    c = cells.get(("stream-5-tuple", "xchannels"))
+    r = ratio(data, "stream-5-tuple", "xchannels")
+    if r is None:
+        add("stream-5-tuple >= 15x multiprocessing.Queue", None,
+            f"no figure ({status_text(c) or 'baseline missing'})")
+    else:
+        add("stream-5-tuple >= 15x multiprocessing.Queue", r >= 15,
+            f"{si(c['items_per_s'])} msg/s, {ratio_str(r)} multiprocessing.Queue")
+    c = cells.get(("pingpong", "xchannels"))
+    if figure(c) is None:
+        add("pingpong round trip <= 10 µs", None, f"no figure ({status_text(c)})")
+    else:
+        add("pingpong round trip <= 10 µs", c["rt_median_us"] <= 10,
+            f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}")
+    return res
+
+
+def goal_lines(data: dict[str, Any]) -> list[str]:
+    return [f"GOAL {g['status']}  {g['goal']}: {g['detail']}" for g in data.get("goals", [])]
+
+
+# ---- C++ micro-benchmarks ------------------------------------------------------
+
+
+def cpp_rows(cpp: dict[str, Any]) -> list[dict[str, Any]]:
+    """Channel flavours against raw moodycamel, per workload."""
+    by: dict[tuple[str, str], dict[str, Any]] = {}
+    for b in cpp.get("benchmarks", []):
+        name = b["name"].split("/")[0]
+        parts = name.split("_")
+        if len(parts) != 3:
+            continue
+        # With repetitions, keep the median aggregate; else the one run.
+        if b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") != "median":
+                continue
+        elif (parts[2], parts[1]) in by:
+            continue
+        by[(parts[2], parts[1])] = b
+    rows = []
+    for wl in ("Spsc", "Mpmc", "PingPong"):
+        raw = by.get((wl, "RawMoodycamel"))
+        blk = by.get((wl, "BlockingMoodycamel"))
+        order = {"Unbounded": 0, "Bounded1024": 1, "Bounded1": 2, "RawMoodycamel": 8, "BlockingMoodycamel": 9}
+        for (w, flavor), b in sorted(by.items(), key=lambda kv: (order.get(kv[0][1], 5), kv[0][1])):
+            if w != wl:
+                continue
+            if wl == "PingPong":
+                fig = b.get("per_roundtrip")
+                text = us(fig * 1e6) if fig else "-"
+
+                def rel(o: dict[str, Any] | None, fig: float | None = fig) -> float | None:
+                    return o["per_roundtrip"] / fig if o and fig and o.get("per_roundtrip") else None
+            else:
+                fig = b.get("items_per_second")
+                text = f"{si(fig)}/s" if fig else "-"
+
+                def rel(o: dict[str, Any] | None, fig: float | None = fig) -> float | None:
+                    return fig / o["items_per_second"] if o and fig and o.get("items_per_second") else None
+            rows.append({"workload": wl, "flavor": flavor, "figure": text,
+                         "vs_raw": rel(raw), "vs_blocking": rel(blk)})
+    return rows
+
+
+# ---- pool ---------------------------------------------------------------------
+
+
+def flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out += flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(d, list) and d and all(not isinstance(x, (dict, list)) for x in d):
+        out.append((prefix, d))
+    elif isinstance(d, list):
+        for i, v in enumerate(d):
+            label = v.get("name") or v.get("workload") if isinstance(v, dict) else None
+            out += flatten(v, f"{prefix}[{label or i}]")
+    else:
+        out.append((prefix, d))
+    return out
+
+
+def pool_variants(pool: Any) -> list[dict[str, Any]] | None:
+    """bench_pool's {"variants": [{"name", "peers": [{"name", "seconds",
+    "speedup_vs_serial", ...}]}]} layout, or None if it is something else."""
+    if not isinstance(pool, dict) or not isinstance(pool.get("variants"), list):
+        return None
+    vs = [v for v in pool["variants"] if isinstance(v, dict) and isinstance(v.get("peers"), list)]
+    return vs or None
+
+
+def pool_speedups(pool: Any) -> list[tuple[str, float]]:
+    """Every numeric leaf whose key mentions a speed-up."""
+    res = []
+    for k, v in flatten(pool):
+        last = k.rsplit(".", 1)[-1].lower().replace("-", "").replace("_", "")
+        if "speedup" in last and isinstance(v, (int, float)) and not isinstance(v, bool):
+            res.append((k, float(v)))
+    return res
+
+
+# ---- plots ----------------------------------------------------------------------
+
+PEER_COLORS = {
+    "xchannels": "#1f77b4",
+    "interp-queues": "#ff7f0e",
+    "mp-queue": "#2ca02c",
+    "faster-fifo": "#9467bd",
+    "queue-thread": "#8c564b",
+}
+
+
+def _bars(ax: Any, data: dict[str, Any], workloads: list[str], value, ylabel: str, title: str) -> None:
+    cells = cells_by(data)
+    peers = data["peers_order"]
+    width = 0.8 / len(peers)
+    ymin = None
+    for i, p in enumerate(peers):
+        xs, ys = [], []
+        for j, w in enumerate(workloads):
+            v = value(cells.get((w, p)))
+            if v:
+                xs.append(j + (i - (len(peers) - 1) / 2) * width)
+                ys.append(v)
+                ymin = v if ymin is None else min(ymin, v)
+        ax.bar(xs, ys, width, label=data["peer_info"][p]["label"], color=PEER_COLORS.get(p))
+    ax.set_yscale("log")
+    if ymin:
+        ax.set_ylim(bottom=ymin / 3)
+    for i, p in enumerate(peers):
+        for j, w in enumerate(workloads):
+            c = cells.get((w, p))
+            if not value(c):
+                x = j + (i - (len(peers) - 1) / 2) * width
+                ax.text(x, (ymin or 1) / 2.5, (c or {}).get("status", "-"), rotation=90,
+                        ha="center", va="bottom", fontsize=7, color="gray")
+    ax.set_xticks(range(len(workloads)))
+    ax.set_xticklabels(workloads, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", which="major", alpha=0.3)
+
+
+def plots(data: dict[str, Any], outdir: Path = RESULTS) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    stamp = f"{data['date']} {data['commit']}{' (quick)' if data.get('quick') else ''}"
+    made = []
+
+    def ok(c, key):
+        return c[key] if c and c.get("status") == "ok" and c.get(key) else None
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [4, 3]})
+    _bars(a1, data, [f"stream-{p}" for p in STREAM_MSGS], lambda c: ok(c, "items_per_s"),
+          "messages / s (log)", "Streaming, small items: messages per second")
+    _bars(a2, data, [f"stream-{p}" for p in STREAM_BIG], lambda c: ok(c, "mb_per_s"),
+          "MB / s (log)", "Streaming, large items: MB per second")
+    for ax in (a1, a2):
+        ax.set_xlabel("workload (1 producer, 1 consumer)")
+    a1.legend(fontsize=8, loc="upper right")
+    fig.suptitle(f"Throughput by payload, higher is better — {stamp}", fontsize=10)
+    fig.text(0.5, 0.005, "queue.Queue (threads) passes references inside one interpreter (no copy); "
+             "SharedBuffer-64MiB hands over a reference to one block, so its MB/s is nominal.",
+             ha="center", va="bottom", fontsize=7, color="dimgray")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    p = outdir / "throughput.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    made.append(p)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    cells = cells_by(data)
+    peers = data["peers_order"]
+    labels = [data["peer_info"][q]["label"] for q in peers]
+    med = [ok(cells.get(("pingpong", q)), "rt_median_us") for q in peers]
+    p99 = [ok(cells.get(("pingpong", q)), "rt_p99_us") for q in peers]
+    xs = range(len(peers))
+    ax.bar([x - 0.2 for x in xs], [m or 0 for m in med], 0.4, label="median")
+    ax.bar([x + 0.2 for x in xs], [m or 0 for m in p99], 0.4, label="p99")
+    if any(med):
+        ax.set_yscale("log")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_xlabel("peer")
+    ax.set_ylabel("round trip, µs (log)")
+    ax.set_title(f"Ping-pong round-trip latency, lower is better — {stamp}", fontsize=10)
+    for x, m in zip(xs, med):
+        if m:
+            ax.text(x - 0.2, m, us(m), ha="center", va="bottom", fontsize=7)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    p = outdir / "latency.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    made.append(p)
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    _bars(ax, data, PATTERNS, lambda c: ok(c, "items_per_s"), "items / s (log)",
+          f"Patterns (2 cores: contention, not scaling), higher is better — {stamp}")
+    ax.set_xlabel("workload")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    p = outdir / "patterns.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    made.append(p)
+
+    pres = (data.get("pool") or {}).get("result")
+    pv = pool_variants(pres)
+    sp = pool_speedups(pres)
+    if pv:
+        names: list[str] = []
+        for v in pv:
+            for q in v["peers"]:
+                if q.get("name") not in names:
+                    names.append(q.get("name"))
+        fig, ax = plt.subplots(figsize=(10, 4.8))
+        width = 0.8 / max(1, len(names))
+        for i, nm in enumerate(names):
+            xs, ys = [], []
+            for j, v in enumerate(pv):
+                for q in v["peers"]:
+                    if q.get("name") == nm and isinstance(q.get("speedup_vs_serial"), (int, float)):
+                        xs.append(j + (i - (len(names) - 1) / 2) * width)
+                        ys.append(q["speedup_vs_serial"])
+            ax.bar(xs, ys, width, label=nm)
+        ax.axhline(1.0, color="gray", lw=1, ls="--")
+        ax.set_xticks(range(len(pv)))
+        ax.set_xticklabels([f"{v['name']} ({v.get('tasks', '?')} tasks)" for v in pv], fontsize=8)
+        ax.set_xlabel("pool workload (start-up included)")
+        ax.set_ylabel("speed-up vs serial (x), higher is better")
+        workers = pres.get("workers", "?") if isinstance(pres, dict) else "?"
+        ax.set_title(f"Pool speed-up, {workers} workers on {data['machine'].get('cpu_count')} CPUs — {stamp}",
+                     fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        p = outdir / "pool_speedup.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        made.append(p)
+    elif sp:
+        fig, ax = plt.subplots(figsize=(9, 0.6 * len(sp) + 1.8))
+        ax.barh([k for k, _ in sp], [v for _, v in sp], color="#1f77b4")
+        ax.axvline(1.0, color="gray", lw=1)
+        ax.set_xlabel("speed-up (x), as reported by bench_pool.py")
+        ax.set_ylabel("pool workload")
+        ax.set_title(f"Pool speed-up — {stamp}", fontsize=10)
+        ax.tick_params(axis="y", labelsize=7)
+        fig.tight_layout()
+        p = outdir / "pool_speedup.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        made.append(p)
+    return made
+
+
+# ---- docs/benchmarks.md --------------------------------------------------------
+
+
+def _reading(data: dict[str, Any]) -> list[str]:
+    cells = cells_by(data)
+    peers = [p for p in data["peers_order"] if p != "xchannels"]
+    wins, close, behind = [], [], []
+    for w in data["workloads_order"]:
+        x = figure(cells.get((w, "xchannels")))
+        if x is None:
+            continue
+        others = [(figure(cells.get((w, p))), p) for p in peers]
+        others = [(v, p) for v, p in others if v is not None]
+        if not others:
+            continue
+        # Across interpreters/processes only: queue.Queue stays in one interpreter.
+        cross = [(v, p) for v, p in others if p != "queue-thread"] or others
+        best, bp = max(cross)
+        r = x / best
+        label = data["peer_info"][bp]["label"]
+        if r >= 1.25:
+            wins.append(f"{w} ({r:.3g}x the best cross-interpreter/process peer, {label})")
+        elif r >= 0.8:
+            close.append(f"{w} ({label} at {1 / r:.2g}x of xchannels)")
+        else:
+            behind.append(f"{w} ({label} is {1 / r:.3g}x faster)")
+    out = []
+    if wins:
+        out.append("- **xchannels leads** in: " + "; ".join(wins) + ".")
+    if close:
+        out.append("- **A peer is close** (within 25 %) in: " + "; ".join(close) + ".")
+    if behind:
+        out.append("- **xchannels is slower** in: " + "; ".join(behind) + ".")
+    qt_ahead = []
+    for w in data["workloads_order"]:
+        x, q = figure(cells.get((w, "xchannels"))), figure(cells.get((w, "queue-thread")))
+        if x and q and q > x:
+            qt_ahead.append(f"{w} ({q / x:.3g}x)")
+    if qt_ahead:
+        out.append(
+            "- `queue.Queue` between two threads of one interpreter beats xchannels in: "
+            + "; ".join(qt_ahead)
+            + ". It passes references under one GIL: no copy, no decode, and no parallel "
+            "Python, so for large bytes it measures reference passing only."
+        )
+    pv = pool_variants(((data.get("pool") or {}).get("result")))
+    if pv:
+        parts = []
+        for v in pv:
+            xs = next((q for q in v["peers"] if "xchannels" in str(q.get("name"))), None)
+            mp = next((q for q in v["peers"] if str(q.get("name")) == "multiprocessing.Pool"), None)
+            if xs and isinstance(xs.get("seconds"), (int, float)) and xs["seconds"] > 0:
+                sv = xs.get("speedup_vs_serial")
+                t = f"{v['name']}: {xs['seconds']:.3g} s"
+                if isinstance(sv, (int, float)):
+                    t += f", {sv:.2g}x serial"
+                if mp and isinstance(mp.get("seconds"), (int, float)):
+                    t += f", {mp['seconds'] / xs['seconds']:.2g}x multiprocessing.Pool"
+                parts.append(t)
+        if parts:
+            out.append("- Pool (start-up included, 2 workers on 2 cores): xchannels.Pool " + "; ".join(parts) + ".")
+    return out
+
+
+def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -> str:
+    cells = cells_by(data)
+    peers = data["peers_order"]
+    info = data["peer_info"]
+    m = data["machine"]
+    L: list[str] = []
+    L.append("# Benchmarks")
+    L.append("")
+    L.append(
+        "<!-- Generated by benchmarks/python/run.py (or report.py) from "
+        f"{json_rel}; do not edit by hand. -->"
+    )
+    L.append("")
+    quick = " **This is a `--quick` run: short cells, rough figures.**" if data.get("quick") else ""
+    L.append(
+        f"Run of {data['date']} at commit `{data['commit']}`, on {m.get('cpu_model', '?')} "
+        f"({m.get('cpu_count', '?')} CPUs), {m.get('uname', '?')}; "
+        f"Python {data['python'].get('bench', '?').split()[0]}; compiler {data.get('compiler', '?')}. "
+        f"The whole run took {data.get('run_seconds', 0):.0f} s.{quick}"
+    )
+    L.append("")
+    L.append(
+        "Every figure below was measured in the same run as the others, on a shared, "
+        "noisy 2-core machine: read the ratios, not the absolute numbers. "
+        f"Raw data: `{json_rel}`. Reproduce with `make bench` (or `make bench QUICK=1`)."
+    )
+    L.append("")
+    L.append("## Goals")
+    L.append("")
+    for g in data.get("goals", []):
+        L.append(f"- **{g['status']}** {g['goal']}: {g['detail']}")
+    L.append("")
+    L.append("## Peers")
+    L.append("")
+    L.append("| peer | what | actors run in |")
+    L.append("| --- | --- | --- |")
+    for p in peers:
+        L.append(f"| {p} | {info[p]['label']} | {info[p]['where']} |")
+    L.append("")
+    L.append(
+        "Time runs from the first put to the last get seen by the consumers, after "
+        "warm-up rounds; interpreter and process start-up are excluded. Each cell is "
+        "calibrated to about "
+        f"{data.get('target_seconds', 0):g} s per round and repeated up to 3 times; "
+        "the median is kept. Workloads are defined in `benchmarks/README.md`."
+    )
+    L.append("")
+    L.append("## Reading")
+    L.append("")
+    L += _reading(data)
+    L += [
+        "- The machine has 2 cores. `mpmc-2x2` runs 4 busy actors, `fanout-1x2` 3 and "
+        "`select-4` 5: on 2 cores they show contention and scheduling, not scaling; "
+        "compare them between peers, not with the streams.",
+        "- CPython's interpreter queues (3.13) poll: a blocking `get`/`put` that finds "
+        "nothing sleeps 10 ms and retries, which is why their ping-pong round trip is "
+        "~10 ms. They were run with `syncobj=True` (cross-interpreter data, no pickle); "
+        "3.13.0's default pickles every item. For `SharedBuffer-64MiB` they carry a "
+        "shared `memoryview` of a 64 MiB `bytearray`, their nearest zero-copy equivalent "
+        "(it must not outlive the interpreter that made it).",
+        "- `SharedBuffer-64MiB` hands over a reference to the same 64 MiB block: its MB/s "
+        "is nominal (the consumer does not read the bytes). The processes peers cannot "
+        "carry it without pickling it (n/a; see `bytes-64MiB`).",
+        "- multiprocessing.Queue and faster-fifo pickle every item and run their actors in "
+        "processes started with `spawn` (start-up excluded). `select-4` and, except for "
+        "xchannels and faster-fifo, `batch` are emulated where a peer has no such API; "
+        "see the notes in the tables.",
+    ]
+    L.append("")
+    L.append("## Streams: one producer, one consumer")
+    L.append("")
+    if "throughput" in images:
+        L.append(f"![Throughput by payload]({images['throughput']})")
+        L.append("")
+    L += _wide_table(data, [w for w in data["workloads_order"] if w.startswith("stream-")])
+    L.append("")
+    L.append("## Round-trip latency")
+    L.append("")
+    if "latency" in images:
+        L.append(f"![Ping-pong latency]({images['latency']})")
+        L.append("")
+    L += _wide_table(data, ["pingpong"])
+    L.append("")
+    L.append("## Patterns: several producers or consumers, select, batches")
+    L.append("")
+    if "patterns" in images:
+        L.append(f"![Patterns]({images['patterns']})")
+        L.append("")
+    L += _wide_table(data, [w for w in PATTERNS if w in data["workloads_order"]])
+    L.append("")
+    how = []
+    for w in ("batch", "select-4"):
+        for p in peers:
+            c = cells.get((w, p))
+            if c and c.get("how"):
+                how.append(f"{w} / {p}: {c['how']}")
+    if how:
+        L.append("How each peer did `batch` and `select-4`: " + "; ".join(how) + ".")
+        L.append("")
+    L.append("## Pool")
+    L.append("")
+    pool = data.get("pool") or {}
+    if pool.get("status") == "ok":
+        if "pool_speedup" in images:
+            L.append(f"![Pool speed-up]({images['pool_speedup']})")
+            L.append("")
+        L.append("Figures from `benchmarks/python/bench_pool.py` (start-up included):")
+        L.append("")
+        pv = pool_variants(pool.get("result"))
+        res = pool.get("result")
+        if pv:
+            names: list[str] = []
+            for v in pv:
+                for q in v["peers"]:
+                    if q.get("name") not in names:
+                        names.append(q.get("name"))
+            L.append("| workload | " + " | ".join(names) + " |")
+            L.append("| --- |" + " --- |" * len(names))
+            for v in pv:
+                row = []
+                for nm in names:
+                    q = next((q for q in v["peers"] if q.get("name") == nm), None)
+                    if q is None or not isinstance(q.get("seconds"), (int, float)):
+                        row.append(str((q or {}).get("error", "-"))[:60].replace("|", "/"))
+                    else:
+                        sv = q.get("speedup_vs_serial")
+                        row.append(f"{q['seconds']:.3g} s" + (f" ({sv:.3g}x serial)" if isinstance(sv, (int, float)) else ""))
+                L.append(f"| {v['name']} ({v.get('tasks', '?')} tasks) | " + " | ".join(row) + " |")
+            L.append("")
+            for v in pv:
+                if v.get("note"):
+                    L.append(f"- {v['name']}: {v['note']}")
+            extra = {k: v for k, v in res.items() if k not in ("variants",) and not isinstance(v, (dict, list))}
+            if extra:
+                L.append("")
+                L.append("Settings: " + ", ".join(f"{k} = {v}" for k, v in extra.items()) + ".")
+            pool_rows = []
+        else:
+            pool_rows = flatten(res)[:60]
+            L.append("| figure | value |")
+            L.append("| --- | --- |")
+        for k, v in pool_rows:
+            if isinstance(v, float):
+                v = f"{v:.4g}"
+            L.append(f"| {k} | {v} |")
+    else:
+        L.append(f"Not measured in this run: {pool.get('note', 'no pool figures')}.")
+    L.append("")
+    L.append("## C++ micro-benchmarks: Channel against raw moodycamel")
+    L.append("")
+    cpp = data.get("cpp") or {}
+    if cpp.get("status") == "ok":
+        L.append(
+            "`build/bench/channel_bench` (Google Benchmark), int64 items, threads in one "
+            "process. Ratio > 1 means the Channel flavour is faster than the reference "
+            "(raw = busy-polling `ConcurrentQueue`, blocking = `BlockingConcurrentQueue`)."
+        )
+        L.append("")
+        if cpp.get("failed"):
+            L.append("Failed or timed out: " + "; ".join(f"{k} ({v})" for k, v in cpp["failed"].items()) + ".")
+            L.append("")
+        L.append("| workload | flavour | figure | vs raw moodycamel | vs blocking moodycamel |")
+        L.append("| --- | --- | --- | --- | --- |")
+        for r in cpp_rows(cpp):
+            L.append(f"| {r['workload']} | {r['flavor']} | {r['figure']} | "
+                     f"{ratio_str(r['vs_raw'])} | {ratio_str(r['vs_blocking'])} |")
+    else:
+        L.append(f"Not measured in this run: {cpp.get('note', 'no C++ figures')}.")
+    L.append("")
+    return "\n".join(L)
+
+
+def _wide_table(data: dict[str, Any], workloads: list[str]) -> list[str]:
+    cells = cells_by(data)
+    peers = data["peers_order"]
+    info = data["peer_info"]
+    L = ["| workload | " + " | ".join(info[p]["label"] for p in peers) + " |",
+         "| --- |" + " --- |" * len(peers)]
+    notes = []
+    for w in workloads:
+        row = []
+        for p in peers:
+            c = cells.get((w, p))
+            if c and c.get("status") == "ok":
+                r = ratio(data, w, p)
+                row.append(cell_value_text(c) + (f" **{ratio_str(r)}**" if r and p != BASELINE else ""))
+            else:
+                st = (c or {}).get("status", "not run")
+                notes.append(f"{w} / {p}: {status_text(c)}")
+                row.append(st + f" [{len(notes)}]")
+        L.append(f"| {w} | " + " | ".join(row) + " |")
+    L.append("")
+    L.append("Bold: speed relative to multiprocessing.Queue in this run (> 1 = faster).")
+    for i, n in enumerate(notes, 1):
+        L.append(f"{'' if i > 1 else chr(10)}[{i}] {n.replace('|', '/')}  ")
+    return L
+
+
+def write_docs(data: dict[str, Any], json_path: Path, made: list[Path]) -> Path:
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    images = {}
+    for p in made:
+        dst = DOCS_IMG / f"bench-{p.name}"
+        shutil.copyfile(p, dst)
+        images[p.stem] = f"img/{dst.name}"
+    try:
+        json_rel = str(json_path.resolve().relative_to(ROOT))
+    except ValueError:
+        json_rel = str(json_path)
+    md = docs_markdown(data, json_rel, images)
+    out = DOCS / "benchmarks.md"
+    out.write_text(md, encoding="utf-8")
+    return out
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit("usage: report.py RESULT.json")
+    path = Path(sys.argv[1])
+    data = json.loads(path.read_text())
+    print("\n".join(table_lines(data)))
+    print("\n".join(goal_lines(data)))
+    made = plots(data)
+    print("plots:", ", ".join(str(p.relative_to(ROOT)) for p in made))
+    print("docs:", write_docs(data, path, made).relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()
+

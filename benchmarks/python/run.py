@@ -1,0 +1,416 @@
+"""benchmarks/python/run.py: the comparison benchmark suite (``make bench``).
+
+    .venv-3.13/bin/python benchmarks/python/run.py [--quick] [--no-docs]
+        [--only REGEX] [--peers a,b] [--no-cpp] [--no-pool]
+
+Runs every workload of ``workloads.py`` against every peer of ``peers.py``,
+each cell in its own process session (``cell.py``) with a time limit, so a
+peer that hangs or crashes is killed and recorded without sinking the run.
+Then the C++ micro-benchmarks (``build/bench/channel_bench``, if built) and
+the pool figures (``bench_pool.py``, if present). Writes
+``benchmarks/results/<date>-<commit>[-quick].json``, the plots
+``benchmarks/results/*.png`` and, unless ``--no-docs``, ``docs/benchmarks.md``
+(plots copied to ``docs/img/``). Prints a table with ratios to
+``multiprocessing.Queue`` and the project goals as PASS/MISS lines.
+
+Works with the in-tree build (``PYTHONPATH=python``) or the installed
+package; sub-interpreters and spawned processes inherit ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+import report  # noqa: E402
+from peers import BASELINE, PEER_NAMES, peer_info  # noqa: E402
+from workloads import WORKLOADS  # noqa: E402
+
+CPP_BENCH = ROOT / "build" / "bench" / "channel_bench"
+
+
+# ---- child processes ------------------------------------------------------------
+
+
+class Child:
+    """A subprocess in its own session: killed with all it started."""
+
+    current: Child | None = None
+
+    def __init__(self, cmd: list[str], live_prefix: str | None = None) -> None:
+        self.lines: list[str] = []
+        self.live_prefix = live_prefix
+        self.p = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        Child.current = self
+        self._err: list[str] = []
+        self._to = threading.Thread(target=self._read_out, daemon=True)
+        self._te = threading.Thread(target=self._read_err, daemon=True)
+        self._to.start()
+        self._te.start()
+
+    def _read_out(self) -> None:
+        for line in self.p.stdout:  # type: ignore[union-attr]
+            self.lines.append(line)
+            if self.live_prefix is not None and not line.startswith("@@RESULT"):
+                print(self.live_prefix + line.rstrip(), flush=True)
+
+    def _read_err(self) -> None:
+        for line in self.p.stderr:  # type: ignore[union-attr]
+            self._err.append(line)
+
+    def wait(self, timeout: float) -> bool:
+        """True if it exited within timeout; else it is killed."""
+        try:
+            self.p.wait(timeout)
+            ok = True
+        except subprocess.TimeoutExpired:
+            ok = False
+        self.kill_group()
+        self._to.join(2)
+        self._te.join(2)
+        Child.current = None
+        return ok
+
+    def kill_group(self) -> None:
+        # Also reaps whatever the child left behind (spawned processes).
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.p.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._err)
+
+    def result(self) -> Any:
+        for line in reversed(self.lines):
+            if line.startswith("@@RESULT "):
+                return json.loads(line[len("@@RESULT "):])
+        return None
+
+
+# ---- machine and build facts ------------------------------------------------------
+
+
+def sh(cmd: list[str], timeout: float = 20) -> str:
+    try:
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout).stdout.strip()
+    except Exception:
+        return ""
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    u = platform.uname()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "uname": f"{u.system} {u.release} {u.machine}",
+        "uname_full": " ".join(u),
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "hostname": u.node,
+    }
+
+
+def commit() -> str:
+    c = sh(["git", "rev-parse", "--short", "HEAD"]) or "nocommit"
+    if sh(["git", "status", "--porcelain", "--untracked-files=no"]):
+        c += "-dirty"
+    return c
+
+
+def compiler() -> str:
+    try:
+        import xchannels._xchannels as m
+
+        for attr in ("__compiler__", "COMPILER", "_compiler", "compiler"):
+            v = getattr(m, attr, None)
+            if isinstance(v, str) and v:
+                return v
+    except Exception:
+        pass
+    line = sh(["gcc", "--version"]).splitlines()
+    return (line[0] + " (gcc --version; not recorded by the module)") if line else "unknown"
+
+
+def pythons() -> dict[str, str]:
+    out = {"bench": sys.version.replace("\n", " "), "executable": sys.executable}
+    for v in ("3.12", "3.13"):
+        exe = ROOT / f".venv-{v}" / "bin" / "python"
+        if exe.exists():
+            out[v] = sh([str(exe), "-c", "import sys; print(sys.version)"]).replace("\n", " ")
+    return out
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("xchannels", "faster-fifo", "matplotlib"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    try:
+        import xchannels
+
+        out["xchannels_from"] = str(Path(xchannels.__file__).parent)
+    except Exception as e:
+        out["xchannels_from"] = f"import failed: {e}"
+    return out
+
+
+# ---- the cells ----------------------------------------------------------------------
+
+
+def run_cells(args: argparse.Namespace, data: dict[str, Any]) -> None:
+    peers = data["peers_order"]
+    # The baseline runs first in each workload, so progress lines show ratios.
+    run_order = sorted(peers, key=lambda p: p != BASELINE)
+    todo = [(w, p) for w in data["workloads_order"] for p in run_order]
+    limit = args.cell_timeout or (30.0 if args.quick else 120.0)
+    total = len(todo)
+    for i, (w, p) in enumerate(todo, 1):
+        tag = f"[{i:>2}/{total}] {w} x {p}"
+        print(f"{tag} ...", flush=True)
+        t = time.monotonic()
+        cmd = [sys.executable, str(HERE / "cell.py"), w, p] + (["--quick"] if args.quick else [])
+        child = Child(cmd)
+        finished = child.wait(limit)
+        res = child.result()
+        if res is None:
+            why = f"no result after {limit:g} s (killed)" if not finished else (
+                f"cell process exited with code {child.p.returncode} and no result")
+            res = {"workload": w, "peer": p, "status": "timeout" if not finished else "error",
+                   "error": why + ("\n" + child.stderr[-3000:] if child.stderr.strip() else "")}
+        elif child.stderr.strip() and res.get("status") != "ok":
+            res["stderr"] = child.stderr[-3000:]
+        res["wall_seconds"] = time.monotonic() - t
+        data["cells"].append(res)
+        shown = report.cell_value_text(res)
+        r = report.ratio(data, w, p)
+        rtxt = f"  ({report.ratio_str(r)} mp.Queue)" if r is not None and p != BASELINE else ""
+        print(f"{tag}: {shown}{rtxt}  [{res['wall_seconds']:.1f} s]", flush=True)
+
+
+def run_cpp(args: argparse.Namespace) -> dict[str, Any]:
+    if not CPP_BENCH.exists():
+        note = (f"{CPP_BENCH.relative_to(ROOT)} not built (cmake -DXCHANNELS_BENCHMARKS=ON "
+                "-B build/bench && cmake --build build/bench); skipped")
+        print(f"C++ micro-benchmarks: {note}", flush=True)
+        return {"status": "skipped", "note": note}
+    min_time = "0.05" if args.quick else "0.2"
+    names = [n.split("/")[0] for n in sh([str(CPP_BENCH), "--benchmark_list_tests=true"]).splitlines() if n.strip()]
+    names = list(dict.fromkeys(names))
+    if not names:
+        note = "channel_bench --benchmark_list_tests printed nothing"
+        print(f"C++ micro-benchmarks: {note}", flush=True)
+        return {"status": "error", "note": note}
+    # One process per benchmark, each with a time limit: a busy-polling
+    # benchmark can stall for minutes on a loaded 2-core machine.
+    limit = 20 if args.quick else 60
+    base = [str(CPP_BENCH), "--benchmark_format=json", f"--benchmark_min_time={min_time}"]
+    print(f"C++ micro-benchmarks: {len(names)} x {' '.join(base[1:])} (limit {limit} s each) ...", flush=True)
+    t = time.monotonic()
+    keep = ("name", "run_type", "aggregate_name", "repetitions", "iterations", "real_time", "cpu_time",
+            "time_unit", "items_per_second", "per_roundtrip")
+    out: dict[str, Any] = {"status": "ok", "command": " ".join(base[1:]) + " --benchmark_filter=^NAME(/|$)",
+                           "benchmarks": [], "failed": {}}
+    for name in names:
+        child = Child(base + [f"--benchmark_filter=^{re.escape(name)}(/|$)"])
+        finished = child.wait(limit)
+        try:
+            j = json.loads("".join(child.lines))
+        except ValueError:
+            why = f"timed out after {limit} s" if not finished else f"exit code {child.p.returncode}"
+            out["failed"][name] = why
+            print(f"  {name}: {why}", flush=True)
+            continue
+        out.setdefault("context", {k: j.get("context", {}).get(k) for k in
+                       ("date", "num_cpus", "mhz_per_cpu", "cpu_scaling_enabled", "library_build_type", "load_avg")})
+        out["benchmarks"] += [{k: b[k] for k in keep if k in b} for b in j.get("benchmarks", [])]
+    out["seconds"] = time.monotonic() - t
+    if not out["benchmarks"]:
+        out["status"] = "error"
+        out["note"] = "every benchmark failed: " + "; ".join(f"{k}: {v}" for k, v in out["failed"].items())
+    print(f"C++ micro-benchmarks: {len(out['benchmarks'])} results in {out['seconds']:.1f} s", flush=True)
+    for r in report.cpp_rows(out):
+        print(f"  {r['workload']:<9} {r['flavor']:<19} {r['figure']:<12} vs raw {report.ratio_str(r['vs_raw']):>7}"
+              f"  vs blocking {report.ratio_str(r['vs_blocking']):>7}")
+    return out
+
+
+def run_pool(args: argparse.Namespace) -> dict[str, Any]:
+    path = HERE / "bench_pool.py"
+    if not path.exists():
+        note = "benchmarks/python/bench_pool.py is not there yet; pool section skipped"
+        print(f"Pool: {note}", flush=True)
+        return {"status": "skipped", "note": note}
+    print(f"Pool: bench_pool.run(quick={args.quick}) ...", flush=True)
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "import bench_pool\n"
+        f"r = bench_pool.run({args.quick!r})\n"
+        "sys.stdout.write('@@RESULT ' + json.dumps(r, default=str) + '\\n')\n"
+        "sys.stdout.flush()\n"
+    )
+    t = time.monotonic()
+    child = Child([sys.executable, "-c", code], live_prefix="  pool| ")
+    limit = 150 if args.quick else 360
+    finished = child.wait(limit)
+    res = child.result()
+    if res is None:
+        why = f"timed out after {limit} s (killed)" if not finished else f"exit code {child.p.returncode}"
+        note = f"bench_pool failed ({why}): {child.stderr.strip()[-1500:]}"
+        print(f"Pool: {note}", flush=True)
+        return {"status": "error", "note": note, "seconds": time.monotonic() - t}
+    print(f"Pool: done in {time.monotonic() - t:.1f} s", flush=True)
+    return {"status": "ok", "result": res, "seconds": time.monotonic() - t}
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+# ---- main ---------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short cells (~0.3 s each)")
+    ap.add_argument("--no-docs", action="store_true", help="do not regenerate docs/benchmarks.md")
+    ap.add_argument("--only", default=None, help="regex: run only matching workloads")
+    ap.add_argument("--peers", default=None, help="comma-separated peers (default: all)")
+    ap.add_argument("--no-cpp", action="store_true", help="skip the C++ micro-benchmarks")
+    ap.add_argument("--no-pool", action="store_true", help="skip bench_pool.py")
+    ap.add_argument("--cell-timeout", type=float, default=None,
+                    help="seconds before a cell is killed (default 30 quick, 120 full)")
+    args = ap.parse_args()
+
+    # SIGTERM behaves like Ctrl-C: stop, clean up, keep what was measured.
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+    t_run = time.monotonic()
+    peers = PEER_NAMES if not args.peers else [p.strip() for p in args.peers.split(",")]
+    if BASELINE not in peers:
+        print(f"note: {BASELINE} not selected, so no ratios", flush=True)
+    wls = [w.name for w in WORKLOADS if not args.only or re.search(args.only, w.name)]
+    today = _dt.date.today().isoformat()
+    data: dict[str, Any] = {
+        "schema": 1,
+        "date": today,
+        "timestamp": _dt.datetime.now().isoformat(timespec="seconds"),
+        "commit": commit(),
+        "quick": args.quick,
+        "target_seconds": 0.1 if args.quick else 0.5,
+        "machine": machine(),
+        "compiler": compiler(),
+        "python": pythons(),
+        "versions": versions(),
+        "baseline": BASELINE,
+        "peers_order": peers,
+        "peer_info": peer_info(),
+        "workloads_order": wls,
+        "workloads": {w.name: {"description": w.description, "producers": w.producers,
+                               "consumers": w.consumers, "payload": w.payload,
+                               "payload_bytes": w.payload_bytes} for w in WORKLOADS if w.name in wls},
+        "cells": [],
+    }
+    print(f"xchannels benchmarks{' (quick)' if args.quick else ''}: commit {data['commit']}, "
+          f"{data['machine']['cpu_model']} x{data['machine']['cpu_count']}, Python {sys.version.split()[0]}, "
+          f"xchannels from {data['versions']['xchannels_from']}", flush=True)
+    print(f"{len(wls)} workloads x {len(peers)} peers = {len(wls) * len(peers)} cells", flush=True)
+
+    interrupted = False
+    try:
+        run_cells(args, data)
+        data["cpp"] = {"status": "skipped", "note": "--no-cpp"} if args.no_cpp else run_cpp(args)
+        data["pool"] = {"status": "skipped", "note": "--no-pool"} if args.no_pool else run_pool(args)
+    except KeyboardInterrupt:
+        interrupted = True
+        if Child.current is not None:
+            Child.current.kill_group()
+        print("\ninterrupted: stopping; writing what was measured", flush=True)
+        data["interrupted"] = True
+        data.setdefault("cpp", {"status": "skipped", "note": "interrupted"})
+        data.setdefault("pool", {"status": "skipped", "note": "interrupted"})
+
+    data["goals"] = report.goals(data)
+    data["run_seconds"] = time.monotonic() - t_run
+
+    print()
+    print("\n".join(report.table_lines(data)))
+    print()
+    print("\n".join(report.goal_lines(data)))
+
+    report.RESULTS.mkdir(parents=True, exist_ok=True)
+    name = f"{today}-{data['commit']}{'-quick' if args.quick else ''}{'-partial' if interrupted or args.only or args.peers else ''}.json"
+    out = report.RESULTS / name
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"\nresults: {out.relative_to(ROOT)}")
+    partial = bool(interrupted or args.only or args.peers)
+    made = []
+    if partial:
+        # The plots have stable names that the docs embed: keep them whole.
+        print("plots: not redrawn (partial run); redraw with report.py " + str(out.relative_to(ROOT)))
+    else:
+        try:
+            made = report.plots(data)
+            print("plots: " + ", ".join(str(p.relative_to(ROOT)) for p in made))
+        except Exception as e:  # plots must not lose the results
+            print(f"plots failed: {type(e).__name__}: {e}")
+    if args.no_docs or partial:
+        why = "--no-docs" if args.no_docs else "partial run"
+        print(f"docs: not regenerated ({why})")
+    else:
+        try:
+            print(f"docs: {report.write_docs(data, out, made).relative_to(ROOT)}")
+        except Exception as e:  # the JSON is written; docs can be redone with report.py
+            import traceback
+
+            traceback.print_exc()
+            print(f"docs: failed ({type(e).__name__}: {e}); redo with report.py {out.relative_to(ROOT)}")
+    print(f"run time: {data['run_seconds']:.0f} s")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
