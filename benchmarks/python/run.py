@@ -246,7 +246,9 @@ def run_cpp(args: argparse.Namespace) -> dict[str, Any]:
     # One process per benchmark, each with a time limit: a busy-polling
     # benchmark can stall for minutes on a loaded 2-core machine.
     limit = 20 if args.quick else 60
-    base = [str(CPP_BENCH), "--benchmark_format=json", f"--benchmark_min_time={min_time}"]
+    reps = 3 if args.quick else 5
+    base = [str(CPP_BENCH), "--benchmark_format=json", f"--benchmark_min_time={min_time}",
+            f"--benchmark_repetitions={reps}", "--benchmark_report_aggregates_only=true"]
     print(f"C++ micro-benchmarks: {len(names)} x {' '.join(base[1:])} (limit {limit} s each) ...", flush=True)
     t = time.monotonic()
     keep = ("name", "run_type", "aggregate_name", "repetitions", "iterations", "real_time", "cpu_time",
