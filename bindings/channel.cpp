@@ -450,6 +450,19 @@ PyMethodDef kChannelMethods[] = {
      "Wait like get() for the first item, then take up to max_items - 1\n"
      "more that are already queued, without waiting. Returns a non-empty\n"
      "list."},
+    {"get_async", FASTKW(ChannelGetAsync), METH_FASTCALL | METH_KEYWORDS,
+     "get_async(timeout=None)\n--\n\n"
+     "Coroutine: receive the next item without blocking the event loop\n"
+     "(await ch.get_async()). Waits at most timeout seconds, then raises\n"
+     "ChannelEmpty; raises ChannelClosed once the channel is closed and\n"
+     "drained. Cancelling it consumes nothing. Returns at once, without\n"
+     "yielding to the loop, when an item is already there."},
+    {"put_async", FASTKW(ChannelPutAsync), METH_FASTCALL | METH_KEYWORDS,
+     "put_async(obj, timeout=None)\n--\n\n"
+     "Coroutine: send obj; on a full bounded channel, wait for room without\n"
+     "blocking the event loop (at most timeout seconds, then raise\n"
+     "ChannelFull). Raises ChannelClosed, NotShareableError or TypeError\n"
+     "(typed channel) like put(), before anything is sent."},
     {"close", ChannelClose, METH_NOARGS,
      "close()\n--\n\nClose the channel (idempotent). Later puts raise\n"
      "ChannelClosed; gets drain what is queued, then raise ChannelClosed;\n"
@@ -505,6 +518,8 @@ PyType_Slot kChannelSlots[] = {
     {Py_tp_richcompare, reinterpret_cast<void*>(ChannelRichCompare)},
     {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
     {Py_tp_iternext, reinterpret_cast<void*>(NoExcept<ChannelIterNext>::Call)},
+    {Py_am_aiter, reinterpret_cast<void*>(PyObject_SelfIter)},  // aio.cpp
+    {Py_am_anext, reinterpret_cast<void*>(ChannelANext)},
     {Py_tp_methods, kChannelMethods},
     {Py_tp_getset, kChannelGetSet},
     {Py_tp_members, kChannelMembers},

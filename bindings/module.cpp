@@ -27,7 +27,7 @@ ModuleState::~ModuleState() {
   Py_XDECREF(GenericAlias);
   Py_XDECREF(OrOperator);
   Py_XDECREF(UnionType);
-  Py_XDECREF(TypingUnion);
+  Py_XDECREF(aio);
 }
 
 void RaiseStatus(ModuleState* st, OpStatus s, const char* what) {
@@ -250,15 +250,13 @@ PYBIND11_MODULE(_xchannels, m, pyb::mod_gil_not_used(),
 
   PyObject* mod = m.ptr();
   if (!MakeExceptions(st, mod) || !InitSharedBufferType(mod, st) ||
-      !InitChannelType(mod, st)) {
+      !InitChannelType(mod, st) || !InitAioTypes(mod, st)) {
     throw pyb::error_already_set();
   }
   st->GenericAlias = ImportAttr("types", "GenericAlias");
   st->UnionType = ImportAttr("types", "UnionType");
   st->OrOperator = ImportAttr("operator", "or_");
-  st->TypingUnion = ImportAttr("typing", "Union");
-  if (!st->GenericAlias || !st->UnionType || !st->OrOperator ||
-      !st->TypingUnion) {
+  if (!st->GenericAlias || !st->UnionType || !st->OrOperator) {
     throw pyb::error_already_set();
   }
 

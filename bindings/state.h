@@ -43,12 +43,14 @@ struct ModuleState {
   // that owns this state, so they outlive it).
   PyTypeObject* SharedBufferType = nullptr;
   PyTypeObject* ChannelType = nullptr;
+  PyTypeObject* AioHubType = nullptr;     // aio.cpp
+  PyTypeObject* AioWaiterType = nullptr;  // aio.cpp
   // Cached helpers for rebuilding type specs (owned).
   PyObject* GenericAlias = nullptr;  // types.GenericAlias
   PyObject* OrOperator = nullptr;    // operator.or_
   PyObject* UnionType = nullptr;     // types.UnionType
-  PyObject* TypingUnion = nullptr;   // typing.Union
   PyObject* state_capsule = nullptr;  // borrowed: the capsule that owns this
+  PyObject* aio = nullptr;  // xchannels._aio, imported on first use (owned)
   bool main_interpreter = false;
 
   ~ModuleState();
@@ -90,6 +92,17 @@ inline bool IsChannel(ModuleState* st, PyObject* o) {
 }
 // select(channels, timeout=None) -> (channel, item)
 PyObject* Select(ModuleState* st, PyObject* channels, PyObject* timeout);
+
+// ---- asyncio (aio.cpp) -------------------------------------------------------
+// Adds _AioHub, _AioWaiter and _aio_timeout to the module.
+bool InitAioTypes(PyObject* module, ModuleState* st);
+// Channel.get_async / put_async (METH_FASTCALL|METH_KEYWORDS) and
+// __anext__: forward to xchannels._aio.
+PyObject* ChannelGetAsync(PyObject* self, PyObject* const* args,
+                          Py_ssize_t nargs, PyObject* kwnames);
+PyObject* ChannelPutAsync(PyObject* self, PyObject* const* args,
+                          Py_ssize_t nargs, PyObject* kwnames);
+PyObject* ChannelANext(PyObject* self);
 
 // ---- values (values.cpp) ----------------------------------------------------
 // Encodes a Python value into an Item. On failure sets an exception

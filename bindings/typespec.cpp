@@ -71,6 +71,31 @@ PyObject* OptionalAttr(PyObject* t, const char* name) {
   return v;
 }
 
+// typing.Union, without importing typing: if it is not imported yet, no
+// object can be its alias.
+bool IsTypingUnion(PyObject* origin) {
+  PyObject* name = PyUnicode_FromString("typing");
+  if (name == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  PyObject* typing = PyImport_GetModule(name);
+  Py_DECREF(name);
+  if (typing == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  PyObject* u = PyObject_GetAttrString(typing, "Union");
+  Py_DECREF(typing);
+  if (u == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  bool same = u == origin;
+  Py_DECREF(u);
+  return same;
+}
+
 bool ParseTuple(ModuleState* st, PyObject* args, TypeSpec* out, int depth) {
   Py_ssize_t n = PyTuple_GET_SIZE(args);
   if (n == 2 && PyTuple_GET_ITEM(args, 1) == Py_Ellipsis) {
@@ -122,7 +147,7 @@ bool ParseInto(ModuleState* st, PyObject* t, TypeSpec* out, int depth) {
   if (args != nullptr && PyTuple_Check(args)) {
     bool is_union = PyObject_TypeCheck(t, reinterpret_cast<PyTypeObject*>(
                                               st->UnionType)) ||
-                    (origin != nullptr && origin == st->TypingUnion);
+                    (origin != nullptr && IsTypingUnion(origin));
     if (is_union) {
       handled = true;
       ok = true;

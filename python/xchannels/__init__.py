@@ -26,7 +26,40 @@ from xchannels._xchannels import (
     select,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from xchannels._pool import BrokenPool, Pool
+    from xchannels._worker import RemoteError, RemoteTraceback, Worker
+
+# Pool and Worker pull in concurrent.futures and threading machinery that a
+# worker interpreter never needs: import them on first use, so
+# `import xchannels` in a sub-interpreter stays cheap.
+_LAZY = {
+    "BrokenPool": "xchannels._pool",
+    "Pool": "xchannels._pool",
+    "RemoteError": "xchannels._worker",
+    "RemoteTraceback": "xchannels._worker",
+    "Worker": "xchannels._worker",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xchannels' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
+    "BrokenPool",
     "Channel",
     "ChannelClosed",
     "ChannelEmpty",
@@ -34,7 +67,11 @@ __all__ = [
     "ChannelFull",
     "ChannelNotFoundError",
     "NotShareableError",
+    "Pool",
+    "RemoteError",
+    "RemoteTraceback",
     "SharedBuffer",
+    "Worker",
     "is_shareable",
     "select",
 ]

@@ -1,0 +1,694 @@
+// bindings/aio.cpp: asyncio support: the per-loop wake-up hub (an eventfd),
+// the external waiter behind get_async / put_async / select_async, and the
+// Channel methods that forward to xchannels._aio.
+//
+// How a waiting coroutine sleeps without a thread: an _AioWaiter links one
+// core wait-list node per channel whose Parker carries a detail::Notifier.
+// A sender (any thread, any interpreter) that would wake a parked thread
+// calls Notify() instead, under the wait-list lock: the waiter goes on its
+// hub's ready list and, if that list was empty, the hub's eventfd is
+// written. The event loop watches the eventfd (loop.add_reader); its reader
+// callback (xchannels._aio, in the loop's thread, with the GIL) calls
+// drain(), which returns the callbacks of the ready waiters; each resolves
+// its coroutine's future, and the coroutine disarms and retries the
+// non-blocking operation. No Python object is touched outside the loop's
+// thread; Notify() only links C++ structures and writes 8 bytes.
+//
+// Invariants:
+//   - A waiter is "armed" between arm() and disarm(): its nodes are linked
+//     (until a notifier unlinks one) and it holds its hub and callback.
+//     Outside that span nobody can call its Notify(), it is on no ready
+//     list, and it holds neither.
+//   - A waiter is on its hub's ready list at most once (in_ready), and only
+//     while armed: disarm() takes it off before returning. So drain() never
+//     sees a waiter that is being freed (both run with the GIL).
+//   - Lock order: a channel's wait-list lock, then HubCore::mu (Notify runs
+//     under the former and takes the latter). Nothing takes a wait-list lock
+//     while holding HubCore::mu.
+//   - The eventfd is written only when the ready list goes from empty to
+//     non-empty, and read (reset) by drain() when it takes the whole list;
+//     both under mu, so a non-empty list always has an unread write.
+//   - Lost-wake-up rule: disarm() records which nodes a notifier had taken;
+//     pass_on() then wakes one other waiter on each such channel if items
+//     (or slots) remain. The Python caller calls pass_on() whenever it
+//     leaves (got its item, timed out, cancelled); when it disarms only to
+//     retry, it re-arms and re-checks instead, which uses the notification.
+//
+// Memory ordering: that of the core (Channel<T>::AddRecvWaiter's fence; the
+// wait-list lock orders Notify() before the waiter's Remove). HubCore::mu
+// orders the ready list.
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "state.h"
+#include "typespec.h"
+#include "xchannels/detail/mutex.h"
+
+namespace xchannels::py {
+namespace {
+
+enum class AioKind : int { kGet = 0, kPut = 1, kSelect = 2 };
+
+const char* KindName(AioKind k) {
+  switch (k) {
+    case AioKind::kGet: return "get_async";
+    case AioKind::kPut: return "put_async";
+    case AioKind::kSelect: return "select_async";
+  }
+  return "?";
+}
+
+struct WaiterCore;
+
+// The C++ half of a hub: the eventfd and the ready list. Shared (by
+// shared_ptr) between the Python _AioHub and every armed waiter, so a
+// notifier never reaches a freed hub.
+struct HubCore {
+  detail::Mutex mu;
+  int fd ABSL_GUARDED_BY(mu) = -1;
+  WaiterCore* head ABSL_GUARDED_BY(mu) = nullptr;
+  WaiterCore* tail ABSL_GUARDED_BY(mu) = nullptr;
+
+  ~HubCore() {
+    detail::MutexLock lock(&mu);
+    if (fd >= 0) ::close(fd);
+  }
+  // Thread-safe. Never blocks for long, never allocates. Called by Notify.
+  void Push(WaiterCore* w) noexcept ABSL_LOCKS_EXCLUDED(mu);
+  // With the GIL. Takes `w` off the ready list if it is there.
+  void Unready(WaiterCore* w) ABSL_LOCKS_EXCLUDED(mu);
+};
+
+// The C++ half of an _AioWaiter.
+struct WaiterCore final : detail::Notifier {
+  AioKind kind = AioKind::kGet;
+  std::vector<Ref<ItemChannel>> channels;
+  std::unique_ptr<detail::WaitNode[]> nodes;  // one per channel, never moved
+  std::vector<uint8_t> notified;              // per channel, by disarm()
+  detail::Parker parker;
+  Item item;          // kPut: the encoded value, until sent
+  bool sent = false;  // kPut
+  bool armed = false;
+  // While armed (see the invariants); callback is owned, touched only with
+  // the GIL.
+  std::shared_ptr<HubCore> hub;
+  PyObject* callback = nullptr;
+  // The hub's ready list; under hub->mu.
+  WaiterCore* prev = nullptr;
+  WaiterCore* next = nullptr;
+  bool in_ready = false;
+
+  WaiterCore() { parker.notifier = this; }
+
+  // Any thread, under a wait-list lock, while armed.
+  void Notify() noexcept override { hub->Push(this); }
+
+  // With the GIL. Links every node; the core fences after each Add, so the
+  // caller's next try_op() is the Dekker re-check.
+  void Arm(std::shared_ptr<HubCore> h, PyObject* cb) {
+    hub = std::move(h);
+    callback = Py_NewRef(cb);
+    parker.Rearm();
+    std::fill(notified.begin(), notified.end(), 0);
+    armed = true;
+    for (size_t i = 0; i < channels.size(); ++i) {
+      nodes[i].parker = &parker;
+      if (kind == AioKind::kPut) {
+        channels[i]->AddSendWaiter(&nodes[i]);
+      } else {
+        channels[i]->AddRecvWaiter(&nodes[i]);
+      }
+    }
+  }
+
+  // With the GIL. Idempotent. Unlinks every node (recording which a
+  // notifier had taken), leaves the ready list, drops hub and callback.
+  // Returns whether any node had been notified.
+  bool Disarm() {
+    if (!armed) return false;
+    bool any = false;
+    for (size_t i = 0; i < channels.size(); ++i) {
+      const bool n = kind == AioKind::kPut
+                         ? channels[i]->RemoveSendWaiter(&nodes[i])
+                         : channels[i]->RemoveRecvWaiter(&nodes[i]);
+      if (n) {
+        notified[i] = 1;
+        any = true;
+      }
+    }
+    armed = false;
+    hub->Unready(this);
+    hub.reset();
+    Py_CLEAR(callback);
+    return any;
+  }
+
+  // Any time. Passes on every notification recorded by Disarm.
+  void PassOn() {
+    for (size_t i = 0; i < channels.size(); ++i) {
+      if (!notified[i]) continue;
+      notified[i] = 0;
+      if (kind == AioKind::kPut) {
+        channels[i]->PassOnSend();
+      } else {
+        channels[i]->PassOnRecv();
+      }
+    }
+  }
+};
+
+void HubCore::Push(WaiterCore* w) noexcept {
+  detail::MutexLock lock(&mu);
+  if (w->in_ready) return;
+  w->in_ready = true;
+  w->next = nullptr;
+  w->prev = tail;
+  if (tail != nullptr) {
+    tail->next = w;
+  } else {
+    head = w;
+  }
+  tail = w;
+  if (head == w && fd >= 0) {
+    const uint64_t one = 1;
+    // Cannot fail short of a counter overflow (2^64 - 2 unread writes).
+    [[maybe_unused]] ssize_t r = ::write(fd, &one, sizeof one);
+  }
+}
+
+void HubCore::Unready(WaiterCore* w) {
+  detail::MutexLock lock(&mu);
+  if (!w->in_ready) return;
+  if (w->prev != nullptr) {
+    w->prev->next = w->next;
+  } else {
+    head = w->next;
+  }
+  if (w->next != nullptr) {
+    w->next->prev = w->prev;
+  } else {
+    tail = w->prev;
+  }
+  w->prev = w->next = nullptr;
+  w->in_ready = false;
+}
+
+// ---- _AioHub ------------------------------------------------------------------
+
+struct PyAioHub {
+  PyObject_HEAD
+  std::shared_ptr<HubCore>* core;
+};
+
+HubCore& Core(PyAioHub* h) { return **h->core; }
+
+PyObject* HubNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
+  if (PyTuple_GET_SIZE(args) != 0 || (kw != nullptr && PyDict_GET_SIZE(kw))) {
+    PyErr_SetString(PyExc_TypeError, "_AioHub() takes no arguments");
+    return nullptr;
+  }
+  auto* self = reinterpret_cast<PyAioHub*>(type->tp_alloc(type, 0));
+  if (self == nullptr) return nullptr;
+  self->core = new std::shared_ptr<HubCore>(std::make_shared<HubCore>());
+  return reinterpret_cast<PyObject*>(self);
+}
+
+void HubDealloc(PyObject* op) {
+  auto* self = reinterpret_cast<PyAioHub*>(op);
+  PyTypeObject* tp = Py_TYPE(op);
+  delete self->core;  // armed waiters keep the HubCore (and its fd) alive
+  tp->tp_free(op);
+  Py_DECREF(tp);
+}
+
+PyObject* HubOpen(PyObject* op, PyObject*) {
+  HubCore& hub = Core(reinterpret_cast<PyAioHub*>(op));
+  detail::MutexLock lock(&hub.mu);
+  if (hub.fd < 0) {
+    int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    hub.fd = fd;
+    // A waiter may already be ready (it was armed before a close): make
+    // sure the loop hears of it.
+    if (hub.head != nullptr) {
+      const uint64_t one = 1;
+      [[maybe_unused]] ssize_t r = ::write(fd, &one, sizeof one);
+    }
+  }
+  return PyLong_FromLong(hub.fd);
+}
+
+PyObject* HubClose(PyObject* op, PyObject*) {
+  HubCore& hub = Core(reinterpret_cast<PyAioHub*>(op));
+  detail::MutexLock lock(&hub.mu);
+  if (hub.fd >= 0) {
+    ::close(hub.fd);
+    hub.fd = -1;
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* HubFileno(PyObject* op, PyObject*) {
+  HubCore& hub = Core(reinterpret_cast<PyAioHub*>(op));
+  detail::MutexLock lock(&hub.mu);
+  return PyLong_FromLong(hub.fd);
+}
+
+PyObject* HubDrain(PyObject* op, PyObject*) {
+  HubCore& hub = Core(reinterpret_cast<PyAioHub*>(op));
+  std::vector<PyObject*> callbacks;
+  {
+    detail::MutexLock lock(&hub.mu);
+    if (hub.fd >= 0) {
+      uint64_t count;
+      [[maybe_unused]] ssize_t r = ::read(hub.fd, &count, sizeof count);
+    }
+    try {
+      for (WaiterCore* w = hub.head; w != nullptr; w = w->next) {
+        callbacks.push_back(w->callback);
+      }
+    } catch (...) {
+      // Keep the list (and re-signal) so no wake-up is lost; report.
+      if (hub.fd >= 0) {
+        const uint64_t one = 1;
+        [[maybe_unused]] ssize_t r = ::write(hub.fd, &one, sizeof one);
+      }
+      throw;
+    }
+    for (WaiterCore* w = hub.head; w != nullptr;) {
+      WaiterCore* next = w->next;
+      w->prev = w->next = nullptr;
+      w->in_ready = false;
+      w = next;
+    }
+    hub.head = hub.tail = nullptr;
+  }
+  // Every callback is owned by an armed waiter, which only the GIL holder
+  // (us) can disarm.
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(callbacks.size()));
+  if (list == nullptr) return nullptr;
+  for (size_t i = 0; i < callbacks.size(); ++i) {
+    PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i),
+                    Py_NewRef(callbacks[i]));
+  }
+  return list;
+}
+
+PyMethodDef kHubMethods[] = {
+    {"open", NoExcept<HubOpen>::Call, METH_NOARGS,
+     "open() -> int\n--\n\nCreate the eventfd if there is none; return it."},
+    {"close", NoExcept<HubClose>::Call, METH_NOARGS,
+     "close()\n--\n\nClose the eventfd (call only with no armed waiter)."},
+    {"fileno", NoExcept<HubFileno>::Call, METH_NOARGS,
+     "fileno() -> int\n--\n\nThe eventfd, or -1 when closed."},
+    {"drain", NoExcept<HubDrain>::Call, METH_NOARGS,
+     "drain() -> list\n--\n\nReset the eventfd and take the ready list: the "
+     "callbacks of the\nwaiters that were notified, in order."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyType_Slot kHubSlots[] = {
+    {Py_tp_doc, const_cast<char*>(
+                    "_AioHub()\n--\n\nInternal: one event loop's wake-up "
+                    "eventfd and ready list (see xchannels._aio).")},
+    {Py_tp_new, reinterpret_cast<void*>(NoExcept<HubNew>::Call)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(HubDealloc)},
+    {Py_tp_methods, kHubMethods},
+    {0, nullptr},
+};
+
+PyType_Spec kHubSpec = {
+    "xchannels._AioHub",
+    sizeof(PyAioHub),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    kHubSlots,
+};
+
+// ---- _AioWaiter -----------------------------------------------------------------
+
+struct PyAioWaiter {
+  PyObject_HEAD
+  ModuleState* state;
+  WaiterCore* core;
+  PyObject* channels;  // tuple of the Channel objects given (for select)
+};
+
+PyAioWaiter* AsW(PyObject* o) { return reinterpret_cast<PyAioWaiter*>(o); }
+
+ModuleState* StateOf(PyObject* type) {
+  PyObject* cap = PyObject_GetAttrString(type, "_xchannels_state");
+  if (cap == nullptr) return nullptr;
+  auto* st = static_cast<ModuleState*>(PyCapsule_GetPointer(cap, nullptr));
+  Py_DECREF(cap);
+  return st;
+}
+
+bool CheckType(ModuleState* st, PyChannel* ch, PyObject* obj) {
+  if (ch->spec == nullptr) return true;
+  const TypeSpec& spec = **ch->spec;
+  if (MatchesTypeSpec(st, spec, obj)) return true;
+  RaiseTypeMismatch(spec, obj);
+  return false;
+}
+
+// _AioWaiter(kind, channels, obj=None)
+PyObject* WaiterNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
+  ModuleState* st = StateOf(reinterpret_cast<PyObject*>(type));
+  if (st == nullptr) return nullptr;
+  static const char* kwlist[] = {"kind", "channels", "obj", nullptr};
+  int kind_int = 0;
+  PyObject* channels = nullptr;
+  PyObject* obj = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "iO|O:_AioWaiter",
+                                   const_cast<char**>(kwlist), &kind_int,
+                                   &channels, &obj)) {
+    return nullptr;
+  }
+  if (kind_int < 0 || kind_int > 2) {
+    PyErr_SetString(PyExc_ValueError, "_AioWaiter: bad kind");
+    return nullptr;
+  }
+  const auto kind = static_cast<AioKind>(kind_int);
+  const char* name = KindName(kind);
+  PyObject* tuple =
+      PyTuple_Check(channels) ? Py_NewRef(channels) : nullptr;
+  if (tuple == nullptr) {
+    tuple = PySequence_Tuple(channels);
+    if (tuple == nullptr) {
+      PyErr_Format(PyExc_TypeError, "%s() needs a sequence of channels",
+                   name);
+      return nullptr;
+    }
+  }
+  const Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+  if (n == 0 || (kind != AioKind::kSelect && n != 1)) {
+    Py_DECREF(tuple);
+    PyErr_Format(PyExc_ValueError, "%s() needs at least one channel", name);
+    return nullptr;
+  }
+  auto core = std::make_unique<WaiterCore>();
+  core->kind = kind;
+  core->nodes = std::make_unique<detail::WaitNode[]>(static_cast<size_t>(n));
+  core->notified.assign(static_cast<size_t>(n), 0);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* o = PyTuple_GET_ITEM(tuple, i);
+    if (!IsChannel(st, o)) {
+      PyErr_Format(PyExc_TypeError, "%s(): channels[%zd] is %s, not a Channel",
+                   name, i, Py_TYPE(o)->tp_name);
+      Py_DECREF(tuple);
+      return nullptr;
+    }
+    core->channels.push_back(
+        Ref<ItemChannel>::Share(reinterpret_cast<PyChannel*>(o)->ch));
+  }
+  if (kind == AioKind::kPut) {
+    // Checked and encoded once, now: a bad value raises before anything is
+    // sent, and a retry sends the same bytes.
+    auto* ch = reinterpret_cast<PyChannel*>(PyTuple_GET_ITEM(tuple, 0));
+    if (!CheckType(st, ch, obj)) {
+      Py_DECREF(tuple);
+      return nullptr;
+    }
+    core->item = Encode(st, obj);
+    if (core->item.kind() == Item::Kind::kEmpty) {
+      Py_DECREF(tuple);
+      return nullptr;
+    }
+  }
+  auto* self = reinterpret_cast<PyAioWaiter*>(type->tp_alloc(type, 0));
+  if (self == nullptr) {
+    Py_DECREF(tuple);
+    return nullptr;
+  }
+  self->state = st;
+  self->core = core.release();
+  self->channels = tuple;
+  return reinterpret_cast<PyObject*>(self);
+}
+
+int WaiterTraverse(PyObject* op, visitproc visit, void* arg) {
+  PyAioWaiter* self = AsW(op);
+  Py_VISIT(Py_TYPE(op));
+  Py_VISIT(self->channels);
+  if (self->core != nullptr) Py_VISIT(self->core->callback);
+  return 0;
+}
+
+int WaiterClear(PyObject* op) {
+  PyAioWaiter* self = AsW(op);
+  if (self->core != nullptr) {
+    self->core->Disarm();  // drops the callback, the only possible cycle
+    self->core->PassOn();
+  }
+  Py_CLEAR(self->channels);
+  return 0;
+}
+
+void WaiterDealloc(PyObject* op) {
+  PyTypeObject* tp = Py_TYPE(op);
+  PyObject_GC_UnTrack(op);
+  WaiterClear(op);
+  delete AsW(op)->core;
+  tp->tp_free(op);
+  Py_DECREF(tp);
+}
+
+const char* const kArmNames[] = {"hub", "callback"};
+
+PyObject* WaiterArm(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
+                    PyObject* kwnames) {
+  PyAioWaiter* self = AsW(op);
+  PyObject* a[2] = {nullptr, nullptr};
+  if (!ParseArgs("arm", args, nargs, kwnames, kArmNames, 2, 2, 2, a)) {
+    return nullptr;
+  }
+  if (!PyObject_TypeCheck(a[0], self->state->AioHubType)) {
+    PyErr_SetString(PyExc_TypeError, "arm(): hub must be an _AioHub");
+    return nullptr;
+  }
+  if (!PyCallable_Check(a[1])) {
+    PyErr_SetString(PyExc_TypeError, "arm(): callback must be callable");
+    return nullptr;
+  }
+  WaiterCore& w = *self->core;
+  if (w.armed) {
+    PyErr_SetString(PyExc_RuntimeError, "arm(): already armed");
+    return nullptr;
+  }
+  if (w.sent) {
+    PyErr_SetString(PyExc_RuntimeError, "arm(): already sent");
+    return nullptr;
+  }
+  w.Arm(*reinterpret_cast<PyAioHub*>(a[0])->core, a[1]);
+  Py_RETURN_NONE;
+}
+
+PyObject* WaiterDisarm(PyObject* op, PyObject*) {
+  return PyBool_FromLong(AsW(op)->core->Disarm());
+}
+
+PyObject* WaiterPassOn(PyObject* op, PyObject*) {
+  AsW(op)->core->PassOn();
+  Py_RETURN_NONE;
+}
+
+// One non-blocking attempt. NotImplemented (which no channel can carry)
+// when it would have to wait.
+PyObject* WaiterTryOp(PyObject* op, PyObject*) {
+  PyAioWaiter* self = AsW(op);
+  WaiterCore& w = *self->core;
+  ModuleState* st = self->state;
+  switch (w.kind) {
+    case AioKind::kGet: {
+      Item it;
+      OpStatus s = w.channels[0]->try_recv(it);
+      if (s == OpStatus::kOk) return Decode(st, std::move(it));
+      if (s == OpStatus::kEmpty) Py_RETURN_NOTIMPLEMENTED;
+      RaiseStatus(st, s, "get");
+      return nullptr;
+    }
+    case AioKind::kPut: {
+      if (w.sent) {
+        PyErr_SetString(PyExc_RuntimeError, "try_op(): already sent");
+        return nullptr;
+      }
+      OpStatus s = w.channels[0]->try_send(w.item);
+      if (s == OpStatus::kOk) {
+        w.sent = true;
+        Py_RETURN_TRUE;
+      }
+      if (s == OpStatus::kFull) Py_RETURN_NOTIMPLEMENTED;
+      RaiseStatus(st, s, "put");
+      return nullptr;
+    }
+    case AioKind::kSelect: {
+      std::vector<ItemChannel*> raw;
+      raw.reserve(w.channels.size());
+      for (auto& c : w.channels) raw.push_back(c.get());
+      size_t index = 0;
+      Item it;
+      OpStatus s = Select<Item>(std::span<ItemChannel* const>(raw), &index,
+                                it, Deadline{Clock::now()});
+      if (s == OpStatus::kEmpty) Py_RETURN_NOTIMPLEMENTED;
+      if (s != OpStatus::kOk) {
+        RaiseStatus(st, s, "select");
+        return nullptr;
+      }
+      PyObject* value = Decode(st, std::move(it));
+      if (value == nullptr) return nullptr;
+      PyObject* ch = Py_NewRef(
+          PyTuple_GET_ITEM(self->channels, static_cast<Py_ssize_t>(index)));
+      return Py_BuildValue("(NN)", ch, value);
+    }
+  }
+  PyErr_SetString(PyExc_SystemError, "try_op(): bad kind");
+  return nullptr;
+}
+
+#define FASTKW(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
+
+PyMethodDef kWaiterMethods[] = {
+    {"arm", FASTKW(NoExcept<WaiterArm>::Call), METH_FASTCALL | METH_KEYWORDS,
+     "arm(hub, callback)\n--\n\nLink the waiter in its channels' wait lists "
+     "(then fence). When a\nsender or close() notifies it, hub.drain() "
+     "returns callback. Follow\nwith try_op(): the re-check."},
+    {"disarm", NoExcept<WaiterDisarm>::Call, METH_NOARGS,
+     "disarm() -> bool\n--\n\nUnlink (idempotent); True if it had been "
+     "notified. Remembers which\nchannels notified it, for pass_on()."},
+    {"pass_on", NoExcept<WaiterPassOn>::Call, METH_NOARGS,
+     "pass_on()\n--\n\nWake another waiter on each channel that notified "
+     "this one, if items\n(or, for put, slots) remain. Call when leaving."},
+    {"try_op", NoExcept<WaiterTryOp>::Call, METH_NOARGS,
+     "try_op()\n--\n\nOne non-blocking attempt: the item (get), True (put) "
+     "or (channel,\nitem) (select); NotImplemented if it must wait. Raises "
+     "ChannelClosed."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyType_Slot kWaiterSlots[] = {
+    {Py_tp_doc, const_cast<char*>(
+                    "_AioWaiter(kind, channels, obj=None)\n--\n\nInternal: "
+                    "one pending get/put/select of a coroutine (see "
+                    "xchannels._aio).")},
+    {Py_tp_new, reinterpret_cast<void*>(NoExcept<WaiterNew>::Call)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(WaiterDealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(WaiterTraverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(WaiterClear)},
+    {Py_tp_methods, kWaiterMethods},
+    {0, nullptr},
+};
+
+PyType_Spec kWaiterSpec = {
+    "xchannels._AioWaiter",
+    sizeof(PyAioWaiter),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_GC,
+    kWaiterSlots,
+};
+
+// ---- module helpers ---------------------------------------------------------------
+
+// _aio_timeout(timeout) -> float | None: timeout checked exactly as the
+// blocking calls check it (same errors); None also for "practically never".
+PyObject* AioTimeout(PyObject*, PyObject* timeout) {
+  Deadline d;
+  if (!ParseTimeout(timeout, &d)) return nullptr;
+  if (!d.has_value()) Py_RETURN_NONE;
+  return PyFloat_FromDouble(PyFloat_AsDouble(timeout));
+}
+
+PyMethodDef kAioFunctions[] = {
+    {"_aio_timeout", AioTimeout, METH_O,
+     "_aio_timeout(timeout) -> float | None\n--\n\nInternal: validate a "
+     "timeout like get() does."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+// xchannels._aio's function `name` (new reference), importing the module on
+// first use (per interpreter: cached in the module state).
+PyObject* AioFunction(ModuleState* st, const char* name) {
+  if (st->aio == nullptr) {
+    st->aio = PyImport_ImportModule("xchannels._aio");
+    if (st->aio == nullptr) return nullptr;
+  }
+  return PyObject_GetAttrString(st->aio, name);
+}
+
+// Calls _aio.<name>(self, *args, **kwargs) with the vectorcall arguments.
+PyObject* Forward(const char* name, PyObject* self, PyObject* const* args,
+                  Py_ssize_t nargs, PyObject* kwnames) {
+  auto* ch = reinterpret_cast<PyChannel*>(self);
+  PyObject* fn = AioFunction(ch->state, name);
+  if (fn == nullptr) return nullptr;
+  const Py_ssize_t nkw = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
+  std::vector<PyObject*> all(static_cast<size_t>(1 + nargs + nkw));
+  all[0] = self;
+  for (Py_ssize_t i = 0; i < nargs + nkw; ++i) {
+    all[static_cast<size_t>(1 + i)] = args[i];
+  }
+  PyObject* r = PyObject_Vectorcall(fn, all.data(),
+                                    static_cast<size_t>(1 + nargs), kwnames);
+  Py_DECREF(fn);
+  return r;
+}
+
+PyObject* GetAsyncImpl(PyObject* self, PyObject* const* args,
+                       Py_ssize_t nargs, PyObject* kwnames) {
+  return Forward("get_async", self, args, nargs, kwnames);
+}
+
+PyObject* PutAsyncImpl(PyObject* self, PyObject* const* args,
+                       Py_ssize_t nargs, PyObject* kwnames) {
+  return Forward("put_async", self, args, nargs, kwnames);
+}
+
+PyObject* ANextImpl(PyObject* self) {
+  return Forward("_anext", self, nullptr, 0, nullptr);
+}
+
+bool AddType(PyObject* module, ModuleState* st, PyType_Spec* spec,
+             const char* name, PyTypeObject** out) {
+  PyObject* type = PyType_FromModuleAndSpec(module, spec, nullptr);
+  if (type == nullptr) return false;
+  *out = reinterpret_cast<PyTypeObject*>(type);
+  if (PyDict_SetItemString((*out)->tp_dict, "_xchannels_state",
+                           st->state_capsule) < 0) {
+    Py_DECREF(type);
+    return false;
+  }
+  PyType_Modified(*out);
+  int rc = PyModule_AddObjectRef(module, name, type);
+  Py_DECREF(type);  // the module keeps it alive
+  return rc == 0;
+}
+
+}  // namespace
+
+PyObject* ChannelGetAsync(PyObject* self, PyObject* const* args,
+                          Py_ssize_t nargs, PyObject* kwnames) {
+  return NoExcept<GetAsyncImpl>::Call(self, args, nargs, kwnames);
+}
+
+PyObject* ChannelPutAsync(PyObject* self, PyObject* const* args,
+                          Py_ssize_t nargs, PyObject* kwnames) {
+  return NoExcept<PutAsyncImpl>::Call(self, args, nargs, kwnames);
+}
+
+PyObject* ChannelANext(PyObject* self) {
+  return NoExcept<ANextImpl>::Call(self);
+}
+
+bool InitAioTypes(PyObject* module, ModuleState* st) {
+  return AddType(module, st, &kHubSpec, "_AioHub", &st->AioHubType) &&
+         AddType(module, st, &kWaiterSpec, "_AioWaiter",
+                 &st->AioWaiterType) &&
+         PyModule_AddFunctions(module, kAioFunctions) == 0;
+}
+
+}  // namespace xchannels::py

@@ -1,0 +1,215 @@
+"""xchannels._aio: asyncio support: ``Channel.get_async``, ``put_async``,
+``async for item in ch`` and :func:`select_async`.
+
+A waiting coroutine costs no thread. Each (interpreter, event loop) pair has
+one hub: an eventfd registered with ``loop.add_reader`` and a ready list in
+C++ (``_AioHub``). A waiting coroutine arms an ``_AioWaiter``: one node in
+each channel's wait list, notified by senders (from any thread or
+interpreter) through the hub instead of a futex wake. The loop's reader
+callback then resolves the coroutine's future, and the coroutine retries
+its non-blocking operation, re-arming if another consumer was faster. All
+Python work happens in the loop's thread.
+
+Cancellation: the ``finally`` of :func:`_wait` disarms the waiter (nothing
+stays registered) and, if a sender had already notified it, passes the
+notification on to another waiter; a cancelled waiter never takes an item.
+
+The hub's eventfd exists only while some coroutine of that loop waits: it is
+closed (and removed from the loop) one loop iteration after the last waiter
+leaves, or at once if the loop is already closed, so neither many loops nor
+``asyncio.run`` cycles leak descriptors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from xchannels._xchannels import (
+    Channel,
+    ChannelClosed,
+    ChannelEmpty,
+    ChannelFull,
+    _aio_timeout,
+    _AioHub,
+    _AioWaiter,
+)
+
+__all__ = ["select_async"]
+
+_GET, _PUT, _SELECT = 0, 1, 2
+# What _AioWaiter.try_op() returns when it would have to wait: no channel
+# can carry NotImplemented, so it never stands for a received value.
+_WAIT = NotImplemented
+
+
+class _Hub:
+    """One event loop's wake-up channel, in one interpreter."""
+
+    __slots__ = ("__weakref__", "core", "_fd", "_users", "_idle_pending")
+
+    def __init__(self) -> None:
+        self.core = _AioHub()
+        self._fd = -1
+        self._users = 0
+        self._idle_pending = False
+
+    def acquire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A coroutine starts waiting: make sure the loop watches the fd."""
+        if self._fd < 0:
+            fd = self.core.open()
+            try:
+                loop.add_reader(fd, self._on_readable)
+            except BaseException:
+                self.core.close()
+                raise
+            self._fd = fd
+        self._users += 1
+
+    def release(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A coroutine stops waiting; close the fd once nobody waits."""
+        self._users -= 1
+        if self._users > 0 or self._idle_pending:
+            return
+        if loop.is_closed():
+            self._shutdown(loop)
+            return
+        # Not at once: a consumer that loops (async for) is about to wait
+        # again, and would reopen the eventfd every time.
+        self._idle_pending = True
+        try:
+            loop.call_soon(self._idle_check, loop)
+        except RuntimeError:  # closed meanwhile, or a foreign thread
+            self._idle_pending = False
+            self._shutdown(loop)
+
+    def _idle_check(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._idle_pending = False
+        if self._users == 0:
+            self._shutdown(loop)
+
+    def _shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._fd < 0:
+            return
+        if not loop.is_closed():
+            loop.remove_reader(self._fd)
+        self.core.close()
+        self._fd = -1
+
+    def _on_readable(self) -> None:
+        for wake in self.core.drain():
+            wake()
+
+
+# Per interpreter (this module is), per loop; a loop that goes away takes its
+# hub with it.
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Hub] = weakref.WeakKeyDictionary()
+
+
+def _hub(loop: asyncio.AbstractEventLoop) -> _Hub:
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = _Hub()
+    return hub
+
+
+def _timeout_error(exc: type[BaseException], what: str) -> BaseException:
+    # The messages of the blocking calls (bindings' RaiseStatus).
+    return exc(f"{what}: channel is {'full' if exc is ChannelFull else 'empty'}")
+
+
+async def _wait(waiter: Any, delay: float | None, timeout_exc: type[BaseException], what: str) -> Any:
+    """Arm, re-check, sleep until notified; repeat until waiter.try_op()
+    gives a result, raises, or the delay passes (then raise timeout_exc)."""
+    if delay == 0:
+        raise _timeout_error(timeout_exc, what)
+    loop = asyncio.get_running_loop()
+    hub = _hub(loop)
+    fut: asyncio.Future[None] | None = None
+    timed_out = False
+
+    def wake() -> None:
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def expire() -> None:
+        nonlocal timed_out
+        timed_out = True
+        wake()
+
+    hub.acquire(loop)
+    timer = None
+    try:
+        if delay is not None:
+            timer = loop.call_later(delay, expire)
+        while True:
+            fut = loop.create_future()
+            waiter.arm(hub.core, wake)
+            result = waiter.try_op()  # the re-check after registering
+            if result is not _WAIT:
+                return result
+            if timed_out:
+                raise _timeout_error(timeout_exc, what)
+            await fut
+            # Notified (or timed out): unlink and go round; the retry uses
+            # the notification, so nothing is passed on here.
+            waiter.disarm()
+    finally:
+        # Leaving for good (result, error, timeout or cancellation): unlink,
+        # and hand on a notification this call will not use.
+        waiter.disarm()
+        waiter.pass_on()
+        if timer is not None:
+            timer.cancel()
+        hub.release(loop)
+
+
+async def get_async(ch: Channel, timeout: float | None = None) -> Any:
+    """get_async(ch, timeout=None): see Channel.get_async."""
+    delay = _aio_timeout(timeout)
+    waiter = _AioWaiter(_GET, (ch,))
+    result = waiter.try_op()  # fast path: no registration, no yield
+    if result is not _WAIT:
+        return result
+    return await _wait(waiter, delay, ChannelEmpty, "get")
+
+
+async def put_async(ch: Channel, obj: Any, timeout: float | None = None) -> None:
+    """put_async(ch, obj, timeout=None): see Channel.put_async."""
+    delay = _aio_timeout(timeout)
+    waiter = _AioWaiter(_PUT, (ch,), obj)  # type check and encode: may raise
+    if waiter.try_op() is not _WAIT:
+        return
+    await _wait(waiter, delay, ChannelFull, "put")
+
+
+async def _anext(ch: Channel) -> Any:
+    """Channel.__anext__: get_async() until closed and drained."""
+    waiter = _AioWaiter(_GET, (ch,))
+    try:
+        result = waiter.try_op()
+        if result is _WAIT:
+            result = await _wait(waiter, None, ChannelEmpty, "get")
+    except ChannelClosed:
+        raise StopAsyncIteration from None
+    return result
+
+
+async def select_async(channels: Iterable[Channel], timeout: float | None = None) -> tuple[Channel, Any]:
+    """select_async(channels, timeout=None) -> (channel, item)
+
+    Coroutine: wait, without blocking the event loop, until one of the
+    channels has an item, and take it. As :func:`xchannels.select`: fair;
+    closed channels are skipped while others are open; raises
+    ``ChannelClosed`` when all are closed and drained, ``ChannelEmpty`` when
+    the timeout passes, ``ValueError`` for no channels and ``TypeError`` for
+    something that is not a Channel. Cancelling it consumes nothing.
+    """
+    delay = _aio_timeout(timeout)
+    waiter = _AioWaiter(_SELECT, channels)
+    result = waiter.try_op()
+    if result is not _WAIT:
+        return result  # type: ignore[no-any-return]
+    return await _wait(waiter, delay, ChannelEmpty, "select")  # type: ignore[no-any-return]

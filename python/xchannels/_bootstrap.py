@@ -1,0 +1,242 @@
+"""python/xchannels/_bootstrap.py: the code that runs inside worker
+interpreters (the pool's task loop and a dedicated Worker's single call).
+
+Nothing here is public. The parent side of the same protocol lives in
+``_worker.py`` (function references, exception decoding, Worker) and
+``_pool.py`` (Pool).
+
+Protocol (every message is a tuple of shareable values, never pickled):
+
+- task: ``(task_id, kind, module, qualname, args, kwargs)`` where ``kind`` is
+  :data:`CALL` (``args`` is the argument tuple) or :data:`CHUNK` (``args`` is
+  a tuple of argument tuples, one call each, results returned as a tuple),
+  and ``kwargs`` is a tuple of ``(name, value)`` pairs.
+- result: ``(task_id, ok, payload)``; ``payload`` is the return value when
+  ``ok``, else an exception record (see :func:`encode_exception`).
+
+Invariants:
+
+- The task loop never lets a task's exception escape, BaseException included
+  (SystemExit, RecursionError, ...): each one becomes that task's result. The
+  loop ends normally only when the task channel is closed and drained; any
+  other end is an interpreter-level failure, which the parent reports by
+  marking the pool broken.
+- Every task taken gets exactly one result message, in the order taken.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds in every fresh worker interpreter
+    from types import ModuleType
+    from typing import Any, Callable
+
+from xchannels._xchannels import Channel, ChannelClosed, NotShareableError, is_shareable
+
+CALL = 0
+CHUNK = 1
+
+# The name under which a worker imports the parent's ``__main__`` script, so
+# that its ``if __name__ == "__main__":`` block does not run (multiprocessing's
+# spawn uses the same name).
+MAIN_ALIAS = "__mp_main__"
+
+# Adaptive batching: a worker takes as many queued tasks at once as fit in
+# about this much work (measured on the tasks it ran last), between 1 and
+# _MAX_BATCH. Long tasks are taken one by one, so load stays balanced; tiny
+# tasks are taken in batches, so per-message costs are shared. Results are
+# sent when the batch ends or as soon as this much time passed since the last
+# send, so a task that runs long does not hold back finished results.
+_BATCH_SECONDS = 0.002
+_MAX_BATCH = 64
+
+_main_path: str | None = None
+_importing_main = False
+_cache: dict[tuple[str, str], Callable[..., Any]] = {}
+
+
+def importing_main() -> bool:
+    """True while this interpreter executes the parent's ``__main__`` script.
+
+    ``Pool`` checks it to refuse to start workers from an unguarded script
+    (which would otherwise start pools recursively).
+    """
+    return _importing_main
+
+
+def _main_module() -> ModuleType:
+    global _importing_main
+    mod = sys.modules.get(MAIN_ALIAS)
+    if mod is not None:
+        return mod
+    import importlib.util
+
+    if _main_path is None:
+        raise ImportError(
+            "the parent's __main__ has no file to import (interactive or -c)"
+        )
+    spec = importlib.util.spec_from_file_location(MAIN_ALIAS, _main_path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import the parent's __main__ from {_main_path!r}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[MAIN_ALIAS] = mod
+    _importing_main = True
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[MAIN_ALIAS]
+        raise
+    finally:
+        _importing_main = False
+    return mod
+
+
+def resolve(module: str, qualname: str) -> Callable[..., Any]:
+    """Import ``module`` and walk ``qualname``; ``__main__`` means the
+    parent's script, imported as ``__mp_main__``. Cached per interpreter."""
+    key = (module, qualname)
+    fn = _cache.get(key)
+    if fn is None:
+        obj: Any = _main_module() if module == "__main__" else importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        fn = _cache[key] = obj
+    return fn
+
+
+def encode_exception(exc: BaseException) -> tuple[Any, ...]:
+    """The record of ``exc`` that travels:
+    ``(module, qualname, args or None, message, traceback_text, notes)``.
+
+    ``args`` is None when they are not shareable (the parent then raises a
+    RemoteError). The traceback omits this module's own leading frames.
+    """
+    cls = type(exc)
+    module = cls.__module__
+    if module == MAIN_ALIAS:
+        module = "__main__"
+    args: tuple[Any, ...] | None = exc.args
+    if not is_shareable(args):
+        args = None
+    try:
+        message = str(exc)
+    except BaseException:  # a broken __str__ must not kill the worker
+        message = f"<{cls.__name__} with unprintable message>"
+    import traceback  # only on failure: it costs ~10 ms to import
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    try:
+        text = "".join(traceback.format_exception(cls, exc, tb))
+    except BaseException:
+        text = f"{cls.__qualname__}: {message}\n(traceback could not be formatted)\n"
+    notes = tuple(n for n in getattr(exc, "__notes__", ()) if isinstance(n, str))
+    return (module, cls.__qualname__, args, message, text, notes)
+
+
+def _call(module: str, qualname: str, args: tuple[Any, ...], kwargs: tuple[Any, ...]) -> Any:
+    fn = resolve(module, qualname)
+    if kwargs:
+        return fn(*args, **dict(kwargs))
+    return fn(*args)
+
+
+def _run_task(task: tuple[Any, ...]) -> tuple[Any, ...]:
+    task_id, kind, module, qualname, args, kwargs = task
+    try:
+        if kind == CHUNK:
+            fn = resolve(module, qualname)
+            value: Any = tuple([fn(*a) for a in args])
+        else:
+            value = _call(module, qualname, args, kwargs)
+    except BaseException as exc:  # SystemExit and RecursionError included
+        return (task_id, False, encode_exception(exc))
+    return (task_id, True, value)
+
+
+def _not_shareable(result: tuple[Any, ...], exc: NotShareableError) -> tuple[Any, ...]:
+    err = NotShareableError(f"result of task {result[0]} cannot travel: {exc}")
+    return (result[0], False, encode_exception(err))
+
+
+def _send(out: Channel, results: list[tuple[Any, ...]]) -> None:
+    try:
+        if len(results) == 1:
+            out.put(results[0])
+        else:
+            out.put_many(results)
+    except NotShareableError:
+        # put_many checks every item before sending any: resend one by one,
+        # replacing the values that cannot travel by an error record.
+        for r in results:
+            try:
+                out.put(r)
+            except NotShareableError as exc:
+                out.put(_not_shareable(r, exc))
+
+
+def _setup(main_path: str | None) -> None:
+    global _main_path
+    _main_path = main_path
+
+
+def pool_worker(task_cid: int, result_cid: int, config_cid: int) -> None:
+    """Serve the pool's task channel until it is closed and drained.
+
+    The config channel holds ``(main_path, initializer, initargs)`` with
+    ``initializer`` None or ``(module, qualname)``; an initializer's
+    exception escapes, which the parent reports as a broken pool.
+    """
+    tasks = Channel.from_id(task_cid)
+    out = Channel.from_id(result_cid)
+    main_path, initializer, initargs = Channel.from_id(config_cid).get()
+    _setup(main_path)
+    if initializer is not None:
+        resolve(*initializer)(*initargs)
+    batch = 1
+    clock = time.perf_counter
+    while True:
+        try:
+            taken = tasks.get_many(batch) if batch > 1 else [tasks.get()]
+        except ChannelClosed:
+            return
+        start = last = clock()
+        results = []
+        for task in taken:
+            results.append(_run_task(task))
+            now = clock()
+            if now - last > _BATCH_SECONDS:
+                # A task ran long: deliver what is done instead of holding it
+                # behind the rest of the batch.
+                _send(out, results)
+                results = []
+                last = now
+        if results:
+            _send(out, results)
+        per_task = (clock() - start) / len(taken)
+        batch = max(1, min(_MAX_BATCH, int(_BATCH_SECONDS / per_task) if per_task > 0 else _MAX_BATCH))
+
+
+def worker_main(config_cid: int, result_cid: int) -> None:
+    """Run one call for :class:`xchannels.Worker` and put ``(ok, payload)``.
+
+    The config channel holds ``(main_path, module, qualname, args, kwargs)``.
+    """
+    main_path, module, qualname, args, kwargs = Channel.from_id(config_cid).get()
+    _setup(main_path)
+    out = Channel.from_id(result_cid)
+    try:
+        value = _call(module, qualname, args, kwargs)
+    except BaseException as exc:  # reported, like the pool's tasks
+        out.put((False, encode_exception(exc)))
+        return
+    try:
+        out.put((True, value))
+    except NotShareableError as exc:
+        err = NotShareableError(f"the worker's return value cannot travel: {exc}")
+        out.put((False, encode_exception(err)))

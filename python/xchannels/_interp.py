@@ -1,0 +1,109 @@
+"""python/xchannels/_interp.py: own-GIL sub-interpreters through the stdlib's
+private modules, with the CPython 3.12 / 3.13 differences hidden here.
+
+| CPython | module                | create                   | run                                    |
+| ------- | --------------------- | ------------------------ | -------------------------------------- |
+| 3.12    | ``_xxsubinterpreters`` | ``create(isolated=True)`` | ``run_string`` raises ``RunFailedError`` (message only) |
+| 3.13    | ``_interpreters``      | ``create('isolated')``    | ``exec`` returns ``None`` or an error snapshot |
+
+Invariants the callers rely on:
+
+- :func:`create` returns an opaque handle that the caller keeps until
+  :func:`destroy` (on 3.12 dropping it destroys the interpreter).
+- :func:`create`, :func:`run` and :func:`destroy` for one interpreter are
+  called on the same Python thread (3.12 requires it for ``destroy``; doing it
+  everywhere keeps one rule).
+- :func:`run` never raises for an error inside the interpreter: it returns the
+  remote traceback text (the code is wrapped so that 3.12, whose
+  ``RunFailedError`` carries only a message, reports the whole traceback).
+- An interpreter is never destroyed while a thread runs in it, and no thread
+  may still run in one at process exit: 3.12 aborts with ``Fatal Python
+  error: PyInterpreterState_Delete: remaining subinterpreters``. Threads that
+  host interpreters are therefore non-daemon threads.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+__all__ = ["create", "destroy", "run"]
+
+if sys.version_info >= (3, 13):
+    import _interpreters as _mod
+
+    def create() -> Any:
+        """create() -> handle
+
+        Create an own-GIL ('isolated') sub-interpreter and return its
+        handle (an int on 3.13).
+        """
+        return _mod.create("isolated")
+
+    def _exec(iid: Any, code: str) -> str | None:
+        err = _mod.exec(iid, code)
+        if err is None:
+            return None
+        return err.formatted or f"{err.type.__name__}: {err.msg}"
+
+else:  # 3.12
+    import _xxsubinterpreters as _mod
+
+    def create() -> Any:
+        """create() -> handle
+
+        Create an own-GIL (``isolated=True``) sub-interpreter and return its
+        handle. On 3.12 the handle is an ``InterpreterID`` object that owns a
+        reference to the interpreter: when the last one is dropped, the
+        interpreter is destroyed, so keep the handle (never just ``int()``).
+        """
+        return _mod.create(isolated=True)
+
+    def _exec(iid: Any, code: str) -> str | None:
+        try:
+            _mod.run_string(iid, code)
+        except _mod.RunFailedError as e:
+            return str(e)
+        return None
+
+
+# The wrapper turns any exception into one whose message is the full
+# traceback, so both versions report the same text.
+_WRAPPER = """\
+try:
+    exec(compile({code!r}, {filename!r}, "exec"), globals())
+except BaseException:
+    import traceback as _xc_tb
+    raise RuntimeError("\\n" + _xc_tb.format_exc()) from None
+"""
+
+
+def run(iid: Any, code: str, filename: str = "<xchannels>") -> str | None:
+    """run(iid, code, filename='<xchannels>') -> str | None
+
+    Execute ``code`` in the ``__main__`` module of interpreter ``iid`` on the
+    calling thread, blocking until it finishes.
+
+    Returns
+    -------
+    str or None
+        None on success, else the remote traceback text.
+    """
+    text = _exec(iid, _WRAPPER.format(code=code, filename=filename))
+    if text is None:
+        return None
+    # Strip the wrapper's own frame and "RuntimeError:" prefix where present.
+    marker = "RuntimeError: \n"
+    at = text.find(marker)
+    if at >= 0:
+        return text[at + len(marker) :].rstrip("\n") + "\n"
+    return text
+
+
+def destroy(iid: Any) -> None:
+    """destroy(iid) -> None
+
+    Destroy interpreter ``iid``. Call it on the thread that created it, once
+    no thread runs in it.
+    """
+    _mod.destroy(iid)

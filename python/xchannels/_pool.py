@@ -1,0 +1,580 @@
+"""python/xchannels/_pool.py: Pool, a concurrent.futures.Executor whose
+workers are own-GIL sub-interpreters talking over xchannels (no pickle).
+
+Layout: one task channel shared by every worker (MPMC), one result channel,
+one collector thread in the caller that completes futures. Each worker is a
+non-daemon thread that creates its interpreter, runs
+``_bootstrap.pool_worker`` in it until the task channel is closed and
+drained, then destroys it. Messages: see ``_bootstrap``.
+
+Invariants:
+
+- ``_State.pending`` maps the id of every task sent and not yet answered to
+  what awaits it: its Future (``submit``) or its ``map`` call's
+  ``_MapResults``. An entry is added before its task is sent, and removed by
+  whoever completes it (collector, cancellation at shutdown, breakage, an
+  abandoned map iterator); a result with no entry is dropped.
+- The result channel is closed by the last worker thread to exit, after its
+  last result; the collector then drains it and exits. So once every worker
+  has exited, every answered future is complete.
+- A worker thread that sees its task loop end while the task channel is
+  still open (or end with an error) sends ``(_DIED, index, traceback)`` on
+  the result channel after the loop's own results; the collector then marks
+  the pool broken, closes and drains the task channel, and fails every
+  pending future with BrokenPool. Nothing waits on a worker that hangs unless ``shutdown(wait=
+  True)`` is asked to.
+- The state object, not the Pool, is what the threads reference, so a Pool
+  that is dropped without shutdown is finalized: its task channel is closed
+  and its workers exit after the queued tasks. At interpreter exit every live
+  pool's task channel is closed before non-daemon threads are joined.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, InvalidStateError
+from typing import Any, Callable, Iterable, Iterator
+
+from xchannels import _bootstrap, _interp
+from xchannels._bootstrap import CALL, CHUNK
+from xchannels._worker import (
+    RemoteTraceback,
+    decode_exception,
+    explain_unshareable,
+    function_reference,
+    host_failure,
+    kwargs_pairs,
+    main_path,
+    sys_path,
+)
+from xchannels._xchannels import (
+    Channel,
+    ChannelClosed,
+    ChannelEmpty,
+    NotShareableError,
+    is_shareable,
+)
+
+__all__ = ["BrokenPool", "Pool"]
+
+_DIED = -1  # task id of the message a worker thread sends when its loop dies
+_RECV_BATCH = 1024  # results per get_many in the collector
+
+_WORKER_CODE = """\
+import sys
+sys.path[:] = {path!r}
+import xchannels._bootstrap
+xchannels._bootstrap.pool_worker({tasks}, {results}, {config})
+"""
+
+
+class BrokenPool(BrokenExecutor):
+    """Raised when a worker interpreter of a :class:`Pool` failed outside a
+    task (its task loop died, its initializer raised, or its interpreter
+    could not be created): every pending future fails with it, and later
+    ``submit`` calls raise it. The remote traceback, when there is one, is
+    the ``__cause__``.
+    """
+
+
+class _MapResults:
+    """The outcomes of one ``map`` call, one slot per task (a call, or a
+    chunk of calls), filled by the collector and read in order by the
+    iterator. Cheaper than a Future per call: one lock for the whole map.
+
+    Invariant: ``slots[i]`` goes from None to ``(ok, value)`` once, under
+    ``cond``; ``value`` is the result, or the exception to raise.
+    """
+
+    __slots__ = ("base", "slots", "cond", "waiting")
+
+    def __init__(self, base: int, count: int) -> None:
+        self.base = base
+        self.slots: list[tuple[bool, Any] | None] = [None] * count
+        self.cond = threading.Condition(threading.Lock())
+        self.waiting = -1
+
+    def settle(self, tid: int, ok: bool, value: Any) -> None:
+        i = tid - self.base
+        with self.cond:
+            if self.slots[i] is None:
+                self.slots[i] = (ok, value)
+                if self.waiting == i:
+                    self.cond.notify()
+
+    def wait(self, i: int, deadline: float | None) -> tuple[bool, Any]:
+        slot = self.slots[i]
+        if slot is not None:
+            return slot
+        with self.cond:
+            self.waiting = i
+            try:
+                while (slot := self.slots[i]) is None:
+                    if deadline is None:
+                        self.cond.wait()
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise TimeoutError
+                        self.cond.wait(remaining)
+            finally:
+                self.waiting = -1
+        return slot
+
+
+def _settle(target: Future[Any] | _MapResults, tid: int, ok: bool, value: Any) -> None:
+    """Complete ``target`` with a result (ok) or an exception instance."""
+    if isinstance(target, _MapResults):
+        target.settle(tid, ok, value)
+        return
+    try:
+        if ok:
+            target.set_result(value)
+        else:
+            target.set_exception(value)
+    except InvalidStateError:  # cancelled by its owner meanwhile
+        pass
+
+
+def _cancel(target: Future[Any] | _MapResults, tid: int) -> None:
+    if isinstance(target, _MapResults):
+        target.settle(tid, False, CancelledError())
+    else:
+        target.cancel()
+
+
+class _State:
+    """Everything the pool's threads share; see the module invariants."""
+
+    def __init__(self, workers: int) -> None:
+        self.tasks = Channel()
+        self.results = Channel()
+        self.config = Channel()
+        self.pending: dict[int, Future[Any] | _MapResults] = {}
+        self.lock = threading.Lock()
+        self.broken: str | None = None
+        self.broken_cause: str | None = None
+        self.shutdown = False
+        self.live = workers
+        self.next_id = 0
+
+    def alloc(self, count: int) -> int:
+        """Reserve ``count`` consecutive task ids; return the first."""
+        with self.lock:
+            base = self.next_id
+            self.next_id += count
+        return base
+
+    # -- breakage ------------------------------------------------------------
+
+    def broken_error(self) -> BrokenPool:
+        err = BrokenPool(self.broken or "the pool is broken")
+        if self.broken_cause:
+            err.__cause__ = RemoteTraceback(self.broken_cause)
+        return err
+
+    def fail_pending(self) -> None:
+        while self.pending:
+            try:
+                tid, target = self.pending.popitem()
+            except KeyError:
+                break
+            _settle(target, tid, False, self.broken_error())
+
+    def drain_tasks(self) -> list[tuple[Any, ...]]:
+        """Take every task still queued (nobody will run them)."""
+        taken: list[tuple[Any, ...]] = []
+        while True:
+            try:
+                taken.extend(self.tasks.get_many(_RECV_BATCH, block=False))
+            except (ChannelEmpty, ChannelClosed):
+                return taken
+
+    def mark_broken(self, index: int, text: str) -> None:
+        with self.lock:
+            if self.broken is None:
+                self.broken = host_failure(
+                    text, f"a worker interpreter of the pool (worker {index}) failed"
+                )
+                self.broken_cause = text
+        self.tasks.close()
+        self.drain_tasks()
+        self.fail_pending()
+
+    # -- threads -------------------------------------------------------------
+
+    def complete(self, batch: list[tuple[Any, ...]]) -> None:
+        pending = self.pending
+        for tid, ok, payload in batch:
+            if tid == _DIED:
+                # Results the worker sent before dying may sit behind this
+                # message (FIFO holds per producer only): complete them first.
+                try:
+                    self.complete(self.results.get_many(_RECV_BATCH, block=False))
+                except (ChannelEmpty, ChannelClosed):
+                    pass
+                self.mark_broken(ok, payload)
+                continue
+            target = pending.pop(tid, None)
+            if target is None:  # failed by breakage, cancelled or abandoned
+                continue
+            _settle(target, tid, ok, payload if ok else decode_exception(payload))
+
+    def collect(self) -> None:
+        """Collector thread: complete futures until the result channel is
+        closed and drained."""
+        try:
+            while True:
+                try:
+                    batch = self.results.get_many(_RECV_BATCH)
+                except ChannelClosed:
+                    break
+                self.complete(batch)
+        finally:
+            # Every worker has exited; whatever is still pending never ran.
+            if self.pending and self.broken is None:
+                self.broken = "the pool's workers exited before running these tasks"
+            self.fail_pending()
+            _live_states.discard(self)
+
+    def serve(self, index: int, code: str) -> None:
+        """Worker thread: host one interpreter for the pool's lifetime."""
+        iid: Any = None
+        text: str | None = None
+        try:
+            try:
+                iid = _interp.create()
+                text = _interp.run(iid, code, filename=f"<xchannels pool worker {index}>")
+            except BaseException:
+                import traceback
+
+                text = traceback.format_exc()
+            if text is None and not self.tasks.closed:
+                text = "RuntimeError: the worker's task loop ended while the pool was open\n"
+            if text is not None:
+                self.results.put((_DIED, index, text))
+        finally:
+            if iid is not None:
+                try:
+                    _interp.destroy(iid)
+                except BaseException:
+                    pass
+            with self.lock:
+                self.live -= 1
+                last = self.live == 0
+            if last:
+                self.results.close()
+
+    def close_tasks(self) -> None:
+        self.tasks.close()
+
+
+_live_states: set[_State] = set()
+_atexit_registered = False
+
+
+def _close_all_at_exit() -> None:
+    # Runs before the interpreter joins non-daemon threads: let every pool's
+    # workers finish the queued tasks and exit.
+    for state in list(_live_states):
+        state.close_tasks()
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        threading._register_atexit(_close_all_at_exit)  # type: ignore[attr-defined]
+        _atexit_registered = True
+
+
+class Pool(Executor):
+    """Pool(workers=None, *, initializer=None, initargs=())
+
+    A :class:`concurrent.futures.Executor` whose workers are own-GIL
+    sub-interpreters (PEP 684), each on its own thread, created once and
+    reused. Tasks, arguments and results travel as xchannels messages: no
+    pickle.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Number of worker interpreters; default ``os.cpu_count()``.
+    initializer : callable, optional
+        Called as ``initializer(*initargs)`` in each worker before its first
+        task; sent by reference like tasks. If it raises, the pool is broken
+        (:class:`BrokenPool`).
+    initargs : tuple
+        Shareable arguments for ``initializer``.
+
+    Raises
+    ------
+    ValueError
+        ``workers`` < 1.
+    TypeError
+        ``initializer`` cannot travel by reference.
+    NotShareableError
+        ``initargs`` cannot travel.
+    RuntimeError
+        Called while a worker imports the ``__main__`` script (guard pool
+        creation with ``if __name__ == "__main__":``).
+
+    Notes
+    -----
+    Functions travel by reference (module and qualified name) and are
+    imported in the worker; functions of the ``__main__`` script are
+    imported from its file under the name ``__mp_main__``, as
+    multiprocessing's spawn does. Workers adopt the caller's ``sys.path``
+    at pool creation.
+
+    ``Future.cancel()`` succeeds while the caller has no news of the task;
+    a task already taken by a worker still runs and its result is dropped.
+    Done-callbacks run on the pool's collector thread: keep them short and
+    never wait there on another future of the same pool.
+
+    Thread-safe: every method may be called from any thread.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+    ) -> None:
+        if _bootstrap.importing_main():
+            raise RuntimeError(
+                "xchannels.Pool was created while a worker interpreter was "
+                "importing the __main__ script. Workers import the script "
+                "under the name '__mp_main__' to find its functions, so code "
+                "that starts a pool must be guarded with\n"
+                "    if __name__ == '__main__':"
+            )
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ValueError(f"workers must be an int >= 1, not {workers!r}")
+        init = function_reference(initializer) if initializer is not None else None
+        initargs = tuple(initargs)
+        self._workers = workers
+        self._state = state = _State(workers)
+        try:
+            state.config.put_many([(main_path(), init, initargs)] * workers)
+        except NotShareableError as exc:
+            name = init[1] if init else "initializer"
+            raise explain_unshareable(exc, name, initargs, ()) from None
+        code = _WORKER_CODE.format(
+            path=sys_path(),
+            tasks=state.tasks.id,
+            results=state.results.id,
+            config=state.config.id,
+        )
+        _register_atexit()
+        _live_states.add(state)
+        self._collector = threading.Thread(
+            target=state.collect, name="xchannels-pool-collector"
+        )
+        self._threads = [
+            threading.Thread(
+                target=state.serve, args=(i, code), name=f"xchannels-pool-worker-{i}"
+            )
+            for i in range(workers)
+        ]
+        self._collector.start()
+        for t in self._threads:
+            t.start()
+        weakref.finalize(self, _State.close_tasks, state)
+
+    @property
+    def workers(self) -> int:
+        """Number of worker interpreters."""
+        return self._workers
+
+    def _check_open(self) -> None:
+        state = self._state
+        if state.broken is not None:
+            raise state.broken_error()
+        if state.shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    def _closed_error(self) -> BaseException:
+        state = self._state
+        if state.broken is not None:
+            return state.broken_error()
+        return RuntimeError("cannot schedule new futures after shutdown")
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """submit(fn, /, *args, **kwargs) -> Future
+
+        Schedule ``fn(*args, **kwargs)`` on a worker and return its future.
+        Thread-safe. Never blocks.
+
+        Raises
+        ------
+        TypeError
+            ``fn`` cannot travel by reference (lambda, closure, bound method,
+            ``functools.partial``, function of an interactive ``__main__``).
+        NotShareableError
+            An argument cannot travel; nothing is sent, the pool stays usable.
+        BrokenPool
+            The pool is broken.
+        RuntimeError
+            After :meth:`shutdown`.
+        """
+        module, qualname = function_reference(fn)
+        self._check_open()
+        pairs = kwargs_pairs(kwargs)
+        state = self._state
+        tid = state.alloc(1)
+        fut: Future[Any] = Future()
+        state.pending[tid] = fut
+        try:
+            state.tasks.put((tid, CALL, module, qualname, args, pairs))
+        except NotShareableError as exc:
+            del state.pending[tid]
+            raise explain_unshareable(exc, qualname, args, pairs) from None
+        except ChannelClosed:
+            state.pending.pop(tid, None)
+            raise self._closed_error() from None
+        return fut
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
+        """map(fn, *iterables, timeout=None, chunksize=1) -> Iterator
+
+        Like the built-in ``map``, running the calls on the workers; results
+        come back in order. Every task is sent before map returns (in
+        batches of messages). With ``chunksize`` > 1 each chunk of that many
+        calls travels as one task and its results as one message, which pays
+        off for many small calls; an exception then loses the rest of its
+        chunk, as with ProcessPoolExecutor.
+
+        Raises
+        ------
+        TimeoutError
+            From the iterator, when a result is not ready ``timeout`` seconds
+            after the call to map.
+        Exception
+            From the iterator, a call's exception, when its result is reached
+            (the iterator stops there).
+        TypeError, NotShareableError, BrokenPool, RuntimeError
+            As :meth:`submit`, from map itself (nothing of the map runs when
+            an argument cannot travel).
+        """
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
+        module, qualname = function_reference(fn)
+        self._check_open()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        calls = list(zip(*iterables))
+        if chunksize == 1:
+            kind, payloads = CALL, calls
+        else:
+            kind = CHUNK
+            payloads = [tuple(calls[i : i + chunksize]) for i in range(0, len(calls), chunksize)]
+        results = self._send_map(module, qualname, kind, payloads)
+        return _iterate(self._state, results, deadline, chunked=kind == CHUNK)
+
+    def _send_map(
+        self, module: str, qualname: str, kind: int, payloads: list[Any]
+    ) -> _MapResults:
+        """Send one task per payload with one put_many, which checks and
+        encodes every task before sending any: all or none."""
+        state = self._state
+        count = len(payloads)
+        base = state.alloc(count)
+        results = _MapResults(base, count)
+        tasks = [
+            (base + i, kind, module, qualname, payload, ())
+            for i, payload in enumerate(payloads)
+        ]
+        for task in tasks:
+            state.pending[task[0]] = results
+        try:
+            state.tasks.put_many(tasks)
+        except (NotShareableError, ChannelClosed) as exc:
+            for task in tasks:
+                state.pending.pop(task[0], None)
+            if isinstance(exc, ChannelClosed):
+                raise self._closed_error() from None
+            self._explain_map(payloads, kind, qualname)
+        return results
+
+    @staticmethod
+    def _explain_map(payloads: list[Any], kind: int, qualname: str) -> None:
+        calls = payloads if kind == CALL else [c for chunk in payloads for c in chunk]
+        for i, args in enumerate(calls):
+            if not is_shareable(args):
+                for j, a in enumerate(args):
+                    if not is_shareable(a):
+                        raise NotShareableError(
+                            f"item {i} of map({qualname}): argument {j} cannot be sent "
+                            f"to a worker interpreter: {type(a).__name__} is not shareable"
+                        )
+        raise NotShareableError(f"map({qualname}): an argument cannot be sent to a worker")
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """shutdown(wait=True, *, cancel_futures=False) -> None
+
+        Stop accepting tasks; workers finish the queued tasks, then exit and
+        their interpreters are destroyed. Idempotent; thread-safe.
+
+        Parameters
+        ----------
+        wait : bool
+            Wait until every worker has exited and every future is complete.
+            With False, return at once (a hung worker is not waited for).
+        cancel_futures : bool
+            Cancel the futures of tasks that no worker has taken yet (their
+            ``map`` iterators raise CancelledError).
+        """
+        state = self._state
+        with state.lock:
+            state.shutdown = True
+        if cancel_futures:
+            for task in state.drain_tasks():
+                target = state.pending.pop(task[0], None)
+                if target is not None:
+                    _cancel(target, task[0])
+        state.close_tasks()
+        if wait:
+            me = threading.current_thread()
+            for t in self._threads:
+                if t is not me:
+                    t.join()
+            if self._collector is not me:
+                self._collector.join()
+
+    def __repr__(self) -> str:
+        state = self._state
+        status = "broken" if state.broken else ("shut down" if state.shutdown else "running")
+        return f"<xchannels.Pool workers={self._workers} {status} pending={len(state.pending)}>"
+
+
+def _iterate(
+    state: _State, results: _MapResults, deadline: float | None, chunked: bool
+) -> Iterator[Any]:
+    """Yield a map's results in order. If the iterator is abandoned, the
+    results not yet read are dropped (tasks already queued still run)."""
+    i = 0
+    try:
+        for i in range(len(results.slots)):
+            ok, value = results.wait(i, deadline)
+            results.slots[i] = None  # let the value go once yielded
+            if not ok:
+                raise value
+            if chunked:
+                yield from value
+            else:
+                yield value
+        i += 1
+    finally:
+        for j in range(i, len(results.slots)):
+            state.pending.pop(results.base + j, None)

@@ -1,0 +1,416 @@
+"""python/xchannels/_worker.py: the parent side of the worker protocol
+(function references, remote exceptions) and :class:`Worker`, one dedicated
+long-running interpreter.
+
+Functions travel by reference: ``(module, qualname)``, resolved by import in
+the worker (``_bootstrap.resolve``). Exceptions travel as a record
+``(module, qualname, args, message, traceback_text, notes)`` and are rebuilt
+here by :func:`decode_exception`.
+
+Invariants:
+
+- A hosting thread creates, runs and destroys its interpreter itself (3.12
+  requires destroy on the creating thread), and is a non-daemon thread (3.12
+  aborts at exit if a sub-interpreter is still running).
+- A Worker's future is completed exactly once, after its interpreter is
+  destroyed, so ``join()`` returning means the interpreter is gone.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+import importlib
+import itertools
+import os
+import sys
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable, Iterable, Mapping
+
+from xchannels import _bootstrap, _interp
+from xchannels._xchannels import Channel, ChannelEmpty, NotShareableError, is_shareable
+
+__all__ = ["RemoteError", "RemoteTraceback", "Worker"]
+
+
+class RemoteError(Exception):
+    """RemoteError(type_name, message)
+
+    An exception raised in a worker interpreter whose class could not be
+    rebuilt in the caller (not importable here, or its ``args`` could not
+    travel or did not fit its constructor).
+
+    Attributes
+    ----------
+    type_name : str
+        The remote class as ``module.qualname``.
+    message : str
+        ``str()`` of the remote exception.
+    """
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(type_name, message)
+        self.type_name = type_name
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {self.message}" if self.message else self.type_name
+
+
+class RemoteTraceback(Exception):
+    """RemoteTraceback(tb)
+
+    The traceback text of an exception raised in a worker interpreter,
+    attached as ``__cause__`` of the exception the caller sees (like
+    ``concurrent.futures.ProcessPoolExecutor``), so it prints as "The above
+    exception was the direct cause of ...".
+
+    Attributes
+    ----------
+    tb : str
+        The remote traceback, as ``traceback.format_exception`` wrote it.
+    """
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb}"""'
+
+
+# ---- function references -----------------------------------------------------
+
+_refs: dict[Any, tuple[str, str]] = {}
+
+
+def _describe(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return repr(name) if name else repr(fn)
+
+
+def function_reference(fn: Callable[..., Any]) -> tuple[str, str]:
+    """function_reference(fn) -> (module, qualname)
+
+    The name a worker imports ``fn`` by. Raises ``TypeError`` saying why for
+    what cannot travel by name: lambdas, nested functions and closures,
+    bound methods of instances, ``functools.partial`` objects, and functions
+    of an interactive or ``-c`` ``__main__``.
+    """
+    try:
+        return _refs[fn]
+    except (KeyError, TypeError):  # TypeError: unhashable callable
+        pass
+    if not callable(fn):
+        raise TypeError(f"{fn!r} is not callable")
+    if isinstance(fn, functools.partial):
+        raise TypeError(
+            "functools.partial objects cannot be sent to a worker interpreter: "
+            "functions travel by reference (module + qualified name); pass the "
+            "function and its arguments instead"
+        )
+    if isinstance(fn, types.MethodType) and not isinstance(fn.__self__, type):
+        raise TypeError(
+            f"bound method {_describe(fn)} cannot be sent to a worker interpreter: "
+            "functions travel by reference (module + qualified name) and the "
+            "instance cannot travel; use a module-level function"
+        )
+    qualname = getattr(fn, "__qualname__", None)
+    module = getattr(fn, "__module__", None)
+    if module is None and hasattr(fn, "__objclass__"):  # e.g. str.upper
+        module = fn.__objclass__.__module__
+    if not isinstance(qualname, str) or not isinstance(module, str):
+        raise TypeError(
+            f"{fn!r} cannot be sent to a worker interpreter: it has no module "
+            "and qualified name to import it by"
+        )
+    if "<lambda>" in qualname:
+        raise TypeError(
+            f"lambda {qualname!r} (module {module!r}) cannot be sent to a worker "
+            "interpreter: functions travel by reference (module + qualified "
+            "name), and a lambda cannot be imported by name; define it with "
+            "def at module level"
+        )
+    if "<locals>" in qualname:
+        raise TypeError(
+            f"{qualname!r} (module {module!r}) is a nested function or closure "
+            "and cannot be sent to a worker interpreter: functions travel by "
+            "reference (module + qualified name), and a function defined inside "
+            "another cannot be imported by name; define it at module level"
+        )
+    if module == _bootstrap.MAIN_ALIAS:  # a pool started from a worker
+        module = "__main__"
+    if module == "__main__" and main_path() is None:
+        raise TypeError(
+            f"{qualname!r} is defined in an interactive session or a `python -c` "
+            "__main__, which worker interpreters cannot import (they import "
+            "__main__ functions from the script file); define it in a module or "
+            "a script"
+        )
+    owner = sys.modules.get("__main__" if module == "__main__" else module)
+    if owner is not None:
+        obj: Any = owner
+        try:
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            obj = None
+        if obj is not fn and obj != fn:
+            raise TypeError(
+                f"{module}.{qualname} does not name {fn!r} (decorated, rebound "
+                "or generated under another name?), so a worker interpreter "
+                "cannot import it"
+            )
+    ref = (module, qualname)
+    try:
+        if len(_refs) > 4096:
+            _refs.clear()
+        _refs[fn] = ref
+    except TypeError:
+        pass
+    return ref
+
+
+def main_path() -> str | None:
+    """The file of this process's ``__main__`` script, or None for an
+    interactive or ``-c`` main (in a worker: the parent's script)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if isinstance(path, str):
+        return os.path.abspath(path)
+    return _bootstrap._main_path
+
+
+def kwargs_pairs(kwargs: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """Keyword arguments as the tuple of ``(name, value)`` pairs that
+    travel (dicts are not shareable)."""
+    return tuple(kwargs.items()) if kwargs else ()
+
+
+def explain_unshareable(
+    exc: NotShareableError, qualname: str, args: tuple[Any, ...], kwargs: Iterable[tuple[str, Any]]
+) -> NotShareableError:
+    """A NotShareableError naming the argument of ``qualname`` that cannot
+    travel."""
+    for i, a in enumerate(args):
+        if not is_shareable(a):
+            where = f"argument {i}"
+            break
+    else:
+        where = "a keyword argument"
+        for name, v in kwargs:
+            if not is_shareable(v):
+                where = f"keyword argument {name!r}"
+                break
+    err = NotShareableError(f"{where} of {qualname}() cannot be sent to a worker interpreter: {exc}")
+    return err
+
+
+def sys_path() -> list[str]:
+    """This interpreter's ``sys.path``, which workers adopt, so that they
+    import what the caller can."""
+    return [p for p in sys.path if isinstance(p, str)]
+
+
+# ---- exceptions --------------------------------------------------------------
+
+
+def _find_class(module: str, qualname: str) -> type[BaseException] | None:
+    try:
+        obj: Any = sys.modules["__main__"] if module == "__main__" else importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception:
+        return None
+    if isinstance(obj, type) and issubclass(obj, BaseException):
+        return obj
+    return None
+
+
+def decode_exception(record: tuple[Any, ...]) -> BaseException:
+    """decode_exception(record) -> BaseException
+
+    Rebuild a worker's exception from its record: its own class when
+    importable here and ``cls(*args)`` works, else :class:`RemoteError`; the
+    remote traceback is attached as ``__cause__`` (a :class:`RemoteTraceback`).
+    """
+    module, qualname, args, message, text, notes = record
+    exc: BaseException | None = None
+    if args is not None:
+        cls = _find_class(module, qualname)
+        if cls is not None:
+            try:
+                exc = cls(*args)
+            except Exception:
+                exc = None
+    if exc is None:
+        name = qualname if module == "builtins" else f"{module}.{qualname}"
+        exc = RemoteError(name, message)
+    for note in notes:
+        exc.add_note(note)
+    exc.__cause__ = RemoteTraceback(text)
+    return exc
+
+
+def host_failure(text: str, what: str) -> str:
+    """Last line of a remote traceback, for short error messages."""
+    last = text.strip().splitlines()[-1] if text.strip() else "no traceback"
+    return f"{what}: {last}"
+
+
+# ---- Worker ------------------------------------------------------------------
+
+_WORKER_CODE = """\
+import sys
+sys.path[:] = {path!r}
+import xchannels._bootstrap
+xchannels._bootstrap.worker_main({config}, {result})
+"""
+
+_worker_ids = itertools.count(1)
+
+
+class Worker:
+    """Worker(target, args=(), kwargs=None, *, name=None)
+
+    One dedicated own-GIL sub-interpreter on its own thread that runs
+    ``target(*args, **kwargs)`` once, like :class:`threading.Thread` but in
+    parallel with the caller. Meant for long-running services that loop on a
+    channel passed as an argument.
+
+    Parameters
+    ----------
+    target : callable
+        A module-level function (or one of the ``__main__`` script), sent by
+        reference and imported in the worker; see :class:`xchannels.Pool`.
+    args : tuple
+        Shareable positional arguments (channels, buffers, tuples, ...).
+    kwargs : mapping, optional
+        Shareable keyword arguments.
+    name : str, optional
+        Thread name; default ``xchannels-worker-N``.
+
+    Raises
+    ------
+    TypeError
+        ``target`` cannot travel by reference (lambda, closure, ...).
+    NotShareableError
+        An argument cannot travel; nothing is started.
+
+    Notes
+    -----
+    The hosting thread is not a daemon: like a thread, a worker that never
+    returns keeps the process alive at exit (close the channel it serves).
+    Thread-safe: ``join``, ``is_alive`` and ``result`` may be called from any
+    thread.
+    """
+
+    def __init__(
+        self,
+        target: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+    ) -> None:
+        module, qualname = function_reference(target)
+        args = tuple(args)
+        pairs = kwargs_pairs(kwargs)
+        self.name = name or f"xchannels-worker-{next(_worker_ids)}"
+        self._config = Channel()
+        self._result = Channel()
+        try:
+            self._config.put((main_path(), module, qualname, args, pairs))
+        except NotShareableError as exc:
+            raise explain_unshareable(exc, qualname, args, pairs) from None
+        self._code = _WORKER_CODE.format(
+            path=sys_path(), config=self._config.id, result=self._result.id
+        )
+        self._future: Future[Any] = Future()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """start() -> None
+
+        Create the interpreter and start running the target in it. Returns
+        at once. Raises RuntimeError if called more than once.
+        """
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError("a Worker can only be started once")
+            self._thread = threading.Thread(target=self._host, name=self.name)
+            self._thread.start()
+
+    def _host(self) -> None:
+        iid: Any = None
+        text: str | None = None
+        try:
+            iid = _interp.create()
+            text = _interp.run(iid, self._code, filename=f"<{self.name}>")
+        except BaseException:
+            import traceback
+
+            text = traceback.format_exc()
+        finally:
+            if iid is not None:
+                try:
+                    _interp.destroy(iid)
+                except BaseException:
+                    pass
+            try:
+                ok, payload = self._result.get_nowait()
+            except ChannelEmpty:
+                err = RuntimeError(
+                    host_failure(text or "", f"worker {self.name}'s interpreter failed")
+                )
+                err.__cause__ = RemoteTraceback(text or "no traceback\n")
+                self._future.set_exception(err)
+            else:
+                if ok:
+                    self._future.set_result(payload)
+                else:
+                    self._future.set_exception(decode_exception(payload))
+
+    def join(self, timeout: float | None = None) -> None:
+        """join(timeout=None) -> None
+
+        Wait until the target has returned and the interpreter is destroyed,
+        at most ``timeout`` seconds; check :meth:`is_alive` afterwards, as
+        with :meth:`threading.Thread.join`. Raises RuntimeError if the worker
+        was not started.
+        """
+        if self._thread is None:
+            raise RuntimeError("cannot join a Worker before it is started")
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        """is_alive() -> bool
+
+        True from :meth:`start` until the target has returned and the
+        interpreter is destroyed.
+        """
+        return self._thread is not None and self._thread.is_alive()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """result(timeout=None) -> Any
+
+        Wait for the target like :meth:`join`, then return its return value
+        or raise its exception, rebuilt like the pool's (type kept, remote
+        traceback as ``__cause__``).
+
+        Raises
+        ------
+        TimeoutError
+            Still running after ``timeout`` seconds.
+        RuntimeError
+            Not started, or the interpreter itself failed.
+        """
+        if self._thread is None:
+            raise RuntimeError("cannot get the result of a Worker before it is started")
+        return self._future.result(timeout)
+
+    def __repr__(self) -> str:
+        state = "initial" if self._thread is None else ("started" if self.is_alive() else "stopped")
+        return f"<xchannels.Worker {self.name} {state}>"

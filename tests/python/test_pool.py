@@ -1,0 +1,536 @@
+"""tests/python/test_pool.py: xchannels.Pool and xchannels.Worker
+(python/xchannels/_pool.py, _worker.py, _bootstrap.py, _interp.py), with
+tasks running in real own-GIL sub-interpreters.
+
+Task functions live in pool_script.py, which workers import by name (they
+adopt the parent's sys.path, where conftest.py put this folder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import pool_script as ps
+import subinterp
+import xchannels
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(HERE)), "python")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """One pool shared by the tests that leave it usable."""
+    with xchannels.Pool(2) as p:
+        yield p
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([PACKAGE, HERE, env.get("PYTHONPATH", "")])
+    return env
+
+
+# ---- basics -------------------------------------------------------------------
+
+
+def test_pool_is_an_executor():
+    assert issubclass(xchannels.Pool, concurrent.futures.Executor)
+    assert issubclass(xchannels.BrokenPool, concurrent.futures.BrokenExecutor)
+
+
+def test_submit(pool):
+    assert pool.submit(ps.square, 12).result(timeout=30) == 144
+
+
+def test_submit_kwargs_travel_as_pairs(pool):
+    assert pool.submit(ps.add, 1, b=2, c=3).result(timeout=30) == 6
+    assert pool.submit(ps.add, 1, c=10).result(timeout=30) == 11
+
+
+def test_values_round_trip(pool):
+    big = 3**200
+    buf = xchannels.SharedBuffer(b"x" * 100_000)
+    got = pool.submit(ps.echo, None, True, big, -0.0, "é\U0001f600", b"\0", (1, (2,)), buf).result(
+        timeout=30
+    )
+    assert got == (None, True, big, -0.0, "é\U0001f600", b"\0", (1, (2,)), buf)
+    assert type(got[1]) is bool
+
+
+def test_tasks_run_in_subinterpreters_of_this_process(pool):
+    pid, thread, sys_id = pool.submit(ps.interp_info).result(timeout=30)
+    assert pid == os.getpid()
+    assert sys_id != str(id(sys))  # another interpreter has its own sys module
+
+
+def test_builtin_functions_travel(pool):
+    assert pool.submit(pow, 2, 100).result(timeout=30) == 2**100
+    assert pool.submit(str.upper, "abc").result(timeout=30) == "ABC"
+
+
+def test_static_and_class_methods_travel(pool):
+    assert pool.submit(ps.Methods.static, 1).result(timeout=30) == 2
+    assert pool.submit(ps.Methods.klass, 2).result(timeout=30) == "Methods:2"
+
+
+def test_many_small_tasks(pool):
+    futures = [pool.submit(ps.square, i) for i in range(3000)]
+    assert [f.result(timeout=60) for f in futures] == [i * i for i in range(3000)]
+
+
+def test_default_workers_is_cpu_count():
+    with xchannels.Pool() as p:
+        assert p.workers == (os.cpu_count() or 1)
+        assert p.submit(ps.square, 3).result(timeout=30) == 9
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5])
+def test_bad_worker_count(workers):
+    with pytest.raises(ValueError):
+        xchannels.Pool(workers)
+
+
+# ---- map ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunksize", [1, 3, 7, 1000])
+def test_map_keeps_order(pool, chunksize):
+    n = 200
+    assert list(pool.map(ps.square, range(n), chunksize=chunksize)) == [i * i for i in range(n)]
+
+
+def test_map_several_iterables_and_empty(pool):
+    assert list(pool.map(ps.add, [1, 2, 3], [10, 20, 30, 40])) == [11, 22, 33]
+    assert list(pool.map(ps.add, [1, 2, 3], [10, 20, 30], chunksize=2)) == [11, 22, 33]
+    assert list(pool.map(ps.square, [])) == []
+
+
+def test_map_chunk_error_raises_at_its_place(pool):
+    it = pool.map(ps.fail_custom, [1, 2], chunksize=2)
+    with pytest.raises(ps.CustomError):
+        next(it)
+
+
+def test_map_timeout(pool):
+    it = pool.map(ps.sleep_for, [0.5], timeout=0.05)
+    with pytest.raises(TimeoutError):
+        next(it)
+
+
+def test_map_bad_chunksize(pool):
+    with pytest.raises(ValueError):
+        pool.map(ps.square, [1], chunksize=0)
+
+
+# ---- errors ----------------------------------------------------------------------------
+
+
+def _remote_tb(exc: BaseException) -> str:
+    cause = exc.__cause__
+    assert isinstance(cause, xchannels.RemoteTraceback), cause
+    return cause.tb
+
+
+def test_builtin_exception_keeps_type_and_remote_traceback(pool):
+    exc = pool.submit(ps.fail_builtin, "missing").exception(timeout=30)
+    assert type(exc) is KeyError and exc.args == ("missing",)
+    tb = _remote_tb(exc)
+    assert "Traceback (most recent call last)" in tb
+    assert "pool_script.py" in tb and "fail_builtin" in tb
+    assert "KeyError: 'missing'" in tb
+    assert "_bootstrap.py" not in tb  # the pool's own frames are left out
+
+
+def test_importable_custom_exception_is_rebuilt(pool):
+    with pytest.raises(ps.CustomError) as info:
+        pool.submit(ps.fail_custom, 7).result(timeout=30)
+    assert info.value.code == 7 and info.value.text == "custom failure 7"
+    assert "fail_custom" in _remote_tb(info.value)
+
+
+def test_unrebuildable_exception_becomes_remote_error(pool):
+    exc = pool.submit(ps.fail_unrebuildable).exception(timeout=30)
+    assert type(exc) is xchannels.RemoteError
+    assert exc.type_name == "pool_script.Unrebuildable"
+    assert "fixed" in exc.message
+    assert "Unrebuildable" in _remote_tb(exc)
+
+
+def test_exception_with_unshareable_args_becomes_remote_error(pool):
+    exc = pool.submit(ps.fail_unshareable_args).exception(timeout=30)
+    assert type(exc) is xchannels.RemoteError
+    assert exc.type_name == "ValueError" and "with a list" in exc.message
+    assert "fail_unshareable_args" in _remote_tb(exc)
+
+
+def test_oserror_is_rebuilt_with_its_subclass(pool, tmp_path):
+    exc = pool.submit(ps.fail_oserror, str(tmp_path / "missing")).exception(timeout=30)
+    assert type(exc) is FileNotFoundError and exc.errno == 2
+
+
+def test_exception_notes_travel(pool):
+    exc = pool.submit(ps.fail_noted).exception(timeout=30)
+    assert type(exc) is ValueError and exc.__notes__ == ["remote note"]
+
+
+def test_missing_function_in_worker_is_the_task_error(pool):
+    # The function exists here but not under that name in the worker.
+    exc = pool.submit(ps.square, 1)  # warm
+    exc.result(timeout=30)
+    ps.late_function = ps.square  # not a real module attribute in workers
+    try:
+
+        def late_function(x: int) -> int:
+            return x
+
+        late_function.__module__ = "pool_script"
+        late_function.__qualname__ = "late_function"
+        ps.late_function = late_function
+        err = pool.submit(late_function, 1).exception(timeout=30)
+        assert type(err) is AttributeError and "late_function" in str(err)
+    finally:
+        del ps.late_function
+
+
+def test_pool_reusable_after_task_errors(pool):
+    for _ in range(3):
+        assert pool.submit(ps.fail_builtin, "k").exception(timeout=30) is not None
+    assert list(pool.map(ps.square, range(10))) == [i * i for i in range(10)]
+
+
+def test_system_exit_in_task_is_its_exception(pool):
+    exc = pool.submit(ps.system_exit, 3).exception(timeout=30)
+    assert type(exc) is SystemExit and exc.code == 3
+    # the worker survived: both workers still answer
+    assert list(pool.map(ps.square, range(20))) == [i * i for i in range(20)]
+
+
+def test_recursion_error_in_task_is_its_exception(pool):
+    exc = pool.submit(ps.recurse, 0).exception(timeout=30)
+    assert type(exc) is RecursionError
+    assert "recurse" in _remote_tb(exc)
+    assert pool.submit(ps.square, 5).result(timeout=30) == 25
+
+
+# ---- what cannot travel ------------------------------------------------------------------
+
+
+def _nested() -> object:
+    def inner(x: int) -> int:
+        return x
+
+    return inner
+
+
+class _Holder:
+    def method(self) -> int:
+        return 1
+
+
+@pytest.mark.parametrize(
+    "fn, words",
+    [
+        (lambda x: x, "lambda"),
+        (_nested(), "nested function or closure"),
+        (functools.partial(ps.add, 1), "functools.partial"),
+        (_Holder().method, "bound method"),
+    ],
+    ids=["lambda", "closure", "partial", "bound-method"],
+)
+def test_function_that_cannot_travel_fails_at_submit(pool, fn, words):
+    with pytest.raises(TypeError, match=words):
+        pool.submit(fn, 1)
+    with pytest.raises(TypeError, match=words):
+        pool.map(fn, [1])
+    with pytest.raises(TypeError, match=words):
+        xchannels.Worker(target=fn)
+    assert pool.submit(ps.square, 2).result(timeout=30) == 4
+
+
+def test_unshareable_argument_raises_from_submit(pool):
+    with pytest.raises(xchannels.NotShareableError, match="argument 1 of echo"):
+        pool.submit(ps.echo, 1, [2, 3])
+    with pytest.raises(xchannels.NotShareableError, match="keyword argument 'c'"):
+        pool.submit(ps.add, 1, c={"no": "dicts"})
+    with pytest.raises(xchannels.NotShareableError):
+        pool.map(ps.square, [1, [2], 3])
+    with pytest.raises(xchannels.NotShareableError):
+        pool.map(ps.square, [1, [2], 3], chunksize=2)
+    assert pool.submit(ps.square, 4).result(timeout=30) == 16
+
+
+def test_unshareable_result_fails_that_future(pool):
+    with pytest.raises(xchannels.NotShareableError, match="list"):
+        pool.submit(ps.return_list).result(timeout=30)
+    assert pool.submit(ps.square, 6).result(timeout=30) == 36
+
+
+def test_interactive_main_function_is_refused():
+    code = textwrap.dedent(
+        """
+        import xchannels
+        def f(x):
+            return x
+        with xchannels.Pool(1) as p:
+            try:
+                p.submit(f, 1)
+            except TypeError as e:
+                print("TypeError:", e)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "TypeError:" in out.stdout and "interactive session or a `python -c`" in out.stdout
+
+
+# ---- __main__ ----------------------------------------------------------------------------------
+
+
+def test_main_script_functions_travel_like_spawn():
+    out = subprocess.run(
+        [sys.executable, os.path.join(HERE, "pool_script.py")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=HERE,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "submit 50" in lines
+    assert "map [1, 2, 5, 10, 17]" in lines
+    assert "error __main__ MainError raised in a __main__ function" in lines
+    assert "same class True" in lines
+    assert lines.count("main block ran") == 1  # the guarded block ran once
+    assert lines.count("module body ran as __main__") == 1
+    # each worker that needed a __main__ function imported the script once
+    assert 1 <= lines.count("module body ran as __mp_main__") <= 2
+    assert lines[-1] == "done"
+
+
+def test_unguarded_pool_in_main_script_is_refused(tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import xchannels
+            def f(x):
+                return x + 1
+            pool = xchannels.Pool(1)
+            try:
+                print("result", pool.submit(f, 1).result(timeout=30))
+            except RuntimeError as e:
+                print("refused", "if __name__ == '__main__'" in str(e))
+            pool.shutdown()
+            """
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], env=_env(), capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["refused True"]
+
+
+# ---- initializer -------------------------------------------------------------------------------
+
+
+def test_initializer_runs_in_each_worker_with_initargs():
+    ch = xchannels.Channel()
+    with xchannels.Pool(1, initializer=ps.initialize, initargs=(1, "two", ch)) as p:
+        got = p.submit(ps.initialized).result(timeout=30)
+    assert got[:2] == (1, "two") and got[2].id == ch.id
+
+
+def test_initializer_failure_breaks_the_pool():
+    with xchannels.Pool(1, initializer=ps.fail_initializer) as p:
+        fut = p.submit(ps.square, 2)
+        with pytest.raises(xchannels.BrokenPool, match="initializer failed on purpose") as info:
+            fut.result(timeout=30)
+        assert "fail_initializer" in _remote_tb(info.value)
+        with pytest.raises(xchannels.BrokenPool):
+            p.submit(ps.square, 2)
+
+
+def test_unshareable_initargs_raise_at_construction():
+    with pytest.raises(xchannels.NotShareableError):
+        xchannels.Pool(1, initializer=ps.initialize, initargs=([1],))
+
+
+# ---- shutdown and failures -------------------------------------------------------------------------
+
+
+def test_shutdown_waits_for_queued_tasks_then_refuses():
+    p = xchannels.Pool(2)
+    futures = [p.submit(ps.sleep_for, 0.01) for _ in range(6)]
+    p.shutdown(wait=True)
+    assert all(f.done() and f.result() == 0.01 for f in futures)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        p.submit(ps.square, 1)
+    p.shutdown()  # idempotent
+
+
+def test_shutdown_cancel_futures_with_a_hung_worker_returns_promptly():
+    gate = xchannels.Channel()
+    p = xchannels.Pool(1)
+    hung = p.submit(ps.wait_on, gate.id, 60.0)
+    time.sleep(0.2)  # let the worker take it
+    queued = [p.submit(ps.square, i) for i in range(5)]
+    start = time.monotonic()
+    p.shutdown(wait=False, cancel_futures=True)
+    assert time.monotonic() - start < 1.0
+    assert all(f.cancelled() for f in queued)
+    assert not hung.done()
+    gate.put("released")
+    assert hung.result(timeout=30) == "released"
+    p.shutdown(wait=True)
+
+
+def test_worker_loop_death_breaks_the_pool_without_deadlock():
+    p = xchannels.Pool(1)
+    first = p.submit(ps.kill_task_loop)
+    later = [p.submit(ps.sleep_for, 0.01) for _ in range(3)]
+    for fut in [first, *later]:
+        with pytest.raises(xchannels.BrokenPool, match="task loop sabotaged") as info:
+            fut.result(timeout=30)
+        assert "task loop sabotaged" in _remote_tb(info.value)
+    with pytest.raises(xchannels.BrokenPool):
+        p.submit(ps.square, 1)
+    p.shutdown(wait=True)
+
+
+def test_interpreters_are_destroyed_at_shutdown():
+    before = subinterp.live_interpreters()
+    with xchannels.Pool(2) as p:
+        list(p.map(ps.square, range(10)))
+        assert subinterp.live_interpreters() >= before + 1
+    assert subinterp.live_interpreters() == before
+
+
+def test_dropped_pool_lets_workers_exit():
+    import gc
+    import threading
+
+    p = xchannels.Pool(1)
+    fut = p.submit(ps.square, 9)
+    threads = list(p._threads)
+    del p
+    gc.collect()
+    assert fut.result(timeout=30) == 81
+    for t in threads:
+        t.join(timeout=30)
+        assert not t.is_alive()
+    assert threading.active_count() >= 1
+
+
+def test_asyncio_wrap_future(pool):
+    async def main() -> list[int]:
+        futures = [asyncio.wrap_future(pool.submit(ps.square, i)) for i in range(5)]
+        return await asyncio.gather(*futures)
+
+    assert asyncio.run(main()) == [0, 1, 4, 9, 16]
+
+    async def via_loop() -> int:
+        return await asyncio.get_running_loop().run_in_executor(pool, ps.square, 7)
+
+    assert asyncio.run(via_loop()) == 49
+
+
+def test_cancel_pending_future_then_result_is_dropped(pool):
+    gate = xchannels.Channel()
+    blockers = [pool.submit(ps.wait_on, gate.id, 30.0) for _ in range(2)]
+    fut = pool.submit(ps.square, 3)
+    assert fut.cancel()
+    gate.put_many(["go", "go"])
+    assert [b.result(timeout=30) for b in blockers] == ["go", "go"]
+    assert fut.cancelled()
+    assert pool.submit(ps.square, 3).result(timeout=30) == 9
+
+
+# ---- Worker ----------------------------------------------------------------------------------
+
+
+def test_worker_serves_requests_over_channels_and_stops_on_close():
+    requests, replies = xchannels.Channel(), xchannels.Channel()
+    w = xchannels.Worker(target=ps.serve, args=(requests, replies), kwargs={"offset": 100})
+    assert not w.is_alive()
+    w.start()
+    assert w.is_alive()
+    for i in range(50):
+        requests.put(i)
+        assert replies.get(timeout=30) == (i, i + 100)
+    requests.close()
+    w.join(timeout=30)
+    assert not w.is_alive()
+    assert w.result(timeout=0) == 50
+
+
+def test_worker_exception_like_the_pool():
+    w = xchannels.Worker(target=ps.fail_custom, args=(5,))
+    w.start()
+    with pytest.raises(ps.CustomError) as info:
+        w.result(timeout=30)
+    assert info.value.code == 5
+    assert "fail_custom" in _remote_tb(info.value)
+    w.join(timeout=30)
+    assert not w.is_alive()
+
+
+def test_worker_result_timeout_and_start_once():
+    gate = xchannels.Channel()
+    w = xchannels.Worker(target=ps.wait_on, args=(gate.id, 30.0))
+    with pytest.raises(RuntimeError):
+        w.result()
+    w.start()
+    with pytest.raises(RuntimeError):
+        w.start()
+    with pytest.raises(TimeoutError):
+        w.result(timeout=0.05)
+    w.join(timeout=0.05)
+    assert w.is_alive()
+    gate.close()
+    assert w.result(timeout=30) == "closed"
+
+
+def test_worker_unshareable_args_and_result():
+    with pytest.raises(xchannels.NotShareableError, match="argument 0"):
+        xchannels.Worker(target=ps.echo, args=([1],))
+    w = xchannels.Worker(target=ps.return_list)
+    w.start()
+    with pytest.raises(xchannels.NotShareableError):
+        w.result(timeout=30)
+
+
+def test_worker_system_exit_is_its_exception():
+    w = xchannels.Worker(target=ps.system_exit, args=(4,))
+    w.start()
+    with pytest.raises(SystemExit):
+        w.result(timeout=30)
+
+
+# ---- benchmark module ------------------------------------------------------------------------
+
+
+def test_bench_pool_imports_without_side_effects():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(HERE)), "benchmarks", "python", "bench_pool.py")
+    spec = importlib.util.spec_from_file_location("bench_pool_under_test", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    before = list(sys.path)
+    spec.loader.exec_module(mod)
+    assert sys.path == before
+    assert callable(mod.run) and mod.work(10) == 3628800
