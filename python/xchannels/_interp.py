@@ -107,3 +107,25 @@ def destroy(iid: Any) -> None:
     no thread runs in it.
     """
     _mod.destroy(iid)
+
+
+def without_signals(fn: Any) -> Any:
+    """Wrap a thread target so the thread blocks SIGINT and SIGTERM.
+
+    A process-directed signal goes to any thread that does not block it.
+    If it lands on a pool thread, CPython only sets a flag, and the main
+    thread, parked in a channel wait, would not see Ctrl-C until the wait
+    ends. With the pool's threads blocking them, the kernel delivers these
+    signals to the main thread, whose wait returns at once.
+    """
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        import signal
+
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        except (AttributeError, OSError, ValueError):  # not on this platform
+            pass
+        return fn(*args, **kwargs)
+
+    return run

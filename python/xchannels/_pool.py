@@ -374,11 +374,11 @@ class Pool(Executor):
         _register_atexit()
         _live_states.add(state)
         self._collector = threading.Thread(
-            target=state.collect, name="xchannels-pool-collector"
+            target=_interp.without_signals(state.collect), name="xchannels-pool-collector"
         )
         self._threads = [
             threading.Thread(
-                target=state.serve, args=(i, code), name=f"xchannels-pool-worker-{i}"
+                target=_interp.without_signals(state.serve), args=(i, code), name=f"xchannels-pool-worker-{i}"
             )
             for i in range(workers)
         ]

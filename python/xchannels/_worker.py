@@ -340,7 +340,7 @@ class Worker:
         with self._lock:
             if self._thread is not None:
                 raise RuntimeError("a Worker can only be started once")
-            self._thread = threading.Thread(target=self._host, name=self.name)
+            self._thread = threading.Thread(target=_interp.without_signals(self._host), name=self.name)
             self._thread.start()
 
     def _host(self) -> None:

@@ -5,6 +5,7 @@ Each: no crash, no hang, no lost message, a clear error."""
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import threading
 import time
@@ -219,3 +220,19 @@ def test_rss_flat_over_2000_channel_cycles():
     gc.collect()
     assert core._live_channels() == live
     assert rss_mib() - before < 8
+
+
+def test_process_directed_ctrl_c_reaches_main_while_pool_threads_run():
+    """os.kill() targets the process: the kernel picks any thread that does
+    not block SIGINT. Pool threads block it, so it lands on the main thread,
+    whose parked get() returns at once."""
+    with xchannels.Pool(2) as pool:
+        pool.submit(time.sleep, 0.01).result(timeout=30)  # threads are up
+        ch = Channel()
+        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            ch.get(timeout=20)
+        assert time.monotonic() - t0 < 5
+        timer.join()
