@@ -30,6 +30,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from xchannels._pool import BrokenPool, Pool
     from xchannels._worker import RemoteError, RemoteTraceback, Worker
+    from xchannels._aio import select_async
 
 # Pool and Worker pull in concurrent.futures and threading machinery that a
 # worker interpreter never needs: import them on first use, so
@@ -40,6 +41,7 @@ _LAZY = {
     "RemoteError": "xchannels._worker",
     "RemoteTraceback": "xchannels._worker",
     "Worker": "xchannels._worker",
+    "select_async": "xchannels._aio",
 }
 
 
@@ -74,6 +76,7 @@ __all__ = [
     "Worker",
     "is_shareable",
     "select",
+    "select_async",
 ]
 
 __version__ = "0.1.0"

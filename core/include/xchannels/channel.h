@@ -12,7 +12,8 @@
 //     returned kOk is ever lost.
 //   - FIFO per producer thread; no order between producers (moodycamel).
 //   - No sleep loops: every wait is a futex wait woken by the operation that
-//     makes progress possible (see detail/queue_base.h for the protocol).
+//     makes progress possible (see detail/queue_base.h for the protocol), or
+//     an external waiter's Notifier call (event loops; AddRecvWaiter below).
 //
 // Memory ordering: an item's construction (by the sender) happens-before its
 // use by the receiver that gets it. close() happens-before the kClosed seen
@@ -36,6 +37,7 @@
 #ifndef XCHANNELS_CHANNEL_H_
 #define XCHANNELS_CHANNEL_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -182,6 +184,71 @@ class Channel final : public ChannelBase {
   // Thread-safe. Never blocks. 0 = unbounded.
   size_t capacity() const override { return capacity_; }
 
+  // ---- External waiters (event loops) ----------------------------------------
+  // A waiter that is not a blocked thread: its node's Parker carries a
+  // detail::Notifier, called (under the wait-list lock) instead of a futex
+  // wake. Protocol, the same Dekker pattern as recv/send:
+  //   parker.Rearm(); Add*Waiter(&node);   // links, then a seq_cst fence
+  //   try_recv / try_send                  // the re-check; then wait for
+  //                                        // Notify() and try again
+  //   notified = Remove*Waiter(&node);     // before giving up or retrying
+  //   if (notified && leaving) PassOn*();  // the lost-wake-up rule
+  // A waiter that was notified and leaves (cancelled, timed out, or took
+  // its item) must call PassOn*(); one that retries need not. Several nodes
+  // (one per channel, as Select) may share one Parker.
+
+  // Thread-safe. Never allocates. Links `node` in the receivers' list, then
+  // issues the seq_cst fence: the caller must re-check with try_recv before
+  // relying on a notification. `node` must stay valid until removed.
+  void AddRecvWaiter(detail::WaitNode* node) {
+    recv_waiters().Add(node);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  // Thread-safe. Never allocates. Unlinks `node`; returns true if it had
+  // been notified (a notifier had already unlinked it), false otherwise.
+  bool RemoveRecvWaiter(detail::WaitNode* node) {
+    return !recv_waiters().Remove(node);
+  }
+  // Thread-safe. Never allocates. Wakes one receiver if items remain: the
+  // duty of a notified receiver that leaves.
+  void PassOnRecv() {
+    Dispatch([](auto& f) { f.PassOnRecv(); });
+  }
+
+  // As AddRecvWaiter, for a sender waiting for room. Bounded channels only
+  // (capacity() > 0): an unbounded send never waits, so on an unbounded
+  // channel this notifies `node` at once and links nothing.
+  void AddSendWaiter(detail::WaitNode* node) {
+    Dispatch([&](auto& f) {
+      if constexpr (requires { f.send_waiters(); }) {
+        f.send_waiters().Add(node);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+      } else {
+        if (node->parker->TryNotify() && node->parker->notifier != nullptr) {
+          node->parker->notifier->Notify();
+        }
+      }
+    });
+  }
+  // As RemoveRecvWaiter, for a node added by AddSendWaiter (an unbounded
+  // channel's node counts as notified).
+  bool RemoveSendWaiter(detail::WaitNode* node) {
+    return Dispatch([&](auto& f) {
+      if constexpr (requires { f.send_waiters(); }) {
+        return !f.send_waiters().Remove(node);
+      } else {
+        return true;
+      }
+    });
+  }
+  // Thread-safe. Never allocates. Wakes one waiting sender if a slot is
+  // free (no-op on an unbounded channel): the duty of a notified sender that
+  // leaves without sending.
+  void PassOnSend() {
+    // Not through Dispatch: GCC 12 then warns (wrongly) of a null access.
+    if (auto* bounded = std::get_if<2>(&flavor_)) bounded->PassOnSend();
+  }
+
  private:
   template <class U>
   friend OpStatus Select(std::span<Channel<U>* const>, size_t*, U&, Deadline,
@@ -212,10 +279,6 @@ class Channel final : public ChannelBase {
     return Dispatch(
         [](auto& f) -> detail::WaitList& { return f.recv_waiters(); });
   }
-  void PassOnRecv() {
-    Dispatch([](auto& f) { f.PassOnRecv(); });
-  }
-
   const size_t capacity_;
   // monostate only until the constructor body has run.
   std::variant<std::monostate, detail::Unbounded<T>, detail::Bounded<T>>

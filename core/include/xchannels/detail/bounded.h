@@ -95,6 +95,15 @@ class Bounded final : public QueueBase<T, Bounded<T>> {
     send_waiters_.NotifyAll();
   }
 
+  // For external waiters (Channel<T>::AddSendWaiter): the senders' list, and
+  // the pass-on of a notified sender that leaves without sending.
+  WaitList& send_waiters() noexcept { return send_waiters_; }
+  void PassOnSend() {
+    if (slots_.load(std::memory_order_relaxed) < capacity_) {
+      send_waiters_.NotifyOne();
+    }
+  }
+
  private:
   // Preallocation is capped so that a huge maxsize costs nothing up front.
   static constexpr size_t kMaxInitialCapacity = 256;
@@ -126,12 +135,6 @@ class Bounded final : public QueueBase<T, Bounded<T>> {
     slots_.fetch_sub(1, std::memory_order_acq_rel);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     send_waiters_.NotifyOne();  // no lock unless a sender waits
-  }
-
-  void PassOnSend() {
-    if (slots_.load(std::memory_order_relaxed) < capacity_) {
-      send_waiters_.NotifyOne();
-    }
   }
 
   void OnDequeued() { ReleaseSlot(); }

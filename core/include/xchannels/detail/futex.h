@@ -3,7 +3,11 @@
 //
 // Invariants:
 //   - Parker::word goes 0 -> 1 exactly once per Parker (TryNotify returns true
-//     for exactly one caller); it never goes back to 0.
+//     for exactly one caller); it never goes back to 0, except through
+//     Rearm() by an external waiter none of whose nodes is linked.
+//   - A Parker with a Notifier belongs to an external waiter (an event
+//     loop's, see Notifier): nobody parks on it; the notifier that wins
+//     TryNotify calls Notifier::Notify() instead of waking a thread.
 //   - Park() returns kNotified only once word == 1; kTimeout only once the
 //     deadline has passed on Clock; kInterrupted only when interruptible and
 //     FUTEX_WAIT returned EINTR (a signal handler ran on this thread) while
@@ -48,8 +52,26 @@ inline void CpuRelax() {
 // a short step (a concurrent dequeue) that we must not sleep across.
 void YieldCpu();
 
+// The wake-up action of an external waiter: a waiter that is not a parked
+// thread (an asyncio event loop, say) is told through this interface.
+// Notify() is called at most once per arming of the waiter's Parker, by the
+// thread that notifies, while it holds the lock of the wait list the node
+// was in (so the waiter, which unlinks its nodes under that lock before it
+// goes away, cannot vanish during the call). It must be short, must not
+// block for long and must not touch any wait list.
+class Notifier {
+ public:
+  virtual void Notify() noexcept = 0;
+
+ protected:
+  ~Notifier() = default;
+};
+
 struct Parker {
   std::atomic<uint32_t> word{0};
+  // Null for a parked thread; set for an external waiter (then woken by
+  // Notify() instead of FutexWake). Set before any node is linked.
+  Notifier* notifier = nullptr;
 
   // Thread-safe. Never blocks. Returns true for the first caller only.
   bool TryNotify() noexcept {
@@ -58,6 +80,11 @@ struct Parker {
   bool notified() const noexcept {
     return word.load(std::memory_order_acquire) != 0;
   }
+  // External waiters only, and only while none of their nodes is linked in
+  // any list (every notifier that could have seen the word did so under a
+  // list lock the waiter has taken since): makes the parker notifiable
+  // again for the next registration.
+  void Rearm() noexcept { word.store(0, std::memory_order_relaxed); }
 };
 
 enum class WaitResult : uint8_t { kNotified, kTimeout, kInterrupted };

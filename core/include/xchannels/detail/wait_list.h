@@ -11,6 +11,9 @@
 //     so once the waiter's Remove() (which takes mu_) returns false, nobody
 //     touches the node or the Parker's word any more; only the FutexWake
 //     system call, made after unlocking, may still name the address.
+//   - An external waiter's node (Parker::notifier set) is notified by calling
+//     Notifier::Notify() under mu_, not by a futex wake after unlocking: its
+//     owner may free it as soon as its Remove() has taken mu_.
 //   - Several nodes (Select: one per channel) may share one Parker; a node
 //     whose Parker was already notified is skipped by NotifyOne, which then
 //     notifies the next node, so one notification is never absorbed twice.
@@ -80,7 +83,8 @@ class WaitList {
 
   // Thread-safe. Never allocates. Takes the lock only if someone waits.
   // Unlinks nodes from the front until one whose Parker was not yet notified
-  // is found, notifies it and wakes its thread.
+  // is found, notifies it and wakes its thread (or, for an external waiter,
+  // calls its Notifier under the lock).
   void NotifyOne() ABSL_LOCKS_EXCLUDED(mu_) {
     if (!HasWaiters()) return;
     std::atomic<uint32_t>* to_wake = nullptr;
@@ -89,8 +93,13 @@ class WaitList {
       while (head_ != nullptr) {
         WaitNode* node = head_;
         Unlink(node);
-        if (node->parker->TryNotify()) {
-          to_wake = &node->parker->word;
+        Parker* parker = node->parker;
+        if (parker->TryNotify()) {
+          if (parker->notifier != nullptr) {
+            parker->notifier->Notify();  // under mu_, see the invariants
+          } else {
+            to_wake = &parker->word;
+          }
           break;
         }
       }
@@ -108,7 +117,13 @@ class WaitList {
     while (head_ != nullptr) {
       WaitNode* node = head_;
       Unlink(node);
-      if (node->parker->TryNotify()) FutexWake(&node->parker->word, 1);
+      Parker* parker = node->parker;
+      if (!parker->TryNotify()) continue;
+      if (parker->notifier != nullptr) {
+        parker->notifier->Notify();
+      } else {
+        FutexWake(&parker->word, 1);
+      }
     }
   }
 
