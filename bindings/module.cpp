@@ -209,6 +209,17 @@ PyObject* ImportAttr(const char* module, const char* attr) {
   return v;
 }
 
+PyObject* EncodeDecodeImpl(PyObject* capsule, PyObject* obj) {
+  auto* st = static_cast<ModuleState*>(PyCapsule_GetPointer(capsule, nullptr));
+  if (st == nullptr) return nullptr;
+  Item it = Encode(st, obj);
+  if (it.kind() == Item::Kind::kEmpty) return nullptr;
+  return Decode(st, std::move(it));
+}
+PyObject* EncodeDecode(PyObject* capsule, PyObject* obj) {
+  return NoExcept<EncodeDecodeImpl>::Call(capsule, obj);
+}
+
 void FreeState(PyObject* capsule) {
   delete static_cast<ModuleState*>(PyCapsule_GetPointer(capsule, nullptr));
 }
@@ -286,6 +297,17 @@ PYBIND11_MODULE(_xchannels, m, pyb::mod_gil_not_used(),
 #else
   m.attr("__compiler__") = "unknown";
 #endif
+  // A raw METH_O function (self: the state capsule), so benchmarks measure
+  // the codec and not pybind11's call overhead.
+  static PyMethodDef encode_decode_def = {
+      "_encode_decode", EncodeDecode, METH_O,
+      "_encode_decode(obj)\n--\n\nEncode obj into a message and decode it "
+      "again, without a channel (for benchmarks and tests)."};
+  PyObject* fn = PyCFunction_NewEx(&encode_decode_def, capsule, mod);
+  if (fn == nullptr) throw pyb::error_already_set();
+  int rc = PyModule_AddObjectRef(mod, "_encode_decode", fn);
+  Py_DECREF(fn);
+  if (rc < 0) throw pyb::error_already_set();
   m.def(
       "_live_channels",
       []() { return xchannels::Registry::Global().size(); },

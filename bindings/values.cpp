@@ -21,17 +21,21 @@ namespace {
 // benchmarks/python/bench_values.py).
 constexpr Py_ssize_t kBytesRefThreshold = 64 * 1024;
 
+// Where the encoder is in the value tree, for error messages: a fixed stack
+// (tuples never nest deeper than kMaxDepth), so the hot path never allocates.
 struct Path {
-  std::vector<Py_ssize_t> index;
+  Py_ssize_t index[kMaxDepth];
+  int depth = 0;
+  bool empty() const { return depth == 0; }
   std::string Render() const {
     std::string s = "item ";
-    for (Py_ssize_t i : index) s += "[" + std::to_string(i) + "]";
+    for (int d = 0; d < depth; ++d) s += "[" + std::to_string(index[d]) + "]";
     return s;
   }
 };
 
 void RaiseNotShareable(ModuleState* st, const Path& path, PyObject* obj) {
-  std::string where = path.index.empty() ? "" : path.Render() + ": ";
+  std::string where = path.empty() ? "" : path.Render() + ": ";
   PyErr_Format(st->NotShareableError, "%s%s is not shareable", where.c_str(),
                Py_TYPE(obj)->tp_name);
 }
@@ -207,18 +211,18 @@ class Encoder {
     Py_ssize_t n = PyTuple_GET_SIZE(obj);
     if constexpr (Sizing) sizer.Tuple(static_cast<size_t>(n));
     else builder->Tuple(static_cast<size_t>(n));
-    if constexpr (Sizing) path_.index.push_back(0);
+    if constexpr (Sizing) ++path_.depth;
     for (Py_ssize_t i = 0; i < n; ++i) {
-      if constexpr (Sizing) path_.index.back() = i;
+      if constexpr (Sizing) path_.index[depth] = i;
       if (!Value(PyTuple_GET_ITEM(obj, i), depth + 1)) return false;
     }
-    if constexpr (Sizing) path_.index.pop_back();
+    if constexpr (Sizing) --path_.depth;
     return true;
   }
 
   // A buffer exporter failed to export: say where it sits.
   void AddPathToError() {
-    if (path_.index.empty()) return;
+    if (path_.empty()) return;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);

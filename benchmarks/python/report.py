@@ -159,7 +159,30 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         add("pingpong round trip <= 10 µs", c["rt_median_us"] <= 10,
             f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}")
+    vals = (data.get("values") or {}).get("result")
+    five = next((r for r in (vals or {}).get("rows", []) if r["payload"] == "5-tuple"), None)
+    if five is None:
+        add("5-tuple encode+decode >= 5x faster than pickle", None, "no figure")
+    else:
+        add("5-tuple encode+decode >= 5x faster than pickle", five["speedup"] >= 5,
+            f"{five['codec_ns']:.0f} ns vs pickle {five['pickle_ns']:.0f} ns, {five['speedup']:.1f}x")
     return res
+
+
+def values_lines(data: dict[str, Any]) -> list[str]:
+    vals = (data.get("values") or {}).get("result")
+    if not vals:
+        return []
+    L = ["## Values: encode + decode against pickle", "",
+         "`benchmarks/python/bench_values.py`: codec = encode into a message and decode again"
+         " (`_encode_decode`); put+get = `put_nowait` + `get_nowait` on a local channel;"
+         " pickle = `pickle.loads(pickle.dumps(v))`. Best of 5, one interpreter.", "",
+         "| payload | codec | put+get | pickle | pickle / codec |", "| --- | --- | --- | --- | --- |"]
+    for r in vals["rows"]:
+        L.append(f"| {r['payload']} | {r['codec_ns']:.0f} ns | {r['channel_ns']:.0f} ns | "
+                 f"{r['pickle_ns']:.0f} ns | {r['speedup']:.1f}x |")
+    L.append("")
+    return L
 
 
 def goal_lines(data: dict[str, Any]) -> list[str]:
@@ -571,6 +594,7 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
     if how:
         L.append("How each peer did `batch` and `select-4`: " + "; ".join(how) + ".")
         L.append("")
+    L += values_lines(data)
     L.append("## Pool")
     L.append("")
     pool = data.get("pool") or {}

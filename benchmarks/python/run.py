@@ -308,6 +308,32 @@ def run_pool(args: argparse.Namespace) -> dict[str, Any]:
     return {"status": "ok", "result": res, "seconds": time.monotonic() - t}
 
 
+def run_values(args: argparse.Namespace) -> dict[str, Any]:
+    """Encode+decode cost per message against pickle (bench_values.py)."""
+    print(f"Values: bench_values.run(quick={args.quick}) ...", flush=True)
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "import bench_values\n"
+        f"r = bench_values.run({args.quick!r})\n"
+        "sys.stdout.write('@@RESULT ' + json.dumps(r) + '\\n')\n"
+        "sys.stdout.flush()\n"
+    )
+    t = time.monotonic()
+    child = Child([sys.executable, "-c", code], live_prefix="  values| ")
+    finished = child.wait(120)
+    res = child.result()
+    if res is None:
+        why = "timed out (killed)" if not finished else f"exit code {child.p.returncode}"
+        note = f"bench_values failed ({why}): {child.stderr.strip()[-1500:]}"
+        print(f"Values: {note}", flush=True)
+        return {"status": "error", "note": note}
+    for r in res["rows"]:
+        print(f"  values| {r['payload']:<12} codec {r['codec_ns']:6.0f} ns  put+get {r['channel_ns']:6.0f} ns"
+              f"  pickle {r['pickle_ns']:6.0f} ns  pickle/codec {r['speedup']:.1f}x", flush=True)
+    return {"status": "ok", "result": res, "seconds": time.monotonic() - t}
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -366,6 +392,7 @@ def main() -> int:
         run_cells(args, data)
         data["cpp"] = {"status": "skipped", "note": "--no-cpp"} if args.no_cpp else run_cpp(args)
         data["pool"] = {"status": "skipped", "note": "--no-pool"} if args.no_pool else run_pool(args)
+        data["values"] = run_values(args)
     except KeyboardInterrupt:
         interrupted = True
         if Child.current is not None:
