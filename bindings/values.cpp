@@ -78,6 +78,13 @@ class Encoder {
 
   bool Value(PyObject* obj, int depth) {
     PyTypeObject* t = Py_TYPE(obj);
+    // Exact built-in types first: PyFloat_Check and friends walk the MRO
+    // (PyType_IsSubtype) for every object that is not of their type.
+    if (t == &PyUnicode_Type) return Str(obj);
+    if (t == &PyLong_Type) return Long(obj);
+    if (t == &PyTuple_Type) return Tuple(obj, depth);
+    if (t == &PyFloat_Type) return Float(obj);
+    if (t == &PyBytes_Type) return Bytes(obj);
     if (obj == Py_None) {
       if constexpr (Sizing) sizer.Scalar(Tag::kNone);
       else builder->Scalar(Tag::kNone);
@@ -90,23 +97,8 @@ class Encoder {
       return true;
     }
     if (PyLong_Check(obj)) return Long(obj);
-    if (PyFloat_Check(obj)) {
-      if constexpr (Sizing) sizer.Float();
-      else builder->Float(PyFloat_AS_DOUBLE(obj));
-      return true;
-    }
-    if (PyUnicode_Check(obj)) {
-      int kind = PyUnicode_KIND(obj);
-      Py_ssize_t len = PyUnicode_GET_LENGTH(obj);
-      if constexpr (Sizing) {
-        sizer.Str(kind, static_cast<size_t>(len));
-      } else {
-        uint8_t* dst = builder->Str(kind, static_cast<size_t>(len));
-        std::memcpy(dst, PyUnicode_DATA(obj),
-                    static_cast<size_t>(len) * static_cast<size_t>(kind));
-      }
-      return true;
-    }
+    if (PyFloat_Check(obj)) return Float(obj);
+    if (PyUnicode_Check(obj)) return Str(obj);
     if (PyTuple_Check(obj)) return Tuple(obj, depth);
     if (PyBytes_Check(obj)) return Bytes(obj);
     if (IsSharedBuffer(st_, obj)) {
@@ -159,6 +151,25 @@ class Encoder {
   }
 
  private:
+  bool Float(PyObject* obj) {
+    if constexpr (Sizing) sizer.Float();
+    else builder->Float(PyFloat_AS_DOUBLE(obj));
+    return true;
+  }
+
+  bool Str(PyObject* obj) {
+    int kind = PyUnicode_KIND(obj);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(obj);
+    if constexpr (Sizing) {
+      sizer.Str(kind, static_cast<size_t>(len));
+    } else {
+      uint8_t* dst = builder->Str(kind, static_cast<size_t>(len));
+      std::memcpy(dst, PyUnicode_DATA(obj),
+                  static_cast<size_t>(len) * static_cast<size_t>(kind));
+    }
+    return true;
+  }
+
   bool Long(PyObject* obj) {
     int overflow = 0;
     long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
