@@ -24,7 +24,9 @@ import subinterp
 import xchannels
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PACKAGE = os.path.join(os.path.dirname(os.path.dirname(HERE)), "python")
+# Children import the same xchannels as this process (the installed package
+# under make test, the source tree under PYTHONPATH=python).
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(xchannels.__file__)))
 
 
 @pytest.fixture(scope="module")
