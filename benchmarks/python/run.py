@@ -279,59 +279,46 @@ def run_cpp(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def run_pool(args: argparse.Namespace) -> dict[str, Any]:
-    path = HERE / "bench_pool.py"
-    if not path.exists():
-        note = "benchmarks/python/bench_pool.py is not there yet; pool section skipped"
-        print(f"Pool: {note}", flush=True)
+def run_bench_module(args: argparse.Namespace, label: str, module: str, limit: float) -> dict[str, Any]:
+    """Runs ``<module>.run(quick)`` from benchmarks/python in a child process
+    with a time limit; returns {"status", "result" | "note", "seconds"}."""
+    if not (HERE / f"{module}.py").exists():
+        note = f"benchmarks/python/{module}.py is missing; {label} section skipped"
+        print(f"{label}: {note}", flush=True)
         return {"status": "skipped", "note": note}
-    print(f"Pool: bench_pool.run(quick={args.quick}) ...", flush=True)
+    print(f"{label}: {module}.run(quick={args.quick}) ...", flush=True)
     code = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(HERE)!r})\n"
-        "import bench_pool\n"
-        f"r = bench_pool.run({args.quick!r})\n"
+        f"import {module}\n"
+        f"r = {module}.run({args.quick!r})\n"
         "sys.stdout.write('@@RESULT ' + json.dumps(r, default=str) + '\\n')\n"
         "sys.stdout.flush()\n"
     )
     t = time.monotonic()
-    child = Child([sys.executable, "-c", code], live_prefix="  pool| ")
-    limit = 150 if args.quick else 360
+    child = Child([sys.executable, "-c", code], live_prefix=f"  {label.lower()}| ")
     finished = child.wait(limit)
     res = child.result()
     if res is None:
         why = f"timed out after {limit} s (killed)" if not finished else f"exit code {child.p.returncode}"
-        note = f"bench_pool failed ({why}): {child.stderr.strip()[-1500:]}"
-        print(f"Pool: {note}", flush=True)
+        note = f"{module} failed ({why}): {child.stderr.strip()[-1500:]}"
+        print(f"{label}: {note}", flush=True)
         return {"status": "error", "note": note, "seconds": time.monotonic() - t}
-    print(f"Pool: done in {time.monotonic() - t:.1f} s", flush=True)
+    print(f"{label}: done in {time.monotonic() - t:.1f} s", flush=True)
     return {"status": "ok", "result": res, "seconds": time.monotonic() - t}
+
+
+def run_pool(args: argparse.Namespace) -> dict[str, Any]:
+    return run_bench_module(args, "Pool", "bench_pool", 150 if args.quick else 360)
 
 
 def run_values(args: argparse.Namespace) -> dict[str, Any]:
     """Encode+decode cost per message against pickle (bench_values.py)."""
-    print(f"Values: bench_values.run(quick={args.quick}) ...", flush=True)
-    code = (
-        "import json, sys\n"
-        f"sys.path.insert(0, {str(HERE)!r})\n"
-        "import bench_values\n"
-        f"r = bench_values.run({args.quick!r})\n"
-        "sys.stdout.write('@@RESULT ' + json.dumps(r) + '\\n')\n"
-        "sys.stdout.flush()\n"
-    )
-    t = time.monotonic()
-    child = Child([sys.executable, "-c", code], live_prefix="  values| ")
-    finished = child.wait(120)
-    res = child.result()
-    if res is None:
-        why = "timed out (killed)" if not finished else f"exit code {child.p.returncode}"
-        note = f"bench_values failed ({why}): {child.stderr.strip()[-1500:]}"
-        print(f"Values: {note}", flush=True)
-        return {"status": "error", "note": note}
-    for r in res["rows"]:
+    out = run_bench_module(args, "Values", "bench_values", 120)
+    for r in (out.get("result") or {}).get("rows", []):
         print(f"  values| {r['payload']:<12} codec {r['codec_ns']:6.0f} ns  put+get {r['channel_ns']:6.0f} ns"
               f"  pickle {r['pickle_ns']:6.0f} ns  pickle/codec {r['speedup']:.1f}x", flush=True)
-    return {"status": "ok", "result": res, "seconds": time.monotonic() - t}
+    return out
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
