@@ -341,14 +341,6 @@ struct PyAioWaiter {
 
 PyAioWaiter* AsW(PyObject* o) { return reinterpret_cast<PyAioWaiter*>(o); }
 
-ModuleState* StateOf(PyObject* type) {
-  PyObject* cap = PyObject_GetAttrString(type, "_xchannels_state");
-  if (cap == nullptr) return nullptr;
-  auto* st = static_cast<ModuleState*>(PyCapsule_GetPointer(cap, nullptr));
-  Py_DECREF(cap);
-  return st;
-}
-
 bool CheckType(ModuleState* st, PyChannel* ch, PyObject* obj) {
   if (ch->spec == nullptr) return true;
   const TypeSpec& spec = **ch->spec;
@@ -359,7 +351,7 @@ bool CheckType(ModuleState* st, PyChannel* ch, PyObject* obj) {
 
 // _AioWaiter(kind, channels, obj=None)
 PyObject* WaiterNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
-  ModuleState* st = StateOf(reinterpret_cast<PyObject*>(type));
+  ModuleState* st = StateOfType(reinterpret_cast<PyObject*>(type));
   if (st == nullptr) return nullptr;
   static const char* kwlist[] = {"kind", "channels", "obj", nullptr};
   int kind_int = 0;
@@ -652,21 +644,6 @@ PyObject* ANextImpl(PyObject* self) {
   return Forward("_anext", self, nullptr, 0, nullptr);
 }
 
-bool AddType(PyObject* module, ModuleState* st, PyType_Spec* spec,
-             const char* name, PyTypeObject** out) {
-  PyObject* type = PyType_FromModuleAndSpec(module, spec, nullptr);
-  if (type == nullptr) return false;
-  *out = reinterpret_cast<PyTypeObject*>(type);
-  if (PyDict_SetItemString((*out)->tp_dict, "_xchannels_state",
-                           st->state_capsule) < 0) {
-    Py_DECREF(type);
-    return false;
-  }
-  PyType_Modified(*out);
-  int rc = PyModule_AddObjectRef(module, name, type);
-  Py_DECREF(type);  // the module keeps it alive
-  return rc == 0;
-}
 
 }  // namespace
 
@@ -685,8 +662,8 @@ PyObject* ChannelANext(PyObject* self) {
 }
 
 bool InitAioTypes(PyObject* module, ModuleState* st) {
-  return AddType(module, st, &kHubSpec, "_AioHub", &st->AioHubType) &&
-         AddType(module, st, &kWaiterSpec, "_AioWaiter",
+  return AddHeapType(module, st, &kHubSpec, "_AioHub", &st->AioHubType) &&
+         AddHeapType(module, st, &kWaiterSpec, "_AioWaiter",
                  &st->AioWaiterType) &&
          PyModule_AddFunctions(module, kAioFunctions) == 0;
 }

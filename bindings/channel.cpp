@@ -273,14 +273,6 @@ PyObject* ChannelFullMethod(PyObject* op, PyObject*) {
   return PyBool_FromLong(cap > 0 && ch->size() >= cap);
 }
 
-ModuleState* StateOfType(PyObject* type) {
-  PyObject* cap = PyObject_GetAttrString(type, "_xchannels_state");
-  if (cap == nullptr) return nullptr;
-  auto* st = static_cast<ModuleState*>(PyCapsule_GetPointer(cap, nullptr));
-  Py_DECREF(cap);
-  return st;
-}
-
 PyObject* ChannelFromId(PyObject* type, PyObject* arg) {
   ModuleState* st = StateOfType(type);
   if (st == nullptr) return nullptr;
@@ -370,8 +362,6 @@ PyObject* ChannelRichCompare(PyObject* a, PyObject* b, int op) {
   bool same = self->ch == AsCh(b)->ch;
   return PyBool_FromLong((op == Py_EQ) == same);
 }
-
-const char* const kNewNames[] = {"maxsize", "type"};
 
 PyObject* ChannelNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
   ModuleState* st = StateOfType(reinterpret_cast<PyObject*>(type));
@@ -537,17 +527,7 @@ PyType_Spec kChannelSpec = {
 }  // namespace
 
 bool InitChannelType(PyObject* module, ModuleState* st) {
-  PyObject* type = PyType_FromModuleAndSpec(module, &kChannelSpec, nullptr);
-  if (type == nullptr) return false;
-  st->ChannelType = reinterpret_cast<PyTypeObject*>(type);
-  if (PyDict_SetItemString(st->ChannelType->tp_dict, "_xchannels_state",
-                           st->state_capsule) < 0) {
-    return false;
-  }
-  PyType_Modified(st->ChannelType);
-  int rc = PyModule_AddObjectRef(module, "Channel", type);
-  Py_DECREF(type);  // the module keeps it alive
-  return rc == 0;
+  return AddHeapType(module, st, &kChannelSpec, "Channel", &st->ChannelType);
 }
 
 PyObject* WrapChannel(ModuleState* st, Ref<ItemChannel> ch) {

@@ -126,6 +126,31 @@ bool ParseArgs(const char* fname, PyObject* const* args, Py_ssize_t nargs,
   return true;
 }
 
+bool AddHeapType(PyObject* module, ModuleState* st, PyType_Spec* spec,
+                 const char* name, PyTypeObject** out) {
+  PyObject* type = PyType_FromModuleAndSpec(module, spec, nullptr);
+  if (type == nullptr) return false;
+  *out = reinterpret_cast<PyTypeObject*>(type);
+  if (PyDict_SetItemString((*out)->tp_dict, "_xchannels_state",
+                           st->state_capsule) < 0) {
+    Py_DECREF(type);
+    *out = nullptr;
+    return false;
+  }
+  PyType_Modified(*out);
+  int rc = PyModule_AddObjectRef(module, name, type);
+  Py_DECREF(type);  // the module keeps it alive
+  return rc == 0;
+}
+
+ModuleState* StateOfType(PyObject* type) {
+  PyObject* cap = PyObject_GetAttrString(type, "_xchannels_state");
+  if (cap == nullptr) return nullptr;
+  auto* st = static_cast<ModuleState*>(PyCapsule_GetPointer(cap, nullptr));
+  Py_DECREF(cap);
+  return st;
+}
+
 namespace {
 // Set once, by the main interpreter's import: the thread that runs Python
 // signal handlers. A plain integer, not a Python object.

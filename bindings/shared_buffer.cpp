@@ -34,12 +34,7 @@ PyObject* SharedBufferNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
                                    const_cast<char**>(kwlist), &data)) {
     return nullptr;
   }
-  // The state pointer lives on the type (see InitSharedBufferType).
-  PyObject* cap = PyObject_GetAttrString(reinterpret_cast<PyObject*>(type),
-                                         "_xchannels_state");
-  if (cap == nullptr) return nullptr;
-  auto* st = static_cast<ModuleState*>(PyCapsule_GetPointer(cap, nullptr));
-  Py_DECREF(cap);
+  ModuleState* st = StateOfType(reinterpret_cast<PyObject*>(type));
   if (st == nullptr) return nullptr;
   if (Py_TYPE(data) == st->SharedBufferType) return Py_NewRef(data);
   if (!PyObject_CheckBuffer(data)) {
@@ -279,18 +274,8 @@ PyType_Spec kSharedBufferSpec = {
 }  // namespace
 
 bool InitSharedBufferType(PyObject* module, ModuleState* st) {
-  PyObject* type = PyType_FromModuleAndSpec(module, &kSharedBufferSpec, nullptr);
-  if (type == nullptr) return false;
-  st->SharedBufferType = reinterpret_cast<PyTypeObject*>(type);
-  // Immutable types refuse setattr, so put the state capsule in the dict.
-  if (PyDict_SetItemString(st->SharedBufferType->tp_dict, "_xchannels_state",
-                           st->state_capsule) < 0) {
-    return false;
-  }
-  PyType_Modified(st->SharedBufferType);
-  int rc = PyModule_AddObjectRef(module, "SharedBuffer", type);
-  Py_DECREF(type);  // the module keeps it alive
-  return rc == 0;
+  return AddHeapType(module, st, &kSharedBufferSpec, "SharedBuffer",
+                     &st->SharedBufferType);
 }
 
 PyObject* WrapSharedBuffer(ModuleState* st, Ref<SharedBuffer> buf) {

@@ -115,6 +115,14 @@ PyObject* Decode(ModuleState* st, Item&& item);
 bool IsShareable(ModuleState* st, PyObject* obj);
 
 // ---- helpers (module.cpp) ---------------------------------------------------
+// Makes a heap type from `spec` for this interpreter, stores the state capsule
+// in its dict (immutable types refuse setattr), adds it to the module as
+// `name` and sets *out (borrowed: the module owns the type).
+bool AddHeapType(PyObject* module, ModuleState* st, PyType_Spec* spec,
+                 const char* name, PyTypeObject** out);
+// The state of the interpreter that made `type` (see AddHeapType). Sets an
+// exception and returns nullptr if the type has none.
+ModuleState* StateOfType(PyObject* type);
 // Raises the exception that matches a core status (not for kOk).
 void RaiseStatus(ModuleState* st, OpStatus s, const char* what);
 // Parses a `timeout` argument: None -> no deadline; a number >= 0 -> now +

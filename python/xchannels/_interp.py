@@ -109,6 +109,15 @@ def destroy(iid: Any) -> None:
     _mod.destroy(iid)
 
 
+def destroy_quietly(iid: Any) -> None:
+    """Destroy an interpreter on the way out, ignoring failures: it may be
+    gone already, and the caller is reporting a more useful error."""
+    try:
+        destroy(iid)
+    except BaseException:
+        pass
+
+
 def without_signals(fn: Any) -> Any:
     """Wrap a thread target so the thread blocks SIGINT and SIGTERM.
 

@@ -258,10 +258,7 @@ class _State:
                 self.results.put((_DIED, index, text))
         finally:
             if iid is not None:
-                try:
-                    _interp.destroy(iid)
-                except BaseException:
-                    pass
+                _interp.destroy_quietly(iid)
             with self.lock:
                 self.live -= 1
                 last = self.live == 0

@@ -355,10 +355,7 @@ class Worker:
             text = traceback.format_exc()
         finally:
             if iid is not None:
-                try:
-                    _interp.destroy(iid)
-                except BaseException:
-                    pass
+                _interp.destroy_quietly(iid)
             try:
                 ok, payload = self._result.get_nowait()
             except ChannelEmpty:
