@@ -16,23 +16,18 @@
 #include <vector>
 
 #include "xchannels/channel.h"
+#include "test_util.h"
 
 namespace xchannels {
-
-void PrintTo(OpStatus s, std::ostream* os) { *os << OpStatusName(s); }
 
 namespace {
 
 using std::chrono::milliseconds;
 using Ch = Channel<int64_t>;
 
-#ifdef XCHANNELS_UNDER_SANITIZER
-constexpr int kScale = 4;  // sanitizers: fewer iterations
-#else
-constexpr int kScale = 1;
-#endif
+using testing_util::kScale;
 
-Deadline In(milliseconds ms) { return Clock::now() + ms; }
+using testing_util::In;
 
 // An external waiter that only counts its notifications.
 struct CountingWaiter final : detail::Notifier {

@@ -1,6 +1,7 @@
 // tests/cpp/channel_test.cc: the conformance suite run over every channel
 // flavor (unbounded, bounded(1), bounded(16)), with crossbeam's test names.
 #include "xchannels/channel.h"
+#include "test_util.h"
 
 #include <gtest/gtest.h>
 #include <pthread.h>
@@ -22,19 +23,13 @@
 
 namespace xchannels {
 
-void PrintTo(OpStatus s, std::ostream* os) { *os << OpStatusName(s); }
-
 namespace {
 
 using std::chrono::milliseconds;
 
-#ifdef XCHANNELS_UNDER_SANITIZER
-constexpr int kScale = 4;  // sanitizers: fewer iterations
-#else
-constexpr int kScale = 1;
-#endif
+using testing_util::kScale;
 
-Deadline In(milliseconds d) { return Clock::now() + d; }
+using testing_util::In;
 constexpr Deadline kForever = std::nullopt;
 
 struct UnboundedFlavor {

@@ -10,15 +10,12 @@
 #include <vector>
 
 #include "xchannels/channel.h"
+#include "test_util.h"
 
 namespace xchannels {
 namespace {
 
-#ifdef XCHANNELS_UNDER_SANITIZER
-constexpr int kScale = 4;  // sanitizers: fewer iterations
-#else
-constexpr int kScale = 1;
-#endif
+using testing_util::kScale;
 
 TEST(Registry, IdsUniqueAndIncreasing) {
   std::vector<Ref<Channel<int64_t>>> chans;

@@ -15,21 +15,16 @@
 #include <vector>
 
 #include "xchannels/channel.h"
+#include "test_util.h"
 
 namespace xchannels {
-
-void PrintTo(OpStatus s, std::ostream* os) { *os << OpStatusName(s); }
 
 namespace {
 
 using std::chrono::milliseconds;
 using Ch = Channel<int64_t>;
 
-#ifdef XCHANNELS_UNDER_SANITIZER
-constexpr int kScale = 4;  // sanitizers: fewer iterations
-#else
-constexpr int kScale = 1;
-#endif
+using testing_util::kScale;
 
 constexpr Deadline kForever = std::nullopt;
 
