@@ -1,9 +1,11 @@
 // bindings/values.cpp: Python objects <-> Items and Messages, no pickle.
 //
-// Encoding runs with the sender's GIL in two passes over the value tree: the
-// first checks that everything is shareable and counts bytes and references
-// (so a bad value raises before anything is allocated or enqueued), the second
-// writes one exactly-sized Message. Scalars at the top level skip the Message
+// Encoding runs with the sender's GIL. Small trees of exact built-in values
+// are written in one walk into a stack buffer (FastValue); everything else in
+// two passes over the value tree: the first checks that everything is
+// shareable and counts bytes and references (so a bad value raises before
+// anything is allocated or enqueued), the second writes one exactly-sized
+// Message. Scalars at the top level skip the Message
 // and travel inside the Item. Decoding runs with the receiver's GIL and
 // builds new objects owned by the receiver; nothing is ever released back in
 // the sender's interpreter.
@@ -273,7 +275,26 @@ struct PyVisitor {
   }
   Value Float(double v) { return PyFloat_FromDouble(v); }
   Value Str(int kind, const uint8_t* p, size_t len) {
+    if (kind == 1 && len > 1 && len <= 256 && IsAscii(p, len)) {
+      // Short ASCII text, the common case: one allocation and a copy,
+      // without PyUnicode_FromKindAndData's layers (len 0 and 1 still go
+      // there, for CPython's shared empty and one-character strings).
+      PyObject* s = PyUnicode_New(static_cast<Py_ssize_t>(len), 127);
+      if (s != nullptr) std::memcpy(PyUnicode_1BYTE_DATA(s), p, len);
+      return s;
+    }
     return PyUnicode_FromKindAndData(kind, p, static_cast<Py_ssize_t>(len));
+  }
+  static bool IsAscii(const uint8_t* p, size_t len) {
+    uint64_t acc = 0;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      acc |= w;
+    }
+    for (; i < len; ++i) acc |= p[i];
+    return (acc & 0x8080808080808080ULL) == 0;
   }
   Value Bytes(const uint8_t* p, size_t n) {
     return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(p),
@@ -299,7 +320,74 @@ struct PyVisitor {
   void Discard(Value v) { Py_XDECREF(v); }
 };
 
+// The single-pass encoder, for the common case: a tree of exact built-in
+// None, bool, int64-sized int, float, str, bytes and tuple whose encoding
+// fits kFastBytes. It writes into a stack buffer in one walk; the message is
+// one copy of it. Anything else (references, buffer exporters, subclasses,
+// big ints, a value that is not shareable, a long encoding) makes it give up
+// with nothing raised and nothing owned, and the two-pass encoder below
+// redoes the value (and raises the precise error, with its place).
+constexpr size_t kFastBytes = 512;
+
+bool FastValue(BoundedWriter& w, PyObject* obj, int depth) {
+  PyTypeObject* t = Py_TYPE(obj);
+  if (t == &PyUnicode_Type) {
+    size_t len = static_cast<size_t>(PyUnicode_GET_LENGTH(obj));
+    int kind = PyUnicode_KIND(obj);
+    uint8_t* dst = w.Str(kind, len);
+    if (dst == nullptr) return false;
+    std::memcpy(dst, PyUnicode_DATA(obj), len * static_cast<size_t>(kind));
+    return true;
+  }
+  if (t == &PyLong_Type) {
+    if (PyUnstable_Long_IsCompact(reinterpret_cast<PyLongObject*>(obj))) {
+      return w.Int64(PyUnstable_Long_CompactValue(
+          reinterpret_cast<PyLongObject*>(obj)));
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (overflow != 0) return false;  // a big int: the two-pass encoder
+    return w.Int64(v);
+  }
+  if (t == &PyTuple_Type) {
+    if (depth >= kMaxDepth) return false;
+    Py_ssize_t n = PyTuple_GET_SIZE(obj);
+    if (!w.Tuple(static_cast<size_t>(n))) return false;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      if (!FastValue(w, PyTuple_GET_ITEM(obj, i), depth + 1)) return false;
+    }
+    return true;
+  }
+  if (t == &PyFloat_Type) return w.Float(PyFloat_AS_DOUBLE(obj));
+  if (t == &PyBytes_Type) {
+    // No room check against kBytesRefThreshold needed: it exceeds kFastBytes.
+    static_assert(kBytesRefThreshold > static_cast<Py_ssize_t>(kFastBytes));
+    size_t n = static_cast<size_t>(PyBytes_GET_SIZE(obj));
+    uint8_t* dst = w.Bytes(n);
+    if (dst == nullptr) return false;
+    std::memcpy(dst, PyBytes_AS_STRING(obj), n);
+    return true;
+  }
+  if (obj == Py_None) return w.Scalar(Tag::kNone);
+  if (t == &PyBool_Type) {
+    return w.Scalar(obj == Py_True ? Tag::kTrue : Tag::kFalse);
+  }
+  return false;
+}
+
 Item EncodeMessage(ModuleState* st, PyObject* obj) {
+  {
+    alignas(16) uint8_t buf[kFastBytes];
+    BoundedWriter w(buf, sizeof(buf));
+    if (FastValue(w, obj, 0)) {
+      MessagePtr m = MessageBuilder::CopyOf(w.written());
+      if (!m) {
+        PyErr_NoMemory();
+        return Item();
+      }
+      return Item::FromMessage(std::move(m));
+    }
+  }
   std::vector<Ref<SharedBuffer>> copies;
   Encoder<true> sizing(st, &copies);
   if (!sizing.Value(obj, 0)) return Item();
@@ -338,6 +426,11 @@ Item Encode(ModuleState* st, PyObject* obj) {
   if (t == &PyFloat_Type) return Item::Float(PyFloat_AS_DOUBLE(obj));
   if (obj == Py_None) return Item::None();
   if (t == &PyBool_Type) return Item::Bool(obj == Py_True);
+  // Exact containers and strings before the subclass checks below, which
+  // walk the type's MRO.
+  if (t == &PyTuple_Type || t == &PyUnicode_Type || t == &PyBytes_Type) {
+    return EncodeMessage(st, obj);
+  }
   if (t == st->SharedBufferType) {
     SharedBuffer* b = reinterpret_cast<PySharedBuffer*>(obj)->buf;
     b->AddRef();

@@ -36,6 +36,13 @@ MessagePtr MessageBuilder::Finish() {
   return MessagePtr(std::exchange(msg_, nullptr));
 }
 
+MessagePtr MessageBuilder::CopyOf(std::span<const uint8_t> payload) {
+  MessageBuilder b(payload.size(), 0);
+  if (!b.ok()) return nullptr;
+  if (!payload.empty()) b.Raw(payload.data(), payload.size());
+  return b.Finish();
+}
+
 void Message::Destroy(Message* m) noexcept {
   if (m == nullptr) return;
   MessageRef* refs = m->refs_begin();

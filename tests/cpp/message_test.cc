@@ -224,6 +224,73 @@ TEST(Message, FinishRejectsSizeMismatch) {
   EXPECT_EQ(b.Finish(), nullptr);
 }
 
+// The single-pass writer produces exactly the builder's bytes, and at every
+// smaller capacity it reports running out instead of writing past the end.
+TEST(Message, BoundedWriterMatchesBuilderAndNeverOverruns) {
+  const char16_t wide[] = u"h\xE9\xD800";
+  auto build = [&](auto& w) {
+    bool ok = w.Tuple(6);
+    ok = ok && w.Scalar(Tag::kNone);
+    ok = ok && w.Int64(-5);
+    ok = ok && w.Float(-0.0);
+    uint8_t* s = ok ? w.Str(2, 3) : nullptr;
+    if (s != nullptr) std::memcpy(s, wide, 6);
+    uint8_t* b = s != nullptr ? w.Bytes(200) : nullptr;  // 2-byte varint
+    if (b != nullptr) std::memset(b, 'x', 200);
+    ok = b != nullptr && w.Tuple(0);
+    return ok;
+  };
+  MessageSizer sizer;
+  sizer.Tuple(6);
+  sizer.Scalar(Tag::kNone);
+  sizer.Int64();
+  sizer.Float();
+  sizer.Str(2, 3);
+  sizer.Blob(200);
+  sizer.Tuple(0);
+  struct BuilderAdapter {  // MessageBuilder's calls with the writer's returns
+    MessageBuilder& b;
+    bool Tuple(size_t n) { b.Tuple(n); return true; }
+    bool Scalar(Tag t) { b.Scalar(t); return true; }
+    bool Int64(int64_t v) { b.Int64(v); return true; }
+    bool Float(double v) { b.Float(v); return true; }
+    uint8_t* Str(int k, size_t n) { return b.Str(k, n); }
+    uint8_t* Bytes(size_t n) { return b.Bytes(n); }
+  };
+  MessageBuilder mb(sizer.bytes(), 0);
+  BuilderAdapter adapter{mb};
+  ASSERT_TRUE(build(adapter));
+  MessagePtr expected = mb.Finish();
+  ASSERT_NE(expected, nullptr);
+
+  std::vector<uint8_t> buf(sizer.bytes() + 16, 0xAB);
+  BoundedWriter w(buf.data(), sizer.bytes());
+  ASSERT_TRUE(build(w));
+  ASSERT_EQ(w.written().size(), sizer.bytes());
+  EXPECT_EQ(std::memcmp(w.written().data(), expected->payload().data(),
+                        sizer.bytes()),
+            0);
+  MessagePtr copy = MessageBuilder::CopyOf(w.written());
+  ASSERT_NE(copy, nullptr);
+  auto t = DecodeAll(*copy);
+  ASSERT_NE(t, nullptr);
+  ASSERT_EQ(t->items.size(), 6u);
+  EXPECT_EQ(t->items[1]->i, -5);
+  EXPECT_EQ(t->items[4]->bytes, std::string(200, 'x'));
+
+  for (size_t cap = 0; cap < sizer.bytes(); ++cap) {
+    std::vector<uint8_t> small(cap + 16, 0xAB);
+    BoundedWriter sw(small.data(), cap);
+    EXPECT_FALSE(build(sw)) << "capacity " << cap;
+    for (size_t i = cap; i < small.size(); ++i) {
+      ASSERT_EQ(small[i], 0xAB) << "wrote past capacity " << cap;
+    }
+  }
+  MessagePtr empty = MessageBuilder::CopyOf({});
+  ASSERT_NE(empty, nullptr);
+  EXPECT_TRUE(empty->payload().empty());
+}
+
 TEST(Message, DepthLimit) {
   for (int depth : {kMaxDepth, kMaxDepth + 1}) {
     std::vector<uint8_t> bytes;

@@ -148,6 +148,40 @@ def test_nested_200_deep(relay):
     assert same(relay(value), value)
 
 
+def _boundary_values():
+    # Encodings just under, at and over the single-pass encoder's 512-byte
+    # stack buffer (bindings/values.cpp kFastBytes), and the short-ASCII
+    # decoder's limits (len 0, 1, 2, 256, 257; a non-ASCII byte at the end).
+    out = []
+    for n in (490, 500, 505, 506, 507, 508, 509, 510, 511, 512, 600):
+        out.append(("a" * n,))
+        out.append((1, "b" * n))
+        out.append((b"\x80" * n, None))
+        out.append((2.5, ("x" * n, (True, -(2**63)))))
+        out.append((2**64, "c" * n))  # a big int inside: two-pass fallback
+    for n in (0, 1, 2, 7, 8, 9, 255, 256, 257):
+        out.append("z" * n)
+        out.append("z" * max(n - 1, 0) + "\xe9")
+        out.append(("q" * n, "\u20ac" * n, "\U0001f600" * n))
+    return out
+
+
+@pytest.mark.parametrize("value", _boundary_values(), ids=lambda v: str(len(repr(v))))
+def test_single_pass_and_ascii_boundaries(value):
+    assert same(roundtrip_local(value), value)
+    assert same(xchannels._xchannels._encode_decode(value), value)
+
+
+def test_single_pass_fallback_keeps_the_error_place():
+    # The fast walk gives up at the list; the two-pass encoder names it.
+    ch = Channel()
+    with pytest.raises(NotShareableError, match=r"item \[3\]\[1\]: list is not shareable"):
+        ch.put((1, "a", 2.5, (None, [1]), b"x"))
+    assert ch.empty()
+    ch.put((1, "ok"))
+    assert ch.get_nowait() == (1, "ok")
+
+
 def test_bool_stays_bool_and_subclasses_arrive_as_base():
     class Color(enum.IntEnum):
         RED = 1

@@ -176,6 +176,11 @@ class MessageBuilder {
   // The finished message, or nullptr if the writes did not match the sizes.
   MessagePtr Finish();
 
+  // A message with no references whose payload is a copy of `payload` (an
+  // encoding already written elsewhere, e.g. by the single-pass encoder into
+  // a stack buffer). nullptr if memory ran out.
+  static MessagePtr CopyOf(std::span<const uint8_t> payload);
+
  private:
   void Byte(uint8_t b) {
     assert(cursor_ < end_ && "MessageBuilder: writes exceed the sized bytes");
@@ -205,6 +210,69 @@ class MessageBuilder {
   Message* msg_ = nullptr;
   uint8_t* cursor_ = nullptr;
   uint8_t* end_ = nullptr;
+};
+
+// Writes the payload of a message without references into a caller's buffer
+// (pass-less encoding: the single-pass encoder fills a stack buffer with it
+// and copies the result into a message with MessageBuilder::CopyOf). Every
+// call checks the room left and returns false (or nullptr) instead of
+// writing past the end; the buffer's contents are then unspecified and the
+// caller falls back to MessageSizer + MessageBuilder. Not thread-safe.
+class BoundedWriter {
+ public:
+  BoundedWriter(uint8_t* begin, size_t capacity)
+      : begin_(begin), cursor_(begin), end_(begin + capacity) {}
+
+  bool Scalar(Tag t) { return Byte(static_cast<uint8_t>(t)); }
+  bool Int64(int64_t v) { return Fixed(Tag::kInt64, &v); }
+  bool Float(double v) { return Fixed(Tag::kFloat, &v); }
+  uint8_t* Str(int kind, size_t len) {
+    Tag t = kind == 1 ? Tag::kStr1 : kind == 2 ? Tag::kStr2 : Tag::kStr4;
+    if (len > (SIZE_MAX >> 3)) return nullptr;
+    return Blob(t, len, len * static_cast<size_t>(kind));
+  }
+  uint8_t* Bytes(size_t nbytes) { return Blob(Tag::kBytes, nbytes, nbytes); }
+  bool Tuple(size_t n) {
+    return Byte(static_cast<uint8_t>(Tag::kTuple)) && Varint(n);
+  }
+  std::span<const uint8_t> written() const {
+    return {begin_, static_cast<size_t>(cursor_ - begin_)};
+  }
+
+ private:
+  size_t room() const { return static_cast<size_t>(end_ - cursor_); }
+  bool Byte(uint8_t b) {
+    if (cursor_ == end_) return false;
+    *cursor_++ = b;
+    return true;
+  }
+  template <class T>
+  bool Fixed(Tag t, const T* v) {
+    if (room() < 1 + sizeof(T)) return false;
+    *cursor_++ = static_cast<uint8_t>(t);
+    std::memcpy(cursor_, v, sizeof(T));
+    cursor_ += sizeof(T);
+    return true;
+  }
+  bool Varint(uint64_t v) {
+    while (v >= 0x80) {
+      if (!Byte(static_cast<uint8_t>(v | 0x80))) return false;
+      v >>= 7;
+    }
+    return Byte(static_cast<uint8_t>(v));
+  }
+  uint8_t* Blob(Tag t, size_t count, size_t nbytes) {
+    if (!Byte(static_cast<uint8_t>(t)) || !Varint(count) || room() < nbytes) {
+      return nullptr;
+    }
+    uint8_t* at = cursor_;
+    cursor_ += nbytes;
+    return at;
+  }
+
+  uint8_t* begin_;
+  uint8_t* cursor_;
+  uint8_t* end_;
 };
 
 enum class DecodeError : uint8_t {
