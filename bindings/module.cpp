@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "state.h"
+#include "xchannels/detail/barrier.h"
 
 namespace pyb = pybind11;
 
@@ -341,4 +342,13 @@ PYBIND11_MODULE(_xchannels, m, pyb::mod_gil_not_used(),
       "_live_buffers",
       []() { return xchannels::SharedBuffer::LiveCountForTesting(); },
       "SharedBuffers alive in the process (for leak tests).");
+  m.def(
+      "_asymmetric_barriers",
+      []() {
+        xchannels::detail::InitBarriers();
+        return xchannels::detail::AsymmetricBarriers();
+      },
+      "True if channels use membarrier(2) (asymmetric barriers); False if "
+      "they use fences (membarrier missing, or "
+      "XCHANNELS_SYMMETRIC_BARRIERS=1).");
 }

@@ -434,3 +434,85 @@ def test_blocked_get_releases_the_gil():
     stop.set()
     t.join()
     assert before > 1000  # the other thread ran while we were blocked
+
+
+# ---- the barrier modes (core/include/xchannels/detail/barrier.h) -------------
+
+_PARKING_SCRIPT = r"""
+import os, sys, threading, time
+import xchannels
+
+# Ping-pong where both sides keep running out of spin and parking, then a
+# close racing three senders: a lost wake-up hangs (the timeouts catch it),
+# a lost item breaks the count.
+ping, pong = xchannels.Channel(), xchannels.Channel(1)
+def echo():
+    for item in ping:
+        if item % 3 == 0:
+            time.sleep(0.00003)
+        pong.put(item)
+t = threading.Thread(target=echo)
+t.start()
+for i in range(1500):
+    if i % 5 == 0:
+        time.sleep(0.00003)
+    ping.put(i)
+    assert pong.get(timeout=20) == i
+ping.close()
+t.join()
+
+for rnd in range(20):
+    ch = xchannels.Channel()
+    sent = [0, 0, 0]
+    def sender(k):
+        try:
+            while True:
+                ch.put(k)
+                sent[k] += 1
+        except xchannels.ChannelClosed:
+            pass
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(3)]
+    for th in threads:
+        th.start()
+    time.sleep(0.002 * (rnd % 4))
+    ch.close()
+    for th in threads:
+        th.join()
+    got = [0, 0, 0]
+    for k in ch:
+        got[k] += 1
+    assert got == sent, (got, sent)
+
+if hasattr(os, "fork"):
+    # The membarrier registration must survive fork(): a child that parks
+    # (a blocking get) needs the heavy barrier.
+    ch = xchannels.Channel()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            c2 = xchannels.Channel()
+            threading.Timer(0.05, c2.put, args=(42,)).start()
+            os._exit(0 if c2.get(timeout=20) == 42 else 3)
+        except BaseException:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+print("ok", xchannels._xchannels._asymmetric_barriers())
+"""
+
+
+@pytest.mark.parametrize("symmetric", ["0", "1"])
+def test_parking_close_and_fork_in_both_barrier_modes(symmetric):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XCHANNELS_SYMMETRIC_BARRIERS=symmetric)
+    r = subprocess.run(
+        [sys.executable, "-c", _PARKING_SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.split()
+    assert out[0] == "ok"
+    if symmetric == "1":
+        assert out[1] == "False"

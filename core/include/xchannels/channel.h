@@ -188,7 +188,7 @@ class Channel final : public ChannelBase {
   // A waiter that is not a blocked thread: its node's Parker carries a
   // detail::Notifier, called (under the wait-list lock) instead of a futex
   // wake. Protocol, the same Dekker pattern as recv/send:
-  //   parker.Rearm(); Add*Waiter(&node);   // links, then a seq_cst fence
+  //   parker.Rearm(); Add*Waiter(&node);   // links, then a HeavyBarrier
   //   try_recv / try_send                  // the re-check; then wait for
   //                                        // Notify() and try again
   //   notified = Remove*Waiter(&node);     // before giving up or retrying
@@ -198,11 +198,11 @@ class Channel final : public ChannelBase {
   // (one per channel, as Select) may share one Parker.
 
   // Thread-safe. Never allocates. Links `node` in the receivers' list, then
-  // issues the seq_cst fence: the caller must re-check with try_recv before
+  // issues the HeavyBarrier (a system call, see detail/barrier.h): the caller must re-check with try_recv before
   // relying on a notification. `node` must stay valid until removed.
   void AddRecvWaiter(detail::WaitNode* node) {
     recv_waiters().Add(node);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    detail::HeavyBarrier();
   }
   // Thread-safe. Never allocates. Unlinks `node`; returns true if it had
   // been notified (a notifier had already unlinked it), false otherwise.
@@ -222,7 +222,7 @@ class Channel final : public ChannelBase {
     Dispatch([&](auto& f) {
       if constexpr (requires { f.send_waiters(); }) {
         f.send_waiters().Add(node);
-        std::atomic_thread_fence(std::memory_order_seq_cst);
+        detail::HeavyBarrier();
       } else {
         if (node->parker->TryNotify() && node->parker->notifier != nullptr) {
           node->parker->notifier->Notify();

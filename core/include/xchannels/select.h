@@ -8,7 +8,7 @@
 //     finished call's stack).
 //   - Fair: each call starts probing at a per-thread rotating index, so a
 //     channel that always has items cannot starve the others.
-//   - No lost wake-up: registration, fence and re-probe follow the Dekker
+//   - No lost wake-up: registration, HeavyBarrier and re-probe follow the Dekker
 //     pattern of wait_list.h on every channel. Every channel whose node was
 //     taken by a notifier and that still has items after the call took (at
 //     most) one item gets its notification passed on to another receiver.
@@ -102,7 +102,7 @@ OpStatus Select(std::span<Channel<T>* const> channels, size_t* index, T& out,
       nodes[i].parker = &parker;
       channels[i]->recv_waiters().Add(&nodes[i]);
     }
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    detail::HeavyBarrier();  // the waiter's side of the Dekker pair
     s = probe_all();
     detail::WaitResult w = detail::WaitResult::kNotified;
     if (s == OpStatus::kEmpty && !busy) {

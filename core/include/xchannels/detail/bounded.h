@@ -7,13 +7,14 @@
 //     enqueues; a receiver frees one after every successful dequeue, and a
 //     sender frees its own if it finds the channel closed.
 //   - No lost wake-up: a sender that parks is linked in send_waiters_ and
-//     re-tried the reservation after a seq_cst fence; whoever frees a slot
-//     fences and notifies one waiting sender. A notified sender that leaves
+//     re-tried the reservation after a HeavyBarrier; whoever frees a slot
+//     passes a LightBarrier and notifies one waiting sender (barrier.h). A notified sender that leaves
 //     without a slot (timeout, interrupt) passes the notification on if a
 //     slot is free. close() wakes every sender.
 //
 // Memory ordering: slots_ is only a counter (the items are published by the
-// queue); its RMWs are acq_rel, the Dekker fences are seq_cst.
+// queue); its RMWs are acq_rel; the Dekker pair is LightBarrier (freeing
+// side) against HeavyBarrier (parking side), see barrier.h.
 #ifndef XCHANNELS_DETAIL_BOUNDED_H_
 #define XCHANNELS_DETAIL_BOUNDED_H_
 
@@ -65,7 +66,7 @@ class Bounded final : public QueueBase<T, Bounded<T>> {
       WaitNode node;
       node.parker = &parker;
       send_waiters_.Add(&node);
-      std::atomic_thread_fence(std::memory_order_seq_cst);
+      HeavyBarrier();
       bool is_closed = this->closed();
       bool got = !is_closed && TryReserve();
       WaitResult w = WaitResult::kNotified;
@@ -133,7 +134,7 @@ class Bounded final : public QueueBase<T, Bounded<T>> {
 
   void ReleaseSlot() {
     slots_.fetch_sub(1, std::memory_order_acq_rel);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    LightBarrier();
     send_waiters_.NotifyOne();  // no lock unless a sender waits
   }
 

@@ -1,31 +1,34 @@
 // core/include/xchannels/detail/queue_base.h: what every flavor shares: the
-// moodycamel queue, the close/in-flight state word, the receiver wait list
-// and the blocking receive loop.
+// moodycamel queue, the closed/quiet flags, the receiver wait list and the
+// blocking receive loop.
 //
 // Invariants:
-//   - state_ = kClosedBit | (senders between their fetch_add and fetch_sub of
-//     kInFlightOne). The closed bit never clears. Once closed, in-flight can
-//     only rise transiently (a sender that sees the bit undoes at once).
-//   - No item is lost: a sender enqueues only if its fetch_add saw the bit
-//     clear; a receiver reports kClosed (Probe::kDrained) only if it loaded
-//     state_ == kClosedBit (closed, nobody in flight) and, after that load,
+//   - flags_ gains kClosed, then kQuiet, and never loses them. kClosed: later
+//     sends fail. kQuiet (set by close() after kClosed): every send that
+//     passed the closed check has enqueued (close() waited for the senders'
+//     slots, see barrier.h), so nothing more will ever be enqueued.
+//   - No item is lost: a sender enqueues only if it saw kClosed clear while
+//     its send slot held this queue; a receiver reports kClosed
+//     (Probe::kDrained) only if it loaded kQuiet and, after that load,
 //     try_dequeue failed and size_approx() was 0.
 //   - No lost wake-up: every receiver that parks is linked in recv_waiters_
-//     and re-checked the queue and state_ after a seq_cst fence; every
-//     sender, after enqueueing (and after dropping its in-flight count),
-//     fences and notifies one waiter (all, if it was the last in flight of a
-//     closed channel). A waiter that was notified but leaves without taking
-//     an item (timeout, interrupt, Select taking elsewhere) wakes one other
-//     receiver if the queue is non-empty (PassOnRecv).
+//     and re-checked the queue and flags_ after a HeavyBarrier; every sender,
+//     after enqueueing, passes a LightBarrier and notifies one waiter if any
+//     is linked; close() notifies all after setting kQuiet. A waiter that
+//     was notified but leaves without taking an item (timeout, interrupt,
+//     Select taking elsewhere) wakes one other receiver if the queue is
+//     non-empty (PassOnRecv).
 //   - moodycamel's try_dequeue may fail while an item is present (another
 //     consumer is half-way through an overcommitted dequeue). Probe reports
 //     that as kBusy when size_approx() > 0, and no caller parks on kBusy.
 //
 // Memory ordering: the item itself is published by moodycamel (release on
-// enqueue, acquire on dequeue). The state_ RMWs are acq_rel, so a receiver
-// that loads "closed, 0 in flight" with acquire sees every item enqueued by
-// the senders that have left. Sleeping relies on the seq_cst fences of the
-// Dekker pattern described in wait_list.h.
+// enqueue, acquire on dequeue). A sender clears its slot with release after
+// enqueueing and close() reads the slots with acquire before it sets kQuiet
+// (release), so a receiver that loads kQuiet (acquire) sees every item ever
+// enqueued. The two Dekker pairs (sender: publish, LightBarrier, look;
+// waiter or closer: publish, HeavyBarrier, look) are explained in barrier.h:
+// no full barrier is on the send path.
 #ifndef XCHANNELS_DETAIL_QUEUE_BASE_H_
 #define XCHANNELS_DETAIL_QUEUE_BASE_H_
 
@@ -36,27 +39,16 @@
 #include <utility>
 
 #include "concurrentqueue/concurrentqueue.h"
+#include "xchannels/detail/barrier.h"
 #include "xchannels/detail/common.h"
 #include "xchannels/detail/futex.h"
 #include "xchannels/detail/wait_list.h"
 
 namespace xchannels::detail {
 
-inline constexpr uint64_t kClosedBit = 1;
-inline constexpr uint64_t kInFlightOne = 2;
+inline constexpr uint32_t kClosed = 1;
+inline constexpr uint32_t kQuiet = 2;
 inline constexpr size_t kCacheLine = 64;
-
-// The Dekker fence of a sender, placed right after a seq_cst RMW. On x86 a
-// lock-prefixed RMW already is a full barrier (no store-load reordering
-// across it), so only the compiler must be stopped; an mfence there costs
-// ~10% of SPSC throughput. Elsewhere: a real seq_cst fence.
-inline void FenceAfterRmw() {
-#if defined(__x86_64__) || defined(__i386__)
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-#else
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-#endif
-}
 
 // The outcome of one non-blocking receive attempt.
 enum class Probe : uint8_t {
@@ -75,7 +67,7 @@ class QueueBase {
   QueueBase& operator=(const QueueBase&) = delete;
 
   bool closed() const noexcept {
-    return (state_.load(std::memory_order_acquire) & kClosedBit) != 0;
+    return (flags_.load(std::memory_order_acquire) & kClosed) != 0;
   }
   size_t size() const noexcept { return queue_.size_approx(); }
   WaitList& recv_waiters() noexcept { return recv_waiters_; }
@@ -83,8 +75,7 @@ class QueueBase {
   // One receive attempt, with the close rule of the invariants.
   Probe ProbeRecv(T& out) {
     if (TryDequeue(out)) return Probe::kGot;
-    const uint64_t st = state_.load(std::memory_order_seq_cst);
-    if (st == kClosedBit) {
+    if ((flags_.load(std::memory_order_acquire) & kQuiet) != 0) {
       if (TryDequeue(out)) return Probe::kGot;
       return queue_.size_approx() == 0 ? Probe::kDrained : Probe::kBusy;
     }
@@ -131,7 +122,7 @@ class QueueBase {
       WaitNode node;
       node.parker = &parker;
       recv_waiters_.Add(&node);
-      std::atomic_thread_fence(std::memory_order_seq_cst);
+      HeavyBarrier();
       p = ProbeRecv(out);
       WaitResult w = WaitResult::kNotified;
       if (p == Probe::kEmpty) {
@@ -162,7 +153,9 @@ class QueueBase {
   }
 
  protected:
-  explicit QueueBase(size_t initial_capacity) : queue_(initial_capacity) {}
+  explicit QueueBase(size_t initial_capacity) : queue_(initial_capacity) {
+    InitBarriers();
+  }
   ~QueueBase() = default;
 
   bool TryDequeue(T& out) {
@@ -174,50 +167,48 @@ class QueueBase {
   // Enqueues `v` unless the channel is closed. A bounded caller has already
   // reserved a slot (and must release it on kClosed). Throws std::bad_alloc
   // if moodycamel cannot allocate a block (v untouched, nothing enqueued).
+  // No locked instruction and no fence of its own (see barrier.h).
   OpStatus Enqueue(T& v) {
-    const uint64_t prev =
-        state_.fetch_add(kInFlightOne, std::memory_order_acq_rel);
-    if ((prev & kClosedBit) != 0) {
-      EndInFlight(/*enqueued=*/false);
+    SendSlot& slot = MySendSlot();
+    slot.channel.store(this, std::memory_order_relaxed);
+    LightBarrier();
+    if ((flags_.load(std::memory_order_relaxed) & kClosed) != 0) {
+      slot.channel.store(nullptr, std::memory_order_relaxed);
       return OpStatus::kClosed;
     }
     bool ok;
     try {
       ok = queue_.enqueue(std::move(v));
     } catch (...) {
-      EndInFlight(false);
+      slot.channel.store(nullptr, std::memory_order_release);
       throw;
     }
-    EndInFlight(ok);
+    slot.channel.store(nullptr, std::memory_order_release);
     if (!ok) throw std::bad_alloc();
+    LightBarrier();
+    recv_waiters_.NotifyOne();  // no lock unless a receiver waits
     return OpStatus::kOk;
   }
 
+  // Thread-safe; may be called more than once. Returns once every send that
+  // did not see the channel closed has enqueued, and every receiver was
+  // woken.
   void Close() {
-    state_.fetch_or(kClosedBit, std::memory_order_seq_cst);
+    flags_.fetch_or(kClosed, std::memory_order_seq_cst);
+    HeavyBarrier();
+    WaitForSenders(this);
+    flags_.fetch_or(kQuiet, std::memory_order_seq_cst);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     recv_waiters_.NotifyAll();
   }
 
  private:
-  void EndInFlight(bool enqueued) {
-    const uint64_t prev =
-        state_.fetch_sub(kInFlightOne, std::memory_order_seq_cst);
-    FenceAfterRmw();
-    if (!recv_waiters_.HasWaiters()) return;
-    if (prev == (kClosedBit | kInFlightOne)) {
-      recv_waiters_.NotifyAll();  // receivers waiting for in-flight to end
-    } else if (enqueued) {
-      recv_waiters_.NotifyOne();
-    }
-  }
-
   // TSan: moodycamel 1.0.3 has a formal (C++-model) race when a block is
   // recycled; it is suppressed for TSan builds only, see core/src/wait.cc
   // and tests/cpp/tsan.supp.
   moodycamel::ConcurrentQueue<T> queue_;
-  // Written by every send; kept off the lines the receivers write.
-  alignas(kCacheLine) std::atomic<uint64_t> state_{0};
+  // Read by every send and receive, written only by close().
+  alignas(kCacheLine) std::atomic<uint32_t> flags_{0};
   alignas(kCacheLine) WaitList recv_waiters_;
 };
 

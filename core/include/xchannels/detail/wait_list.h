@@ -5,8 +5,8 @@
 //   - A WaitNode is linked in at most one list, and `linked` is true exactly
 //     while it is; both are read and written only under that list's mu_.
 //   - count_ == number of linked nodes; it changes only under mu_, so a
-//     reader that sees 0 after its seq_cst fence knows that no waiter had
-//     registered before the fence that pairs with it (Dekker pattern below).
+//     reader that sees 0 after its barrier knows that no waiter had
+//     registered before the barrier that pairs with it (Dekker pattern below).
 //   - A notifier unlinks a node and calls TryNotify on its Parker under mu_,
 //     so once the waiter's Remove() (which takes mu_) returns false, nobody
 //     touches the node or the Parker's word any more; only the FutexWake
@@ -18,9 +18,10 @@
 //     whose Parker was already notified is skipped by NotifyOne, which then
 //     notifies the next node, so one notification is never absorbed twice.
 //
-// Memory ordering (the Dekker pattern every caller follows):
-//   waiter:   Add(node) [count_++ under mu_]; fence(seq_cst); re-check state
-//   notifier: publish state;                   fence(seq_cst); HasWaiters()
+// Memory ordering (the Dekker pattern every caller follows; the barriers are
+// those of barrier.h, an asymmetric pair, or seq_cst fences on either side):
+//   waiter:   Add(node) [count_++ under mu_]; HeavyBarrier(); re-check state
+//   notifier: publish state;                   LightBarrier(); HasWaiters()
 // Either the waiter's re-check sees the new state, or the notifier sees
 // count_ > 0 and takes the lock. mu_ orders everything else.
 #ifndef XCHANNELS_DETAIL_WAIT_LIST_H_
@@ -49,7 +50,7 @@ class WaitList {
   WaitList& operator=(const WaitList&) = delete;
 
   // Thread-safe. Never allocates. Appends `node`; the caller then issues a
-  // seq_cst fence and re-checks the condition it is about to wait for.
+  // HeavyBarrier and re-checks the condition it is about to wait for.
   void Add(WaitNode* node) ABSL_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
     node->prev = tail_;
@@ -76,7 +77,7 @@ class WaitList {
   }
 
   // Thread-safe. Never blocks, never allocates. Meaningful only after a
-  // seq_cst fence that follows the caller's state change.
+  // barrier (LightBarrier or stronger) that follows the caller's change.
   bool HasWaiters() const noexcept {
     return count_.load(std::memory_order_relaxed) != 0;
   }
