@@ -34,7 +34,7 @@
 //     leaves (got its item, timed out, cancelled); when it disarms only to
 //     retry, it re-arms and re-checks instead, which uses the notification.
 //
-// Memory ordering: that of the core (Channel<T>::AddRecvWaiter's fence; the
+// Memory ordering: that of the core (Channel<T>::AddRecvWaiter's barrier; the
 // wait-list lock orders Notify() before the waiter's Remove). HubCore::mu
 // orders the ready list.
 #include <sys/eventfd.h>
@@ -108,8 +108,9 @@ struct WaiterCore final : detail::Notifier {
   // Any thread, under a wait-list lock, while armed.
   void Notify() noexcept override { hub->Push(this); }
 
-  // With the GIL. Links every node; the core fences after each Add, so the
-  // caller's next try_op() is the Dekker re-check.
+  // With the GIL. Links every node; the core issues a HeavyBarrier after
+  // each Add (one membarrier per channel of a select_async), so the caller's
+  // next try_op() is the Dekker re-check.
   void Arm(std::shared_ptr<HubCore> h, PyObject* cb) {
     hub = std::move(h);
     callback = Py_NewRef(cb);
@@ -548,7 +549,7 @@ PyObject* WaiterTryOp(PyObject* op, PyObject*) {
 PyMethodDef kWaiterMethods[] = {
     {"arm", FASTKW(NoExcept<WaiterArm>::Call), METH_FASTCALL | METH_KEYWORDS,
      "arm(hub, callback)\n--\n\nLink the waiter in its channels' wait lists "
-     "(then fence). When a\nsender or close() notifies it, hub.drain() "
+     "(then a barrier). When a\nsender or close() notifies it, hub.drain() "
      "returns callback. Follow\nwith try_op(): the re-check."},
     {"disarm", NoExcept<WaiterDisarm>::Call, METH_NOARGS,
      "disarm() -> bool\n--\n\nUnlink (idempotent); True if it had been "

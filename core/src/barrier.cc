@@ -3,13 +3,16 @@
 #include "xchannels/detail/barrier.h"
 
 #include <linux/membarrier.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
+#include <thread>
 
 #include "xchannels/detail/mutex.h"
 
@@ -25,20 +28,43 @@ bool ChooseAsymmetric() {
   if (env != nullptr && std::strcmp(env, "1") == 0) return false;
   const long cmds = Membarrier(MEMBARRIER_CMD_QUERY);
   if (cmds < 0 || (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
-  // Registration is per process and must precede the first use.
+  // Registration is per process (inherited by fork) and must precede the
+  // first use.
   return Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
 }
 
-// The slots of every thread that ever sent; never freed (a thread's slot is
-// reused by a later thread), so a scan never meets a dangling pointer.
+// The slots of every thread that ever sent. Slots are never freed (an exited
+// thread's slot is reused by a later one) and the list only grows at the
+// head, with `next` fixed before a slot is published: WaitForSenders walks it
+// without the lock. mu guards `in_use` and publication.
 struct SlotRegistry {
   Mutex mu;
-  SendSlot* head ABSL_GUARDED_BY(mu) = nullptr;
+  std::atomic<SendSlot*> head{nullptr};
 };
 
 SlotRegistry& Registry() {
   static SlotRegistry* r = new SlotRegistry();  // never destroyed: threads
   return *r;                                    // may exit after main
+}
+
+// fork(): the child has only the forking thread. Hold the registry lock
+// across the fork so no other thread owns it in the child, and there free
+// every other thread's slot (a thread caught mid-send no longer exists; its
+// slot would make close() wait forever).
+void BeforeFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { Registry().mu.Lock(); }
+void AfterForkParent() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  Registry().mu.Unlock();
+}
+void AfterForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  SlotRegistry& r = Registry();
+  for (SendSlot* s = r.head.load(std::memory_order_relaxed); s != nullptr;
+       s = s->next) {
+    if (s != tls_send_slot) {
+      s->channel.store(nullptr, std::memory_order_relaxed);
+      s->in_use = false;
+    }
+  }
+  r.mu.Unlock();
 }
 
 // Set while this thread's thread_local destructors run (after its
@@ -52,12 +78,20 @@ struct SlotReturner {
     if (slot == nullptr) return;
     SlotRegistry& r = Registry();
     MutexLock lock(&r.mu);
-    slot->channel.store(nullptr, std::memory_order_relaxed);
+    slot->channel.store(nullptr, std::memory_order_release);
     slot->in_use = false;
     tls_send_slot = nullptr;
     tls_exiting = true;
   }
 };
+
+SendSlot* PublishNewSlot(SlotRegistry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
+  auto* slot = new SendSlot();
+  slot->in_use = true;
+  slot->next = r.head.load(std::memory_order_relaxed);
+  r.head.store(slot, std::memory_order_release);
+  return slot;
+}
 
 }  // namespace
 
@@ -65,6 +99,8 @@ void InitBarriers() noexcept {
   static const bool asymmetric = [] {
     const bool a = ChooseAsymmetric();
     g_asymmetric_barriers.store(a, std::memory_order_relaxed);
+    Registry();
+    pthread_atfork(BeforeFork, AfterForkParent, AfterForkChild);
     return a;
   }();
   (void)asymmetric;
@@ -72,18 +108,23 @@ void InitBarriers() noexcept {
 
 void HeavyBarrier() noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (AsymmetricBarriers() && Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0) {
-    // The registration is per process and survives fork(); the only other
-    // errors are for unknown commands. Register again once; if that fails
-    // too, the senders' light barriers would be unsound: stop loudly rather
-    // than lose wake-ups silently.
-    if (Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0 ||
-        Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0) {
-      static const char kMsg[] =
-          "xchannels: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed; "
-          "set XCHANNELS_SYMMETRIC_BARRIERS=1\n";
-      (void)!write(2, kMsg, sizeof(kMsg) - 1);
-      std::abort();
+  if (AsymmetricBarriers()) {
+    // The registration is per process and survives fork(). Transient
+    // failures (ENOMEM for the kernel's CPU mask, EINTR) are retried; a
+    // lost registration is renewed. If it keeps failing, the senders' light
+    // barriers would be unsound: stop loudly rather than lose wake-ups.
+    for (int attempt = 0;; ++attempt) {
+      if (Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) break;
+      const int err = errno;
+      if (err == EPERM) Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
+      if (attempt == 1000) {
+        static const char kMsg[] =
+            "xchannels: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) keeps "
+            "failing; set XCHANNELS_SYMMETRIC_BARRIERS=1\n";
+        (void)!write(2, kMsg, sizeof(kMsg) - 1);
+        std::abort();
+      }
+      sched_yield();
     }
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -94,30 +135,23 @@ SendSlot& AcquireSendSlot() {
   if (tls_exiting) {
     // A send from a thread_local destructor that ran after the returner:
     // a slot of its own, never handed back (one per such thread).
-    auto* slot = new SendSlot();
     MutexLock lock(&r.mu);
-    slot->in_use = true;
-    slot->next = r.head;
-    r.head = slot;
-    tls_send_slot = slot;
-    return *slot;
+    tls_send_slot = PublishNewSlot(r);
+    return *tls_send_slot;
   }
   thread_local SlotReturner returner;
   SendSlot* slot = nullptr;
   {
     MutexLock lock(&r.mu);
-    for (SendSlot* s = r.head; s != nullptr; s = s->next) {
+    for (SendSlot* s = r.head.load(std::memory_order_relaxed); s != nullptr;
+         s = s->next) {
       if (!s->in_use) {
         slot = s;
+        slot->in_use = true;
         break;
       }
     }
-    if (slot == nullptr) {
-      slot = new SendSlot();
-      slot->next = r.head;
-      r.head = slot;
-    }
-    slot->in_use = true;
+    if (slot == nullptr) slot = PublishNewSlot(r);
   }
   returner.slot = slot;
   tls_send_slot = slot;
@@ -126,11 +160,17 @@ SendSlot& AcquireSendSlot() {
 
 void WaitForSenders(const void* channel) noexcept {
   SlotRegistry& r = Registry();
-  MutexLock lock(&r.mu);
-  for (SendSlot* s = r.head; s != nullptr; s = s->next) {
-    // A sender holds its slot only across one non-blocking enqueue.
-    while (s->channel.load(std::memory_order_acquire) == channel) {
-      sched_yield();
+  for (SendSlot* s = r.head.load(std::memory_order_acquire); s != nullptr;
+       s = s->next) {
+    // A sender holds its slot only across one non-blocking enqueue; if it
+    // was preempted there, give it the CPU, then back off to short sleeps.
+    for (int round = 0;
+         s->channel.load(std::memory_order_acquire) == channel; ++round) {
+      if (round < 64) {
+        sched_yield();
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
     }
   }
 }

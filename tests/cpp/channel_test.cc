@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -607,6 +608,38 @@ TEST(Barriers, ShortLivedSenderThreads) {
   int64_t out, n = 0;
   while (ch->recv(out, kForever) == OpStatus::kOk) ++n;
   EXPECT_EQ(n, threads);
+}
+
+// fork() while another thread keeps sending: in the child that thread is
+// gone, possibly caught inside a send; close() there must not wait for it.
+TEST(Barriers, CloseInForkChildDoesNotWaitForVanishedSenders) {
+  auto ch = Channel<int64_t>::Create();
+  std::atomic<bool> stop{false};
+  std::thread spammer([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      int64_t v = 1;
+      ch->send(v, kForever);
+      int64_t out;
+      ch->try_recv(out);  // keep the queue short
+    }
+  });
+  for (int i = 0; i < 10; ++i) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      alarm(10);  // a hang becomes a SIGALRM death
+      ch->close();
+      int64_t v = 2;
+      _exit(ch->send(v, kForever) == OpStatus::kClosed ? 0 : 3);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "child died of signal "
+                                   << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+  }
+  stop.store(true);
+  spammer.join();
 }
 
 TEST(ChannelFromBase, ChecksElementType) {

@@ -58,8 +58,10 @@ class ChannelBase : public RefCounted {
   // Thread-safe. Never blocks. Process-unique, never reused, starts at 1.
   uint64_t id() const noexcept { return id_; }
 
-  // Thread-safe. Idempotent. Never blocks on the channel (takes the wait-list
-  // locks briefly). Wakes every waiter (send, recv, Select) in every thread.
+  // Thread-safe. Idempotent. Waits only for sends already in flight (each a
+  // non-blocking enqueue; see detail/barrier.h) and takes the wait-list
+  // locks briefly. Wakes every waiter (send, recv, Select) in every thread.
+  // Must not be called from inside a send on the same thread.
   virtual void close() = 0;
   // Thread-safe. Never blocks.
   virtual bool closed() const = 0;
@@ -198,8 +200,9 @@ class Channel final : public ChannelBase {
   // (one per channel, as Select) may share one Parker.
 
   // Thread-safe. Never allocates. Links `node` in the receivers' list, then
-  // issues the HeavyBarrier (a system call, see detail/barrier.h): the caller must re-check with try_recv before
-  // relying on a notification. `node` must stay valid until removed.
+  // issues the HeavyBarrier (a system call, see detail/barrier.h): the
+  // caller must re-check with try_recv before relying on a notification.
+  // `node` must stay valid until removed.
   void AddRecvWaiter(detail::WaitNode* node) {
     recv_waiters().Add(node);
     detail::HeavyBarrier();

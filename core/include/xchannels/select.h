@@ -8,10 +8,11 @@
 //     finished call's stack).
 //   - Fair: each call starts probing at a per-thread rotating index, so a
 //     channel that always has items cannot starve the others.
-//   - No lost wake-up: registration, HeavyBarrier and re-probe follow the Dekker
-//     pattern of wait_list.h on every channel. Every channel whose node was
-//     taken by a notifier and that still has items after the call took (at
-//     most) one item gets its notification passed on to another receiver.
+//   - No lost wake-up: registration, HeavyBarrier and re-probe follow the
+//     Dekker pattern of wait_list.h on every channel. Every channel whose
+//     node was taken by a notifier and that still has items after the call
+//     took (at most) one item gets its notification passed on to another
+//     receiver.
 //   - kClosed only when every channel is closed and drained; closed channels
 //     are skipped while others may still deliver.
 //

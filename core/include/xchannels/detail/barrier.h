@@ -28,10 +28,13 @@
 // pairs with another runs (a channel is published after its construction).
 //
 // Send slots: every thread that sends owns one SendSlot, registered in a
-// process-wide list for the thread's lifetime. A sender stores the channel's
-// address in its slot, LightBarrier, then checks the closed flag; it clears
-// the slot (release) after enqueueing. close() sets the flag, HeavyBarrier,
-// then waits until no slot holds the channel: by the pairing argument, every
+// process-wide list for the thread's lifetime. One slot per thread: a send
+// must not start another send on the same thread before it finishes (the
+// channel's element type must not send from its move constructor).
+// fork() frees every slot but the forking thread's in the child. A sender
+// stores the channel's address in its slot, LightBarrier, then checks the
+// closed flag; it clears the slot (release) after enqueueing. close() sets
+// the flag, HeavyBarrier, then waits until no slot holds the channel: by the pairing argument, every
 // sender that saw the flag clear is visible in its slot, so once the scan
 // finds none, every item that will ever be sent is in the queue.
 #ifndef XCHANNELS_DETAIL_BARRIER_H_
@@ -72,9 +75,11 @@ void HeavyBarrier() noexcept;
 // A cache line of its own: written twice per send by its thread only.
 struct alignas(64) SendSlot {
   // The channel this thread is sending to right now (never dereferenced,
-  // only compared), or nullptr.
+  // only compared), or nullptr. Every store is a release store: the closer
+  // that reads any later value of the slot then sees the enqueue before it
+  // (C++20 release sequences hold only RMWs, so relaxed stores would not do).
   std::atomic<const void*> channel{nullptr};
-  SendSlot* next = nullptr;  // guarded by the registry's mutex
+  SendSlot* next = nullptr;  // fixed before the slot is published
   bool in_use = false;       // guarded by the registry's mutex
 };
 
@@ -85,7 +90,8 @@ struct alignas(64) SendSlot {
 inline thread_local SendSlot* tls_send_slot = nullptr;
 
 // Registers a slot for this thread (handed back for reuse when the thread
-// exits). Allocates once per thread; std::terminate if memory runs out.
+// exits). Allocates once per thread; throws std::bad_alloc if memory runs
+// out (out of the send, which then sent nothing).
 SendSlot& AcquireSendSlot();
 
 // This thread's slot.
@@ -94,7 +100,9 @@ inline SendSlot& MySendSlot() {
   return s != nullptr ? *s : AcquireSendSlot();
 }
 
-// Blocks (yielding) until no thread's slot holds `channel`. Thread-safe.
+// Blocks until no thread's slot holds `channel` (yielding, then sleeping
+// 50 us at a time, while a preempted sender finishes). Thread-safe; takes no
+// lock. A thread must not call it while its own slot holds `channel`.
 void WaitForSenders(const void* channel) noexcept;
 
 }  // namespace xchannels::detail

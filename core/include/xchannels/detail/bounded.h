@@ -8,9 +8,9 @@
 //     sender frees its own if it finds the channel closed.
 //   - No lost wake-up: a sender that parks is linked in send_waiters_ and
 //     re-tried the reservation after a HeavyBarrier; whoever frees a slot
-//     passes a LightBarrier and notifies one waiting sender (barrier.h). A notified sender that leaves
-//     without a slot (timeout, interrupt) passes the notification on if a
-//     slot is free. close() wakes every sender.
+//     passes a LightBarrier and notifies one waiting sender (barrier.h). A
+//     notified sender that leaves without a slot (timeout, interrupt) passes
+//     the notification on if a slot is free. close() wakes every sender.
 //
 // Memory ordering: slots_ is only a counter (the items are published by the
 // queue); its RMWs are acq_rel; the Dekker pair is LightBarrier (freeing

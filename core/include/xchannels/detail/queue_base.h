@@ -33,6 +33,7 @@
 #define XCHANNELS_DETAIL_QUEUE_BASE_H_
 
 #include <atomic>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -55,7 +56,7 @@ enum class Probe : uint8_t {
   kGot,      // an item was moved into `out`
   kEmpty,    // nothing there (and not closed-and-drained)
   kBusy,     // looks non-empty but a concurrent dequeue is mid-way: retry
-  kDrained,  // closed, nobody in flight, queue empty: final
+  kDrained,  // closed and quiet (no send in flight), queue empty: final
 };
 
 // Derived must provide `void OnDequeued()` (called after every successful
@@ -170,10 +171,14 @@ class QueueBase {
   // No locked instruction and no fence of its own (see barrier.h).
   OpStatus Enqueue(T& v) {
     SendSlot& slot = MySendSlot();
-    slot.channel.store(this, std::memory_order_relaxed);
+    assert(slot.channel.load(std::memory_order_relaxed) == nullptr &&
+           "a send started another send on the same thread");
+    slot.channel.store(this, std::memory_order_release);
     LightBarrier();
     if ((flags_.load(std::memory_order_relaxed) & kClosed) != 0) {
-      slot.channel.store(nullptr, std::memory_order_relaxed);
+      slot.channel.store(nullptr, std::memory_order_release);
+      // close() happens-before this kClosed (channel.h's promise).
+      std::atomic_thread_fence(std::memory_order_acquire);
       return OpStatus::kClosed;
     }
     bool ok;
@@ -198,8 +203,7 @@ class QueueBase {
     HeavyBarrier();
     WaitForSenders(this);
     flags_.fetch_or(kQuiet, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    recv_waiters_.NotifyAll();
+    recv_waiters_.NotifyAll();  // always takes the list lock: no barrier
   }
 
  private:

@@ -110,8 +110,8 @@ class WaitList {
     if (to_wake != nullptr) FutexWake(to_wake, 1);
   }
 
-  // Thread-safe. Never allocates. Notifies and wakes every linked node (close,
-  // last in-flight send after close). Wakes under the lock because the nodes
+  // Thread-safe. Never allocates. Notifies and wakes every linked node
+  // (close). Wakes under the lock because the nodes
   // may vanish as soon as it is released; this path is rare.
   void NotifyAll() ABSL_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
