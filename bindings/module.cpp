@@ -25,8 +25,6 @@ ModuleState::~ModuleState() {
   Py_XDECREF(ChannelFull);
   Py_XDECREF(ChannelNotFoundError);
   Py_XDECREF(NotShareableError);
-  Py_XDECREF(GenericAlias);
-  Py_XDECREF(OrOperator);
   Py_XDECREF(UnionType);
   Py_XDECREF(aio);
 }
@@ -39,9 +37,11 @@ void RaiseStatus(ModuleState* st, OpStatus s, const char* what) {
     case OpStatus::kEmpty:
       PyErr_Format(st->ChannelEmpty, "%s: channel is empty", what);
       return;
-    case OpStatus::kFull:
-      PyErr_Format(st->ChannelFull, "%s: channel is full", what);
+    case OpStatus::kFull: {
+      PyObject* full = ChannelFullType(st);
+      if (full != nullptr) PyErr_Format(full, "%s: channel is full", what);
       return;
+    }
     case OpStatus::kInterrupted:
       if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
       return;
@@ -165,21 +165,30 @@ bool CallerHandlesSignals(ModuleState* st) {
 
 namespace {
 
+PyObject* ImportAttr(const char* module, const char* attr) {
+  PyObject* mod = PyImport_ImportModule(module);
+  if (mod == nullptr) return nullptr;
+  PyObject* v = PyObject_GetAttrString(mod, attr);
+  Py_DECREF(mod);
+  return v;
+}
+
 PyObject* NewException(const char* name, const char* doc, PyObject* bases) {
   return PyErr_NewExceptionWithDoc(name, doc, bases, nullptr);
 }
 
+// ChannelFull derives from queue.Full, and importing queue (threading,
+// collections, heapq) costs about 2.7 ms in a fresh interpreter: a third of
+// a pool worker's start-up. So unless queue is imported already, the class
+// is made on first use: the first full channel, or the first lookup of the
+// module attribute (through the module's __getattr__). queue.Empty is
+// _queue.Empty, which is cheap.
+constexpr const char kChannelFullDoc[] =
+    "put found no room (non-blocking, or the timeout passed). A queue.Full.";
+
 bool MakeExceptions(ModuleState* st, PyObject* m) {
-  PyObject* queue = PyImport_ImportModule("queue");
-  if (queue == nullptr) return false;
-  PyObject* empty = PyObject_GetAttrString(queue, "Empty");
-  PyObject* full = PyObject_GetAttrString(queue, "Full");
-  Py_DECREF(queue);
-  if (empty == nullptr || full == nullptr) {
-    Py_XDECREF(empty);
-    Py_XDECREF(full);
-    return false;
-  }
+  PyObject* empty = ImportAttr("_queue", "Empty");
+  if (empty == nullptr) return false;
   st->ChannelError = NewException(
       "xchannels.ChannelError", "Base class of the channel errors.",
       PyExc_Exception);
@@ -195,13 +204,6 @@ bool MakeExceptions(ModuleState* st, PyObject* m) {
       "queue.Empty.",
       b);
   Py_XDECREF(b);
-  b = PyTuple_Pack(2, st->ChannelError, full);
-  st->ChannelFull = NewException(
-      "xchannels.ChannelFull",
-      "put found no room (non-blocking, or the timeout passed). A "
-      "queue.Full.",
-      b);
-  Py_XDECREF(b);
   b = PyTuple_Pack(2, st->ChannelError, PyExc_LookupError);
   st->ChannelNotFoundError = NewException(
       "xchannels.ChannelNotFoundError",
@@ -213,27 +215,54 @@ bool MakeExceptions(ModuleState* st, PyObject* m) {
       "message names the type and where it sits.",
       PyExc_TypeError);
   Py_DECREF(empty);
-  Py_DECREF(full);
   PyObject* all[] = {st->ChannelError, st->ChannelClosed, st->ChannelEmpty,
-                     st->ChannelFull, st->ChannelNotFoundError,
-                     st->NotShareableError};
+                     st->ChannelNotFoundError, st->NotShareableError};
   const char* names[] = {"ChannelError", "ChannelClosed", "ChannelEmpty",
-                         "ChannelFull", "ChannelNotFoundError",
-                         "NotShareableError"};
-  for (int i = 0; i < 6; ++i) {
+                         "ChannelNotFoundError", "NotShareableError"};
+  for (int i = 0; i < 5; ++i) {
     if (all[i] == nullptr) return false;
     if (PyModule_AddObjectRef(m, names[i], all[i]) < 0) return false;
+  }
+  // queue already imported: no reason to wait.
+  PyObject* modules = PyImport_GetModuleDict();  // borrowed
+  if (PyDict_GetItemString(modules, "queue") != nullptr) {
+    PyObject* full = ChannelFullType(st);
+    if (full == nullptr || PyModule_AddObjectRef(m, "ChannelFull", full) < 0) {
+      return false;
+    }
   }
   return true;
 }
 
-PyObject* ImportAttr(const char* module, const char* attr) {
-  PyObject* mod = PyImport_ImportModule(module);
-  if (mod == nullptr) return nullptr;
-  PyObject* v = PyObject_GetAttrString(mod, attr);
-  Py_DECREF(mod);
-  return v;
+
+}  // namespace
+
+PyObject* ChannelFullType(ModuleState* st) {
+  if (st->ChannelFull != nullptr) return st->ChannelFull;
+  PyObject* full = ImportAttr("queue", "Full");
+  if (full == nullptr) return nullptr;
+  PyObject* bases = PyTuple_Pack(2, st->ChannelError, full);
+  Py_DECREF(full);
+  if (bases == nullptr) return nullptr;
+  st->ChannelFull = NewException("xchannels.ChannelFull", kChannelFullDoc, bases);
+  Py_DECREF(bases);
+  if (st->ChannelFull == nullptr) return nullptr;
+  // Cache it as the module attribute too (the module's __getattr__ is then
+  // not consulted again).
+  PyObject* name = PyUnicode_FromString("xchannels._xchannels");
+  PyObject* mod = name != nullptr ? PyImport_GetModule(name) : nullptr;
+  Py_XDECREF(name);
+  if (mod != nullptr) {
+    if (PyObject_SetAttrString(mod, "ChannelFull", st->ChannelFull) < 0) {
+      PyErr_Clear();  // only a cache
+    }
+    Py_DECREF(mod);
+  }
+  PyErr_Clear();  // PyImport_GetModule found nothing: fine
+  return st->ChannelFull;
 }
+
+namespace {
 
 PyObject* EncodeDecodeImpl(PyObject* capsule, PyObject* obj) {
   auto* st = static_cast<ModuleState*>(PyCapsule_GetPointer(capsule, nullptr));
@@ -290,12 +319,27 @@ PYBIND11_MODULE(_xchannels, m, pyb::mod_gil_not_used(),
       !InitChannelType(mod, st) || !InitAioTypes(mod, st)) {
     throw pyb::error_already_set();
   }
-  st->GenericAlias = ImportAttr("types", "GenericAlias");
-  st->UnionType = ImportAttr("types", "UnionType");
-  st->OrOperator = ImportAttr("operator", "or_");
-  if (!st->GenericAlias || !st->UnionType || !st->OrOperator) {
-    throw pyb::error_already_set();
-  }
+  m.def(
+      "__getattr__",
+      [st](const std::string& name) -> pyb::object {
+        if (name == "ChannelFull") {
+          PyObject* full = ChannelFullType(st);
+          if (full == nullptr) throw pyb::error_already_set();
+          return pyb::reinterpret_borrow<pyb::object>(full);
+        }
+        throw pyb::attribute_error(
+            "module 'xchannels._xchannels' has no attribute '" + name + "'");
+      },
+      "Module attributes made on first use (ChannelFull: see "
+      "ChannelFullType).");
+  // types.UnionType, without importing types (a fresh interpreter's import
+  // time counts: pool workers): the type of int | str.
+  PyObject* int_or_str =
+      PyNumber_Or(reinterpret_cast<PyObject*>(&PyLong_Type),
+                  reinterpret_cast<PyObject*>(&PyUnicode_Type));
+  if (int_or_str == nullptr) throw pyb::error_already_set();
+  st->UnionType = Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(int_or_str)));
+  Py_DECREF(int_or_str);
 
   m.def(
       "select",

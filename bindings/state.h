@@ -46,9 +46,7 @@ struct ModuleState {
   PyTypeObject* AioHubType = nullptr;     // aio.cpp
   PyTypeObject* AioWaiterType = nullptr;  // aio.cpp
   // Cached helpers for rebuilding type specs (owned).
-  PyObject* GenericAlias = nullptr;  // types.GenericAlias
-  PyObject* OrOperator = nullptr;    // operator.or_
-  PyObject* UnionType = nullptr;     // types.UnionType
+  PyObject* UnionType = nullptr;  // types.UnionType
   PyObject* state_capsule = nullptr;  // borrowed: the capsule that owns this
   PyObject* aio = nullptr;  // xchannels._aio, imported on first use (owned)
   bool main_interpreter = false;
@@ -125,6 +123,9 @@ bool AddHeapType(PyObject* module, ModuleState* st, PyType_Spec* spec,
 ModuleState* StateOfType(PyObject* type);
 // Raises the exception that matches a core status (not for kOk).
 void RaiseStatus(ModuleState* st, OpStatus s, const char* what);
+// This interpreter's ChannelFull class, made on first use (it needs the
+// queue module). Borrowed; nullptr with an exception set on failure.
+PyObject* ChannelFullType(ModuleState* st);
 // Parses a `timeout` argument: None -> no deadline; a number >= 0 -> now +
 // timeout on the monotonic clock. Raises ValueError / TypeError otherwise.
 bool ParseTimeout(PyObject* timeout, Deadline* out);

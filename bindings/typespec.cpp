@@ -208,14 +208,14 @@ bool Matches(ModuleState* st, const TypeSpec& spec, PyObject* obj) {
   return false;
 }
 
-PyObject* Or(ModuleState* st, PyObject* acc, PyObject* t) {
+PyObject* Or(PyObject* acc, PyObject* t) {
   // Consumes acc and t.
   if (acc == nullptr || t == nullptr) {
     Py_XDECREF(acc);
     Py_XDECREF(t);
     return nullptr;
   }
-  PyObject* r = PyObject_CallFunctionObjArgs(st->OrOperator, acc, t, nullptr);
+  PyObject* r = PyNumber_Or(acc, t);  // what operator.or_ does
   Py_DECREF(acc);
   Py_DECREF(t);
   return r;
@@ -242,7 +242,7 @@ void RaiseTypeMismatch(const TypeSpec& spec, PyObject* obj) {
 PyObject* TypeSpecToPython(ModuleState* st, const TypeSpec& spec) {
   PyObject* acc = nullptr;
   auto add = [&](PyObject* t) {  // t: new reference
-    acc = acc == nullptr ? t : Or(st, acc, t);
+    acc = acc == nullptr ? t : Or(acc, t);
     return acc != nullptr;
   };
   uint32_t seen = 0;
@@ -267,9 +267,8 @@ PyObject* TypeSpecToPython(ModuleState* st, const TypeSpec& spec) {
       }
       PyTuple_SET_ITEM(args, static_cast<Py_ssize_t>(i), e);
     }
-    PyObject* alias = PyObject_CallFunctionObjArgs(
-        st->GenericAlias, reinterpret_cast<PyObject*>(&PyTuple_Type), args,
-        nullptr);
+    PyObject* alias =
+        Py_GenericAlias(reinterpret_cast<PyObject*>(&PyTuple_Type), args);
     Py_DECREF(args);
     if (!add(alias)) return nullptr;
   }
@@ -279,9 +278,8 @@ PyObject* TypeSpecToPython(ModuleState* st, const TypeSpec& spec) {
     PyObject* args = PyTuple_Pack(2, e, Py_Ellipsis);
     Py_DECREF(e);
     if (args == nullptr) return nullptr;
-    PyObject* alias = PyObject_CallFunctionObjArgs(
-        st->GenericAlias, reinterpret_cast<PyObject*>(&PyTuple_Type), args,
-        nullptr);
+    PyObject* alias =
+        Py_GenericAlias(reinterpret_cast<PyObject*>(&PyTuple_Type), args);
     Py_DECREF(args);
     if (!add(alias)) return nullptr;
   }

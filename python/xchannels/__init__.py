@@ -11,14 +11,11 @@ Import it in any interpreter, main or own-GIL sub-interpreter::
 See the documentation in ``docs/`` for the guide and the API reference.
 """
 
-from __future__ import annotations
-
 from xchannels._xchannels import (
     Channel,
     ChannelClosed,
     ChannelEmpty,
     ChannelError,
-    ChannelFull,
     ChannelNotFoundError,
     NotShareableError,
     SharedBuffer,
@@ -28,6 +25,7 @@ from xchannels._xchannels import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from xchannels._xchannels import ChannelFull
     from xchannels._pool import BrokenPool, Pool
     from xchannels._worker import RemoteError, RemoteTraceback, Worker
     from xchannels._aio import select_async
@@ -37,6 +35,9 @@ if TYPE_CHECKING:
 # `import xchannels` in a sub-interpreter stays cheap.
 _LAZY = {
     "BrokenPool": "xchannels._pool",
+    # Made on first use by the extension: it derives from queue.Full, and
+    # importing queue costs milliseconds in every fresh interpreter.
+    "ChannelFull": "xchannels._xchannels",
     "Pool": "xchannels._pool",
     "RemoteError": "xchannels._worker",
     "RemoteTraceback": "xchannels._worker",

@@ -27,6 +27,33 @@ def test_import_in_isolated_subinterpreter(sub):
     )
 
 
+def test_import_stays_light_and_channel_full_is_made_on_first_use():
+    # A pool worker's start-up is mostly imports: `import xchannels` in a
+    # fresh interpreter must not pull in queue (threading, collections, ...),
+    # types or operator. ChannelFull (a queue.Full) is then made on first
+    # use, by a full channel or by the attribute lookup, and is one class.
+    subinterp.run(
+        """
+        import sys
+        import xchannels
+        heavy = {"queue", "threading", "collections", "types", "operator", "typing"}
+        assert not heavy & set(sys.modules), sorted(heavy & set(sys.modules))
+        ch = xchannels.Channel(1)
+        ch.put(1)
+        try:
+            ch.put_nowait(2)
+        except Exception as e:
+            caught = e
+        import queue
+        assert isinstance(caught, queue.Full), type(caught).__mro__
+        assert type(caught) is xchannels.ChannelFull is xchannels._xchannels.ChannelFull
+        assert issubclass(xchannels.ChannelFull, xchannels.ChannelError)
+        assert issubclass(xchannels.ChannelEmpty, queue.Empty)
+        assert ch.get() == 1
+        """
+    )
+
+
 def test_helper_surfaces_remote_errors(sub):
     with pytest.raises(subinterp.SubinterpreterError) as info:
         sub.run("raise ValueError('remote boom')")
