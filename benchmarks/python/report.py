@@ -166,6 +166,40 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         add("5-tuple encode+decode >= 5x faster than pickle", five["speedup"] >= 5,
             f"{five['codec_ns']:.0f} ns vs pickle {five['pickle_ns']:.0f} ns, {five['speedup']:.1f}x")
+    cpp = data.get("cpp") or {}
+    spsc = next((r for r in cpp_rows(cpp) if r["workload"] == "Spsc" and r["flavor"] == "Unbounded"), None) \
+        if cpp.get("status") == "ok" else None
+    if spsc is None or spsc["vs_raw"] is None:
+        add("C++ SPSC Channel<int64_t> >= 50% of raw moodycamel", None, "no figure")
+    else:
+        add("C++ SPSC Channel<int64_t> >= 50% of raw moodycamel", spsc["vs_raw"] >= 0.5,
+            f"{spsc['figure']}, {spsc['vs_raw']:.2f}x raw (median of repetitions)")
+    pv = pool_variants(((data.get("pool") or {}).get("result"))) or []
+
+    def pool_peer(variant: str, peer: str) -> dict[str, Any] | None:
+        v = next((v for v in pv if v.get("name") == variant), None)
+        return next((q for q in v["peers"] if q.get("name") == peer), None) if v else None
+
+    big = pool_peer("big", "xchannels.Pool")
+    if big is None or not isinstance(big.get("speedup_vs_serial"), (int, float)):
+        add("Pool big tasks >= 1.8x serial (2 workers)", None, "no figure")
+    else:
+        add("Pool big tasks >= 1.8x serial (2 workers)", big["speedup_vs_serial"] >= 1.8,
+            f"{big['speedup_vs_serial']:.2f}x serial")
+    for variant in ("big", "small"):
+        xs, mp = pool_peer(variant, "xchannels.Pool"), pool_peer(variant, "multiprocessing.Pool")
+        name = f"Pool {variant} >= 1.5x multiprocessing.Pool"
+        if not xs or not mp or not xs.get("seconds") or not mp.get("seconds"):
+            add(name, None, "no figure")
+            continue
+        r = mp["seconds"] / xs["seconds"]
+        others = []
+        for method in ("spawn", "forkserver"):
+            q = pool_peer(variant, f"multiprocessing.Pool[{method}]")
+            if q and q.get("seconds"):
+                others.append(f"{q['seconds'] / xs['seconds']:.2f}x mp.Pool[{method}]")
+        add(name, r >= 1.5, f"{r:.2f}x multiprocessing.Pool (default start method)"
+            + (" (" + ", ".join(others) + ")" if others else ""))
     return res
 
 
