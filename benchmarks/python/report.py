@@ -134,7 +134,8 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
     res = []
 
     def add(name: str, ok: bool | None, detail: str) -> None:
-        res.append({"goal": name, "status": "PASS" if ok else "MISS", "detail": detail})
+        status = "PASS" if ok else ("MISS" if ok is not None else "N/A")  # None: not measured
+        res.append({"goal": name, "status": status, "detail": detail})
 
     c = cells.get(("stream-int", "xchannels"))
     r = ratio(data, "stream-int", "xchannels")
@@ -553,6 +554,8 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
     L.append(
         "Every figure below was measured in the same run as the others, on a shared, "
         "noisy 2-core machine: read the ratios, not the absolute numbers. "
+        f"Each cell is the best of {data.get('rounds', 1)} pass(es) over the whole grid (the host's "
+        "placement of the two vCPUs changes cross-core speed by up to 2x for minutes at a time). "
         f"Raw data: `{json_rel}`. Reproduce with `make bench` (or `make bench QUICK=1`)."
     )
     L.append("")

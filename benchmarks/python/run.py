@@ -1,7 +1,7 @@
 """benchmarks/python/run.py: the comparison benchmark suite (``make bench``).
 
     .venv-3.13/bin/python benchmarks/python/run.py [--quick] [--no-docs]
-        [--only REGEX] [--peers a,b] [--no-cpp] [--no-pool]
+        [--only REGEX] [--peers a,b] [--no-cpp] [--no-pool] [--rounds N]
 
 Runs every workload of ``workloads.py`` against every peer of ``peers.py``,
 each cell in its own process session (``cell.py``) with a time limit, so a
@@ -201,14 +201,21 @@ def versions() -> dict[str, str]:
 
 
 def run_cells(args: argparse.Namespace, data: dict[str, Any]) -> None:
+    """Run every cell ``args.rounds`` times, one whole pass over the cells
+    per round, and keep each cell's best round. The machine is shared and its
+    speed moves by up to 2x over minutes (the host places the two vCPUs), so
+    rounds spread over time give every peer the same chances; the figure of
+    every round is kept in the cell (``rounds``)."""
     peers = data["peers_order"]
     # The baseline runs first in each workload, so progress lines show ratios.
     run_order = sorted(peers, key=lambda p: p != BASELINE)
     todo = [(w, p) for w in data["workloads_order"] for p in run_order]
     limit = args.cell_timeout or (30.0 if args.quick else 120.0)
-    total = len(todo)
-    for i, (w, p) in enumerate(todo, 1):
-        tag = f"[{i:>2}/{total}] {w} x {p}"
+    rounds = max(1, args.rounds)
+    total = len(todo) * rounds
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for i, (rnd, (w, p)) in enumerate(((r, c) for r in range(rounds) for c in todo), 1):
+        tag = f"[{i:>3}/{total}] {w} x {p}" + (f" (round {rnd + 1})" if rounds > 1 else "")
         print(f"{tag} ...", flush=True)
         t = time.monotonic()
         cmd = [sys.executable, str(HERE / "cell.py"), w, p] + (["--quick"] if args.quick else [])
@@ -223,7 +230,14 @@ def run_cells(args: argparse.Namespace, data: dict[str, Any]) -> None:
         elif child.stderr.strip() and res.get("status") != "ok":
             res["stderr"] = child.stderr[-3000:]
         res["wall_seconds"] = time.monotonic() - t
-        data["cells"].append(res)
+        prev = best.get((w, p))
+        figs = (prev or {}).get("rounds", []) + [report.figure(res)]
+        if prev is None or (report.figure(res) or 0) > (report.figure(prev) or 0):
+            if prev is not None:
+                data["cells"].remove(prev)
+            data["cells"].append(res)
+            best[(w, p)] = res
+        best[(w, p)]["rounds"] = figs
         shown = report.cell_value_text(res)
         r = report.ratio(data, w, p)
         rtxt = f"  ({report.ratio_str(r)} mp.Queue)" if r is not None and p != BASELINE else ""
@@ -336,9 +350,13 @@ def main() -> int:
     ap.add_argument("--peers", default=None, help="comma-separated peers (default: all)")
     ap.add_argument("--no-cpp", action="store_true", help="skip the C++ micro-benchmarks")
     ap.add_argument("--no-pool", action="store_true", help="skip bench_pool.py")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="passes over all cells, best kept per cell (default 2, quick 1)")
     ap.add_argument("--cell-timeout", type=float, default=None,
                     help="seconds before a cell is killed (default 30 quick, 120 full)")
     args = ap.parse_args()
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 2
 
     # SIGTERM behaves like Ctrl-C: stop, clean up, keep what was measured.
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -355,6 +373,7 @@ def main() -> int:
         "timestamp": _dt.datetime.now().isoformat(timespec="seconds"),
         "commit": commit(),
         "quick": args.quick,
+        "rounds": args.rounds,
         "target_seconds": 0.1 if args.quick else 0.5,
         "machine": machine(),
         "compiler": compiler(),
