@@ -8,11 +8,20 @@ Nothing here is public. The parent side of the same protocol lives in
 Protocol (every message is a tuple of shareable values, never pickled):
 
 - task: ``(task_id, kind, module, qualname, args, kwargs)`` where ``kind`` is
-  :data:`CALL` (``args`` is the argument tuple) or :data:`CHUNK` (``args`` is
-  a tuple of argument tuples, one call each, results returned as a tuple),
-  and ``kwargs`` is a tuple of ``(name, value)`` pairs.
+  :data:`CALL` (``args`` is the argument tuple), :data:`CHUNK` (``args`` is
+  a tuple of argument tuples, one call each, results returned as a tuple:
+  ``map(chunksize=n)``) or :data:`MULTI` (a tuple of argument tuples for the
+  calls with ids ``task_id``, ``task_id + 1``, ..., each with its own
+  outcome: ``map`` with ``chunksize=1`` groups its calls this way), and
+  ``kwargs`` is a tuple of ``(name, value)`` pairs.
 - result: ``(task_id, ok, payload)``; ``payload`` is the return value when
-  ``ok``, else an exception record (see :func:`encode_exception`).
+  ``ok``, else an exception record (see :func:`encode_exception`). For a
+  MULTI task: ``(task_id, MULTI, outcomes)``, one ``(ok, payload)`` per call
+  run, in order (``ok`` is a bool, never equal to MULTI).
+- hand-back: a worker whose MULTI task turns out long (its calls so far took
+  more than ``_BATCH_SECONDS``) sends the outcomes so far and puts the calls
+  not yet run back on the task channel as a new MULTI task, so an idle worker
+  can take them; if the channel is closed (shutdown) it runs them itself.
 
 Invariants:
 
@@ -21,7 +30,9 @@ Invariants:
   loop ends normally only when the task channel is closed and drained; any
   other end is an interpreter-level failure, which the parent reports by
   marking the pool broken.
-- Every task taken gets exactly one result message, in the order taken.
+- Every call taken gets exactly one outcome: in its task's result message,
+  or in the hand-back task's. Results of one worker go out in the order the
+  calls ran.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from xchannels._xchannels import Channel, ChannelClosed, NotShareableError, is_s
 
 CALL = 0
 CHUNK = 1
+MULTI = 2
 
 # The name under which a worker imports the parent's ``__main__`` script, so
 # that its ``if __name__ == "__main__":`` block does not run (multiprocessing's
@@ -159,9 +171,52 @@ def _run_task(task: tuple[Any, ...]) -> tuple[Any, ...]:
     return (task_id, True, value)
 
 
+def _run_multi(task: tuple[Any, ...], tasks: Channel, clock: Callable[[], float]) -> tuple[Any, ...]:
+    """Run a MULTI task's calls, each with its own outcome; hand the rest
+    back to the task channel once the calls so far took long."""
+    task_id, _kind, module, qualname, calls, _kwargs = task
+    outcomes: list[tuple[bool, Any]] = []
+    append = outcomes.append
+    t0 = clock()
+    last = len(calls) - 1
+    may_hand_back = True
+    try:
+        fn = resolve(module, qualname)
+    except BaseException as exc:  # every call fails as it would alone
+        record = encode_exception(exc)
+        return (task_id, MULTI, tuple([(False, record)] * len(calls)))
+    for i, args in enumerate(calls):
+        try:
+            append((True, fn(*args)))
+        except BaseException as exc:  # SystemExit and RecursionError included
+            append((False, encode_exception(exc)))
+        if i < last and may_hand_back and clock() - t0 > _BATCH_SECONDS:
+            try:
+                tasks.put((task_id + i + 1, MULTI, module, qualname, calls[i + 1 :], ()))
+                break
+            except ChannelClosed:  # shutting down: nobody else will take them
+                may_hand_back = False
+    return (task_id, MULTI, tuple(outcomes))
+
+
 def _not_shareable(result: tuple[Any, ...], exc: NotShareableError) -> tuple[Any, ...]:
     err = NotShareableError(f"result of task {result[0]} cannot travel: {exc}")
     return (result[0], False, encode_exception(err))
+
+
+def _send_one(out: Channel, result: tuple[Any, ...]) -> None:
+    if result[1] == MULTI:
+        try:
+            out.put(result)
+        except NotShareableError:
+            # One outcome cannot travel: send them call by call instead.
+            for i, (ok, payload) in enumerate(result[2]):
+                _send_one(out, (result[0] + i, ok, payload))
+        return
+    try:
+        out.put(result)
+    except NotShareableError as exc:
+        out.put(_not_shareable(result, exc))
 
 
 def _send(out: Channel, results: list[tuple[Any, ...]]) -> None:
@@ -174,10 +229,7 @@ def _send(out: Channel, results: list[tuple[Any, ...]]) -> None:
         # put_many checks every item before sending any: resend one by one,
         # replacing the values that cannot travel by an error record.
         for r in results:
-            try:
-                out.put(r)
-            except NotShareableError as exc:
-                out.put(_not_shareable(r, exc))
+            _send_one(out, r)
 
 
 def _setup(main_path: str | None) -> None:
@@ -208,7 +260,7 @@ def pool_worker(task_cid: int, result_cid: int, config_cid: int) -> None:
         start = last = clock()
         results = []
         for task in taken:
-            results.append(_run_task(task))
+            results.append(_run_multi(task, tasks, clock) if task[1] == MULTI else _run_task(task))
             now = clock()
             if now - last > _BATCH_SECONDS:
                 # A task ran long: deliver what is done instead of holding it

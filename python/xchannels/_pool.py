@@ -11,7 +11,8 @@ Invariants:
 
 - ``_State.pending`` maps the id of every task sent and not yet answered to
   what awaits it: its Future (``submit``) or its ``map`` call's
-  ``_MapResults``. An entry is added before its task is sent, and removed by
+  ``_MapResults``. A MULTI task of k calls stands for the k consecutive ids
+  starting at its own, each with its own entry. An entry is added before its task is sent, and removed by
   whoever completes it (collector, cancellation at shutdown, breakage, an
   abandoned map iterator); a result with no entry is dropped.
 - The result channel is closed by the last worker thread to exit, after its
@@ -39,7 +40,7 @@ from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future,
 from typing import Any, Callable, Iterable, Iterator
 
 from xchannels import _bootstrap, _interp
-from xchannels._bootstrap import CALL, CHUNK
+from xchannels._bootstrap import CALL, CHUNK, MULTI
 from xchannels._worker import (
     RemoteTraceback,
     decode_exception,
@@ -62,6 +63,12 @@ __all__ = ["BrokenPool", "Pool"]
 
 _DIED = -1  # task id of the message a worker thread sends when its loop dies
 _RECV_BATCH = 1024  # results per get_many in the collector
+# map(chunksize=1) sends its calls in MULTI tasks of up to this many calls
+# (and at most len / (8 * workers), so every worker gets several): one
+# message per group instead of per call, each call still with its own
+# outcome. A worker hands the rest of a group back once it runs long, so
+# long calls still spread over the workers.
+_MULTI_MAX = 64
 
 _WORKER_CODE = """\
 import sys
@@ -104,6 +111,17 @@ class _MapResults:
                 self.slots[i] = (ok, value)
                 if self.waiting == i:
                     self.cond.notify()
+
+    def settle_many(self, tid: int, outcomes: list[tuple[bool, Any]]) -> None:
+        """settle() for the calls ``tid``, ``tid + 1``, ... under one lock."""
+        i = tid - self.base
+        with self.cond:
+            slots = self.slots
+            for k, outcome in enumerate(outcomes, i):
+                if slots[k] is None:
+                    slots[k] = outcome
+            if i <= self.waiting < i + len(outcomes):
+                self.cond.notify()
 
     def wait(self, i: int, deadline: float | None) -> tuple[bool, Any]:
         slot = self.slots[i]
@@ -218,10 +236,36 @@ class _State:
                     pass
                 self.mark_broken(ok, payload)
                 continue
+            if ok == MULTI:  # one outcome per call, ids tid, tid + 1, ...
+                self.complete_multi(tid, payload)
+                continue
             target = pending.pop(tid, None)
             if target is None:  # failed by breakage, cancelled or abandoned
                 continue
             _settle(target, tid, ok, payload if ok else decode_exception(payload))
+
+    def complete_multi(self, tid: int, outcomes: tuple[tuple[bool, Any], ...]) -> None:
+        """Settle the calls of one MULTI result: a map's run of slots at
+        once, under one lock (calls no longer pending are skipped)."""
+        pending = self.pending
+        run: list[tuple[bool, Any]] = []
+        run_start = tid
+        run_target: _MapResults | None = None
+        for i, (ok, value) in enumerate(outcomes):
+            target = pending.pop(tid + i, None)
+            if not isinstance(target, _MapResults) or target is not run_target:
+                if run_target is not None and run:
+                    run_target.settle_many(run_start, run)
+                run, run_start, run_target = [], tid + i, target if isinstance(target, _MapResults) else None
+            if target is None:
+                continue
+            outcome = (True, value) if ok else (False, decode_exception(value))
+            if run_target is None:  # not a map's: settle alone
+                _settle(target, tid + i, *outcome)
+            else:
+                run.append(outcome)
+        if run_target is not None and run:
+            run_target.settle_many(run_start, run)
 
     def collect(self) -> None:
         """Collector thread: complete futures until the result channel is
@@ -451,7 +495,10 @@ class Pool(Executor):
         batches of messages). With ``chunksize`` > 1 each chunk of that many
         calls travels as one task and its results as one message, which pays
         off for many small calls; an exception then loses the rest of its
-        chunk, as with ProcessPoolExecutor.
+        chunk, as with ProcessPoolExecutor. With ``chunksize=1`` a long
+        map's calls travel in groups too, but each keeps its own outcome
+        (results before a failing call are all yielded), and a worker hands
+        the rest of a slow group back to the queue for idle workers.
 
         Raises
         ------
@@ -472,33 +519,42 @@ class Pool(Executor):
         deadline = None if timeout is None else time.monotonic() + timeout
         calls = list(zip(*iterables))
         if chunksize == 1:
-            kind, payloads = CALL, calls
+            group = max(1, min(_MULTI_MAX, len(calls) // (8 * self._workers)))
+            if group == 1:
+                kind, payloads = CALL, calls
+            else:
+                kind = MULTI
+                payloads = [tuple(calls[i : i + group]) for i in range(0, len(calls), group)]
         else:
             kind = CHUNK
             payloads = [tuple(calls[i : i + chunksize]) for i in range(0, len(calls), chunksize)]
-        results = self._send_map(module, qualname, kind, payloads)
+        results = self._send_map(module, qualname, kind, payloads, len(calls))
         return _iterate(self._state, results, deadline, chunked=kind == CHUNK)
 
     def _send_map(
-        self, module: str, qualname: str, kind: int, payloads: list[Any]
+        self, module: str, qualname: str, kind: int, payloads: list[Any], calls: int
     ) -> _MapResults:
         """Send one task per payload with one put_many, which checks and
-        encodes every task before sending any: all or none."""
+        encodes every task before sending any: all or none. A MULTI task's
+        id is that of its first call; the map has one slot per call (per
+        chunk for CHUNK)."""
         state = self._state
-        count = len(payloads)
+        count = calls if kind == MULTI else len(payloads)
         base = state.alloc(count)
         results = _MapResults(base, count)
-        tasks = [
-            (base + i, kind, module, qualname, payload, ())
-            for i, payload in enumerate(payloads)
-        ]
-        for task in tasks:
-            state.pending[task[0]] = results
+        tasks = []
+        tid = base
+        for payload in payloads:
+            tasks.append((tid, kind, module, qualname, payload, ()))
+            tid += len(payload) if kind == MULTI else 1
+        pending = state.pending
+        for i in range(base, base + count):
+            pending[i] = results
         try:
             state.tasks.put_many(tasks)
         except (NotShareableError, ChannelClosed) as exc:
-            for task in tasks:
-                state.pending.pop(task[0], None)
+            for i in range(base, base + count):
+                pending.pop(i, None)
             if isinstance(exc, ChannelClosed):
                 raise self._closed_error() from None
             self._explain_map(payloads, kind, qualname)
@@ -506,7 +562,7 @@ class Pool(Executor):
 
     @staticmethod
     def _explain_map(payloads: list[Any], kind: int, qualname: str) -> None:
-        calls = payloads if kind == CALL else [c for chunk in payloads for c in chunk]
+        calls = payloads if kind == CALL else [c for group in payloads for c in group]
         for i, args in enumerate(calls):
             if not is_shareable(args):
                 for j, a in enumerate(args):
@@ -537,9 +593,10 @@ class Pool(Executor):
             state.shutdown = True
         if cancel_futures:
             for task in state.drain_tasks():
-                target = state.pending.pop(task[0], None)
-                if target is not None:
-                    _cancel(target, task[0])
+                for tid in _task_ids(task):
+                    target = state.pending.pop(tid, None)
+                    if target is not None:
+                        _cancel(target, tid)
         state.close_tasks()
         if wait:
             me = threading.current_thread()
@@ -553,6 +610,11 @@ class Pool(Executor):
         state = self._state
         status = "broken" if state.broken else ("shut down" if state.shutdown else "running")
         return f"<xchannels.Pool workers={self._workers} {status} pending={len(state.pending)}>"
+
+
+def _task_ids(task: tuple[Any, ...]) -> range:
+    """The call ids a queued task stands for."""
+    return range(task[0], task[0] + (len(task[4]) if task[1] == MULTI else 1))
 
 
 def _iterate(

@@ -105,6 +105,22 @@ def interp_info() -> tuple[int, int, str]:
     return (os.getpid(), threading.get_ident(), str(id(sys)))
 
 
+def square_or_fail(x: int) -> int:
+    """x * x, except for x % 100 == 99 (CustomError) and 77 (a list, which
+    cannot travel back)."""
+    if x % 100 == 99:
+        raise CustomError(x, "ninety-nine")
+    if x == 77:
+        return [x]  # type: ignore[return-value]
+    return x * x
+
+
+def slow_interp_id(seconds: float) -> str:
+    """Sleep, then say which interpreter ran the call."""
+    time.sleep(seconds)
+    return str(id(sys))
+
+
 def sleep_for(seconds: float) -> float:
     time.sleep(seconds)
     return seconds

@@ -129,6 +129,64 @@ def test_map_timeout(pool):
         next(it)
 
 
+# map(chunksize=1) over many calls groups them into MULTI tasks (one message
+# per group, one outcome per call); these tests use enough calls for groups.
+
+
+def test_grouped_map_keeps_per_call_outcomes(pool):
+    n = 1000  # groups of min(64, 1000 // 16) = 62 calls
+    it = pool.map(ps.square_or_fail, range(n))
+    got = []
+    with pytest.raises(xchannels.NotShareableError, match="cannot travel"):
+        for _ in range(n):
+            got.append(next(it))
+    assert got == [i * i for i in range(77)]  # every result before the bad one
+    # The calls around a failing one keep their own results.
+    it = pool.map(ps.square_or_fail, range(78, n))
+    assert [next(it) for _ in range(99 - 78)] == [i * i for i in range(78, 99)]
+    with pytest.raises(ps.CustomError) as info:
+        next(it)
+    assert info.value.args == (99, "ninety-nine")
+    # (Calls 62..76 and 78..98 share a group with the failing call: unlike a
+    # CHUNK, whose failure loses the whole chunk, they were each yielded.)
+
+
+def test_grouped_map_hands_long_calls_back_to_idle_workers():
+    # 1024 calls in groups of 64 (1024 // 16): the first group holds every
+    # slow call. Without hand-back the worker that took it would run all 64
+    # while the other finished the fast groups and idled; with it, the rest
+    # of the group goes back to the queue after the first slow call, and
+    # both workers run slow calls. The order of results still holds.
+    # A pool of its own: the shared one may still be busy with an earlier
+    # test's abandoned task.
+    seconds = [0.005] * 64 + [0.0] * 960
+    with xchannels.Pool(2) as pool:
+        ids = list(pool.map(ps.slow_interp_id, seconds))
+        assert len(ids) == 1024
+        assert len(set(ids[:64])) == 2, "one worker ran every slow call"
+        assert list(pool.map(ps.square, range(5000))) == [i * i for i in range(5000)]
+
+
+def test_grouped_map_cancel_and_shutdown():
+    p = xchannels.Pool(1)
+    gate = xchannels.Channel()
+    hung = p.submit(ps.wait_on, gate.id, 60.0)
+    time.sleep(0.2)  # the worker holds the hung task
+    it = p.map(ps.square, range(500))  # queued as groups
+    p.shutdown(wait=False, cancel_futures=True)
+    with pytest.raises(concurrent.futures.CancelledError):
+        next(it)
+    gate.put("go")
+    assert hung.result(timeout=30) == "go"
+    p.shutdown(wait=True)
+    # A group that runs long while the pool shuts down cannot be handed
+    # back (the task channel is closed): its worker runs it to the end.
+    p = xchannels.Pool(1)
+    it = p.map(ps.sleep_for, [0.01] * 40)  # groups of 2 (40 // 8)
+    p.shutdown(wait=True)
+    assert list(it) == [0.01] * 40
+
+
 def test_map_bad_chunksize(pool):
     with pytest.raises(ValueError):
         pool.map(ps.square, [1], chunksize=0)
