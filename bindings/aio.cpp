@@ -108,9 +108,8 @@ struct WaiterCore final : detail::Notifier {
   // Any thread, under a wait-list lock, while armed.
   void Notify() noexcept override { hub->Push(this); }
 
-  // With the GIL. Links every node; the core issues a HeavyBarrier after
-  // each Add (one membarrier per channel of a select_async), so the caller's
-  // next try_op() is the Dekker re-check.
+  // With the GIL. Links every node, then issues one HeavyBarrier for all of
+  // them, so the caller's next try_op() is the Dekker re-check.
   void Arm(std::shared_ptr<HubCore> h, PyObject* cb) {
     hub = std::move(h);
     callback = Py_NewRef(cb);
@@ -120,11 +119,12 @@ struct WaiterCore final : detail::Notifier {
     for (size_t i = 0; i < channels.size(); ++i) {
       nodes[i].parker = &parker;
       if (kind == AioKind::kPut) {
-        channels[i]->AddSendWaiter(&nodes[i]);
+        channels[i]->AddSendWaiter(&nodes[i], /*barrier=*/false);
       } else {
-        channels[i]->AddRecvWaiter(&nodes[i]);
+        channels[i]->AddRecvWaiter(&nodes[i], /*barrier=*/false);
       }
     }
+    xchannels::detail::HeavyBarrier();
   }
 
   // With the GIL. Idempotent. Unlinks every node (recording which a

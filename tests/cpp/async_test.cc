@@ -247,7 +247,8 @@ TEST(ExternalSelect, SharedParkerIsNotifiedOnce) {
   CountingWaiter sel;  // node in c1
   detail::WaitNode node2;  // same parker, in c2
   node2.parker = &sel.parker;
-  c1->AddRecvWaiter(&sel.node);
+  // Linked as select_async links them: one barrier after the last node.
+  c1->AddRecvWaiter(&sel.node, /*barrier=*/false);
   c2->AddRecvWaiter(&node2);
   CountingWaiter other;
   other.ArmRecv(*c2);

@@ -202,10 +202,12 @@ class Channel final : public ChannelBase {
   // Thread-safe. Never allocates. Links `node` in the receivers' list, then
   // issues the HeavyBarrier (a system call, see detail/barrier.h): the
   // caller must re-check with try_recv before relying on a notification.
-  // `node` must stay valid until removed.
-  void AddRecvWaiter(detail::WaitNode* node) {
+  // `node` must stay valid until removed. A caller that links nodes in
+  // several channels may pass barrier=false for all of them and call
+  // detail::HeavyBarrier() once after the last, before any re-check.
+  void AddRecvWaiter(detail::WaitNode* node, bool barrier = true) {
     recv_waiters().Add(node);
-    detail::HeavyBarrier();
+    if (barrier) detail::HeavyBarrier();
   }
   // Thread-safe. Never allocates. Unlinks `node`; returns true if it had
   // been notified (a notifier had already unlinked it), false otherwise.
@@ -221,11 +223,11 @@ class Channel final : public ChannelBase {
   // As AddRecvWaiter, for a sender waiting for room. Bounded channels only
   // (capacity() > 0): an unbounded send never waits, so on an unbounded
   // channel this notifies `node` at once and links nothing.
-  void AddSendWaiter(detail::WaitNode* node) {
+  void AddSendWaiter(detail::WaitNode* node, bool barrier = true) {
     Dispatch([&](auto& f) {
       if constexpr (requires { f.send_waiters(); }) {
         f.send_waiters().Add(node);
-        detail::HeavyBarrier();
+        if (barrier) detail::HeavyBarrier();
       } else {
         if (node->parker->TryNotify() && node->parker->notifier != nullptr) {
           node->parker->notifier->Notify();
