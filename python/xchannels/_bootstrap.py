@@ -17,11 +17,15 @@ Protocol (every message is a tuple of shareable values, never pickled):
 - result: ``(task_id, ok, payload)``; ``payload`` is the return value when
   ``ok``, else an exception record (see :func:`encode_exception`). For a
   MULTI task: ``(task_id, MULTI, outcomes)``, one ``(ok, payload)`` per call
-  run, in order (``ok`` is a bool, never equal to MULTI).
+  run, in order (``ok`` is a bool, never equal to MULTI), or None for a call
+  cancelled before it ran.
 - hand-back: a worker whose MULTI task turns out long (its calls so far took
-  more than ``_BATCH_SECONDS``) sends the outcomes so far and puts the calls
-  not yet run back on the task channel as a new MULTI task, so an idle worker
-  can take them; if the channel is closed (shutdown) it runs them itself.
+  more than ``_BATCH_SECONDS``) while the task channel is empty (another
+  worker may be idle) sends the outcomes so far and puts the calls not yet
+  run back on the task channel as a new MULTI task; if the channel is closed
+  (shutdown) it runs them itself. Once the pool's abort channel is closed
+  (``shutdown(cancel_futures=True)``, or the pool broke), the calls of a
+  long task not yet run are not run: their outcome is None ("cancelled").
 
 Invariants:
 
@@ -171,32 +175,47 @@ def _run_task(task: tuple[Any, ...]) -> tuple[Any, ...]:
     return (task_id, True, value)
 
 
-def _run_multi(task: tuple[Any, ...], tasks: Channel, clock: Callable[[], float]) -> tuple[Any, ...]:
-    """Run a MULTI task's calls, each with its own outcome; hand the rest
-    back to the task channel once the calls so far took long."""
+def _run_multi(
+    task: tuple[Any, ...], tasks: Channel, out: Channel, abort: Channel, clock: Callable[[], float]
+) -> tuple[Any, ...]:
+    """Run a MULTI task's calls, each with its own outcome (None: cancelled,
+    not run). Once the calls since the last delivery took long: deliver the
+    outcomes so far, then hand the rest back to the task channel if it is
+    empty (a worker may be idle), or stop if the pool aborted. Returns the
+    result message of the calls not yet delivered."""
     task_id, _kind, module, qualname, calls, _kwargs = task
-    outcomes: list[tuple[bool, Any]] = []
+    outcomes: list[tuple[bool, Any] | None] = []
     append = outcomes.append
-    t0 = clock()
-    last = len(calls) - 1
-    may_hand_back = True
     try:
         fn = resolve(module, qualname)
     except BaseException as exc:  # every call fails as it would alone
         record = encode_exception(exc)
         return (task_id, MULTI, tuple([(False, record)] * len(calls)))
+    t0 = clock()  # after resolve: a first import is not the calls' time
+    base = task_id  # id of outcomes[0]
+    last = len(calls) - 1
+    may_hand_back = True
     for i, args in enumerate(calls):
         try:
             append((True, fn(*args)))
         except BaseException as exc:  # SystemExit and RecursionError included
             append((False, encode_exception(exc)))
-        if i < last and may_hand_back and clock() - t0 > _BATCH_SECONDS:
-            try:
-                tasks.put((task_id + i + 1, MULTI, module, qualname, calls[i + 1 :], ()))
+        if i < last and clock() - t0 > _BATCH_SECONDS:
+            if abort.closed:  # cancelled or broken: the rest is not run
+                outcomes.extend([None] * (last - i))
                 break
-            except ChannelClosed:  # shutting down: nobody else will take them
-                may_hand_back = False
-    return (task_id, MULTI, tuple(outcomes))
+            if may_hand_back and tasks.empty():
+                try:
+                    tasks.put((task_id + i + 1, MULTI, module, qualname, calls[i + 1 :], ()))
+                    break
+                except ChannelClosed:  # shutting down: nobody else will take them
+                    may_hand_back = False
+            # Long calls: deliver what is done rather than hold it back.
+            _send_one(out, (base, MULTI, tuple(outcomes)))
+            base = task_id + i + 1
+            outcomes.clear()
+            t0 = clock()
+    return (base, MULTI, tuple(outcomes))
 
 
 def _not_shareable(result: tuple[Any, ...], exc: NotShareableError) -> tuple[Any, ...]:
@@ -210,8 +229,11 @@ def _send_one(out: Channel, result: tuple[Any, ...]) -> None:
             out.put(result)
         except NotShareableError:
             # One outcome cannot travel: send them call by call instead.
-            for i, (ok, payload) in enumerate(result[2]):
-                _send_one(out, (result[0] + i, ok, payload))
+            for i, outcome in enumerate(result[2]):
+                if outcome is None:  # cancelled: travels as a one-call MULTI
+                    out.put((result[0] + i, MULTI, (None,)))
+                else:
+                    _send_one(out, (result[0] + i, *outcome))
         return
     try:
         out.put(result)
@@ -237,7 +259,7 @@ def _setup(main_path: str | None) -> None:
     _main_path = main_path
 
 
-def pool_worker(task_cid: int, result_cid: int, config_cid: int) -> None:
+def pool_worker(task_cid: int, result_cid: int, config_cid: int, abort_cid: int) -> None:
     """Serve the pool's task channel until it is closed and drained.
 
     The config channel holds ``(main_path, initializer, initargs)`` with
@@ -246,6 +268,7 @@ def pool_worker(task_cid: int, result_cid: int, config_cid: int) -> None:
     """
     tasks = Channel.from_id(task_cid)
     out = Channel.from_id(result_cid)
+    abort = Channel.from_id(abort_cid)
     main_path, initializer, initargs = Channel.from_id(config_cid).get()
     _setup(main_path)
     if initializer is not None:
@@ -260,7 +283,7 @@ def pool_worker(task_cid: int, result_cid: int, config_cid: int) -> None:
         start = last = clock()
         results = []
         for task in taken:
-            results.append(_run_multi(task, tasks, clock) if task[1] == MULTI else _run_task(task))
+            results.append(_run_multi(task, tasks, out, abort, clock) if task[1] == MULTI else _run_task(task))
             now = clock()
             if now - last > _BATCH_SECONDS:
                 # A task ran long: deliver what is done instead of holding it

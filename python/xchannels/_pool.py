@@ -74,7 +74,7 @@ _WORKER_CODE = """\
 import sys
 sys.path[:] = {path!r}
 import xchannels._bootstrap
-xchannels._bootstrap.pool_worker({tasks}, {results}, {config})
+xchannels._bootstrap.pool_worker({tasks}, {results}, {config}, {abort})
 """
 
 
@@ -88,8 +88,8 @@ class BrokenPool(BrokenExecutor):
 
 
 class _MapResults:
-    """The outcomes of one ``map`` call, one slot per task (a call, or a
-    chunk of calls), filled by the collector and read in order by the
+    """The outcomes of one ``map`` call, one slot per call (per chunk of
+    calls with ``chunksize`` > 1), filled by the collector and read in order by the
     iterator. Cheaper than a Future per call: one lock for the whole map.
 
     Invariant: ``slots[i]`` goes from None to ``(ok, value)`` once, under
@@ -171,6 +171,10 @@ class _State:
         self.tasks = Channel()
         self.results = Channel()
         self.config = Channel()
+        # Closed (never used otherwise) when the pool's queued work is
+        # abandoned: shutdown(cancel_futures=True) or breakage. Workers then
+        # stop running the rest of a long map group.
+        self.abort = Channel()
         self.pending: dict[int, Future[Any] | _MapResults] = {}
         self.lock = threading.Lock()
         self.broken: str | None = None
@@ -218,6 +222,7 @@ class _State:
                     text, f"a worker interpreter of the pool (worker {index}) failed"
                 )
                 self.broken_cause = text
+        self.abort.close()
         self.tasks.close()
         self.drain_tasks()
         self.fail_pending()
@@ -244,14 +249,14 @@ class _State:
                 continue
             _settle(target, tid, ok, payload if ok else decode_exception(payload))
 
-    def complete_multi(self, tid: int, outcomes: tuple[tuple[bool, Any], ...]) -> None:
+    def complete_multi(self, tid: int, outcomes: tuple[tuple[bool, Any] | None, ...]) -> None:
         """Settle the calls of one MULTI result: a map's run of slots at
         once, under one lock (calls no longer pending are skipped)."""
         pending = self.pending
         run: list[tuple[bool, Any]] = []
         run_start = tid
         run_target: _MapResults | None = None
-        for i, (ok, value) in enumerate(outcomes):
+        for i, outcome in enumerate(outcomes):
             target = pending.pop(tid + i, None)
             if not isinstance(target, _MapResults) or target is not run_target:
                 if run_target is not None and run:
@@ -259,11 +264,16 @@ class _State:
                 run, run_start, run_target = [], tid + i, target if isinstance(target, _MapResults) else None
             if target is None:
                 continue
-            outcome = (True, value) if ok else (False, decode_exception(value))
-            if run_target is None:  # not a map's: settle alone
-                _settle(target, tid + i, *outcome)
+            if outcome is None:  # cancelled before it ran
+                settled: tuple[bool, Any] = (False, CancelledError())
+            elif outcome[0]:
+                settled = outcome
             else:
-                run.append(outcome)
+                settled = (False, decode_exception(outcome[1]))
+            if run_target is None:  # not a map's: settle alone
+                _settle(target, tid + i, *settled)
+            else:
+                run.append(settled)
         if run_target is not None and run:
             run_target.settle_many(run_start, run)
 
@@ -411,6 +421,7 @@ class Pool(Executor):
             tasks=state.tasks.id,
             results=state.results.id,
             config=state.config.id,
+            abort=state.abort.id,
         )
         _register_atexit()
         _live_states.add(state)
@@ -586,12 +597,15 @@ class Pool(Executor):
             With False, return at once (a hung worker is not waited for).
         cancel_futures : bool
             Cancel the futures of tasks that no worker has taken yet (their
-            ``map`` iterators raise CancelledError).
+            ``map`` iterators raise CancelledError), and the calls of a
+            ``map`` group that a worker holds but has not run, once that
+            group has run for about 2 ms.
         """
         state = self._state
         with state.lock:
             state.shutdown = True
         if cancel_futures:
+            state.abort.close()
             for task in state.drain_tasks():
                 for tid in _task_ids(task):
                     target = state.pending.pop(tid, None)

@@ -115,6 +115,22 @@ def square_or_fail(x: int) -> int:
     return x * x
 
 
+def fail_after_token_taken(cid: int) -> None:
+    """Initializer: the first worker takes the token and goes on; the
+    others fail 0.3 s later."""
+    try:
+        xchannels.Channel.from_id(cid).get(block=False)
+    except xchannels.ChannelEmpty:
+        time.sleep(0.3)
+        raise RuntimeError("initializer failed on purpose") from None
+
+
+def sleep_and_count(cid: int, seconds: float) -> None:
+    """Sleep, then put a token in channel cid."""
+    time.sleep(seconds)
+    xchannels.Channel.from_id(cid).put(1)
+
+
 def slow_interp_id(seconds: float) -> str:
     """Sleep, then say which interpreter ran the call."""
     time.sleep(seconds)

@@ -182,9 +182,51 @@ def test_grouped_map_cancel_and_shutdown():
     # A group that runs long while the pool shuts down cannot be handed
     # back (the task channel is closed): its worker runs it to the end.
     p = xchannels.Pool(1)
-    it = p.map(ps.sleep_for, [0.01] * 40)  # groups of 2 (40 // 8)
+    it = p.map(ps.sleep_for, [0.01] * 40)  # groups of 5 (40 // 8)
     p.shutdown(wait=True)
     assert list(it) == [0.01] * 40
+
+
+def test_grouped_map_streams_results_of_long_groups():
+    # One worker, groups of 40 calls of 5 ms (320 // 8): the first result
+    # arrives after a few calls, not after its whole group of 40 ran.
+    ran = xchannels.Channel()
+    with xchannels.Pool(1) as p:
+        it = p.map(ps.sleep_and_count, [ran.id] * 320, [0.005] * 320)
+        next(it)
+        assert ran.qsize() < 20, f"first result only after {ran.qsize()} calls"
+        assert sum(1 for _ in it) == 319
+
+
+def test_cancel_stops_a_group_a_worker_holds():
+    # 512 calls of 20 ms in groups of 64: the worker holds the first group
+    # when the pool is cancelled. It stops after the call in progress (the
+    # rest of its group is cancelled, not run), so shutdown returns in
+    # about one call and the iterator yields only what ran.
+    p = xchannels.Pool(1)
+    it = p.map(ps.sleep_for, [0.02] * 512)
+    time.sleep(0.05)
+    p.shutdown(wait=True, cancel_futures=True)
+    got = []
+    with pytest.raises(concurrent.futures.CancelledError):
+        for x in it:
+            got.append(x)
+    assert 1 <= len(got) < 20, len(got)
+
+
+def test_broken_pool_stops_the_groups_workers_hold():
+    # One worker's initializer fails after 0.3 s while the other runs a
+    # group of 64 calls of 20 ms: the pool breaks, and that worker stops
+    # within a call instead of finishing its group. Every call that runs
+    # puts a token in `ran`.
+    token, ran = xchannels.Channel(), xchannels.Channel()
+    token.put(1)
+    p = xchannels.Pool(2, initializer=ps.fail_after_token_taken, initargs=(token.id,))
+    it = p.map(ps.sleep_and_count, [ran.id] * 1024, [0.02] * 1024)
+    with pytest.raises(xchannels.BrokenPool):
+        list(it)
+    p.shutdown(wait=True)
+    assert ran.qsize() < 40, f"{ran.qsize()} calls ran: the group was not stopped"
 
 
 def test_map_bad_chunksize(pool):
