@@ -139,7 +139,20 @@ class Actor:
         """Best effort; threads and interpreters cannot be killed."""
 
 
-class ThreadActor(Actor):
+class _OnThread(Actor):
+    """An actor that lives on a thread of this process (``self._t``)."""
+
+    _t: threading.Thread
+
+    def alive(self) -> bool:
+        return self._t.is_alive()
+
+    def join(self, timeout: float) -> bool:
+        self._t.join(timeout)
+        return not self._t.is_alive()
+
+
+class ThreadActor(_OnThread):
     """Code exec'd in a thread of this interpreter (globals given as objects)."""
 
     def __init__(self, name: str, code: str, env: dict[str, Any]) -> None:
@@ -153,13 +166,6 @@ class ThreadActor(Actor):
             exec(compile(code, f"<{self.name}>", "exec"), env)  # noqa: S102 - our own code
         except BaseException:
             self.error = traceback.format_exc()
-
-    def alive(self) -> bool:
-        return self._t.is_alive()
-
-    def join(self, timeout: float) -> bool:
-        self._t.join(timeout)
-        return not self._t.is_alive()
 
 
 if sys.version_info >= (3, 13):
@@ -188,7 +194,7 @@ else:  # 3.12
         return None
 
 
-class SubinterpreterActor(Actor):
+class SubinterpreterActor(_OnThread):
     """Code run in a fresh own-GIL sub-interpreter on its own thread.
 
     The thread creates and destroys the interpreter (3.12 requires the
@@ -221,13 +227,6 @@ class SubinterpreterActor(Actor):
                 except BaseException:
                     if self.error is None:
                         self.error = traceback.format_exc()
-
-    def alive(self) -> bool:
-        return self._t.is_alive()
-
-    def join(self, timeout: float) -> bool:
-        self._t.join(timeout)
-        return not self._t.is_alive()
 
 
 def _process_main(name: str, code: str, env: dict[str, Any]) -> None:
