@@ -360,6 +360,13 @@ def plots(data: dict[str, Any], outdir: Path = RESULTS) -> list[Path]:
     def ok(c, key):
         return c[key] if c and c.get("status") == "ok" and c.get(key) else None
 
+    def save(fig: Any, name: str, **layout: Any) -> None:
+        fig.tight_layout(**layout)
+        p = outdir / name
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        made.append(p)
+
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [4, 3]})
     _bars(a1, data, [f"stream-{p}" for p in STREAM_MSGS], lambda c: ok(c, "items_per_s"),
           "messages / s (log)", "Streaming, small items: messages per second")
@@ -372,11 +379,7 @@ def plots(data: dict[str, Any], outdir: Path = RESULTS) -> list[Path]:
     fig.text(0.5, 0.005, "queue.Queue (threads) passes references inside one interpreter (no copy); "
              "SharedBuffer-64MiB hands over a reference to one block, so its MB/s is nominal.",
              ha="center", va="bottom", fontsize=7, color="dimgray")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    p = outdir / "throughput.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    made.append(p)
+    save(fig, "throughput.png", rect=(0, 0.03, 1, 1))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     cells = cells_by(data)
@@ -399,22 +402,14 @@ def plots(data: dict[str, Any], outdir: Path = RESULTS) -> list[Path]:
             ax.text(x - 0.2, m, us(m), ha="center", va="bottom", fontsize=7)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    p = outdir / "latency.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    made.append(p)
+    save(fig, "latency.png")
 
     fig, ax = plt.subplots(figsize=(10, 4.5))
     _bars(ax, data, PATTERNS, lambda c: ok(c, "items_per_s"), "items / s (log)",
           f"Patterns (2 cores: contention, not scaling), higher is better — {stamp}")
     ax.set_xlabel("workload")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    p = outdir / "patterns.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    made.append(p)
+    save(fig, "patterns.png")
 
     pres = (data.get("pool") or {}).get("result")
     pv = pool_variants(pres)
@@ -445,11 +440,7 @@ def plots(data: dict[str, Any], outdir: Path = RESULTS) -> list[Path]:
                      fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        p = outdir / "pool_speedup.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
+        save(fig, "pool_speedup.png")
     elif sp:
         fig, ax = plt.subplots(figsize=(9, 0.6 * len(sp) + 1.8))
         ax.barh([k for k, _ in sp], [v for _, v in sp], color="#1f77b4")
@@ -458,11 +449,7 @@ def plots(data: dict[str, Any], outdir: Path = RESULTS) -> list[Path]:
         ax.set_ylabel("pool workload")
         ax.set_title(f"Pool speed-up — {stamp}", fontsize=10)
         ax.tick_params(axis="y", labelsize=7)
-        fig.tight_layout()
-        p = outdir / "pool_speedup.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
+        save(fig, "pool_speedup.png")
     return made
 
 
