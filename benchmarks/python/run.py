@@ -351,12 +351,12 @@ def main() -> int:
     ap.add_argument("--no-cpp", action="store_true", help="skip the C++ micro-benchmarks")
     ap.add_argument("--no-pool", action="store_true", help="skip bench_pool.py")
     ap.add_argument("--rounds", type=int, default=None,
-                    help="passes over all cells, best kept per cell (default 2, quick 1)")
+                    help="passes over all cells, best kept per cell (default 3, quick 1)")
     ap.add_argument("--cell-timeout", type=float, default=None,
                     help="seconds before a cell is killed (default 30 quick, 120 full)")
     args = ap.parse_args()
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 2
+        args.rounds = 1 if args.quick else 3
 
     # SIGTERM behaves like Ctrl-C: stop, clean up, keep what was measured.
     signal.signal(signal.SIGTERM, _on_sigterm)
