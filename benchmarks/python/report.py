@@ -295,6 +295,11 @@ def pool_variants(pool: Any) -> list[dict[str, Any]] | None:
     return vs or None
 
 
+def pool_peer_names(pv: list[dict[str, Any]]) -> list[str]:
+    """Every peer named in the pool variants, in first-seen order."""
+    return list(dict.fromkeys(str(q.get("name")) for v in pv for q in v["peers"]))
+
+
 def pool_speedups(pool: Any) -> list[tuple[str, float]]:
     """Every numeric leaf whose key mentions a speed-up."""
     res = []
@@ -415,11 +420,7 @@ def plots(data: dict[str, Any], outdir: Path = RESULTS) -> list[Path]:
     pv = pool_variants(pres)
     sp = pool_speedups(pres)
     if pv:
-        names: list[str] = []
-        for v in pv:
-            for q in v["peers"]:
-                if q.get("name") not in names:
-                    names.append(q.get("name"))
+        names = pool_peer_names(pv)
         fig, ax = plt.subplots(figsize=(10, 4.8))
         width = 0.8 / max(1, len(names))
         for i, nm in enumerate(names):
@@ -631,11 +632,7 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
         pv = pool_variants(pool.get("result"))
         res = pool.get("result")
         if pv:
-            names: list[str] = []
-            for v in pv:
-                for q in v["peers"]:
-                    if q.get("name") not in names:
-                        names.append(q.get("name"))
+            names = pool_peer_names(pv)
             L.append("| workload | " + " | ".join(names) + " |")
             L.append("| --- |" + " --- |" * len(names))
             for v in pv:
