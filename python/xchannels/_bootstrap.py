@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # typing costs milliseconds in every fresh worker interpreter
     from types import ModuleType
     from typing import Any, Callable
 
-from xchannels._xchannels import Channel, ChannelClosed, NotShareableError, is_shareable
+from xchannels._xchannels import Channel, ChannelClosed, NotShareableError, _task_start, is_shareable
 
 CALL = 0
 CHUNK = 1
@@ -72,6 +72,11 @@ _MAX_BATCH = 64
 
 _main_path: str | None = None
 _importing_main = False
+# The parent's script as this interpreter imported it. Kept here, not looked
+# up in sys.modules: ``import multiprocessing`` (in the script, in a module
+# it imports, or in a task) rebinds ``sys.modules['__mp_main__']`` to this
+# interpreter's own ``__main__``, which has none of the script's functions.
+_main_mod: ModuleType | None = None
 _cache: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
@@ -85,10 +90,9 @@ def importing_main() -> bool:
 
 
 def _main_module() -> ModuleType:
-    global _importing_main
-    mod = sys.modules.get(MAIN_ALIAS)
-    if mod is not None:
-        return mod
+    global _importing_main, _main_mod
+    if _main_mod is not None:
+        return _main_mod
     import importlib.util
 
     if _main_path is None:
@@ -104,10 +108,12 @@ def _main_module() -> ModuleType:
     try:
         spec.loader.exec_module(mod)
     except BaseException:
-        del sys.modules[MAIN_ALIAS]
+        if sys.modules.get(MAIN_ALIAS) is mod:
+            del sys.modules[MAIN_ALIAS]
         raise
     finally:
         _importing_main = False
+    _main_mod = mod
     return mod
 
 
@@ -275,11 +281,21 @@ def pool_worker(task_cid: int, result_cid: int, config_cid: int, abort_cid: int)
         resolve(*initializer)(*initargs)
     batch = 1
     clock = time.perf_counter
+    table = tasks.id  # the pool's id in the task claim table
     while True:
         try:
             taken = tasks.get_many(batch) if batch > 1 else [tasks.get()]
         except ChannelClosed:
             return
+        # Claim the call tasks before running them; skip those the caller
+        # cancelled first (their futures are settled already).
+        calls = [t[0] for t in taken if t[1] == CALL]
+        if calls:
+            refused = _task_start(table, calls)
+            if refused is not None:
+                taken = [t for t in taken if t[1] != CALL or t[0] not in refused]
+                if not taken:
+                    continue
         start = last = clock()
         results = []
         for task in taken:

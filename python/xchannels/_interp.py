@@ -25,9 +25,10 @@ Invariants the callers rely on:
 from __future__ import annotations
 
 import sys
-from typing import Any
+import threading
+from typing import Any, Callable
 
-__all__ = ["create", "destroy", "run"]
+__all__ = ["HostThread", "create", "destroy", "run"]
 
 if sys.version_info >= (3, 13):
     import _interpreters as _mod
@@ -123,6 +124,44 @@ def destroy_quietly(iid: Any) -> None:
         destroy(iid)
     except BaseException:
         pass
+
+
+class HostThread(threading.Thread):
+    """HostThread(target, name, args=())
+
+    The non-daemon thread that hosts one interpreter (a pool worker, a
+    :class:`xchannels.Worker`, the pool's collector). It blocks SIGINT and
+    SIGTERM (see :func:`without_signals`), and its :meth:`join` may be
+    interrupted by Ctrl-C on every Python.
+
+    CPython 3.12's ``Thread.join`` is not safe to interrupt: when Ctrl-C
+    lands while it waits on the thread's state lock, its cleanup sees the
+    lock held (by the running thread), releases it and marks the thread
+    stopped. ``is_alive()`` then says False while the thread still runs an
+    interpreter, a second ``join()`` returns at once, and the interpreter's
+    shutdown no longer waits for the thread, so the process aborts with
+    ``Fatal Python error: PyInterpreterState_Delete: remaining
+    subinterpreters``. Here :meth:`join` waits on an event that the thread
+    sets as its very last step (after its interpreter is destroyed) and only
+    then calls ``Thread.join``, which returns at once.
+    """
+
+    def __init__(self, target: Callable[..., Any], name: str, args: tuple[Any, ...] = ()) -> None:
+        super().__init__(target=without_signals(target), name=name, args=args)
+        self._finished = threading.Event()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self._finished.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._finished.wait(timeout):
+            super().join()
+
+    def is_alive(self) -> bool:
+        return super().is_alive() and not self._finished.is_set()
 
 
 def without_signals(fn: Any) -> Any:

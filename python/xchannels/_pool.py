@@ -56,6 +56,10 @@ from xchannels._xchannels import (
     ChannelClosed,
     ChannelEmpty,
     NotShareableError,
+    _task_cancel,
+    _task_forget,
+    _task_forget_table,
+    _task_running,
     is_shareable,
 )
 
@@ -157,6 +161,40 @@ def _settle(target: Future[Any] | _MapResults, tid: int, ok: bool, value: Any) -
         pass
 
 
+class _TaskFuture(Future[Any]):
+    """The future of one :meth:`Pool.submit` task.
+
+    ``cancel()`` and ``running()`` ask the process-wide task claim table
+    (``core/include/xchannels/task_claims.h``), where a worker marks each
+    call task as started, under one lock, before it runs it: so ``cancel()``
+    succeeds only for a task no worker has started (the worker then skips
+    it), and ``running()`` is True from the moment a worker started it until
+    its outcome is here. The collector settles a future before it forgets
+    the task's entry, so ``cancel()`` never succeeds on a task that ran.
+    """
+
+    def __init__(self, state: _State, tid: int) -> None:
+        super().__init__()
+        self._xc_state = state
+        self._xc_tid = tid
+
+    def cancel(self) -> bool:
+        if self.done():
+            return self.cancelled()
+        state = self._xc_state
+        if not _task_cancel(state.table, self._xc_tid):
+            return False  # a worker started it: it runs to its end
+        # No worker will run it (one that takes it skips it): no outcome
+        # will come, so it leaves the pending map here.
+        state.pending.pop(self._xc_tid, None)
+        return super().cancel()
+
+    def running(self) -> bool:
+        if self.done():
+            return False
+        return _task_running(self._xc_state.table, self._xc_tid)
+
+
 def _cancel(target: Future[Any] | _MapResults, tid: int) -> None:
     if isinstance(target, _MapResults):
         target.settle(tid, False, CancelledError())
@@ -169,6 +207,8 @@ class _State:
 
     def __init__(self, workers: int) -> None:
         self.tasks = Channel()
+        # The pool's id in the task claim table (see _TaskFuture).
+        self.table = self.tasks.id
         self.results = Channel()
         self.config = Channel()
         # Closed (never used otherwise) when the pool's queued work is
@@ -231,6 +271,18 @@ class _State:
 
     def complete(self, batch: list[tuple[Any, ...]]) -> None:
         pending = self.pending
+        settled: list[int] = []
+        try:
+            self._complete(batch, pending, settled)
+        finally:
+            # After settling: a cancel() that comes between sees the future
+            # done, never an absent entry (which it would take as not started).
+            if settled:
+                _task_forget(self.table, settled)
+
+    def _complete(
+        self, batch: list[tuple[Any, ...]], pending: dict[int, Future[Any] | _MapResults], settled: list[int]
+    ) -> None:
         for tid, ok, payload in batch:
             if tid == _DIED:
                 # Results the worker sent before dying may sit behind this
@@ -244,6 +296,7 @@ class _State:
             if ok == MULTI:  # one outcome per call, ids tid, tid + 1, ...
                 self.complete_multi(tid, payload)
                 continue
+            settled.append(tid)
             target = pending.pop(tid, None)
             if target is None:  # failed by breakage, cancelled or abandoned
                 continue
@@ -292,6 +345,7 @@ class _State:
             if self.pending and self.broken is None:
                 self.broken = "the pool's workers exited before running these tasks"
             self.fail_pending()
+            _task_forget_table(self.table)
             _live_states.discard(self)
 
     def serve(self, index: int, code: str) -> None:
@@ -425,13 +479,9 @@ class Pool(Executor):
         )
         _register_atexit()
         _live_states.add(state)
-        self._collector = threading.Thread(
-            target=_interp.without_signals(state.collect), name="xchannels-pool-collector"
-        )
+        self._collector = _interp.HostThread(state.collect, name="xchannels-pool-collector")
         self._threads = [
-            threading.Thread(
-                target=_interp.without_signals(state.serve), args=(i, code), name=f"xchannels-pool-worker-{i}"
-            )
+            _interp.HostThread(state.serve, name=f"xchannels-pool-worker-{i}", args=(i, code))
             for i in range(workers)
         ]
         self._collector.start()
@@ -480,7 +530,7 @@ class Pool(Executor):
         pairs = kwargs_pairs(kwargs)
         state = self._state
         tid = state.alloc(1)
-        fut: Future[Any] = Future()
+        fut = _TaskFuture(state, tid)
         state.pending[tid] = fut
         try:
             state.tasks.put((tid, CALL, module, qualname, args, pairs))

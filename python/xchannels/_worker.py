@@ -328,7 +328,7 @@ class Worker:
             path=sys_path(), config=self._config.id, result=self._result.id
         )
         self._future: Future[Any] = Future()
-        self._thread: threading.Thread | None = None
+        self._thread: _interp.HostThread | None = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -340,7 +340,7 @@ class Worker:
         with self._lock:
             if self._thread is not None:
                 raise RuntimeError("a Worker can only be started once")
-            self._thread = threading.Thread(target=_interp.without_signals(self._host), name=self.name)
+            self._thread = _interp.HostThread(self._host, name=self.name)
             self._thread.start()
 
     def _host(self) -> None:
@@ -376,7 +376,8 @@ class Worker:
         Wait until the target has returned and the interpreter is destroyed,
         at most ``timeout`` seconds; check :meth:`is_alive` afterwards, as
         with :meth:`threading.Thread.join`. Raises RuntimeError if the worker
-        was not started.
+        was not started. Ctrl-C may interrupt it on every Python: the worker
+        stays alive and joinable, and the process still waits for it at exit.
         """
         if self._thread is None:
             raise RuntimeError("cannot join a Worker before it is started")

@@ -137,6 +137,18 @@ def slow_interp_id(seconds: float) -> str:
     return str(id(sys))
 
 
+def mark(cid: int, i: int) -> int:
+    """Put i in channel cid (proof that this call ran); return i."""
+    xchannels.Channel.from_id(cid).put(i)
+    return i
+
+
+def started_then_wait(started: int, gate: int, timeout: float) -> object:
+    """Say it started (a token in channel started), then wait on gate."""
+    xchannels.Channel.from_id(started).put(1)
+    return wait_on(gate, timeout)
+
+
 def sleep_for(seconds: float) -> float:
     time.sleep(seconds)
     return seconds

@@ -550,15 +550,75 @@ def test_asyncio_wrap_future(pool):
     assert asyncio.run(via_loop()) == 49
 
 
+def _occupy_workers(pool, n):
+    """Keep every worker busy in a call until gate gets n items; returns
+    (gate, futures) once all n calls have started, so tasks submitted next
+    stay queued (a worker may take several queued tasks at once)."""
+    started, gate = xchannels.Channel(), xchannels.Channel()
+    blockers = [pool.submit(ps.started_then_wait, started.id, gate.id, 30.0) for _ in range(n)]
+    for _ in range(n):
+        started.get(timeout=30)
+    return gate, blockers
+
+
 def test_cancel_pending_future_then_result_is_dropped(pool):
-    gate = xchannels.Channel()
-    blockers = [pool.submit(ps.wait_on, gate.id, 30.0) for _ in range(2)]
+    gate, blockers = _occupy_workers(pool, 2)
     fut = pool.submit(ps.square, 3)
     assert fut.cancel()
     gate.put_many(["go", "go"])
     assert [b.result(timeout=30) for b in blockers] == ["go", "go"]
     assert fut.cancelled()
     assert pool.submit(ps.square, 3).result(timeout=30) == 9
+
+
+def test_running_task_cannot_be_cancelled_and_says_it_runs(pool):
+    started, gate = xchannels.Channel(), xchannels.Channel()
+    fut = pool.submit(ps.started_then_wait, started.id, gate.id, 30.0)
+    started.get(timeout=30)
+    assert fut.running()
+    assert not fut.cancel()  # concurrent.futures: False once it runs
+    assert not fut.cancelled() and fut.running()
+    gate.put("go")
+    assert fut.result(timeout=30) == "go"
+    assert not fut.running() and not fut.cancel()
+
+
+def test_queued_task_is_not_running_and_cancel_means_it_never_runs():
+    before = xchannels._xchannels._task_claims()
+    marks = xchannels.Channel()
+    with xchannels.Pool(2) as pool:
+        gate, blockers = _occupy_workers(pool, 2)
+        fut = pool.submit(ps.mark, marks.id, 1)
+        assert not fut.running()
+        assert fut.cancel() and fut.cancel() and fut.cancelled()
+        after = pool.submit(ps.mark, marks.id, 2)
+        gate.put_many(["go", "go"])
+        assert [b.result(timeout=30) for b in blockers] == ["go", "go"]
+        assert after.result(timeout=30) == 2
+    # shut down cleanly (not broken by the task that never ran), and the
+    # cancelled call never ran
+    assert marks.get_many(10, block=False) == [2]
+    assert xchannels._xchannels._task_claims() == before
+
+
+def test_cancel_racing_the_workers_is_truthful():
+    # Every future either ran (its mark arrived, its result is there) or was
+    # cancelled (no mark): never both, never neither.
+    marks = xchannels.Channel()
+    n = 3000
+    with xchannels.Pool(2) as pool:
+        futs = [pool.submit(ps.mark, marks.id, i) for i in range(n)]
+        said = [f.cancel() for f in reversed(futs)][::-1]
+    ran = set()
+    while True:
+        try:
+            ran.update(marks.get_many(1024, block=False))
+        except xchannels.ChannelEmpty:
+            break
+    assert [f.cancelled() for f in futs] == said
+    assert ran == {i for i in range(n) if not said[i]}
+    assert all(f.result(timeout=0) == i for i, f in enumerate(futs) if not said[i])
+    assert 0 < sum(said) < n, "the race did not happen; raise n"
 
 
 # ---- Worker ----------------------------------------------------------------------------------
