@@ -52,3 +52,20 @@ def test_typing_example_runs():
         [sys.executable, str(ROOT / "tests" / "python" / "typing_example.py")], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_guide_interpreter_example_reports_errors_instead_of_hanging(tmp_path):
+    # The guide's "Passing a channel into an interpreter" example checks the
+    # sub-interpreter's error on both Pythons: with a typo in the code it
+    # runs there, it fails at once instead of waiting in get().
+    text = (ROOT / "docs" / "guide.md").read_text()
+    section = text[text.index("## Passing a channel into an interpreter") :]
+    code = FENCE.search(section).group(1)
+    assert "Channel.from_id" in code
+    script = tmp_path / "typo.py"
+    script.write_text(code.replace("Channel.from_id", "Channel.frm_id"))
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert proc.returncode != 0
+    assert "frm_id" in proc.stderr
