@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from xchannels._pool import BrokenPool, Pool
     from xchannels._worker import RemoteError, RemoteTraceback, Worker
     from xchannels._aio import select_async
+    from xchannels._check import ModuleCheck, check_modules
 
 # Pool and Worker pull in concurrent.futures and threading machinery that a
 # worker interpreter never needs: import them on first use, so
@@ -38,6 +39,8 @@ _LAZY = {
     # Made on first use by the extension: it derives from queue.Full, and
     # importing queue costs milliseconds in every fresh interpreter.
     "ChannelFull": "xchannels._xchannels",
+    "ModuleCheck": "xchannels._check",
+    "check_modules": "xchannels._check",
     "Pool": "xchannels._pool",
     "RemoteError": "xchannels._worker",
     "RemoteTraceback": "xchannels._worker",
@@ -69,12 +72,14 @@ __all__ = [
     "ChannelError",
     "ChannelFull",
     "ChannelNotFoundError",
+    "ModuleCheck",
     "NotShareableError",
     "Pool",
     "RemoteError",
     "RemoteTraceback",
     "SharedBuffer",
     "Worker",
+    "check_modules",
     "is_shareable",
     "select",
     "select_async",

@@ -130,6 +130,33 @@ def resolve(module: str, qualname: str) -> Callable[..., Any]:
     return fn
 
 
+def _import_note(exc: ImportError) -> str:
+    """The note a worker adds to an ImportError: which module failed, and
+    the command that checks modules before a pool runs tasks."""
+    failed: str | None = None
+    e: BaseException | None = exc
+    seen = 0
+    while e is not None and seen < 16:  # the innermost named module decides
+        if isinstance(e, ImportError):
+            # An extension without sub-interpreter support raises a plain
+            # ImportError with no .name: "module X does not support loading
+            # in subinterpreters".
+            text = str(e)
+            if text.startswith("module ") and "does not support loading in subinterpreters" in text:
+                failed = text.split()[1]
+            elif e.name:
+                failed = e.name
+        e = e.__cause__ or e.__context__
+        seen += 1
+    what = f"importing {failed!r}" if failed else "an import"
+    top = (failed or "MODULE").split(".")[0]
+    return (
+        f"xchannels: {what} failed in a worker interpreter (an own-GIL sub-interpreter, "
+        "where many C extensions cannot load yet). Check which modules can be "
+        f"imported there with: python -m xchannels check {top}"
+    )
+
+
 def encode_exception(exc: BaseException) -> tuple[Any, ...]:
     """The record of ``exc`` that travels:
     ``(module, qualname, args or None, message, traceback_text, notes)``.
@@ -138,6 +165,11 @@ def encode_exception(exc: BaseException) -> tuple[Any, ...]:
     RemoteError). The traceback omits this module's own leading frames.
     """
     cls = type(exc)
+    if isinstance(exc, ImportError):
+        try:
+            exc.add_note(_import_note(exc))
+        except BaseException:
+            pass
     module = cls.__module__
     if module == MAIN_ALIAS:
         module = "__main__"

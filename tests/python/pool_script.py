@@ -149,6 +149,13 @@ def started_then_wait(started: int, gate: int, timeout: float) -> object:
     return wait_on(gate, timeout)
 
 
+def import_module(name: str) -> str:
+    """Import a module in the worker; return its name."""
+    import importlib
+
+    return importlib.import_module(name).__name__
+
+
 def sleep_for(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
