@@ -136,6 +136,10 @@ docs: install
 typecheck: install
 	@echo "== mypy --strict over the package, its stubs and an example"
 	.venv-3.13/bin/python -m mypy --strict python/xchannels tests/python/typing_example.py
+	@echo "== stubtest: the stubs against the built module, on both Pythons"
+	@for v in $(PY_VERSIONS); do \
+	  (cd $(BUILD) && $(CURDIR)/.venv-$${v%.*}/bin/python -m mypy.stubtest xchannels); \
+	done
 
 stress: install
 	@for v in $(PY_VERSIONS); do \

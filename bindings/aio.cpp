@@ -302,13 +302,13 @@ PyObject* HubDrain(PyObject* op, PyObject*) {
 
 PyMethodDef kHubMethods[] = {
     {"open", NoExcept<HubOpen>::Call, METH_NOARGS,
-     "open() -> int\n--\n\nCreate the eventfd if there is none; return it."},
+     "open($self, /) -> int\n--\n\nCreate the eventfd if there is none; return it."},
     {"close", NoExcept<HubClose>::Call, METH_NOARGS,
-     "close()\n--\n\nClose the eventfd (call only with no armed waiter)."},
+     "close($self, /)\n--\n\nClose the eventfd (call only with no armed waiter)."},
     {"fileno", NoExcept<HubFileno>::Call, METH_NOARGS,
-     "fileno() -> int\n--\n\nThe eventfd, or -1 when closed."},
+     "fileno($self, /) -> int\n--\n\nThe eventfd, or -1 when closed."},
     {"drain", NoExcept<HubDrain>::Call, METH_NOARGS,
-     "drain() -> list\n--\n\nReset the eventfd and take the ready list: the "
+     "drain($self, /) -> list\n--\n\nReset the eventfd and take the ready list: the "
      "callbacks of the\nwaiters that were notified, in order."},
     {nullptr, nullptr, 0, nullptr},
 };
@@ -548,17 +548,17 @@ PyObject* WaiterTryOp(PyObject* op, PyObject*) {
 
 PyMethodDef kWaiterMethods[] = {
     {"arm", FASTKW(NoExcept<WaiterArm>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "arm(hub, callback)\n--\n\nLink the waiter in its channels' wait lists "
+     "arm($self, /, hub, callback)\n--\n\nLink the waiter in its channels' wait lists "
      "(then a barrier). When a\nsender or close() notifies it, hub.drain() "
      "returns callback. Follow\nwith try_op(): the re-check."},
     {"disarm", NoExcept<WaiterDisarm>::Call, METH_NOARGS,
-     "disarm() -> bool\n--\n\nUnlink (idempotent); True if it had been "
+     "disarm($self, /) -> bool\n--\n\nUnlink (idempotent); True if it had been "
      "notified. Remembers which\nchannels notified it, for pass_on()."},
     {"pass_on", NoExcept<WaiterPassOn>::Call, METH_NOARGS,
-     "pass_on()\n--\n\nWake another waiter on each channel that notified "
+     "pass_on($self, /)\n--\n\nWake another waiter on each channel that notified "
      "this one, if items\n(or, for put, slots) remain. Call when leaving."},
     {"try_op", NoExcept<WaiterTryOp>::Call, METH_NOARGS,
-     "try_op()\n--\n\nOne non-blocking attempt: the item (get), True (put) "
+     "try_op($self, /)\n--\n\nOne non-blocking attempt: the item (get), True (put) "
      "or (channel,\nitem) (select); NotImplemented if it must wait. Raises "
      "ChannelClosed."},
     {nullptr, nullptr, 0, nullptr},

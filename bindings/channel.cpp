@@ -415,56 +415,56 @@ void ChannelDealloc(PyObject* op) {
 
 PyMethodDef kChannelMethods[] = {
     {"put", FASTKW(NoExcept<ChannelPut>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "put(obj, block=True, timeout=None)\n--\n\n"
+     "put($self, /, obj, block=True, timeout=None)\n--\n\n"
      "Send obj. On a bounded channel, wait for room if block is true (at\n"
      "most timeout seconds, then raise ChannelFull). Raises ChannelClosed\n"
      "once the channel is closed, NotShareableError (nothing sent) for a\n"
      "value that cannot travel, TypeError for a typed channel's mismatch."},
     {"put_nowait", NoExcept<ChannelPutNowait>::Call, METH_O,
-     "put_nowait(obj)\n--\n\nput(obj, block=False)."},
+     "put_nowait($self, obj, /)\n--\n\nput(obj, block=False)."},
     {"get", FASTKW(NoExcept<ChannelGet>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "get(block=True, timeout=None)\n--\n\n"
+     "get($self, /, block=True, timeout=None)\n--\n\n"
      "Receive the next item, waiting if block is true (at most timeout\n"
      "seconds, then raise ChannelEmpty). Raises ChannelClosed once the\n"
      "channel is closed and drained."},
     {"get_nowait", NoExcept<ChannelGetNowait>::Call, METH_NOARGS,
-     "get_nowait()\n--\n\nget(block=False)."},
+     "get_nowait($self, /)\n--\n\nget(block=False)."},
     {"put_many", FASTKW(NoExcept<ChannelPutMany>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "put_many(items, block=True, timeout=None)\n--\n\n"
+     "put_many($self, /, items, block=True, timeout=None)\n--\n\n"
      "Send every item in order and return how many were sent. All items are\n"
      "checked and encoded first, so a bad one raises before any is sent. If\n"
      "the channel fills past the timeout or closes midway, the exception\n"
      "carries .sent, the number already sent."},
     {"get_many", FASTKW(NoExcept<ChannelGetMany>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "get_many(max_items, block=True, timeout=None)\n--\n\n"
+     "get_many($self, /, max_items, block=True, timeout=None)\n--\n\n"
      "Wait like get() for the first item, then take up to max_items - 1\n"
      "more that are already queued, without waiting. Returns a non-empty\n"
      "list."},
     {"get_async", FASTKW(ChannelGetAsync), METH_FASTCALL | METH_KEYWORDS,
-     "get_async(timeout=None)\n--\n\n"
+     "get_async($self, /, timeout=None)\n--\n\n"
      "Coroutine: receive the next item without blocking the event loop\n"
      "(await ch.get_async()). Waits at most timeout seconds, then raises\n"
      "ChannelEmpty; raises ChannelClosed once the channel is closed and\n"
      "drained. Cancelling it consumes nothing. Returns at once, without\n"
      "yielding to the loop, when an item is already there."},
     {"put_async", FASTKW(ChannelPutAsync), METH_FASTCALL | METH_KEYWORDS,
-     "put_async(obj, timeout=None)\n--\n\n"
+     "put_async($self, /, obj, timeout=None)\n--\n\n"
      "Coroutine: send obj; on a full bounded channel, wait for room without\n"
      "blocking the event loop (at most timeout seconds, then raise\n"
      "ChannelFull). Raises ChannelClosed, NotShareableError or TypeError\n"
      "(typed channel) like put(), before anything is sent."},
     {"close", ChannelClose, METH_NOARGS,
-     "close()\n--\n\nClose the channel (idempotent). Later puts raise\n"
+     "close($self, /)\n--\n\nClose the channel (idempotent). Later puts raise\n"
      "ChannelClosed; gets drain what is queued, then raise ChannelClosed;\n"
      "every blocked caller, in every interpreter, wakes at once."},
     {"qsize", ChannelQsize, METH_NOARGS,
-     "qsize()\n--\n\nApproximate number of queued items."},
+     "qsize($self, /)\n--\n\nApproximate number of queued items."},
     {"empty", ChannelEmptyMethod, METH_NOARGS,
-     "empty()\n--\n\nqsize() == 0 (approximate, like queue.Queue)."},
+     "empty($self, /)\n--\n\nqsize() == 0 (approximate, like queue.Queue)."},
     {"full", ChannelFullMethod, METH_NOARGS,
-     "full()\n--\n\nTrue when bounded and qsize() >= maxsize (approximate)."},
+     "full($self, /)\n--\n\nTrue when bounded and qsize() >= maxsize (approximate)."},
     {"from_id", NoExcept<ChannelFromId>::Call, METH_O | METH_CLASS,
-     "from_id(id)\n--\n\nA handle on the existing channel with this id, from "
+     "from_id($type, id, /)\n--\n\nA handle on the existing channel with this id, from "
      "any interpreter.\nRaises ChannelNotFoundError if there is none."},
     {"__reduce__", ChannelReduce, METH_NOARGS, nullptr},
     {"__enter__", ChannelEnter, METH_NOARGS, nullptr},
