@@ -5,27 +5,18 @@ Nothing here is public. The parent side of the same protocol lives in
 ``_worker.py`` (function references, exception decoding, Worker) and
 ``_pool.py`` (Pool).
 
-Protocol (every message is a tuple of shareable values, never pickled):
+The messages are those of ``_protocol`` (read its docstring first).
 
-- task: ``(task_id, kind, module, qualname, args, kwargs)`` where ``kind`` is
-  :data:`CALL` (``args`` is the argument tuple), :data:`CHUNK` (``args`` is
-  a tuple of argument tuples, one call each, results returned as a tuple:
-  ``map(chunksize=n)``) or :data:`MULTI` (a tuple of argument tuples for the
-  calls with ids ``task_id``, ``task_id + 1``, ..., each with its own
-  outcome: ``map`` with ``chunksize=1`` groups its calls this way), and
-  ``kwargs`` is a tuple of ``(name, value)`` pairs.
-- result: ``(task_id, ok, payload)``; ``payload`` is the return value when
-  ``ok``, else an exception record (see :func:`encode_exception`). For a
-  MULTI task: ``(task_id, MULTI, outcomes)``, one ``(ok, payload)`` per call
-  run, in order (``ok`` is a bool, never equal to MULTI), or None for a call
-  cancelled before it ran.
-- hand-back: a worker whose MULTI task turns out long (its calls so far took
-  more than ``_BATCH_SECONDS``) while the task channel is empty (another
-  worker may be idle) sends the outcomes so far and puts the calls not yet
-  run back on the task channel as a new MULTI task; if the channel is closed
-  (shutdown) it runs them itself. Once the pool's abort channel is closed
-  (``shutdown(cancel_futures=True)``, or the pool broke), the calls of a
-  long task not yet run are not run: their outcome is None ("cancelled").
+Hand-back: a worker whose GROUP task turns out long (its calls so far took
+more than ``_BATCH_SECONDS``) while the task channel is empty (another worker
+may be idle) sends the outcomes so far and puts the calls not yet run back
+on the task channel as a new GROUP task; if the channel is closed (shutdown)
+it runs them itself. Once the pool's abort channel is closed
+(``shutdown(cancel_futures=True)``, or the pool broke), the calls of a long
+group not yet run are not run: their outcome is None ("cancelled").
+
+Claims: before running CALL tasks, a worker claims them in the task claim
+table (``_task_start``); those the caller cancelled first are skipped.
 
 Invariants:
 
@@ -50,11 +41,29 @@ if TYPE_CHECKING:  # typing costs milliseconds in every fresh worker interpreter
     from types import ModuleType
     from typing import Any, Callable
 
-from xchannels._xchannels import Channel, ChannelClosed, NotShareableError, _task_start, is_shareable
-
-CALL = 0
-CHUNK = 1
-MULTI = 2
+from xchannels._protocol import (
+    CALL,
+    CHUNK,
+    GROUP,
+    OUTCOMES,
+    TASK_ID,
+    TASK_KIND,
+    exception_record,
+    failed_result,
+    group_task,
+    ok_result,
+    outcomes_result,
+    worker_failed,
+    worker_ok,
+)
+from xchannels._xchannels import (
+    Channel,
+    ChannelClosed,
+    NotShareableError,
+    _encode_decode,
+    _task_start,
+    is_shareable,
+)
 
 # The name under which a worker imports the parent's ``__main__`` script, so
 # that its ``if __name__ == "__main__":`` block does not run (multiprocessing's
@@ -190,7 +199,7 @@ def encode_exception(exc: BaseException) -> tuple[Any, ...]:
     except BaseException:
         text = f"{cls.__qualname__}: {message}\n(traceback could not be formatted)\n"
     notes = tuple(n for n in getattr(exc, "__notes__", ()) if isinstance(n, str))
-    return (module, cls.__qualname__, args, message, text, notes)
+    return exception_record(module, cls.__qualname__, args, message, text, notes)
 
 
 def _call(module: str, qualname: str, args: tuple[Any, ...], kwargs: tuple[Any, ...]) -> Any:
@@ -201,22 +210,23 @@ def _call(module: str, qualname: str, args: tuple[Any, ...], kwargs: tuple[Any, 
 
 
 def _run_task(task: tuple[Any, ...]) -> tuple[Any, ...]:
-    task_id, kind, module, qualname, args, kwargs = task
+    """Run a CALL or CHUNK task; return its result message."""
+    task_id, kind, module, qualname, payload, kwargs = task
     try:
         if kind == CHUNK:
             fn = resolve(module, qualname)
-            value: Any = tuple([fn(*a) for a in args])
+            value: Any = tuple([fn(*a) for a in payload])
         else:
-            value = _call(module, qualname, args, kwargs)
+            value = _call(module, qualname, payload, kwargs)
     except BaseException as exc:  # SystemExit and RecursionError included
-        return (task_id, False, encode_exception(exc))
-    return (task_id, True, value)
+        return failed_result(task_id, encode_exception(exc))
+    return ok_result(task_id, value)
 
 
-def _run_multi(
+def _run_group(
     task: tuple[Any, ...], tasks: Channel, out: Channel, abort: Channel, clock: Callable[[], float]
 ) -> tuple[Any, ...]:
-    """Run a MULTI task's calls, each with its own outcome (None: cancelled,
+    """Run a GROUP task's calls, each with its own outcome (None: cancelled,
     not run). Once the calls since the last delivery took long: deliver the
     outcomes so far, then hand the rest back to the task channel if it is
     empty (a worker may be idle), or stop if the pool aborted. Returns the
@@ -228,12 +238,13 @@ def _run_multi(
         fn = resolve(module, qualname)
     except BaseException as exc:  # every call fails as it would alone
         record = encode_exception(exc)
-        return (task_id, MULTI, tuple([(False, record)] * len(calls)))
+        return outcomes_result(task_id, tuple([(False, record)] * len(calls)))
     t0 = clock()  # after resolve: a first import is not the calls' time
     base = task_id  # id of outcomes[0]
     last = len(calls) - 1
     may_hand_back = True
     for i, args in enumerate(calls):
+        # An outcome is (True, value) or (False, exception record).
         try:
             append((True, fn(*args)))
         except BaseException as exc:  # SystemExit and RecursionError included
@@ -244,42 +255,63 @@ def _run_multi(
                 break
             if may_hand_back and tasks.empty():
                 try:
-                    tasks.put((task_id + i + 1, MULTI, module, qualname, calls[i + 1 :], ()))
+                    tasks.put(group_task(task_id + i + 1, module, qualname, calls[i + 1 :]))
                     break
                 except ChannelClosed:  # shutting down: nobody else will take them
                     may_hand_back = False
             # Long calls: deliver what is done rather than hold it back.
-            _send_one(out, (base, MULTI, tuple(outcomes)))
+            _send_one(out, outcomes_result(base, tuple(outcomes)), qualname)
             base = task_id + i + 1
             outcomes.clear()
             t0 = clock()
-    return (base, MULTI, tuple(outcomes))
+    return outcomes_result(base, tuple(outcomes))
 
 
-def _not_shareable(result: tuple[Any, ...], exc: NotShareableError) -> tuple[Any, ...]:
-    err = NotShareableError(f"result of task {result[0]} cannot travel: {exc}")
-    return (result[0], False, encode_exception(err))
+def value_error(value: Any) -> NotShareableError | None:
+    """Why ``value`` cannot travel, with a path that starts at ``value``
+    itself (``item [1][0]: ...``), or None if it can. For error paths only:
+    it encodes the value."""
+    try:
+        _encode_decode(value)
+    except NotShareableError as exc:
+        return exc
+    return None
 
 
-def _send_one(out: Channel, result: tuple[Any, ...]) -> None:
-    if result[1] == MULTI:
+def result_error(qualname: str, value: Any, exc: NotShareableError) -> NotShareableError:
+    """The error that replaces a return value that cannot travel back."""
+    why = value_error(value) or exc
+    return NotShareableError(f"the return value of {qualname}() cannot be sent back from the worker: {why}")
+
+
+def _not_shareable(task_id: int, qualname: str, value: Any, exc: NotShareableError) -> tuple[Any, ...]:
+    return failed_result(task_id, encode_exception(result_error(qualname, value, exc)))
+
+
+def _send_one(out: Channel, result: tuple[Any, ...], qualname: str) -> None:
+    """Send one result; a value that cannot travel becomes its call's
+    error (per call for a group's outcomes)."""
+    task_id, status, payload = result
+    if status == OUTCOMES:
         try:
             out.put(result)
         except NotShareableError:
             # One outcome cannot travel: send them call by call instead.
-            for i, outcome in enumerate(result[2]):
-                if outcome is None:  # cancelled: travels as a one-call MULTI
-                    out.put((result[0] + i, MULTI, (None,)))
+            for i, outcome in enumerate(payload):
+                if outcome is None:  # cancelled: travels as a one-call group
+                    out.put(outcomes_result(task_id + i, (None,)))
+                elif outcome[0]:
+                    _send_one(out, ok_result(task_id + i, outcome[1]), qualname)
                 else:
-                    _send_one(out, (result[0] + i, *outcome))
+                    _send_one(out, failed_result(task_id + i, outcome[1]), qualname)
         return
     try:
         out.put(result)
     except NotShareableError as exc:
-        out.put(_not_shareable(result, exc))
+        out.put(_not_shareable(task_id, qualname, payload, exc))
 
 
-def _send(out: Channel, results: list[tuple[Any, ...]]) -> None:
+def _send(out: Channel, results: list[tuple[Any, ...]], qualnames: list[str]) -> None:
     try:
         if len(results) == 1:
             out.put(results[0])
@@ -288,8 +320,8 @@ def _send(out: Channel, results: list[tuple[Any, ...]]) -> None:
     except NotShareableError:
         # put_many checks every item before sending any: resend one by one,
         # replacing the values that cannot travel by an error record.
-        for r in results:
-            _send_one(out, r)
+        for r, q in zip(results, qualnames):
+            _send_one(out, r, q)
 
 
 def _setup(main_path: str | None) -> None:
@@ -300,9 +332,9 @@ def _setup(main_path: str | None) -> None:
 def pool_worker(task_cid: int, result_cid: int, config_cid: int, abort_cid: int) -> None:
     """Serve the pool's task channel until it is closed and drained.
 
-    The config channel holds ``(main_path, initializer, initargs)`` with
-    ``initializer`` None or ``(module, qualname)``; an initializer's
-    exception escapes, which the parent reports as a broken pool.
+    The config channel holds a ``_protocol.pool_config`` message; an
+    initializer's exception escapes, which the parent reports as a broken
+    pool.
     """
     tasks = Channel.from_id(task_cid)
     out = Channel.from_id(result_cid)
@@ -321,45 +353,47 @@ def pool_worker(task_cid: int, result_cid: int, config_cid: int, abort_cid: int)
             return
         # Claim the call tasks before running them; skip those the caller
         # cancelled first (their futures are settled already).
-        calls = [t[0] for t in taken if t[1] == CALL]
+        calls = [t[TASK_ID] for t in taken if t[TASK_KIND] == CALL]
         if calls:
             refused = _task_start(table, calls)
             if refused is not None:
-                taken = [t for t in taken if t[1] != CALL or t[0] not in refused]
+                taken = [t for t in taken if t[TASK_KIND] != CALL or t[TASK_ID] not in refused]
                 if not taken:
                     continue
         start = last = clock()
         results = []
+        names = []
         for task in taken:
-            results.append(_run_multi(task, tasks, out, abort, clock) if task[1] == MULTI else _run_task(task))
+            _task_id, kind, _module, qualname, _payload, _kwargs = task
+            results.append(_run_group(task, tasks, out, abort, clock) if kind == GROUP else _run_task(task))
+            names.append(qualname)
             now = clock()
             if now - last > _BATCH_SECONDS:
                 # A task ran long: deliver what is done instead of holding it
                 # behind the rest of the batch.
-                _send(out, results)
+                _send(out, results, names)
                 results = []
+                names = []
                 last = now
         if results:
-            _send(out, results)
+            _send(out, results, names)
         per_task = (clock() - start) / len(taken)
         batch = max(1, min(_MAX_BATCH, int(_BATCH_SECONDS / per_task) if per_task > 0 else _MAX_BATCH))
 
 
 def worker_main(config_cid: int, result_cid: int) -> None:
-    """Run one call for :class:`xchannels.Worker` and put ``(ok, payload)``.
-
-    The config channel holds ``(main_path, module, qualname, args, kwargs)``.
-    """
+    """Run one call for :class:`xchannels.Worker` and put its result
+    (``_protocol.worker_ok`` / ``worker_failed``); the config channel holds
+    a ``_protocol.worker_config`` message."""
     main_path, module, qualname, args, kwargs = Channel.from_id(config_cid).get()
     _setup(main_path)
     out = Channel.from_id(result_cid)
     try:
         value = _call(module, qualname, args, kwargs)
     except BaseException as exc:  # reported, like the pool's tasks
-        out.put((False, encode_exception(exc)))
+        out.put(worker_failed(encode_exception(exc)))
         return
     try:
-        out.put((True, value))
+        out.put(worker_ok(value))
     except NotShareableError as exc:
-        err = NotShareableError(f"the worker's return value cannot travel: {exc}")
-        out.put((False, encode_exception(err)))
+        out.put(worker_failed(encode_exception(result_error(qualname, value, exc))))

@@ -5,29 +5,49 @@ Layout: one task channel shared by every worker (MPMC), one result channel,
 one collector thread in the caller that completes futures. Each worker is a
 non-daemon thread that creates its interpreter, runs
 ``_bootstrap.pool_worker`` in it until the task channel is closed and
-drained, then destroys it. Messages: see ``_bootstrap``.
+drained, then destroys it. Messages: see ``_protocol``; the worker side is
+``_bootstrap``, the ``map`` machinery ``_map``.
 
 Invariants:
 
 - ``_State.pending`` maps the id of every task sent and not yet answered to
   what awaits it: its Future (``submit``) or its ``map`` call's
-  ``_MapResults``. A MULTI task of k calls stands for the k consecutive ids
-  starting at its own, each with its own entry. An entry is added before its task is sent, and removed by
-  whoever completes it (collector, cancellation at shutdown, breakage, an
-  abandoned map iterator); a result with no entry is dropped.
+  ``MapResults``. A GROUP task of k calls stands for the k consecutive ids
+  starting at its own, each with its own entry. An entry is added before
+  its task is sent, and removed by whoever completes it (collector,
+  cancellation, breakage, an abandoned map iterator); a result with no
+  entry is dropped.
 - The result channel is closed by the last worker thread to exit, after its
   last result; the collector then drains it and exits. So once every worker
   has exited, every answered future is complete.
 - A worker thread that sees its task loop end while the task channel is
-  still open (or end with an error) sends ``(_DIED, index, traceback)`` on
+  still open (or end with an error) sends a ``_protocol.died`` message on
   the result channel after the loop's own results; the collector then marks
   the pool broken, closes and drains the task channel, and fails every
-  pending future with BrokenPool. Nothing waits on a worker that hangs unless ``shutdown(wait=
-  True)`` is asked to.
+  pending future with BrokenPool. Nothing waits on a worker that hangs
+  unless ``shutdown(wait=True)`` is asked to.
 - The state object, not the Pool, is what the threads reference, so a Pool
   that is dropped without shutdown is finalized: its task channel is closed
   and its workers exit after the queued tasks. At interpreter exit every live
   pool's task channel is closed before non-daemon threads are joined.
+
+Locking (the caller's threads, the collector thread and the worker-hosting
+threads share a ``_State``):
+
+- ``_State.lock`` guards ``next_id`` (task id allocation), ``live`` (worker
+  threads still running; the last one closes the result channel), and the
+  transitions of ``broken``/``broken_cause`` (set once) and ``shutdown``
+  (set once). Those flags are read without the lock: each only ever goes
+  from unset to set, and a reader that misses the change meets the closed
+  task channel instead.
+- ``_State.pending`` is a dict touched from several threads without a lock:
+  each access is one atomic dict operation (``d[k] = v``, ``pop``,
+  ``popitem``) under the GIL, and an entry has one remover (whoever pops
+  it settles it).
+- ``MapResults.cond`` guards its slots (see ``_map``); a Future's own
+  condition guards the Future.
+- The task claim table (C++, its own mutex) arbitrates between
+  ``_TaskFuture.cancel()`` and a worker about to run the task.
 """
 
 from __future__ import annotations
@@ -37,10 +57,11 @@ import threading
 import time
 import weakref
 from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, InvalidStateError
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, ParamSpec, TypeVar
 
-from xchannels import _bootstrap, _interp
-from xchannels._bootstrap import CALL, CHUNK, MULTI
+from xchannels import _bootstrap, _interp, _map
+from xchannels._map import MapResults
+from xchannels._protocol import CHUNK, DIED, OUTCOMES, call_task, died, pool_config, task_ids
 from xchannels._worker import (
     RemoteTraceback,
     decode_exception,
@@ -65,14 +86,10 @@ from xchannels._xchannels import (
 
 __all__ = ["BrokenPool", "Pool"]
 
-_DIED = -1  # task id of the message a worker thread sends when its loop dies
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
 _RECV_BATCH = 1024  # results per get_many in the collector
-# map(chunksize=1) sends its calls in MULTI tasks of up to this many calls
-# (and at most len / (8 * workers), so every worker gets several): one
-# message per group instead of per call, each call still with its own
-# outcome. A worker hands the rest of a group back once it runs long, so
-# long calls still spread over the workers.
-_MULTI_MAX = 64
 
 _WORKER_CODE = """\
 import sys
@@ -91,65 +108,9 @@ class BrokenPool(BrokenExecutor):
     """
 
 
-class _MapResults:
-    """The outcomes of one ``map`` call, one slot per call (per chunk of
-    calls with ``chunksize`` > 1), filled by the collector and read in order by the
-    iterator. Cheaper than a Future per call: one lock for the whole map.
-
-    Invariant: ``slots[i]`` goes from None to ``(ok, value)`` once, under
-    ``cond``; ``value`` is the result, or the exception to raise.
-    """
-
-    __slots__ = ("base", "slots", "cond", "waiting")
-
-    def __init__(self, base: int, count: int) -> None:
-        self.base = base
-        self.slots: list[tuple[bool, Any] | None] = [None] * count
-        self.cond = threading.Condition(threading.Lock())
-        self.waiting = -1
-
-    def settle(self, tid: int, ok: bool, value: Any) -> None:
-        i = tid - self.base
-        with self.cond:
-            if self.slots[i] is None:
-                self.slots[i] = (ok, value)
-                if self.waiting == i:
-                    self.cond.notify()
-
-    def settle_many(self, tid: int, outcomes: list[tuple[bool, Any]]) -> None:
-        """settle() for the calls ``tid``, ``tid + 1``, ... under one lock."""
-        i = tid - self.base
-        with self.cond:
-            slots = self.slots
-            for k, outcome in enumerate(outcomes, i):
-                if slots[k] is None:
-                    slots[k] = outcome
-            if i <= self.waiting < i + len(outcomes):
-                self.cond.notify()
-
-    def wait(self, i: int, deadline: float | None) -> tuple[bool, Any]:
-        slot = self.slots[i]
-        if slot is not None:
-            return slot
-        with self.cond:
-            self.waiting = i
-            try:
-                while (slot := self.slots[i]) is None:
-                    if deadline is None:
-                        self.cond.wait()
-                    else:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            raise TimeoutError
-                        self.cond.wait(remaining)
-            finally:
-                self.waiting = -1
-        return slot
-
-
-def _settle(target: Future[Any] | _MapResults, tid: int, ok: bool, value: Any) -> None:
+def _settle(target: Future[Any] | MapResults, tid: int, ok: bool, value: Any) -> None:
     """Complete ``target`` with a result (ok) or an exception instance."""
-    if isinstance(target, _MapResults):
+    if isinstance(target, MapResults):
         target.settle(tid, ok, value)
         return
     try:
@@ -161,7 +122,7 @@ def _settle(target: Future[Any] | _MapResults, tid: int, ok: bool, value: Any) -
         pass
 
 
-class _TaskFuture(Future[Any]):
+class _TaskFuture(Future[_T]):
     """The future of one :meth:`Pool.submit` task.
 
     ``cancel()`` and ``running()`` ask the process-wide task claim table
@@ -195,8 +156,8 @@ class _TaskFuture(Future[Any]):
         return _task_running(self._xc_state.table, self._xc_tid)
 
 
-def _cancel(target: Future[Any] | _MapResults, tid: int) -> None:
-    if isinstance(target, _MapResults):
+def _cancel(target: Future[Any] | MapResults, tid: int) -> None:
+    if isinstance(target, MapResults):
         target.settle(tid, False, CancelledError())
     else:
         target.cancel()
@@ -215,7 +176,7 @@ class _State:
         # abandoned: shutdown(cancel_futures=True) or breakage. Workers then
         # stop running the rest of a long map group.
         self.abort = Channel()
-        self.pending: dict[int, Future[Any] | _MapResults] = {}
+        self.pending: dict[int, Future[Any] | MapResults] = {}
         self.lock = threading.Lock()
         self.broken: str | None = None
         self.broken_cause: str | None = None
@@ -281,48 +242,48 @@ class _State:
                 _task_forget(self.table, settled)
 
     def _complete(
-        self, batch: list[tuple[Any, ...]], pending: dict[int, Future[Any] | _MapResults], settled: list[int]
+        self, batch: list[tuple[Any, ...]], pending: dict[int, Future[Any] | MapResults], settled: list[int]
     ) -> None:
-        for tid, ok, payload in batch:
-            if tid == _DIED:
+        for tid, status, payload in batch:
+            if status == DIED:  # tid: the worker's index; payload: its traceback
                 # Results the worker sent before dying may sit behind this
                 # message (FIFO holds per producer only): complete them first.
                 try:
                     self.complete(self.results.get_many(_RECV_BATCH, block=False))
                 except (ChannelEmpty, ChannelClosed):
                     pass
-                self.mark_broken(ok, payload)
+                self.mark_broken(tid, payload)
                 continue
-            if ok == MULTI:  # one outcome per call, ids tid, tid + 1, ...
-                self.complete_multi(tid, payload)
+            if status == OUTCOMES:  # one outcome per call, ids tid, tid + 1, ...
+                self.complete_group(tid, payload)
                 continue
             settled.append(tid)
             target = pending.pop(tid, None)
             if target is None:  # failed by breakage, cancelled or abandoned
                 continue
-            _settle(target, tid, ok, payload if ok else decode_exception(payload))
+            # status is OK (1) or FAILED (0): the truth value of "ok"
+            _settle(target, tid, bool(status), payload if status else decode_exception(payload))
 
-    def complete_multi(self, tid: int, outcomes: tuple[tuple[bool, Any] | None, ...]) -> None:
-        """Settle the calls of one MULTI result: a map's run of slots at
+    def complete_group(self, tid: int, outcomes: tuple[tuple[bool, Any] | None, ...]) -> None:
+        """Settle the calls of one OUTCOMES result: a map's run of slots at
         once, under one lock (calls no longer pending are skipped)."""
         pending = self.pending
         run: list[tuple[bool, Any]] = []
         run_start = tid
-        run_target: _MapResults | None = None
+        run_target: MapResults | None = None
         for i, outcome in enumerate(outcomes):
             target = pending.pop(tid + i, None)
-            if not isinstance(target, _MapResults) or target is not run_target:
+            if not isinstance(target, MapResults) or target is not run_target:
                 if run_target is not None and run:
                     run_target.settle_many(run_start, run)
-                run, run_start, run_target = [], tid + i, target if isinstance(target, _MapResults) else None
+                run, run_start, run_target = [], tid + i, target if isinstance(target, MapResults) else None
             if target is None:
                 continue
             if outcome is None:  # cancelled before it ran
                 settled: tuple[bool, Any] = (False, CancelledError())
-            elif outcome[0]:
-                settled = outcome
             else:
-                settled = (False, decode_exception(outcome[1]))
+                ok, payload = outcome
+                settled = outcome if ok else (False, decode_exception(payload))
             if run_target is None:  # not a map's: settle alone
                 _settle(target, tid + i, *settled)
             else:
@@ -363,7 +324,7 @@ class _State:
             if text is None and not self.tasks.closed:
                 text = "RuntimeError: the worker's task loop ended while the pool was open\n"
             if text is not None:
-                self.results.put((_DIED, index, text))
+                self.results.put(died(index, text))
         finally:
             if iid is not None:
                 _interp.destroy_quietly(iid)
@@ -466,7 +427,7 @@ class Pool(Executor):
         self._workers = workers
         self._state = state = _State(workers)
         try:
-            state.config.put_many([(main_path(), init, initargs)] * workers)
+            state.config.put_many([pool_config(main_path(), init, initargs)] * workers)
         except NotShareableError as exc:
             name = init[1] if init else "initializer"
             raise explain_unshareable(exc, name, initargs, ()) from None
@@ -507,7 +468,7 @@ class Pool(Executor):
             return state.broken_error()
         return RuntimeError("cannot schedule new futures after shutdown")
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
         """submit(fn, /, *args, **kwargs) -> Future
 
         Schedule ``fn(*args, **kwargs)`` on a worker and return its future.
@@ -530,10 +491,10 @@ class Pool(Executor):
         pairs = kwargs_pairs(kwargs)
         state = self._state
         tid = state.alloc(1)
-        fut = _TaskFuture(state, tid)
+        fut: _TaskFuture[_T] = _TaskFuture(state, tid)
         state.pending[tid] = fut
         try:
-            state.tasks.put((tid, CALL, module, qualname, args, pairs))
+            state.tasks.put(call_task(tid, module, qualname, args, pairs))
         except NotShareableError as exc:
             del state.pending[tid]
             raise explain_unshareable(exc, qualname, args, pairs) from None
@@ -544,11 +505,11 @@ class Pool(Executor):
 
     def map(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[..., _T],
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
-    ) -> Iterator[Any]:
+    ) -> Iterator[_T]:
         """map(fn, *iterables, timeout=None, chunksize=1) -> Iterator
 
         Like the built-in ``map``, running the calls on the workers; results
@@ -579,35 +540,20 @@ class Pool(Executor):
         self._check_open()
         deadline = None if timeout is None else time.monotonic() + timeout
         calls = list(zip(*iterables))
-        if chunksize == 1:
-            group = max(1, min(_MULTI_MAX, len(calls) // (8 * self._workers)))
-            if group == 1:
-                kind, payloads = CALL, calls
-            else:
-                kind = MULTI
-                payloads = [tuple(calls[i : i + group]) for i in range(0, len(calls), group)]
-        else:
-            kind = CHUNK
-            payloads = [tuple(calls[i : i + chunksize]) for i in range(0, len(calls), chunksize)]
-        results = self._send_map(module, qualname, kind, payloads, len(calls))
-        return _iterate(self._state, results, deadline, chunked=kind == CHUNK)
+        kind, payloads = _map.plan(calls, chunksize, self._workers)
+        results = self._send_map(module, qualname, kind, payloads, calls)
+        return _map.iterate(self._state.pending, results, deadline, chunked=kind == CHUNK)
 
     def _send_map(
-        self, module: str, qualname: str, kind: int, payloads: list[Any], calls: int
-    ) -> _MapResults:
+        self, module: str, qualname: str, kind: int, payloads: list[tuple[Any, ...]], calls: list[tuple[Any, ...]]
+    ) -> _map.MapResults:
         """Send one task per payload with one put_many, which checks and
-        encodes every task before sending any: all or none. A MULTI task's
-        id is that of its first call; the map has one slot per call (per
-        chunk for CHUNK)."""
+        encodes every task before sending any: all or none."""
         state = self._state
-        count = calls if kind == MULTI else len(payloads)
+        count = _map.slot_count(kind, payloads, len(calls))
         base = state.alloc(count)
-        results = _MapResults(base, count)
-        tasks = []
-        tid = base
-        for payload in payloads:
-            tasks.append((tid, kind, module, qualname, payload, ()))
-            tid += len(payload) if kind == MULTI else 1
+        results = _map.MapResults(base, count)
+        tasks = _map.tasks(base, kind, module, qualname, payloads)
         pending = state.pending
         for i in range(base, base + count):
             pending[i] = results
@@ -618,21 +564,8 @@ class Pool(Executor):
                 pending.pop(i, None)
             if isinstance(exc, ChannelClosed):
                 raise self._closed_error() from None
-            self._explain_map(payloads, kind, qualname)
+            raise _map.explain_unshareable(calls, qualname) from None
         return results
-
-    @staticmethod
-    def _explain_map(payloads: list[Any], kind: int, qualname: str) -> None:
-        calls = payloads if kind == CALL else [c for group in payloads for c in group]
-        for i, args in enumerate(calls):
-            if not is_shareable(args):
-                for j, a in enumerate(args):
-                    if not is_shareable(a):
-                        raise NotShareableError(
-                            f"item {i} of map({qualname}): argument {j} cannot be sent "
-                            f"to a worker interpreter: {type(a).__name__} is not shareable"
-                        )
-        raise NotShareableError(f"map({qualname}): an argument cannot be sent to a worker")
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """shutdown(wait=True, *, cancel_futures=False) -> None
@@ -657,7 +590,7 @@ class Pool(Executor):
         if cancel_futures:
             state.abort.close()
             for task in state.drain_tasks():
-                for tid in _task_ids(task):
+                for tid in task_ids(task):
                     target = state.pending.pop(tid, None)
                     if target is not None:
                         _cancel(target, tid)
@@ -674,30 +607,3 @@ class Pool(Executor):
         state = self._state
         status = "broken" if state.broken else ("shut down" if state.shutdown else "running")
         return f"<xchannels.Pool workers={self._workers} {status} pending={len(state.pending)}>"
-
-
-def _task_ids(task: tuple[Any, ...]) -> range:
-    """The call ids a queued task stands for."""
-    return range(task[0], task[0] + (len(task[4]) if task[1] == MULTI else 1))
-
-
-def _iterate(
-    state: _State, results: _MapResults, deadline: float | None, chunked: bool
-) -> Iterator[Any]:
-    """Yield a map's results in order. If the iterator is abandoned, the
-    results not yet read are dropped (tasks already queued still run)."""
-    i = 0
-    try:
-        for i in range(len(results.slots)):
-            ok, value = results.wait(i, deadline)
-            results.slots[i] = None  # let the value go once yielded
-            if not ok:
-                raise value
-            if chunked:
-                yield from value
-            else:
-                yield value
-        i += 1
-    finally:
-        for j in range(i, len(results.slots)):
-            state.pending.pop(results.base + j, None)

@@ -29,6 +29,7 @@ from concurrent.futures import Future
 from typing import Any, Callable, Iterable, Mapping
 
 from xchannels import _bootstrap, _interp
+from xchannels._protocol import worker_config
 from xchannels._xchannels import Channel, ChannelEmpty, NotShareableError, is_shareable
 
 __all__ = ["RemoteError", "RemoteTraceback", "Worker"]
@@ -192,19 +193,21 @@ def explain_unshareable(
     exc: NotShareableError, qualname: str, args: tuple[Any, ...], kwargs: Iterable[tuple[str, Any]]
 ) -> NotShareableError:
     """A NotShareableError naming the argument of ``qualname`` that cannot
-    travel."""
+    travel, with a path that starts at that argument (``exc`` names a place
+    in the task message, which the user never sees)."""
+    where, why = "an argument", None
     for i, a in enumerate(args):
-        if not is_shareable(a):
+        why = _bootstrap.value_error(a)
+        if why is not None:
             where = f"argument {i}"
             break
     else:
-        where = "a keyword argument"
         for name, v in kwargs:
-            if not is_shareable(v):
+            why = _bootstrap.value_error(v)
+            if why is not None:
                 where = f"keyword argument {name!r}"
                 break
-    err = NotShareableError(f"{where} of {qualname}() cannot be sent to a worker interpreter: {exc}")
-    return err
+    return NotShareableError(f"{where} of {qualname}() cannot be sent to a worker interpreter: {why or exc}")
 
 
 def sys_path() -> list[str]:
@@ -321,7 +324,7 @@ class Worker:
         self._config = Channel()
         self._result = Channel()
         try:
-            self._config.put((main_path(), module, qualname, args, pairs))
+            self._config.put(worker_config(main_path(), module, qualname, args, pairs))
         except NotShareableError as exc:
             raise explain_unshareable(exc, qualname, args, pairs) from None
         self._code = _WORKER_CODE.format(

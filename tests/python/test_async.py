@@ -162,8 +162,12 @@ def test_errors_match_the_blocking_calls():
 def test_docstrings_have_signature_lines():
     import inspect
 
-    assert str(inspect.signature(Channel.get_async)) == "(timeout=None)"
-    assert str(inspect.signature(Channel.put_async)) == "(obj, timeout=None)"
+    assert str(inspect.signature(Channel.get_async)) == "(self, /, timeout=None)"
+    assert str(inspect.signature(Channel.put_async)) == "(self, /, obj, timeout=None)"
+    ch = Channel()
+    assert str(inspect.signature(ch.get_async)) == "(timeout=None)"
+    assert str(inspect.signature(ch.put)) == "(obj, block=True, timeout=None)"
+    assert str(inspect.signature(Channel.from_id)) == "(id, /)"
     assert "ChannelEmpty" in Channel.get_async.__doc__
     assert "ChannelFull" in Channel.put_async.__doc__
     assert select_async.__doc__.startswith("select_async(channels, timeout=None)")

@@ -137,7 +137,7 @@ def test_grouped_map_keeps_per_call_outcomes(pool):
     n = 1000  # groups of min(64, 1000 // 16) = 62 calls
     it = pool.map(ps.square_or_fail, range(n))
     got = []
-    with pytest.raises(xchannels.NotShareableError, match="cannot travel"):
+    with pytest.raises(xchannels.NotShareableError, match=r"^the return value of square_or_fail\(\) cannot be sent back from the worker: list is not shareable$"):
         for _ in range(n):
             got.append(next(it))
     assert got == [i * i for i in range(77)]  # every result before the bad one
@@ -205,9 +205,8 @@ def test_cancel_stops_a_group_a_worker_holds():
     # about one call and the iterator yields only what ran.
     p = xchannels.Pool(1)
     it = p.map(ps.sleep_for, [0.02] * 512)
-    time.sleep(0.05)
+    got = [next(it)]  # the worker holds the first group (on a loaded machine too)
     p.shutdown(wait=True, cancel_futures=True)
-    got = []
     with pytest.raises(concurrent.futures.CancelledError):
         for x in it:
             got.append(x)
@@ -360,20 +359,33 @@ def test_function_that_cannot_travel_fails_at_submit(pool, fn, words):
 
 
 def test_unshareable_argument_raises_from_submit(pool):
-    with pytest.raises(xchannels.NotShareableError, match="argument 1 of echo"):
+    # Paths start at the user's value, never at the task message's layout.
+    with pytest.raises(xchannels.NotShareableError) as info:
         pool.submit(ps.echo, 1, [2, 3])
-    with pytest.raises(xchannels.NotShareableError, match="keyword argument 'c'"):
-        pool.submit(ps.add, 1, c={"no": "dicts"})
-    with pytest.raises(xchannels.NotShareableError):
-        pool.map(ps.square, [1, [2], 3])
-    with pytest.raises(xchannels.NotShareableError):
+    assert str(info.value) == "argument 1 of echo() cannot be sent to a worker interpreter: list is not shareable"
+    with pytest.raises(xchannels.NotShareableError) as info:
+        pool.submit(ps.echo, 1, (2, (3, object())))
+    assert str(info.value) == (
+        "argument 1 of echo() cannot be sent to a worker interpreter: item [1][1]: object is not shareable"
+    )
+    with pytest.raises(xchannels.NotShareableError, match="^keyword argument 'c' of add"):
+        pool.submit(ps.add, 1, c=object())
+    with pytest.raises(xchannels.NotShareableError) as info:
+        pool.map(ps.square, [1, (2, [2]), 3])
+    assert str(info.value) == (
+        "item 1 of map(square): argument 0 cannot be sent to a worker interpreter: item [1]: list is not shareable"
+    )
+    with pytest.raises(xchannels.NotShareableError, match=r"^item 1 of map\(square\): argument 0 "):
         pool.map(ps.square, [1, [2], 3], chunksize=2)
     assert pool.submit(ps.square, 4).result(timeout=30) == 16
 
 
 def test_unshareable_result_fails_that_future(pool):
-    with pytest.raises(xchannels.NotShareableError, match="list"):
+    with pytest.raises(xchannels.NotShareableError) as info:
         pool.submit(ps.return_list).result(timeout=30)
+    assert str(info.value) == (
+        "the return value of return_list() cannot be sent back from the worker: list is not shareable"
+    )
     assert pool.submit(ps.square, 6).result(timeout=30) == 36
 
 
@@ -555,8 +567,9 @@ def _occupy_workers(pool, n):
     (gate, futures) once all n calls have started, so tasks submitted next
     stay queued (a worker may take several queued tasks at once)."""
     started, gate = xchannels.Channel(), xchannels.Channel()
-    blockers = [pool.submit(ps.started_then_wait, started.id, gate.id, 30.0) for _ in range(n)]
-    for _ in range(n):
+    blockers = []
+    for _ in range(n):  # one at a time: a worker may take all queued tasks at once
+        blockers.append(pool.submit(ps.started_then_wait, started.id, gate.id, 30.0))
         started.get(timeout=30)
     return gate, blockers
 
@@ -603,22 +616,35 @@ def test_queued_task_is_not_running_and_cancel_means_it_never_runs():
 
 def test_cancel_racing_the_workers_is_truthful():
     # Every future either ran (its mark arrived, its result is there) or was
-    # cancelled (no mark): never both, never neither.
-    marks = xchannels.Channel()
-    n = 3000
-    with xchannels.Pool(2) as pool:
-        futs = [pool.submit(ps.mark, marks.id, i) for i in range(n)]
-        said = [f.cancel() for f in reversed(futs)][::-1]
-    ran = set()
-    while True:
-        try:
-            ran.update(marks.get_many(1024, block=False))
-        except xchannels.ChannelEmpty:
-            break
-    assert [f.cancelled() for f in futs] == said
-    assert ran == {i for i in range(n) if not said[i]}
-    assert all(f.result(timeout=0) == i for i, f in enumerate(futs) if not said[i])
-    assert 0 < sum(said) < n, "the race did not happen; raise n"
+    # cancelled (no mark): never both, never neither. Repeated until the
+    # race really happened (some of each), checked every time.
+    mixed = 0
+    for _attempt in range(10):
+        marks = xchannels.Channel()
+        n = 2000
+        lag = _attempt % 3  # cancel each future this many submits later
+        with xchannels.Pool(2) as pool:
+            pool.submit(ps.square, 1).result(timeout=30)  # workers are up
+            futs, said = [], []
+            for i in range(n):
+                futs.append(pool.submit(ps.mark, marks.id, i))
+                if i >= lag:
+                    said.append(futs[i - lag].cancel())
+            said.extend(f.cancel() for f in futs[len(said) :])
+        ran = set()
+        while True:
+            try:
+                ran.update(marks.get_many(1024, block=False))
+            except xchannels.ChannelEmpty:
+                break
+        assert [f.cancelled() for f in futs] == said
+        assert ran == {i for i in range(n) if not said[i]}
+        assert all(f.result(timeout=0) == i for i, f in enumerate(futs) if not said[i])
+        if 0 < sum(said) < n:
+            mixed += 1
+            if mixed == 2:
+                break
+    assert mixed == 2, "the race never happened"
 
 
 # ---- Worker ----------------------------------------------------------------------------------

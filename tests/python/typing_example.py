@@ -4,6 +4,8 @@ against the stubs (make test runs it; pytest does not collect it)."""
 from __future__ import annotations
 
 import queue
+from concurrent.futures import Future
+from typing import Iterator, assert_type
 
 import xchannels
 
@@ -25,6 +27,28 @@ def consume(ch: xchannels.Channel) -> list[object]:
     return out
 
 
+def square(x: int) -> int:
+    return x * x
+
+
+def label(x: int, *, prefix: str = "n") -> str:
+    return f"{prefix}{x}"
+
+
+def pool_types() -> None:
+    # submit and map are typed like typeshed's Executor: the result type
+    # follows the function, and the arguments are checked against it.
+    with xchannels.Pool(1) as pool:
+        fut = pool.submit(square, 3)
+        assert_type(fut, Future[int])
+        assert_type(pool.submit(label, 4, prefix="x"), Future[str])
+        it = pool.map(square, [1, 2])
+        assert_type(it, Iterator[int])
+        assert fut.result() == 9 and list(it) == [1, 4]
+        for r in xchannels.check_modules(["json"]):
+            assert_type(r.ok, bool)
+
+
 def main() -> None:
     with xchannels.Channel(16, type=int | tuple | None) as ch:
         produce(ch, 3)
@@ -35,6 +59,7 @@ def main() -> None:
     assert isinstance(other, xchannels.Channel)
     assert xchannels.is_shareable(item)
     print(consume(ch))
+    pool_types()
 
 
 if __name__ == "__main__":

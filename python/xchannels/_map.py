@@ -1,0 +1,167 @@
+"""python/xchannels/_map.py: the machinery of :meth:`xchannels.Pool.map`.
+
+How a map's calls become tasks (:func:`plan`, :func:`tasks`), where their
+outcomes land (:class:`MapResults`, one slot per call, or per chunk with
+``chunksize`` > 1), and the iterator that yields them in order
+(:func:`iterate`). The pool's collector fills the slots; see ``_pool``.
+
+- ``chunksize=1``: calls travel in GROUP tasks of up to :data:`GROUP_MAX`
+  calls (and at most ``len / (8 * workers)``, so every worker gets several),
+  one message per group instead of per call, each call still with its own
+  outcome; a worker hands the rest of a group back once it runs long
+  (``_bootstrap``), so long calls still spread over the workers. Short maps
+  travel as one CALL task per call.
+- ``chunksize`` > 1: each chunk is one CHUNK task with one outcome; an
+  exception loses the rest of its chunk, as with ProcessPoolExecutor.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterator, MutableMapping
+
+from xchannels._protocol import CALL, CHUNK, GROUP, call_task, chunk_task, group_task
+from xchannels._bootstrap import value_error
+from xchannels._xchannels import NotShareableError
+
+__all__ = ["GROUP_MAX", "MapResults", "explain_unshareable", "iterate", "plan", "tasks"]
+
+GROUP_MAX = 64
+
+
+class MapResults:
+    """The outcomes of one ``map`` call, one slot per call (per chunk of
+    calls with ``chunksize`` > 1), filled by the collector and read in order
+    by the iterator. Cheaper than a Future per call: one lock for the whole
+    map.
+
+    Locking: ``cond`` (its lock) guards ``slots`` and ``waiting``. A slot goes
+    from None to ``(ok, value)`` once, under ``cond``; ``value`` is the
+    result, or the exception to raise. ``waiting`` is the slot the iterator
+    sleeps on (-1: none), so settlers notify only when it matters. The
+    iterator reads a filled slot without the lock (a slot never changes once
+    filled, until the iterator itself clears it).
+    """
+
+    __slots__ = ("base", "slots", "cond", "waiting")
+
+    def __init__(self, base: int, count: int) -> None:
+        self.base = base
+        self.slots: list[tuple[bool, Any] | None] = [None] * count
+        self.cond = threading.Condition(threading.Lock())
+        self.waiting = -1
+
+    def settle(self, tid: int, ok: bool, value: Any) -> None:
+        i = tid - self.base
+        with self.cond:
+            if self.slots[i] is None:
+                self.slots[i] = (ok, value)
+                if self.waiting == i:
+                    self.cond.notify()
+
+    def settle_many(self, tid: int, outcomes: list[tuple[bool, Any]]) -> None:
+        """settle() for the calls ``tid``, ``tid + 1``, ... under one lock."""
+        i = tid - self.base
+        with self.cond:
+            slots = self.slots
+            for k, outcome in enumerate(outcomes, i):
+                if slots[k] is None:
+                    slots[k] = outcome
+            if i <= self.waiting < i + len(outcomes):
+                self.cond.notify()
+
+    def wait(self, i: int, deadline: float | None) -> tuple[bool, Any]:
+        slot = self.slots[i]
+        if slot is not None:
+            return slot
+        with self.cond:
+            self.waiting = i
+            try:
+                while (slot := self.slots[i]) is None:
+                    if deadline is None:
+                        self.cond.wait()
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise TimeoutError
+                        self.cond.wait(remaining)
+            finally:
+                self.waiting = -1
+        return slot
+
+
+def plan(calls: list[tuple[Any, ...]], chunksize: int, workers: int) -> tuple[int, list[tuple[Any, ...]]]:
+    """plan(calls, chunksize, workers) -> (kind, payloads)
+
+    How a map's argument tuples travel: as CALL tasks (one per call), GROUP
+    tasks or CHUNK tasks; ``payloads`` holds one entry per task (an argument
+    tuple for CALL, a tuple of them otherwise)."""
+    if chunksize > 1:
+        return CHUNK, [tuple(calls[i : i + chunksize]) for i in range(0, len(calls), chunksize)]
+    group = max(1, min(GROUP_MAX, len(calls) // (8 * workers)))
+    if group == 1:
+        return CALL, calls
+    return GROUP, [tuple(calls[i : i + group]) for i in range(0, len(calls), group)]
+
+
+def slot_count(kind: int, payloads: list[tuple[Any, ...]], calls: int) -> int:
+    """Slots (and task ids) a map needs: one per call, per chunk for CHUNK."""
+    return len(payloads) if kind == CHUNK else calls
+
+
+def tasks(base: int, kind: int, module: str, qualname: str, payloads: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The task messages of a planned map whose first id is ``base``: a
+    GROUP task's id is that of its first call."""
+    out = []
+    tid = base
+    if kind == CALL:
+        for args in payloads:
+            out.append(call_task(tid, module, qualname, args))
+            tid += 1
+    elif kind == CHUNK:
+        for chunk in payloads:
+            out.append(chunk_task(tid, module, qualname, chunk))
+            tid += 1
+    else:
+        for group in payloads:
+            out.append(group_task(tid, module, qualname, group))
+            tid += len(group)
+    return out
+
+
+def explain_unshareable(calls: list[tuple[Any, ...]], qualname: str) -> NotShareableError:
+    """The error for a map whose arguments cannot all travel, naming the
+    first item and argument that cannot."""
+    for i, args in enumerate(calls):
+        for j, a in enumerate(args):
+            why = value_error(a)
+            if why is not None:
+                return NotShareableError(
+                    f"item {i} of map({qualname}): argument {j} cannot be sent "
+                    f"to a worker interpreter: {why}"
+                )
+    return NotShareableError(f"map({qualname}): an argument cannot be sent to a worker")
+
+
+def iterate(
+    pending: MutableMapping[int, Any], results: MapResults, deadline: float | None, chunked: bool
+) -> Iterator[Any]:
+    """Yield a map's results in order. If the iterator is abandoned, the
+    results not yet read are dropped from ``pending`` (tasks already queued
+    still run)."""
+    i = 0
+    try:
+        for i in range(len(results.slots)):
+            ok, value = results.wait(i, deadline)
+            results.slots[i] = None  # let the value go once yielded
+            if not ok:
+                raise value
+            if chunked:
+                yield from value
+            else:
+                yield value
+        i += 1
+    finally:
+        for j in range(i, len(results.slots)):
+            pending.pop(results.base + j, None)
