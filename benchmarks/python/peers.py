@@ -174,32 +174,6 @@ class ThreadActor(_OnThread):
             self.error = traceback.format_exc()
 
 
-if sys.version_info >= (3, 13):
-    import _interpreters as _interp
-
-    def _interp_create() -> int:
-        return _interp.create("isolated")  # own GIL
-
-    def _interp_exec(iid: int, code: str) -> str | None:
-        err = _interp.exec(iid, code)
-        if err is None:
-            return None
-        return err.formatted or f"{err.type.__name__}: {err.msg}"
-
-else:  # 3.12
-    import _xxsubinterpreters as _interp
-
-    def _interp_create() -> int:
-        return _interp.create(isolated=True)
-
-    def _interp_exec(iid: int, code: str) -> str | None:
-        try:
-            _interp.run_string(iid, code)
-        except _interp.RunFailedError as e:
-            return str(e)
-        return None
-
-
 class SubinterpreterActor(_OnThread):
     """Code run in a fresh own-GIL sub-interpreter on its own thread.
 
@@ -218,9 +192,15 @@ class SubinterpreterActor(_OnThread):
     def _main(self, code: str) -> None:
         iid = None
         try:
-            iid = _interp_create()
+            # The package's one shim over CPython 3.12's and 3.13's private
+            # sub-interpreter modules (imported here, not at module level:
+            # process actors import this module too).
+            from xchannels import _interp
+
+            iid = _interp.create()  # own GIL
             self.started.set()
-            err = _interp_exec(iid, code)
+            # run() returns the remote traceback text, or None.
+            err = _interp.run(iid, code, filename=f"<{self.name}>")
             if err is not None:
                 self.error = err
         except BaseException:

@@ -28,7 +28,7 @@ import sys
 import threading
 from typing import Any, Callable
 
-__all__ = ["HostThread", "create", "destroy", "run"]
+__all__ = ["HostThread", "create", "destroy", "list_all", "run"]
 
 if sys.version_info >= (3, 13):
     import _interpreters as _mod
@@ -115,6 +115,13 @@ def destroy(iid: Any) -> None:
     no thread runs in it.
     """
     _mod.destroy(iid)
+
+
+def list_all() -> list[Any]:
+    """list_all() -> list
+
+    The ids of every interpreter of the process (the main one included)."""
+    return [i[0] if isinstance(i, tuple) else i for i in _mod.list_all()]
 
 
 def destroy_quietly(iid: Any) -> None:

@@ -1,10 +1,9 @@
 """tests/python/subinterp.py: run code in real own-GIL sub-interpreters.
 
-One place hides the difference between CPython 3.12 (``_xxsubinterpreters``,
-``run_string`` raises ``RunFailedError`` with only the message) and 3.13
-(``_interpreters``, ``exec`` returns an error snapshot). Either way a failure
-in the sub-interpreter surfaces here as :class:`SubinterpreterError` whose
-message holds the remote traceback.
+The differences between CPython 3.12 and 3.13 are hidden by the package's
+own shim, ``xchannels._interp`` (the only copy). A failure in the
+sub-interpreter surfaces here as :class:`SubinterpreterError` whose message
+holds the remote traceback.
 
 Parameters reach the code as globals assigned from their ``repr`` (ints,
 strs, bytes, floats, tuples, None, bools), so pass channels by ``.id`` and
@@ -13,62 +12,18 @@ attach with ``xchannels.Channel.from_id``.
 
 from __future__ import annotations
 
-import sys
 import textwrap
 import threading
 from typing import Any
 
-if sys.version_info >= (3, 13):
-    import _interpreters as _interp
-
-    def _create() -> int:
-        # 'isolated': own GIL, and extensions must support sub-interpreters.
-        return _interp.create("isolated")
-
-    def _exec(iid: int, code: str) -> str | None:
-        err = _interp.exec(iid, code)
-        if err is None:
-            return None
-        return err.formatted or f"{err.type.__name__}: {err.msg}"
-
-    def _destroy(iid: int) -> None:
-        _interp.destroy(iid)
-
-    def _list() -> list[int]:
-        return [i[0] if isinstance(i, tuple) else i for i in _interp.list_all()]
-
-else:
-    import _xxsubinterpreters as _interp
-
-    def _create() -> int:
-        # isolated=True: own GIL, and extensions must support sub-interpreters.
-        return _interp.create(isolated=True)
-
-    def _exec(iid: int, code: str) -> str | None:
-        try:
-            _interp.run_string(iid, code)
-        except _interp.RunFailedError as e:
-            return str(e)
-        return None
-
-    def _destroy(iid: int) -> None:
-        _interp.destroy(iid)
-
-    def _list() -> list[int]:
-        return list(_interp.list_all())
+# The package's own shim over _xxsubinterpreters (3.12) / _interpreters
+# (3.13): one copy of the version differences, used by the package, the
+# tests and the benchmarks alike.
+from xchannels import _interp
 
 
 class SubinterpreterError(AssertionError):
     """Code in a sub-interpreter raised; the message is its traceback."""
-
-
-_WRAPPER = """\
-try:
-    exec(compile({code!r}, "<subinterpreter>", "exec"), globals())
-except BaseException:
-    import traceback as _tb
-    raise RuntimeError("\\n" + _tb.format_exc()) from None
-"""
 
 
 def _prelude(params: dict[str, Any]) -> str:
@@ -81,9 +36,8 @@ def _prelude(params: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _wrap(code: str, params: dict[str, Any]) -> str:
-    body = _prelude(params) + textwrap.dedent(code)
-    return _WRAPPER.format(code=body)
+def _body(code: str, params: dict[str, Any]) -> str:
+    return _prelude(params) + textwrap.dedent(code)
 
 
 class Subinterpreter:
@@ -94,18 +48,18 @@ class Subinterpreter:
     """
 
     def __init__(self) -> None:
-        self.id = _create()
+        self.id = _interp.create()
         self._closed = False
 
     def run(self, code: str, **params: Any) -> None:
-        err = _exec(self.id, _wrap(code, params))
+        err = _interp.run(self.id, _body(code, params), filename="<subinterpreter>")
         if err is not None:
             raise SubinterpreterError(f"in sub-interpreter {self.id}:\n{err}")
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            _destroy(self.id)
+            _interp.destroy(self.id)
 
     def __enter__(self) -> Subinterpreter:
         return self
@@ -175,4 +129,4 @@ def run_parallel(codes: list[str], timeout: float = 60.0, **params: Any) -> None
 
 
 def live_interpreters() -> int:
-    return len(_list())
+    return len(_interp.list_all())
