@@ -1,18 +1,41 @@
 """benchmarks/python/bench_pool.py: xchannels.Pool against serial, a thread
-pool and the process pools, on CPU-bound tasks, start-up included.
+pool and the process pools, start-up included, plus the memory a pool adds.
 
-Workloads (each timed from pool creation to the last result, pool shut down):
+Workloads (each timed from pool creation to the last result, pool shut down,
+2 workers, every peer in the same run; arguments are built before the clock
+starts):
 
-- ``big``: the seed workload, 16 tasks ``work(n)`` with n spread evenly over
-  200,000..400,000 (quick: 8 tasks over 50,000..100,000), ``map`` with each
-  API's default chunking.
+- ``startup``: one trivial task, which measures start-up plus shutdown (no
+  speed-ups reported for it).
+- ``big``: the seed workload, CPU-bound: 16 tasks ``work(n)`` with n spread
+  evenly over 200,000..400,000 (quick: 8 tasks over 50,000..100,000),
+  ``map`` with each API's default chunking.
 - ``small``: 10,000 tasks ``work(1000)`` (quick: 2,000), where messaging cost
   dominates: ``map`` with each API's default chunking (``chunksize=1`` for the
   Executors, multiprocessing.Pool picks ``len / (4 * workers)``), and the same
   with ``chunksize`` matched to multiprocessing.Pool's choice.
 - ``small-submit``: the same tasks, one ``submit`` / ``apply_async`` each.
-- ``startup``: one trivial task, which measures start-up plus shutdown (no
-  speed-ups reported for it).
+- ``data-bytes``: 48 tasks ``crc(data)``, each given its own 1 MiB ``bytes``
+  (48 different payloads), returning ``(len(data), zlib.crc32(data))``;
+  ``map`` with each API's default chunking. Measures moving data to the
+  workers: the crc itself takes ~0.4 ms per MiB.
+- ``data-sharedbuffer``: the same 48 tasks, but xchannels.Pool is given each
+  payload as an ``xchannels.SharedBuffer`` (made before the clock starts;
+  sending one is O(1)). The other peers have no such type and get the
+  ``bytes`` of ``data-bytes``.
+- ``data-records``: 48 tasks ``records_sum(records)``, each given 10,000
+  records ``(i, float, short str, bool, None)``, returning ``(len, sum of
+  the ints)``. The container is ``RECORDS_CONTAINER``: a tuple of 5-tuples
+  for now, because lists do not travel through xchannels yet; it becomes a
+  list once they do (change that one constant).
+
+Memory (``memory``, not timed): the memory a 2-worker pool adds, each peer
+measured in a fresh child process (``_memory_probe``): the PSS (from
+``/proc/<pid>/smaps_rollup``; RSS where that is missing) of the process and
+all its descendants, before the pool is created and once both workers have
+run a task, with the pool and task modules already imported before the first
+reading. Process pools' helper processes (forkserver, resource tracker) are
+counted, and reported apart.
 
 Peers: serial, ``xchannels.Pool(2)``, ``multiprocessing.Pool(2)`` (the
 platform's default start method: fork on Linux up to 3.13, the ratios
@@ -21,7 +44,7 @@ start methods, ``ProcessPoolExecutor(2)``, ``ThreadPoolExecutor(2)``.
 
 Importing this module has no side effects. ``run(quick)`` returns the figures
 (``make bench`` calls it); ``python bench_pool.py [--quick]`` prints a table.
-The workload function is taken from this module imported as ``bench_pool``
+The task functions are taken from this module imported as ``bench_pool``
 (its folder is put on ``sys.path``), so worker interpreters and processes can
 import it by name whatever name the caller imported this file under.
 """
@@ -38,10 +61,23 @@ if TYPE_CHECKING:  # typing costs ~3 ms in every fresh worker interpreter
     from typing import Any, Callable
 
 # Only light imports at module level: worker interpreters import this module
-# to find ``work``, inside the timed region. The peers import what they need.
+# to find the task functions, inside the timed region. The peers and the task
+# functions import what they need.
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKERS = 2
+MiB = 1024 * 1024
+
+DATA_TASKS = 48
+DATA_BYTES = MiB
+RECORDS_PER_TASK = 10_000
+# The container of a data-records task's argument. A tuple of 5-tuples for
+# now: lists do not travel through xchannels yet. Switch to ``list`` once
+# they do (the docs' wording follows this constant).
+RECORDS_CONTAINER = tuple
+
+
+# ---- task functions (run in the workers) ------------------------------------------
 
 
 def work(n: int) -> int:
@@ -51,6 +87,29 @@ def work(n: int) -> int:
         k *= i
         k %= 1000000007
     return k
+
+
+def crc(data: Any) -> tuple[int, int]:
+    """(length, CRC-32) of a bytes-like object (bytes or SharedBuffer)."""
+    import zlib  # available in own-GIL sub-interpreters (3.12, 3.13)
+
+    return len(data), zlib.crc32(data)
+
+
+def records_sum(records: Any) -> tuple[int, int]:
+    """(number of records, sum of their first fields)."""
+    total = 0
+    for r in records:
+        total += r[0]
+    return len(records), total
+
+
+def nap(seconds: float) -> tuple[int, int]:
+    """Sleep, then say which worker ran it: (pid, thread id)."""
+    import threading
+
+    time.sleep(seconds)
+    return os.getpid(), threading.get_ident()
 
 
 def _module() -> Any:
@@ -73,14 +132,50 @@ def _module() -> Any:
     return importlib.import_module("bench_pool")
 
 
+# ---- task arguments (built before the clock starts) -------------------------------
+
+
+def _bytes_payloads() -> list[bytes]:
+    """DATA_TASKS different payloads of DATA_BYTES each (seeded: the same
+    every time, so data-bytes and data-sharedbuffer share one serial run)."""
+    import random
+
+    return [random.Random(k).randbytes(DATA_BYTES) for k in range(DATA_TASKS)]
+
+
+def _shared_buffers(payloads: list[bytes]) -> list[Any]:
+    import xchannels
+
+    return [xchannels.SharedBuffer(p) for p in payloads]
+
+
+def _records_payloads() -> list[Any]:
+    """DATA_TASKS containers of RECORDS_PER_TASK records each, every record
+    distinct: (int, float, short str, bool, None)."""
+    out = []
+    for k in range(DATA_TASKS):
+        base = k * RECORDS_PER_TASK
+        out.append(RECORDS_CONTAINER(
+            (i, i * 0.5, f"r{i}", i % 3 == 0, None) for i in range(base, base + RECORDS_PER_TASK)))
+    return out
+
+
+def records_label() -> str:
+    """How the data-records argument is described in the report."""
+    text = f"{RECORDS_CONTAINER.__name__} of {RECORDS_PER_TASK:,} 5-tuples"
+    if RECORDS_CONTAINER is tuple:
+        text += " (becomes a list once lists travel natively)"
+    return text
+
+
 # ---- one timed run per peer ------------------------------------------------------
 
 
-def _serial(fn: Callable[[int], int], ns: list[int], mode: str, chunksize: int) -> list[int]:
+def _serial(fn: Callable[[Any], Any], ns: list[Any], mode: str, chunksize: int) -> list[Any]:
     return [fn(n) for n in ns]
 
 
-def _xchannels(fn: Callable[[int], int], ns: list[int], mode: str, chunksize: int) -> list[int]:
+def _xchannels(fn: Callable[[Any], Any], ns: list[Any], mode: str, chunksize: int) -> list[Any]:
     import xchannels
 
     with xchannels.Pool(WORKERS) as pool:
@@ -90,8 +185,8 @@ def _xchannels(fn: Callable[[int], int], ns: list[int], mode: str, chunksize: in
         return list(pool.map(fn, ns, chunksize=chunksize))
 
 
-def _mp_pool(fn: Callable[[int], int], ns: list[int], mode: str, chunksize: int,
-             method: str | None = None) -> list[int]:
+def _mp_pool(fn: Callable[[Any], Any], ns: list[Any], mode: str, chunksize: int,
+             method: str | None = None) -> list[Any]:
     import multiprocessing
 
     ctx = multiprocessing.get_context(method)
@@ -103,8 +198,8 @@ def _mp_pool(fn: Callable[[int], int], ns: list[int], mode: str, chunksize: int,
         return pool.map(fn, ns, chunksize=chunksize or None)
 
 
-def _executor(kind: str) -> Callable[..., list[int]]:
-    def run(fn: Callable[[int], int], ns: list[int], mode: str, chunksize: int) -> list[int]:
+def _executor(kind: str) -> Callable[..., list[Any]]:
+    def run(fn: Callable[[Any], Any], ns: list[Any], mode: str, chunksize: int) -> list[Any]:
         import concurrent.futures
 
         cls = getattr(concurrent.futures, kind)
@@ -117,7 +212,7 @@ def _executor(kind: str) -> Callable[..., list[int]]:
     return run
 
 
-PEERS: dict[str, Callable[..., list[int]]] = {
+PEERS: dict[str, Callable[..., list[Any]]] = {
     "serial": _serial,
     "xchannels.Pool": _xchannels,
     "multiprocessing.Pool": _mp_pool,
@@ -137,6 +232,11 @@ def _mp_default_chunksize(tasks: int) -> int:
 
 
 def _variants(quick: bool) -> list[dict[str, Any]]:
+    """The workloads. ``args`` is a list of task arguments or a callable
+    returning ``(args, xchannels_args_or_None)``, called just before the
+    workload is timed (so one workload's payloads do not sit in the parent
+    while another forks its workers). ``key`` names the serial run whose
+    results every peer must match."""
     if quick:
         big = [50_000 + 50_000 * i // 7 for i in range(8)]
         small = [1000] * 2000
@@ -144,45 +244,64 @@ def _variants(quick: bool) -> list[dict[str, Any]]:
         big = [200_000 + 200_000 * i // 15 for i in range(16)]
         small = [1000] * 10_000
     matched = _mp_default_chunksize(len(small))
+    mib = DATA_BYTES // MiB
     return [
-        {"name": "startup", "ns": [1], "mode": "map", "chunksize": 1,
+        {"name": "startup", "fn": "work", "args": [1], "key": "startup", "mode": "map", "chunksize": 1,
          "note": "one trivial task: start-up and shutdown cost (no speed-ups)"},
-        {"name": "big", "ns": big, "mode": "map", "chunksize": 1, "note": "map, default chunking"},
-        {"name": "small", "ns": small, "mode": "map", "chunksize": 1,
+        {"name": "big", "fn": "work", "args": big, "key": "big", "mode": "map", "chunksize": 1,
+         "note": "CPU-bound work(n), map, default chunking"},
+        {"name": "small", "fn": "work", "args": small, "key": "small", "mode": "map", "chunksize": 1,
          "note": "map, default chunking (Executors 1, multiprocessing.Pool its own)"},
-        {"name": f"small-chunk{matched}", "ns": small, "mode": "map", "chunksize": matched,
-         "note": f"map, chunksize={matched} for every pool"},
-        {"name": "small-submit", "ns": small, "mode": "submit", "chunksize": 1,
+        {"name": f"small-chunk{matched}", "fn": "work", "args": small, "key": "small", "mode": "map",
+         "chunksize": matched, "note": f"map, chunksize={matched} for every pool"},
+        {"name": "small-submit", "fn": "work", "args": small, "key": "small", "mode": "submit", "chunksize": 1,
          "note": "one submit/apply_async per task"},
+        {"name": "data-bytes", "fn": "crc", "args": lambda: (_bytes_payloads(), None), "key": "data",
+         "mode": "map", "chunksize": 1,
+         "note": f"each task given its own {mib} MiB bytes, returns (len, zlib.crc32); "
+                 "map, default chunking"},
+        {"name": "data-sharedbuffer", "fn": "crc", "key": "data", "mode": "map", "chunksize": 1,
+         "args": lambda: (lambda p: (p, _shared_buffers(p)))(_bytes_payloads()),
+         "note": f"as data-bytes, but xchannels.Pool is given each {mib} MiB payload as an "
+                 "xchannels.SharedBuffer (made before the clock starts, sent in O(1)); the other "
+                 "peers have no SharedBuffer and get the bytes"},
+        {"name": "data-records", "fn": "records_sum", "key": "records", "mode": "map", "chunksize": 1,
+         "args": lambda: (_records_payloads(), None),
+         "note": f"each task given {RECORDS_PER_TASK:,} distinct records (int, float, short str, bool, "
+                 f"None) as a {records_label()}; returns (len, sum of the ints); map, default chunking"},
     ]
 
 
-def _time(peer: str, fn: Callable[[int], int], v: dict[str, Any], expected: list[int]) -> float:
+def _time(peer: str, fn: Callable[[Any], Any], v: dict[str, Any], args: list[Any],
+          expected: list[Any]) -> float:
     chunksize = v["chunksize"]
-    if peer.startswith("multiprocessing.Pool") and v["name"] in ("big", "small"):
+    if peer.startswith("multiprocessing.Pool") and v["mode"] == "map" and chunksize == 1:
         chunksize = 0  # its own default
     start = time.perf_counter()
-    got = PEERS[peer](fn, v["ns"], v["mode"], chunksize)
+    got = PEERS[peer](fn, args, v["mode"], chunksize)
     elapsed = time.perf_counter() - start
     if got != expected:
         raise AssertionError(f"{peer} returned wrong results on {v['name']}")
     return elapsed
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """run(quick=False) -> dict
+def run(quick: bool = False, memory: bool = True) -> dict[str, Any]:
+    """run(quick=False, memory=True) -> dict
 
     Time every peer on every workload (best of 1 run when quick, else of 3;
     start-up and shutdown included) and return the figures:
     ``{"python", "machine", "cpus", "mp_start_method", "repeats",
-    "variants": [{"name", "tasks", "note", "peers": [{"name", "seconds",
-    "speedup_vs_serial", "speedup_vs_mp_pool"}]}]}`` (speed-ups are None for
-    the ``startup`` variant).
+    "records_container", "variants": [{"name", "tasks", "note",
+    "wall_seconds", "peers": [{"name", "seconds", "speedup_vs_serial",
+    "speedup_vs_mp_pool", "runs"}]}], "memory": {...}}`` (``seconds`` is the
+    best of ``runs``, every run in order; speed-ups are None for the
+    ``startup`` variant; ``memory`` is :func:`measure_memory`'s result).
     """
+    import gc
     import multiprocessing
     import platform
 
-    fn = _module().work
+    mod = _module()
     repeats = 1 if quick else 3
     out: dict[str, Any] = {
         "python": platform.python_version(),
@@ -191,28 +310,37 @@ def run(quick: bool = False) -> dict[str, Any]:
         "workers": WORKERS,
         "mp_start_method": multiprocessing.get_start_method(),
         "repeats": repeats,
+        "records_container": RECORDS_CONTAINER.__name__,
         "variants": [],
     }
-    serial_cache: dict[tuple[int, ...], tuple[list[int], float]] = {}
+    serial_cache: dict[str, tuple[list[Any], list[float]]] = {}
     for v in _variants(quick):
-        key = tuple(v["ns"])
+        wall = time.perf_counter()
+        fn = getattr(mod, v["fn"])
+        args, xargs = v["args"]() if callable(v["args"]) else (v["args"], None)
+        key = v["key"]
         if key not in serial_cache:
             start = time.perf_counter()
-            expected = _serial(fn, v["ns"], "map", 1)
+            expected = _serial(fn, args, "map", 1)
             first = time.perf_counter() - start
-            rest = [_time("serial", fn, v, expected) for _ in range(repeats - 1)]
-            serial_cache[key] = (expected, min([first, *rest]))
-        expected, serial = serial_cache[key]
-        seconds = {"serial": serial}
+            rest = [_time("serial", fn, v, args, expected) for _ in range(repeats - 1)]
+            serial_cache[key] = (expected, [first, *rest])
+        expected, serial_runs = serial_cache[key]
+        runs = {"serial": serial_runs}
         for peer in PEERS:
             if peer != "serial":
-                seconds[peer] = min(_time(peer, fn, v, expected) for _ in range(repeats))
+                peer_args = xargs if xargs is not None and peer == "xchannels.Pool" else args
+                runs[peer] = [_time(peer, fn, v, peer_args, expected) for _ in range(repeats)]
+        del args, xargs
+        gc.collect()
+        seconds = {peer: min(r) for peer, r in runs.items()}
+        serial = seconds["serial"]
         mp = seconds["multiprocessing.Pool"]
         timing_only = v["name"] == "startup"
         out["variants"].append(
             {
                 "name": v["name"],
-                "tasks": len(v["ns"]),
+                "tasks": len(expected),
                 "note": v["note"],
                 "peers": [
                     {
@@ -220,12 +348,200 @@ def run(quick: bool = False) -> dict[str, Any]:
                         "seconds": round(s, 4),
                         "speedup_vs_serial": None if timing_only else round(serial / s, 3),
                         "speedup_vs_mp_pool": None if timing_only else round(mp / s, 3),
+                        # every run in order: the first one pays first-use
+                        # costs (imports; forkserver's server process)
+                        "runs": [round(t, 4) for t in runs[peer]],
                     }
                     for peer, s in seconds.items()
                 ],
+                "wall_seconds": round(time.perf_counter() - wall, 2),
             }
         )
+    if memory:
+        out["memory"] = measure_memory()
     return out
+
+
+# ---- memory ---------------------------------------------------------------------------
+
+# peer -> multiprocessing start method (None: xchannels.Pool)
+MEMORY_PEERS: dict[str, str | None] = {
+    "xchannels.Pool": None,
+    "multiprocessing.Pool[spawn]": "spawn",
+    "multiprocessing.Pool[fork]": "fork",
+    "multiprocessing.Pool[forkserver]": "forkserver",
+}
+_NAP = 0.05  # seconds per task while making sure both workers have started
+
+
+def _proc_mem(pid: int | str) -> tuple[int, int | None] | None:
+    """(RSS, PSS or None) in bytes of a process; None if it is gone."""
+    rss = pss = None
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1]) * 1024
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if rss is None:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss = int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return (rss, pss) if rss is not None else None
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of pid (a scan of /proc/*/stat: forkserver's
+    workers are its children, not ours)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _role(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
+    if "resource_tracker" in cmd:
+        return "resource tracker"
+    if "forkserver" in cmd:
+        return "forkserver"
+    return "worker"
+
+
+def _tree(pids: set[int]) -> dict[str, Any]:
+    """Memory of this process and every descendant; helper processes apart."""
+    me = os.getpid()
+    rows = []
+    for pid in [me, *_descendants(me)]:
+        m = _proc_mem(pid)
+        if m is not None:
+            role = "parent" if pid == me else ("worker" if pid in pids else _role(pid))
+            rows.append({"pid": pid, "role": role, "rss": m[0], "pss": m[1]})
+    return {"procs": rows}
+
+
+def _memory_probe(peer: str) -> dict[str, Any]:
+    """Run in a fresh process: the memory a 2-worker pool of ``peer`` adds."""
+    import gc
+
+    mod = _module()
+    method = MEMORY_PEERS[peer]
+    make: Callable[[], Any]
+    if method is None:
+        import xchannels
+
+        make = lambda: xchannels.Pool(WORKERS)  # noqa: E731
+    else:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context(method)
+        make = lambda: ctx.Pool(WORKERS)  # noqa: E731
+    gc.collect()
+    before = _tree(set())
+    pool: Any = make()
+    try:
+        # Until each worker has run a task (a worker started late may find
+        # both naps taken): then both are fully started.
+        seen: set[tuple[int, int]] = set()
+        for _ in range(40):
+            if method is None:
+                seen.update(f.result() for f in [pool.submit(mod.nap, _NAP) for _ in range(WORKERS)])
+            else:
+                seen.update(r.get() for r in [pool.apply_async(mod.nap, (_NAP,)) for _ in range(WORKERS)])
+            if len(seen) >= WORKERS:
+                break
+        after = _tree({pid for pid, _ in seen})
+    finally:
+        if method is None:
+            pool.shutdown()
+        else:
+            pool.terminate()
+            pool.join()
+    return {"before": before, "after": after, "workers_seen": len(seen)}
+
+
+def _summarize(probe: dict[str, Any]) -> dict[str, Any]:
+    before, after = probe["before"]["procs"], probe["after"]["procs"]
+    use_pss = all(p["pss"] is not None for p in before + after)
+    key = "pss" if use_pss else "rss"
+
+    def total(rows: list[dict[str, Any]], k: str, roles: tuple[str, ...] | None = None) -> int:
+        return sum(r[k] for r in rows if roles is None or r["role"] in roles)
+
+    helpers = [r for r in after if r["role"] not in ("parent", "worker")]
+    return {
+        "metric": "PSS" if use_pss else "RSS",
+        "added_mib": round((total(after, key) - total(before, key)) / MiB, 2),
+        "parent_added_mib": round((total(after, key, ("parent",)) - total(before, key, ("parent",))) / MiB, 2),
+        "workers_mib": round(total(after, key, ("worker",)) / MiB, 2),
+        "helpers_mib": round(total(helpers, key) / MiB, 2),
+        "helpers": sorted({r["role"] for r in helpers}),
+        "rss_added_mib": round((total(after, "rss") - total(before, "rss")) / MiB, 2),
+        "processes_added": len(after) - len(before),
+        "workers_seen": probe["workers_seen"],
+    }
+
+
+def measure_memory(timeout: float = 60) -> dict[str, Any]:
+    """The memory each 2-worker pool adds, each peer in a fresh child
+    process so that peers do not disturb each other. Returns ``{"metric",
+    "peers": [{"name", "added_mib", ...}], "spawn_over_xchannels"}``."""
+    import json
+    import subprocess
+
+    peers = []
+    for peer in MEMORY_PEERS:
+        code = (
+            "import json, sys\n"
+            f"sys.path.insert(0, {HERE!r})\n"
+            "import bench_pool\n"
+            f"r = bench_pool._memory_probe({peer!r})\n"
+            "sys.stdout.write('@@MEM ' + json.dumps(r) + '\\n')\n"
+        )
+        try:
+            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+            line = next((ln for ln in p.stdout.splitlines() if ln.startswith("@@MEM ")), None)
+            if line is None:
+                raise RuntimeError(f"exit code {p.returncode}: {p.stderr.strip()[-500:]}")
+            peers.append({"name": peer, **_summarize(json.loads(line[len("@@MEM "):]))})
+        except Exception as e:  # one peer's failure must not lose the others
+            peers.append({"name": peer, "error": f"{type(e).__name__}: {e}"[:300]})
+    by = {p["name"]: p for p in peers}
+    xs, sp = by["xchannels.Pool"].get("added_mib"), by["multiprocessing.Pool[spawn]"].get("added_mib")
+    metrics = {p["metric"] for p in peers if "metric" in p}
+    return {
+        "metric": metrics.pop() if len(metrics) == 1 else "mixed",
+        "workers": WORKERS,
+        "peers": peers,
+        "spawn_over_xchannels": round(sp / xs, 2) if xs and sp and xs > 0 else None,
+    }
+
+
+# ---- text ----------------------------------------------------------------------------
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -235,19 +551,44 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['workers']} workers, multiprocessing start method "
         f"{result['mp_start_method']}, best of {result['repeats']}, start-up included",
     ]
+    w = 34
     for v in result["variants"]:
         lines.append("")
         lines.append(f"{v['name']}: {v['tasks']} tasks, {v['note']}")
-        lines.append(f"  {'peer':<22}{'seconds':>9}{'vs serial':>11}{'vs mp.Pool':>12}")
+        if v["peers"][0]["speedup_vs_serial"] is None:
+            lines.append(f"  {'peer':<{w}}{'seconds':>9}{'first run':>11}")
+        else:
+            lines.append(f"  {'peer':<{w}}{'seconds':>9}{'vs serial':>11}{'vs mp.Pool':>12}")
         for p in v["peers"]:
             if p["speedup_vs_serial"] is None:
-                lines.append(f"  {p['name']:<22}{p['seconds']:>9.3f}")
+                lines.append(f"  {p['name']:<{w}}{p['seconds']:>9.3f}{p['runs'][0]:>11.3f}")
             else:
                 lines.append(
-                    f"  {p['name']:<22}{p['seconds']:>9.3f}{p['speedup_vs_serial']:>10.2f}x"
+                    f"  {p['name']:<{w}}{p['seconds']:>9.3f}{p['speedup_vs_serial']:>10.2f}x"
                     f"{p['speedup_vs_mp_pool']:>11.2f}x"
                 )
+    mem = result.get("memory")
+    if mem:
+        lines += memory_lines(mem)
     return "\n".join(lines)
+
+
+def memory_lines(mem: dict[str, Any]) -> list[str]:
+    w = 34
+    lines = ["", f"memory: what a {mem['workers']}-worker pool adds ({mem['metric']} of the process and its "
+             "descendants, each peer in a fresh process)",
+             f"  {'peer':<{w}}{'added':>10}{'parent':>10}{'workers':>10}{'helpers':>10}{'RSS added':>11}"]
+    for p in mem["peers"]:
+        if "error" in p:
+            lines.append(f"  {p['name']:<{w}}error: {p['error']}")
+            continue
+        helpers = f"  ({', '.join(p['helpers'])})" if p["helpers"] else ""
+        lines.append(f"  {p['name']:<{w}}{p['added_mib']:>6.1f} MiB{p['parent_added_mib']:>6.1f} MiB"
+                     f"{p['workers_mib']:>6.1f} MiB{p['helpers_mib']:>6.1f} MiB{p['rss_added_mib']:>7.1f} MiB"
+                     + helpers)
+    if mem.get("spawn_over_xchannels"):
+        lines.append(f"  spawn / xchannels: {mem['spawn_over_xchannels']:.2f}x")
+    return lines
 
 
 if __name__ == "__main__":

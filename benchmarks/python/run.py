@@ -345,7 +345,33 @@ def run_bench_module(args: argparse.Namespace, label: str, module: str, limit: f
 
 
 def run_pool(args: argparse.Namespace) -> dict[str, Any]:
-    return run_bench_module(args, "Pool", "bench_pool", 150 if args.quick else 360)
+    """Pool figures (bench_pool.py); prints xchannels.Pool's time per workload
+    against the other pools' (their time / its time: > 1 = xchannels faster)
+    and the memory each pool adds. The pool goals are in report.goals."""
+    out = run_bench_module(args, "Pool", "bench_pool", 180 if args.quick else 420)
+    res = out.get("result") or {}
+    short = {"serial": "serial", "multiprocessing.Pool": "mp.Pool", "multiprocessing.Pool[spawn]": "spawn",
+             "multiprocessing.Pool[forkserver]": "forkserver", "ProcessPoolExecutor": "PPE",
+             "ThreadPoolExecutor": "threads"}
+    for v in report.pool_variants(res) or []:
+        secs = {q.get("name"): q.get("seconds") for q in v["peers"]}
+        xs = secs.get("xchannels.Pool")
+        if not isinstance(xs, (int, float)) or xs <= 0:
+            continue
+        vs = "  ".join(f"{short.get(k, k)} {t / xs:.2f}x" for k, t in secs.items()
+                       if k != "xchannels.Pool" and isinstance(t, (int, float)) and t > 0)
+        print(f"  pool| {v['name']:<18} xchannels.Pool {xs:7.3f} s   others' time / its: {vs}", flush=True)
+    mem = res.get("memory") if isinstance(res, dict) else None
+    if isinstance(mem, dict):
+        for p in mem.get("peers", []):
+            if "added_mib" in p:
+                print(f"  pool| memory {p['name']:<33} +{p['added_mib']:6.1f} MiB {mem.get('metric')}"
+                      f"  (RSS +{p['rss_added_mib']:.1f} MiB)", flush=True)
+            else:
+                print(f"  pool| memory {p['name']:<33} {p.get('error')}", flush=True)
+        if mem.get("spawn_over_xchannels"):
+            print(f"  pool| memory spawn / xchannels: {mem['spawn_over_xchannels']:.2f}x", flush=True)
+    return out
 
 
 def run_values(args: argparse.Namespace) -> dict[str, Any]:
