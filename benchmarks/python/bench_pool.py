@@ -285,8 +285,8 @@ def _time(peer: str, fn: Callable[[Any], Any], v: dict[str, Any], args: list[Any
     return elapsed
 
 
-def run(quick: bool = False, memory: bool = True) -> dict[str, Any]:
-    """run(quick=False, memory=True) -> dict
+def run(quick: bool = False, memory: bool = True, only: str | None = None) -> dict[str, Any]:
+    """run(quick=False, memory=True, only=None) -> dict
 
     Time every peer on every workload (best of 1 run when quick, else of 3;
     start-up and shutdown included) and return the figures:
@@ -296,6 +296,7 @@ def run(quick: bool = False, memory: bool = True) -> dict[str, Any]:
     "speedup_vs_mp_pool", "runs"}]}], "memory": {...}}`` (``seconds`` is the
     best of ``runs``, every run in order; speed-ups are None for the
     ``startup`` variant; ``memory`` is :func:`measure_memory`'s result).
+    ``only``: a regular expression; run only the workloads it matches.
     """
     import gc
     import multiprocessing
@@ -314,7 +315,11 @@ def run(quick: bool = False, memory: bool = True) -> dict[str, Any]:
         "variants": [],
     }
     serial_cache: dict[str, tuple[list[Any], list[float]]] = {}
+    import re
+
     for v in _variants(quick):
+        if only is not None and not re.search(only, v["name"]):
+            continue
         wall = time.perf_counter()
         fn = getattr(mod, v["fn"])
         args, xargs = v["args"]() if callable(v["args"]) else (v["args"], None)
@@ -327,10 +332,13 @@ def run(quick: bool = False, memory: bool = True) -> dict[str, Any]:
             serial_cache[key] = (expected, [first, *rest])
         expected, serial_runs = serial_cache[key]
         runs = {"serial": serial_runs}
-        for peer in PEERS:
-            if peer != "serial":
-                peer_args = xargs if xargs is not None and peer == "xchannels.Pool" else args
-                runs[peer] = [_time(peer, fn, v, peer_args, expected) for _ in range(repeats)]
+        # Round-robin over the peers, one run each per round, so a drift in
+        # the machine's speed (this one is shared) spreads over every peer.
+        for _ in range(repeats):
+            for peer in PEERS:
+                if peer != "serial":
+                    peer_args = xargs if xargs is not None and peer == "xchannels.Pool" else args
+                    runs.setdefault(peer, []).append(_time(peer, fn, v, peer_args, expected))
         del args, xargs
         gc.collect()
         seconds = {peer: min(r) for peer, r in runs.items()}
@@ -592,4 +600,11 @@ def memory_lines(mem: dict[str, Any]) -> list[str]:
 
 
 if __name__ == "__main__":
-    print(format_table(run(quick="--quick" in sys.argv[1:])))
+    import argparse
+
+    ap = argparse.ArgumentParser(description="xchannels.Pool against the other pools")
+    ap.add_argument("--quick", action="store_true", help="one run per peer, smaller workloads")
+    ap.add_argument("--only", metavar="REGEX", help="run only the workloads whose name matches")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    a = ap.parse_args()
+    print(format_table(run(quick=a.quick, memory=not a.no_memory, only=a.only)))

@@ -25,7 +25,7 @@ from xchannels._protocol import CALL, CHUNK, GROUP, call_task, chunk_task, group
 from xchannels._bootstrap import value_error
 from xchannels._xchannels import NotShareableError
 
-__all__ = ["GROUP_MAX", "MapResults", "explain_unshareable", "iterate", "plan", "tasks"]
+__all__ = ["GROUP_MAX", "MapResults", "explain_unshareable", "iterate", "plan", "slices", "tasks"]
 
 GROUP_MAX = 64
 
@@ -127,6 +127,24 @@ def tasks(base: int, kind: int, module: str, qualname: str, payloads: list[tuple
         for group in payloads:
             out.append(group_task(tid, module, qualname, group))
             tid += len(group)
+    return out
+
+
+def slices(count: int, workers: int) -> list[tuple[int, int]]:
+    """slices(count, workers) -> [(start, stop), ...]
+
+    How a map's ``count`` tasks are sent: all at once when there are at most
+    ``4 * workers``; else a first slice of one task per worker, then slices
+    that double, so the workers start early and the number of sends stays
+    logarithmic."""
+    if count <= 4 * workers:
+        return [(0, count)]
+    out = []
+    start, size = 0, workers
+    while start < count:
+        stop = min(count, start + size)
+        out.append((start, stop))
+        start, size = stop, size * 2
     return out
 
 

@@ -380,6 +380,26 @@ def test_unshareable_argument_raises_from_submit(pool):
     assert pool.submit(ps.square, 4).result(timeout=30) == 16
 
 
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_long_map_with_a_late_unshareable_argument_runs_nothing(chunksize):
+    # A long map is sent in slices (the workers start while the rest is
+    # encoded), but it is still all or none: a bad argument near the end
+    # means no call runs.
+    marks = xchannels.Channel()
+    with xchannels.Pool(1) as pool:
+        import xchannels._map as xmap
+
+        assert len(xmap.slices(300, 1)) > 1
+        args = [marks.id] * 300
+        items = list(range(299)) + [object()]
+        with pytest.raises(xchannels.NotShareableError, match=r"^item 299 of map\(mark\): argument 1 "):
+            pool.map(ps.mark, args, items, chunksize=chunksize)
+        assert pool.submit(ps.square, 3).result(timeout=30) == 9  # the worker drained its queue
+        assert marks.qsize() == 0
+        # and a long map that can travel runs in full, in order
+        assert list(pool.map(ps.mark, args, range(300), chunksize=chunksize)) == list(range(300))
+
+
 def test_unshareable_result_fails_that_future(pool):
     with pytest.raises(xchannels.NotShareableError) as info:
         pool.submit(ps.return_list).result(timeout=30)
