@@ -344,10 +344,7 @@ PyAioWaiter* AsW(PyObject* o) { return reinterpret_cast<PyAioWaiter*>(o); }
 
 bool CheckType(ModuleState* st, PyChannel* ch, PyObject* obj) {
   if (ch->spec == nullptr) return true;
-  const TypeSpec& spec = **ch->spec;
-  if (MatchesTypeSpec(st, spec, obj)) return true;
-  RaiseTypeMismatch(spec, obj);
-  return false;
+  return CheckTypeSpec(st, ch->spec->get(), obj);
 }
 
 // _AioWaiter(kind, channels, obj=None)
@@ -408,7 +405,7 @@ PyObject* WaiterNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
       Py_DECREF(tuple);
       return nullptr;
     }
-    core->item = Encode(st, obj);
+    core->item = Encode(st, obj, ch->pickle);
     if (core->item.kind() == Item::Kind::kEmpty) {
       Py_DECREF(tuple);
       return nullptr;

@@ -66,12 +66,9 @@ OpStatus RecvItem(PyChannel* self, Item& out, const BlockArgs& ba) {
   });
 }
 
-bool CheckType(PyChannel* self, PyObject* obj) {
+bool CheckType(PyChannel* self, PyObject* obj, const char* where = "") {
   if (self->spec == nullptr) return true;
-  const TypeSpec& spec = **self->spec;
-  if (MatchesTypeSpec(self->state, spec, obj)) return true;
-  RaiseTypeMismatch(spec, obj);
-  return false;
+  return CheckTypeSpec(self->state, self->spec->get(), obj, where);
 }
 
 // ---- methods ----------------------------------------------------------------
@@ -90,7 +87,7 @@ PyObject* ChannelPut(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
   BlockArgs ba;
   if (!ParseBlock(a[1], a[2], &ba)) return nullptr;
   if (!CheckType(self, a[0])) return nullptr;
-  Item it = Encode(self->state, a[0]);
+  Item it = Encode(self->state, a[0], self->pickle);
   if (it.kind() == Item::Kind::kEmpty) return nullptr;
   OpStatus s = SendItem(self, it, ba, ba.deadline());
   if (s == OpStatus::kOk) Py_RETURN_NONE;
@@ -101,7 +98,7 @@ PyObject* ChannelPut(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
 PyObject* ChannelPutNowait(PyObject* op, PyObject* obj) {
   PyChannel* self = AsCh(op);
   if (!CheckType(self, obj)) return nullptr;
-  Item it = Encode(self->state, obj);
+  Item it = Encode(self->state, obj, self->pickle);
   if (it.kind() == Item::Kind::kEmpty) return nullptr;
   OpStatus s = self->ch->try_send(it);
   if (s == OpStatus::kOk) Py_RETURN_NONE;
@@ -168,11 +165,12 @@ PyObject* ChannelPutMany(PyObject* op, PyObject* const* args,
   items.reserve(static_cast<size_t>(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* obj = PySequence_Fast_GET_ITEM(seq, i);
-    if (!CheckType(self, obj)) {
+    if (self->spec != nullptr &&
+        !CheckType(self, obj, ("put_many: items[" + std::to_string(i) + "]: ").c_str())) {
       Py_DECREF(seq);
       return nullptr;
     }
-    items.push_back(Encode(self->state, obj));
+    items.push_back(Encode(self->state, obj, self->pickle));
     if (items.back().kind() == Item::Kind::kEmpty) {
       if (PyErr_ExceptionMatches(self->state->NotShareableError)) {
         PyObject* exc = PyErr_GetRaisedException();
@@ -339,10 +337,16 @@ PyObject* GetType(PyObject* op, void*) {
   return TypeSpecToPython(self->state, **self->spec);
 }
 
+PyObject* GetFallback(PyObject* op, void*) {
+  if (!AsCh(op)->pickle) Py_RETURN_NONE;
+  return PyUnicode_FromString("pickle");
+}
+
 PyObject* ChannelRepr(PyObject* op) {
   PyChannel* self = AsCh(op);
   std::string type;
   if (self->spec != nullptr) type = " type=" + (*self->spec)->name;
+  if (self->pickle) type += " fallback=pickle";
   return PyUnicode_FromFormat(
       "<xchannels.Channel id=%llu maxsize=%zu%s qsize=%zu %s>",
       static_cast<unsigned long long>(self->ch->id()), self->ch->capacity(),
@@ -366,13 +370,24 @@ PyObject* ChannelRichCompare(PyObject* a, PyObject* b, int op) {
 PyObject* ChannelNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
   ModuleState* st = StateOfType(reinterpret_cast<PyObject*>(type));
   if (st == nullptr) return nullptr;
-  static const char* kwlist[] = {"maxsize", "type", nullptr};
+  static const char* kwlist[] = {"maxsize", "type", "fallback", nullptr};
   PyObject* maxsize_obj = nullptr;
   PyObject* type_obj = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$O:Channel",
+  PyObject* fallback_obj = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$OO:Channel",
                                    const_cast<char**>(kwlist), &maxsize_obj,
-                                   &type_obj)) {
+                                   &type_obj, &fallback_obj)) {
     return nullptr;
+  }
+  bool pickle = false;
+  if (fallback_obj != Py_None) {
+    if (!PyUnicode_Check(fallback_obj) ||
+        PyUnicode_CompareWithASCIIString(fallback_obj, "pickle") != 0) {
+      PyErr_Format(PyExc_ValueError,
+                   "fallback must be None or 'pickle', not %R", fallback_obj);
+      return nullptr;
+    }
+    pickle = true;
   }
   size_t maxsize = 0;
   if (maxsize_obj != nullptr) {
@@ -397,7 +412,12 @@ PyObject* ChannelNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
   }
   Ref<ItemChannel> ch = ItemChannel::Create(maxsize);
   if (!ch) return PyErr_NoMemory();
-  if (spec) ch->set_attachment(spec);
+  if (spec || pickle) {
+    auto config = std::make_shared<ChannelConfig>();
+    config->spec = std::move(spec);
+    config->pickle = pickle;
+    ch->set_attachment(std::move(config));
+  }
   return WrapChannel(st, std::move(ch));
 }
 
@@ -479,6 +499,9 @@ PyGetSetDef kChannelGetSet[] = {
     {"maxsize", GetMaxsize, nullptr, "Capacity; 0 means unbounded.", nullptr},
     {"type", GetType, nullptr,
      "The type= expression the channel checks, or None.", nullptr},
+    {"fallback", GetFallback, nullptr,
+     "'pickle' if values that do not travel natively are pickled, else None.",
+     nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -489,12 +512,14 @@ PyMemberDef kChannelMembers[] = {
 };
 
 const char kChannelDoc[] =
-    "Channel(maxsize=0, *, type=None)\n--\n\n"
+    "Channel(maxsize=0, *, type=None, fallback=None)\n--\n\n"
     "A blocking multi-producer, multi-consumer channel shared by every\n"
     "interpreter of the process.\n\n"
     "maxsize: 0 for unbounded, else the capacity.\n"
-    "type: None, or a type expression (int, str, tuple[int, ...], int | None,\n"
-    "...) that every put is checked against.\n\n"
+    "type: None, or a type expression (int, str, tuple[int, ...], list[str],\n"
+    "dict[str, int], int | None, ...) that every put is checked against.\n"
+    "fallback: None, or 'pickle' to send what does not travel natively\n"
+    "(and subclasses of the built-ins, which then keep their class) pickled.\n\n"
     "Values travel without pickle; see the documentation for what is\n"
     "shareable. FIFO holds per producer. A handle may be sent through\n"
     "another channel, passed by id (Channel.from_id) or pickled.";
@@ -536,8 +561,9 @@ PyObject* WrapChannel(ModuleState* st, Ref<ItemChannel> ch) {
   if (self == nullptr) return nullptr;
   self->state = st;
   self->weakreflist = nullptr;
-  auto spec = std::static_pointer_cast<const TypeSpec>(ch->attachment());
-  self->spec = spec ? new SpecPtr(std::move(spec)) : nullptr;
+  auto config = std::static_pointer_cast<const ChannelConfig>(ch->attachment());
+  self->spec = config && config->spec ? new SpecPtr(config->spec) : nullptr;
+  self->pickle = config && config->pickle;
   self->ch = ch.Release();
   return reinterpret_cast<PyObject*>(self);
 }

@@ -101,6 +101,8 @@ ModuleState::~ModuleState() {
   Py_XDECREF(NotShareableError);
   Py_XDECREF(UnionType);
   Py_XDECREF(aio);
+  Py_XDECREF(pickle_dumps);
+  Py_XDECREF(pickle_loads);
 }
 
 void RaiseStatus(ModuleState* st, OpStatus s, const char* what) {

@@ -49,6 +49,10 @@ struct ModuleState {
   PyObject* UnionType = nullptr;  // types.UnionType
   PyObject* state_capsule = nullptr;  // borrowed: the capsule that owns this
   PyObject* aio = nullptr;  // xchannels._aio, imported on first use (owned)
+  // pickle.dumps / pickle.loads, imported on first use by the fallback
+  // (owned).
+  PyObject* pickle_dumps = nullptr;
+  PyObject* pickle_loads = nullptr;
   bool main_interpreter = false;
 
   ~ModuleState();
@@ -81,6 +85,7 @@ struct PyChannel {
   ModuleState* state;
   ItemChannel* ch;  // one reference, owned
   std::shared_ptr<const TypeSpec>* spec;  // nullptr when untyped
+  bool pickle;  // fallback='pickle': what does not travel natively is pickled
   PyObject* weakreflist;
 };
 bool InitChannelType(PyObject* module, ModuleState* st);
@@ -103,9 +108,47 @@ PyObject* ChannelPutAsync(PyObject* self, PyObject* const* args,
 PyObject* ChannelANext(PyObject* self);
 
 // ---- values (values.cpp) ----------------------------------------------------
-// Encodes a Python value into an Item. On failure sets an exception
-// (NotShareableError, MemoryError, ...) and returns an empty Item.
-Item Encode(ModuleState* st, PyObject* obj);
+// What kind of value an object is: the one place that decides it, used by
+// the encoder, is_shareable and the typed-channel check. Exact built-in types
+// are recognised first (by identity: cheap), then NumPy scalars (a type whose
+// MRO holds numpy.generic), then subclasses of the built-ins, then objects
+// with __index__ (integers of other libraries), then buffer exporters.
+enum class ValueKind : uint8_t {
+  kNone, kBool, kInt, kFloat, kComplex, kStr, kBytes,
+  kTuple, kList, kDict, kSet, kFrozenSet,
+  kSharedBuffer, kChannel,
+  kNumpyScalar,  // travels as its .item()
+  kIndex,        // travels as int(__index__())
+  kExporter,     // travels as a SharedBuffer (a copy)
+  kOther,        // not shareable (pickled where the channel opted in)
+};
+struct ValueClass {
+  ValueKind kind;
+  bool exact;  // the built-in type itself, not a subclass
+};
+// Everything but the exact built-ins (values.cpp).
+ValueClass ClassifyOther(ModuleState* st, PyObject* obj);
+// Exact built-in types first, by identity (inline: the encoder's hot path):
+// PyLong_Check and friends walk the MRO for every object not of their type.
+inline ValueClass Classify(ModuleState* st, PyObject* obj) {
+  PyTypeObject* t = Py_TYPE(obj);
+  if (t == &PyUnicode_Type) return {ValueKind::kStr, true};
+  if (t == &PyLong_Type) return {ValueKind::kInt, true};
+  if (t == &PyTuple_Type) return {ValueKind::kTuple, true};
+  if (t == &PyFloat_Type) return {ValueKind::kFloat, true};
+  if (obj == Py_None) return {ValueKind::kNone, true};
+  if (t == &PyBool_Type) return {ValueKind::kBool, true};
+  if (t == &PyList_Type) return {ValueKind::kList, true};
+  if (t == &PyDict_Type) return {ValueKind::kDict, true};
+  if (t == &PyBytes_Type) return {ValueKind::kBytes, true};
+  return ClassifyOther(st, obj);
+}
+
+// Encodes a Python value into an Item. With pickle_fallback, what does not
+// travel natively (and subclasses of the built-ins) is pickled. On failure
+// sets an exception (NotShareableError, MemoryError, ...) and returns an
+// empty Item.
+Item Encode(ModuleState* st, PyObject* obj, bool pickle_fallback = false);
 // Decodes an Item into a new Python object owned by the caller's
 // interpreter. Consumes the item. Returns nullptr with an exception set.
 PyObject* Decode(ModuleState* st, Item&& item);

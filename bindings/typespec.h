@@ -27,20 +27,40 @@ struct TypeSpec {
     kBuffer = 1u << 6,
     kChannel = 1u << 7,
     kAnyTuple = 1u << 8,
+    kComplex = 1u << 9,
+    kAnyList = 1u << 10,
+    kAnyDict = 1u << 11,
+    kAnySet = 1u << 12,
+    kAnyFrozenSet = 1u << 13,
   };
   uint32_t kinds = 0;
   std::vector<std::vector<TypeSpec>> fixed_tuples;  // tuple[A, B], ...
   std::vector<TypeSpec> variadic_tuples;            // tuple[A, ...], ...
+  std::vector<TypeSpec> lists;                      // list[T], ...
+  std::vector<std::vector<TypeSpec>> dicts;         // dict[K, V]: {K, V}
+  std::vector<TypeSpec> sets;                       // set[T], ...
+  std::vector<TypeSpec> frozensets;                 // frozenset[T], ...
   std::string name;                                 // e.g. "int | None"
+};
+
+// What a channel was created with, shared by every handle to it in every
+// interpreter: the core channel's attachment.
+struct ChannelConfig {
+  std::shared_ptr<const TypeSpec> spec;  // type=; nullptr when untyped
+  bool pickle = false;                   // fallback='pickle'
 };
 
 // Parses `type=`; raises TypeError and returns nullptr for what is not a
 // supported type expression.
 std::shared_ptr<const TypeSpec> ParseTypeSpec(ModuleState* st, PyObject* t);
-// True if obj matches. Never raises.
-bool MatchesTypeSpec(ModuleState* st, const TypeSpec& spec, PyObject* obj);
-// Raises the TypeError for a value that does not match.
-void RaiseTypeMismatch(const TypeSpec& spec, PyObject* obj);
+// Checks obj against a channel's spec (nullptr: untyped, always fine).
+// Raises TypeError naming the element that does not match ("item [3]:
+// expected str, got int"), prefixed with `where` (e.g. "items[2]: " for
+// put_many), and returns false. Values are classified by values.cpp's
+// Classify, so the check agrees with what travels (an IntEnum is an int, a
+// bytearray a SharedBuffer, np.int64 an int).
+bool CheckTypeSpec(ModuleState* st, const TypeSpec* spec, PyObject* obj,
+                   const char* where = "");
 // Rebuilds the type expression (int, int | None, tuple[int, ...]) as Python
 // objects in the caller's interpreter.
 PyObject* TypeSpecToPython(ModuleState* st, const TypeSpec& spec);

@@ -267,25 +267,33 @@ def _run_group(
     return outcomes_result(base, tuple(outcomes))
 
 
-def value_error(value: Any) -> NotShareableError | None:
-    """Why ``value`` cannot travel, with a path that starts at ``value``
-    itself (``item [1][0]: ...``), or None if it can. For error paths only:
-    it encodes the value."""
+def value_error(value: Any, fallback: str | None = None, where: str = "Channel") -> NotShareableError | None:
+    """Why ``value`` cannot travel (on a channel with ``fallback``), with a
+    path that starts at ``value`` itself (``item [1][0]: ...``), or None if
+    it can. ``where`` names what takes the fallback option in the hint.
+    For error paths only: it encodes the value."""
     try:
-        _encode_decode(value)
+        if fallback is None:
+            _encode_decode(value)
+        else:
+            Channel(fallback=fallback).put(value)  # type: ignore[arg-type]
     except NotShareableError as exc:
+        if where != "Channel":
+            return NotShareableError(str(exc).replace("to the Channel", f"to the {where}"))
         return exc
     return None
 
 
-def result_error(qualname: str, value: Any, exc: NotShareableError) -> NotShareableError:
+def result_error(qualname: str, value: Any, exc: NotShareableError, out: Channel | None = None) -> NotShareableError:
     """The error that replaces a return value that cannot travel back."""
-    why = value_error(value) or exc
+    why = value_error(value, out.fallback if out is not None else None, "Pool or Worker") or exc
     return NotShareableError(f"the return value of {qualname}() cannot be sent back from the worker: {why}")
 
 
-def _not_shareable(task_id: int, qualname: str, value: Any, exc: NotShareableError) -> tuple[Any, ...]:
-    return failed_result(task_id, encode_exception(result_error(qualname, value, exc)))
+def _not_shareable(
+    task_id: int, qualname: str, value: Any, exc: NotShareableError, out: Channel
+) -> tuple[Any, ...]:
+    return failed_result(task_id, encode_exception(result_error(qualname, value, exc, out)))
 
 
 def _send_one(out: Channel, result: tuple[Any, ...], qualname: str) -> None:
@@ -308,7 +316,7 @@ def _send_one(out: Channel, result: tuple[Any, ...], qualname: str) -> None:
     try:
         out.put(result)
     except NotShareableError as exc:
-        out.put(_not_shareable(task_id, qualname, payload, exc))
+        out.put(_not_shareable(task_id, qualname, payload, exc, out))
 
 
 def _send(out: Channel, results: list[tuple[Any, ...]], qualnames: list[str]) -> None:
@@ -396,4 +404,4 @@ def worker_main(config_cid: int, result_cid: int) -> None:
     try:
         out.put(worker_ok(value))
     except NotShareableError as exc:
-        out.put(worker_failed(encode_exception(result_error(qualname, value, exc))))
+        out.put(worker_failed(encode_exception(result_error(qualname, value, exc, out))))

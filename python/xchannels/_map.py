@@ -148,12 +148,14 @@ def slices(count: int, workers: int) -> list[tuple[int, int]]:
     return out
 
 
-def explain_unshareable(calls: list[tuple[Any, ...]], qualname: str) -> NotShareableError:
+def explain_unshareable(
+    calls: list[tuple[Any, ...]], qualname: str, fallback: str | None = None
+) -> NotShareableError:
     """The error for a map whose arguments cannot all travel, naming the
     first item and argument that cannot."""
     for i, args in enumerate(calls):
         for j, a in enumerate(args):
-            why = value_error(a)
+            why = value_error(a, fallback, "Pool")
             if why is not None:
                 return NotShareableError(
                     f"item {i} of map({qualname}): argument {j} cannot be sent "

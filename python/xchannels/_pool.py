@@ -57,7 +57,7 @@ import threading
 import time
 import weakref
 from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, InvalidStateError
-from typing import Any, Callable, Iterable, Iterator, ParamSpec, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Literal, ParamSpec, TypeVar
 
 from xchannels import _bootstrap, _interp, _map
 from xchannels._map import MapResults
@@ -166,12 +166,12 @@ def _cancel(target: Future[Any] | MapResults, tid: int) -> None:
 class _State:
     """Everything the pool's threads share; see the module invariants."""
 
-    def __init__(self, workers: int) -> None:
-        self.tasks = Channel()
+    def __init__(self, workers: int, fallback: Literal["pickle"] | None = None) -> None:
+        self.tasks = Channel(fallback=fallback)
         # The pool's id in the task claim table (see _TaskFuture).
         self.table = self.tasks.id
-        self.results = Channel()
-        self.config = Channel()
+        self.results = Channel(fallback=fallback)
+        self.config = Channel(fallback=fallback)
         # Closed (never used otherwise) when the pool's queued work is
         # abandoned: shutdown(cancel_futures=True) or breakage. Workers then
         # stop running the rest of a long map group.
@@ -357,7 +357,7 @@ def _register_atexit() -> None:
 
 
 class Pool(Executor):
-    """Pool(workers=None, *, initializer=None, initargs=())
+    """Pool(workers=None, *, initializer=None, initargs=(), fallback=None)
 
     A :class:`concurrent.futures.Executor` whose workers are own-GIL
     sub-interpreters (PEP 684), each on its own thread, created once and
@@ -374,11 +374,16 @@ class Pool(Executor):
         (:class:`BrokenPool`).
     initargs : tuple
         Shareable arguments for ``initializer``.
+    fallback : {None, 'pickle'}
+        With ``'pickle'``, arguments and results that do not travel natively
+        (and subclasses of the built-ins, such as namedtuples, which then keep
+        their class) are pickled, as multiprocessing does; native values
+        inside them stay native. Without it they raise NotShareableError.
 
     Raises
     ------
     ValueError
-        ``workers`` < 1.
+        ``workers`` < 1, or ``fallback`` is not None or ``'pickle'``.
     TypeError
         ``initializer`` cannot travel by reference.
     NotShareableError
@@ -409,6 +414,7 @@ class Pool(Executor):
         *,
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
+        fallback: Literal["pickle"] | None = None,
     ) -> None:
         if _bootstrap.importing_main():
             raise RuntimeError(
@@ -425,12 +431,14 @@ class Pool(Executor):
         init = function_reference(initializer) if initializer is not None else None
         initargs = tuple(initargs)
         self._workers = workers
-        self._state = state = _State(workers)
+        if fallback not in (None, "pickle"):
+            raise ValueError(f"fallback must be None or 'pickle', not {fallback!r}")
+        self._state = state = _State(workers, fallback)
         try:
             state.config.put_many([pool_config(main_path(), init, initargs)] * workers)
         except NotShareableError as exc:
             name = init[1] if init else "initializer"
-            raise explain_unshareable(exc, name, initargs, ()) from None
+            raise explain_unshareable(exc, name, initargs, (), fallback) from None
         code = _WORKER_CODE.format(
             path=sys_path(),
             tasks=state.tasks.id,
@@ -497,7 +505,7 @@ class Pool(Executor):
             state.tasks.put(call_task(tid, module, qualname, args, pairs))
         except NotShareableError as exc:
             del state.pending[tid]
-            raise explain_unshareable(exc, qualname, args, pairs) from None
+            raise explain_unshareable(exc, qualname, args, pairs, state.tasks.fallback) from None
         except ChannelClosed:
             state.pending.pop(tid, None)
             raise self._closed_error() from None
@@ -565,7 +573,12 @@ class Pool(Executor):
         pending = state.pending
         for i in range(base, base + count):
             pending[i] = results
-        slices = _map.slices(len(tasks), self._workers)
+        # With the pickle fallback, is_shareable cannot vouch for the
+        # arguments (what it refuses gets pickled): one put_many, all or none.
+        if state.tasks.fallback is None:
+            slices = _map.slices(len(tasks), self._workers)
+        else:
+            slices = [(0, len(tasks))]
         try:
             if len(slices) > 1 and not is_shareable(tuple(calls)):
                 raise NotShareableError("an argument cannot travel")
@@ -578,7 +591,7 @@ class Pool(Executor):
                 pending.pop(i, None)
             if isinstance(exc, ChannelClosed):
                 raise self._closed_error() from None
-            raise _map.explain_unshareable(calls, qualname) from None
+            raise _map.explain_unshareable(calls, qualname, state.tasks.fallback) from None
         return results
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

@@ -11,7 +11,7 @@ Pool task (caller -> task channel -> a worker)::
     (task_id, kind, module, qualname, payload, kwargs)
 
 - ``kind`` :data:`CALL`: ``payload`` is the argument tuple of one call and
-  ``kwargs`` a tuple of ``(name, value)`` pairs (dicts do not travel).
+  ``kwargs`` a tuple of ``(name, value)`` pairs.
 - ``kind`` :data:`CHUNK`: ``payload`` is a tuple of argument tuples run as one
   unit (``map(chunksize=n)``); its result is the tuple of their results.
 - ``kind`` :data:`GROUP`: ``payload`` is a tuple of argument tuples for the

@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 from xchannels import _bootstrap, _interp
 from xchannels._protocol import worker_config
@@ -185,25 +185,29 @@ def main_path() -> str | None:
 
 def kwargs_pairs(kwargs: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
     """Keyword arguments as the tuple of ``(name, value)`` pairs that
-    travel (dicts are not shareable)."""
+    travel (one shape for every call, cheaper to encode than a dict)."""
     return tuple(kwargs.items()) if kwargs else ()
 
 
 def explain_unshareable(
-    exc: NotShareableError, qualname: str, args: tuple[Any, ...], kwargs: Iterable[tuple[str, Any]]
+    exc: NotShareableError,
+    qualname: str,
+    args: tuple[Any, ...],
+    kwargs: Iterable[tuple[str, Any]],
+    fallback: str | None = None,
 ) -> NotShareableError:
     """A NotShareableError naming the argument of ``qualname`` that cannot
     travel, with a path that starts at that argument (``exc`` names a place
     in the task message, which the user never sees)."""
     where, why = "an argument", None
     for i, a in enumerate(args):
-        why = _bootstrap.value_error(a)
+        why = _bootstrap.value_error(a, fallback, "Pool or Worker")
         if why is not None:
             where = f"argument {i}"
             break
     else:
         for name, v in kwargs:
-            why = _bootstrap.value_error(v)
+            why = _bootstrap.value_error(v, fallback, "Pool or Worker")
             if why is not None:
                 where = f"keyword argument {name!r}"
                 break
@@ -275,7 +279,7 @@ _worker_ids = itertools.count(1)
 
 
 class Worker:
-    """Worker(target, args=(), kwargs=None, *, name=None)
+    """Worker(target, args=(), kwargs=None, *, name=None, fallback=None)
 
     One dedicated own-GIL sub-interpreter on its own thread that runs
     ``target(*args, **kwargs)`` once, like :class:`threading.Thread` but in
@@ -293,6 +297,9 @@ class Worker:
         Shareable keyword arguments.
     name : str, optional
         Thread name; default ``xchannels-worker-N``.
+    fallback : {None, 'pickle'}
+        As for :class:`xchannels.Pool`: pickle the arguments and the result
+        that do not travel natively.
 
     Raises
     ------
@@ -316,17 +323,20 @@ class Worker:
         kwargs: Mapping[str, Any] | None = None,
         *,
         name: str | None = None,
+        fallback: Literal["pickle"] | None = None,
     ) -> None:
         module, qualname = function_reference(target)
         args = tuple(args)
         pairs = kwargs_pairs(kwargs)
         self.name = name or f"xchannels-worker-{next(_worker_ids)}"
-        self._config = Channel()
-        self._result = Channel()
+        if fallback not in (None, "pickle"):
+            raise ValueError(f"fallback must be None or 'pickle', not {fallback!r}")
+        self._config = Channel(fallback=fallback)
+        self._result = Channel(fallback=fallback)
         try:
             self._config.put(worker_config(main_path(), module, qualname, args, pairs))
         except NotShareableError as exc:
-            raise explain_unshareable(exc, qualname, args, pairs) from None
+            raise explain_unshareable(exc, qualname, args, pairs, fallback) from None
         self._code = _WORKER_CODE.format(
             path=sys_path(), config=self._config.id, result=self._result.id
         )

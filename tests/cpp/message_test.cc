@@ -24,6 +24,7 @@ struct Node {
   Tag tag = Tag::kNone;
   int64_t i = 0;
   double f = 0;
+  double im = 0;
   int kind = 0;
   std::string bytes;  // str code units, bytes, big int bytes
   std::vector<std::unique_ptr<Node>> items;
@@ -76,6 +77,34 @@ struct TreeVisitor {
   bool SetItem(Value& t, size_t i, Value item) {
     t->items[i] = std::move(item);
     return true;
+  }
+  Value Complex(double re, double im) {
+    auto n = Make(Tag::kComplex);
+    n->f = re;
+    n->im = im;
+    return n;
+  }
+  Value List(size_t n) {
+    auto v = Make(Tag::kList);
+    v->items.resize(n);
+    return v;
+  }
+  bool SetListItem(Value& t, size_t i, Value item) { return SetItem(t, i, std::move(item)); }
+  Value Dict(size_t) { return Make(Tag::kDict); }
+  bool SetDictItem(Value& d, Value k, Value v) {
+    d->items.push_back(std::move(k));
+    d->items.push_back(std::move(v));
+    return true;
+  }
+  Value Set(size_t, bool frozen) { return Make(frozen ? Tag::kFrozenSet : Tag::kSet); }
+  bool AddSetItem(Value& s, Value item) {
+    s->items.push_back(std::move(item));
+    return true;
+  }
+  Value Pickled(const uint8_t* p, size_t len) {
+    auto n = Make(Tag::kPickled);
+    n->bytes.assign(reinterpret_cast<const char*>(p), len);
+    return n;
   }
   Value Buffer(SharedBuffer* b) {
     auto n = Make(Tag::kBufferRef);
@@ -224,71 +253,141 @@ TEST(Message, FinishRejectsSizeMismatch) {
   EXPECT_EQ(b.Finish(), nullptr);
 }
 
-// The single-pass writer produces exactly the builder's bytes, and at every
-// smaller capacity it reports running out instead of writing past the end.
-TEST(Message, BoundedWriterMatchesBuilderAndNeverOverruns) {
+// The one-walk writer produces exactly the builder's bytes, spilling from
+// its inline buffer to the heap, with its refs in the message's table.
+TEST(MessageWriter, MatchesBuilderAcrossTheSpill) {
   const char16_t wide[] = u"h\xE9\xD800";
-  auto build = [&](auto& w) {
-    bool ok = w.Tuple(6);
-    ok = ok && w.Scalar(Tag::kNone);
-    ok = ok && w.Int64(-5);
-    ok = ok && w.Float(-0.0);
-    uint8_t* s = ok ? w.Str(2, 3) : nullptr;
-    if (s != nullptr) std::memcpy(s, wide, 6);
-    uint8_t* b = s != nullptr ? w.Bytes(200) : nullptr;  // 2-byte varint
-    if (b != nullptr) std::memset(b, 'x', 200);
-    ok = b != nullptr && w.Tuple(0);
-    return ok;
-  };
-  MessageSizer sizer;
-  sizer.Tuple(6);
-  sizer.Scalar(Tag::kNone);
-  sizer.Int64();
-  sizer.Float();
-  sizer.Str(2, 3);
-  sizer.Blob(200);
-  sizer.Tuple(0);
-  struct BuilderAdapter {  // MessageBuilder's calls with the writer's returns
-    MessageBuilder& b;
-    bool Tuple(size_t n) { b.Tuple(n); return true; }
-    bool Scalar(Tag t) { b.Scalar(t); return true; }
-    bool Int64(int64_t v) { b.Int64(v); return true; }
-    bool Float(double v) { b.Float(v); return true; }
-    uint8_t* Str(int k, size_t n) { return b.Str(k, n); }
-    uint8_t* Bytes(size_t n) { return b.Bytes(n); }
-  };
-  MessageBuilder mb(sizer.bytes(), 0);
-  BuilderAdapter adapter{mb};
-  ASSERT_TRUE(build(adapter));
-  MessagePtr expected = mb.Finish();
-  ASSERT_NE(expected, nullptr);
+  for (size_t blob : {size_t{10}, size_t{200}, size_t{600}, size_t{100000}}) {
+    auto b1 = SharedBuffer::Copy("ref", 3);
+    auto b2 = b1;
+    MessageSizer sizer;
+    sizer.Tuple(7);
+    sizer.Scalar(Tag::kNone);
+    sizer.Int64();
+    sizer.Float();
+    sizer.Str(2, 3);
+    sizer.Blob(blob);
+    sizer.RefValue();
+    sizer.Tuple(0);
+    MessageBuilder mb(sizer.bytes(), sizer.refs());
+    mb.Tuple(7);
+    mb.Scalar(Tag::kNone);
+    mb.Int64(-5);
+    mb.Float(-0.0);
+    std::memcpy(mb.Str(2, 3), wide, 6);
+    std::memset(mb.Bytes(blob), 'x', blob);
+    mb.RefValue(Tag::kBufferRef, RefKind::kBuffer, Ref<RefCounted>(std::move(b1)));
+    mb.Tuple(0);
+    MessagePtr expected = mb.Finish();
+    ASSERT_NE(expected, nullptr);
 
-  std::vector<uint8_t> buf(sizer.bytes() + 16, 0xAB);
-  BoundedWriter w(buf.data(), sizer.bytes());
-  ASSERT_TRUE(build(w));
-  ASSERT_EQ(w.written().size(), sizer.bytes());
-  EXPECT_EQ(std::memcmp(w.written().data(), expected->payload().data(),
-                        sizer.bytes()),
-            0);
-  MessagePtr copy = MessageBuilder::CopyOf(w.written());
-  ASSERT_NE(copy, nullptr);
-  auto t = DecodeAll(*copy);
-  ASSERT_NE(t, nullptr);
-  ASSERT_EQ(t->items.size(), 6u);
-  EXPECT_EQ(t->items[1]->i, -5);
-  EXPECT_EQ(t->items[4]->bytes, std::string(200, 'x'));
-
-  for (size_t cap = 0; cap < sizer.bytes(); ++cap) {
-    std::vector<uint8_t> small(cap + 16, 0xAB);
-    BoundedWriter sw(small.data(), cap);
-    EXPECT_FALSE(build(sw)) << "capacity " << cap;
-    for (size_t i = cap; i < small.size(); ++i) {
-      ASSERT_EQ(small[i], 0xAB) << "wrote past capacity " << cap;
-    }
+    MessageWriter w;
+    ASSERT_TRUE(w.Container(Tag::kTuple, 7));
+    ASSERT_TRUE(w.Scalar(Tag::kNone));
+    ASSERT_TRUE(w.Int64(-5));
+    ASSERT_TRUE(w.Float(-0.0));
+    uint8_t* s = w.Str(2, 3);
+    ASSERT_NE(s, nullptr);
+    std::memcpy(s, wide, 6);
+    uint8_t* b = w.Bytes(blob);
+    ASSERT_NE(b, nullptr);
+    std::memset(b, 'x', blob);
+    ASSERT_TRUE(w.RefValue(Tag::kBufferRef, RefKind::kBuffer, Ref<RefCounted>(std::move(b2))));
+    ASSERT_TRUE(w.Container(Tag::kTuple, 0));
+    EXPECT_EQ(w.size(), sizer.bytes());
+    MessagePtr got = w.Finish();
+    ASSERT_NE(got, nullptr);
+    ASSERT_EQ(got->payload().size(), expected->payload().size());
+    EXPECT_EQ(std::memcmp(got->payload().data(), expected->payload().data(),
+                          expected->payload().size()), 0) << blob;
+    ASSERT_EQ(got->refs().size(), 1u);
+    EXPECT_EQ(got->refs()[0].object, expected->refs()[0].object);
+    auto t = DecodeAll(*got);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->items[4]->bytes, std::string(blob, 'x'));
   }
-  MessagePtr empty = MessageBuilder::CopyOf({});
-  ASSERT_NE(empty, nullptr);
-  EXPECT_TRUE(empty->payload().empty());
+}
+
+TEST(MessageWriter, UnfinishedWriterReleasesRefs) {
+  FakeChannel::live = 0;
+  {
+    MessageWriter w;
+    for (int i = 0; i < 20; ++i) {  // past the first ref table growth
+      ASSERT_TRUE(w.RefValue(Tag::kChannelRef, RefKind::kChannel,
+                             Ref<RefCounted>::Adopt(new FakeChannel())));
+    }
+    EXPECT_EQ(FakeChannel::live, 20);
+  }
+  EXPECT_EQ(FakeChannel::live, 0);
+  {
+    MessageWriter w;
+    ASSERT_TRUE(w.Container(Tag::kList, 1));
+    ASSERT_TRUE(w.RefValue(Tag::kChannelRef, RefKind::kChannel,
+                           Ref<RefCounted>::Adopt(new FakeChannel())));
+    MessagePtr m = w.Finish();  // the message owns the ref now
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(FakeChannel::live, 1);
+  }
+  EXPECT_EQ(FakeChannel::live, 0);
+}
+
+TEST(MessageWriter, SizeLimitRefusesWithoutAllocating) {
+  MessageWriter w;
+  ASSERT_TRUE(w.Container(Tag::kList, 2));
+  EXPECT_EQ(w.Bytes(kMaxPayloadBytes), nullptr);
+  EXPECT_TRUE(w.too_large());
+  EXPECT_EQ(w.Finish(), nullptr);
+  MessageWriter w2;
+  EXPECT_EQ(w2.Str(4, SIZE_MAX / 2), nullptr);  // len * 4 would overflow
+  EXPECT_TRUE(w2.too_large());
+}
+
+// Lists, dicts, sets, frozensets, complex and pickled values round-trip
+// through the grammar, and their counts are checked against the payload.
+TEST(Message, ContainersRoundTrip) {
+  MessageWriter w;
+  ASSERT_TRUE(w.Container(Tag::kDict, 2));
+  ASSERT_TRUE(w.Int64(1));
+  ASSERT_TRUE(w.Container(Tag::kList, 2));
+  ASSERT_TRUE(w.Complex(1.5, -0.0));
+  ASSERT_TRUE(w.Container(Tag::kSet, 1));
+  ASSERT_TRUE(w.Scalar(Tag::kTrue));
+  ASSERT_TRUE(w.Container(Tag::kFrozenSet, 0));
+  uint8_t* p = w.Pickled(3);
+  ASSERT_NE(p, nullptr);
+  std::memcpy(p, "pkl", 3);
+  MessagePtr m = w.Finish();
+  ASSERT_NE(m, nullptr);
+  auto t = DecodeAll(*m);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->tag, Tag::kDict);
+  ASSERT_EQ(t->items.size(), 4u);  // key, value, key, value
+  EXPECT_EQ(t->items[0]->i, 1);
+  EXPECT_EQ(t->items[1]->tag, Tag::kList);
+  EXPECT_EQ(t->items[1]->items[0]->tag, Tag::kComplex);
+  EXPECT_EQ(t->items[1]->items[0]->f, 1.5);
+  EXPECT_TRUE(std::signbit(t->items[1]->items[0]->im));
+  EXPECT_EQ(t->items[1]->items[1]->tag, Tag::kSet);
+  EXPECT_EQ(t->items[2]->tag, Tag::kFrozenSet);
+  EXPECT_EQ(t->items[3]->tag, Tag::kPickled);
+  EXPECT_EQ(t->items[3]->bytes, "pkl");
+  // Every truncation of it is rejected, never read past.
+  auto payload = m->payload();
+  for (size_t n = 0; n < payload.size(); ++n) {
+    std::vector<uint8_t> cut(payload.begin(), payload.begin() + n);
+    DecodeError err;
+    EXPECT_EQ(DecodeBytes(cut, &err), nullptr) << n;
+  }
+  // A dict whose count claims more pairs than the bytes could hold.
+  std::vector<uint8_t> lying = {static_cast<uint8_t>(Tag::kDict), 3,
+                                static_cast<uint8_t>(Tag::kNone),
+                                static_cast<uint8_t>(Tag::kNone),
+                                static_cast<uint8_t>(Tag::kNone),
+                                static_cast<uint8_t>(Tag::kNone),
+                                static_cast<uint8_t>(Tag::kNone)};
+  DecodeError err;
+  EXPECT_EQ(DecodeBytes(lying, &err), nullptr);
+  EXPECT_EQ(err, DecodeError::kTruncated);
 }
 
 TEST(Message, DepthLimit) {

@@ -55,6 +55,21 @@ struct Visitor {
     t->items[i] = std::move(item);
     return true;
   }
+  Value Complex(double, double) { return Leaf(nullptr, 0); }
+  Value List(size_t n) { return Tuple(n); }
+  bool SetListItem(Value& t, size_t i, Value item) { return SetItem(t, i, std::move(item)); }
+  Value Dict(size_t) { return std::make_unique<Node>(); }
+  bool SetDictItem(Value& d, Value k, Value v) {
+    d->items.push_back(std::move(k));
+    d->items.push_back(std::move(v));
+    return true;
+  }
+  Value Set(size_t, bool) { return std::make_unique<Node>(); }
+  bool AddSetItem(Value& s, Value item) {
+    s->items.push_back(std::move(item));
+    return true;
+  }
+  Value Pickled(const uint8_t* p, size_t n) { return Leaf(p, n); }
   Value Buffer(SharedBuffer* b) { return Leaf(b->data(), b->size()); }
   Value BytesFromBuffer(SharedBuffer* b) { return Leaf(b->data(), b->size()); }
   Value Channel(RefCounted*) { return Leaf(nullptr, 0); }

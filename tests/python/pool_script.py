@@ -15,10 +15,14 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import namedtuple
+from typing import Any
 
 import xchannels
 
 print(f"module body ran as {__name__}", flush=True)
+
+Point = namedtuple("Point", "x y")
 
 
 class CustomError(Exception):
@@ -69,7 +73,7 @@ def fail_noted() -> None:
 
 
 def fail_unshareable_args() -> None:
-    raise ValueError("with a list", [1, 2])
+    raise ValueError("with an object", object())
 
 
 def fail_oserror(path: str) -> None:
@@ -88,6 +92,15 @@ class Methods:
 
 def return_list() -> list[int]:
     return [1, 2, 3]
+
+
+def return_object() -> object:
+    """A return value that cannot travel back."""
+    return [1, {"k": object()}]
+
+
+def return_namedtuple(x: int, y: int) -> Any:
+    return Point(x, y)
 
 
 def system_exit(code: int) -> None:
@@ -111,7 +124,7 @@ def square_or_fail(x: int) -> int:
     if x % 100 == 99:
         raise CustomError(x, "ninety-nine")
     if x == 77:
-        return [x]  # type: ignore[return-value]
+        return object()  # type: ignore[return-value]
     return x * x
 
 

@@ -132,7 +132,7 @@ def test_errors_match_the_blocking_calls():
 
     async def main():
         with pytest.raises(NotShareableError):
-            await ch.put_async([1])
+            await ch.put_async([object()])
         with pytest.raises(TypeError, match="int"):
             await typed.put_async("one")
         with pytest.raises(ValueError, match="timeout"):

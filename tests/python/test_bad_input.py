@@ -5,6 +5,8 @@ exception and leaves the channel usable, with nothing half-sent."""
 from __future__ import annotations
 
 import array
+import decimal
+import fractions
 import io
 import sys
 import threading
@@ -27,13 +29,12 @@ class ExplodingBuffer:
 
 
 NOT_SHAREABLE = [
-    [],
-    [1],
-    {},
-    {"a": 1},
-    set(),
-    frozenset({1}),
-    1j,
+    [object()],
+    {"a": object()},
+    {object()},
+    frozenset({Weird}),
+    fractions.Fraction(1, 3),  # no lossless int or float: refused, never rounded
+    decimal.Decimal("1.1"),
     object(),
     Weird(),
     Weird,
@@ -49,8 +50,8 @@ NOT_SHAREABLE = [
     sys,
     iter([]),
     (x for x in ()),
-    (1, (2, [3])),
-    ((), {}),
+    (1, (2, [3, object()])),
+    ((), {"k": [1, {2: len}]}),
 ]
 
 
@@ -77,10 +78,14 @@ def test_every_non_shareable_value(ch, value):
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ is 3.12+")
 def test_failing_buffer_export(ch):
-    with pytest.raises(RuntimeError, match="export failed"):
+    # NotShareableError with the exporter's own error chained as the cause.
+    with pytest.raises(NotShareableError, match="ExplodingBuffer cannot be shared as a buffer: export failed") as info:
         ch.put(ExplodingBuffer())
-    with pytest.raises(RuntimeError, match=r"item \[1\]: export failed"):
+    assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(NotShareableError, match=r"^item \[1\]: ExplodingBuffer cannot be shared as a buffer: export failed"):
         ch.put((1, ExplodingBuffer()))
+    with pytest.raises(NotShareableError, match=r"^item \[0\]\['k'\]: ExplodingBuffer"):
+        ch.put([{"k": ExplodingBuffer()}])
     assert not xchannels.is_shareable(ExplodingBuffer())
 
 
@@ -137,10 +142,13 @@ def test_bool_that_raises(ch):
         ((2**100,), {}, OverflowError),
         ((1, 2), {}, TypeError),
         ((), {"size": 1}, TypeError),
-        ((), {"type": list}, TypeError),
+        ((), {"type": object}, TypeError),
         ((), {"type": "int"}, TypeError),
-        ((), {"type": int | list}, TypeError),
-        ((), {"type": tuple[list]}, TypeError),
+        ((), {"type": int | range}, TypeError),
+        ((), {"type": tuple[object]}, TypeError),
+        ((), {"type": dict[str]}, TypeError),
+        ((), {"fallback": "json"}, ValueError),
+        ((), {"fallback": True}, ValueError),
     ],
 )
 def test_wrong_channel_constructor_arguments(args, kwargs, exc):

@@ -144,7 +144,7 @@ def test_put_many_get_many():
 def test_put_many_is_all_or_nothing_on_bad_items():
     ch = Channel()
     with pytest.raises(xchannels.NotShareableError, match=r"items\[2\].*nothing was sent"):
-        ch.put_many([1, 2, [3], 4])
+        ch.put_many([1, 2, [3, object()], 4])
     assert ch.empty()
 
 

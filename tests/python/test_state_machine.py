@@ -15,7 +15,17 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import xchannels
 from xchannels import Channel, ChannelClosed, ChannelEmpty, ChannelFull
 
-values = st.one_of(st.integers(), st.text(max_size=5), st.tuples(st.integers(), st.none()), st.binary(max_size=5))
+values = st.one_of(
+    st.integers(),
+    st.text(max_size=5),
+    st.tuples(st.integers(), st.none()),
+    st.binary(max_size=5),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.lists(st.booleans(), max_size=2), max_size=3),
+    st.frozensets(st.integers(), max_size=3),
+    st.sets(st.text(max_size=2), max_size=3),
+    st.complex_numbers(allow_nan=False),
+)
 
 
 class ChannelModel(RuleBasedStateMachine):
@@ -77,7 +87,8 @@ class ChannelModel(RuleBasedStateMachine):
         except ChannelClosed:
             assert not q and self.closed[i]
             return
-        assert got == q.popleft()
+        want = q.popleft()
+        assert got == want and type(got) is type(want)
 
     @rule(i=indexes, k=st.integers(min_value=1, max_value=4))
     def get_many(self, i, k):
@@ -88,7 +99,7 @@ class ChannelModel(RuleBasedStateMachine):
             assert not q and isinstance(e, ChannelClosed) == self.closed[i]
             return
         want = [q.popleft() for _ in range(min(k, len(q)))]
-        assert got == want
+        assert got == want and [type(g) for g in got] == [type(w) for w in want]
 
     @rule(i=indexes)
     def close(self, i):

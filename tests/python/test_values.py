@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import array
+import collections
+import decimal
 import enum
+import fractions
 import math
 import struct
 import sys
@@ -21,9 +24,24 @@ from xchannels import Channel, NotShareableError
 # ---- exact comparison -------------------------------------------------------
 
 
+def _canon(e):
+    """A sortable form of a hashable value that keeps types and does not
+    depend on set iteration order."""
+    if isinstance(e, (set, frozenset)):
+        return (type(e).__name__, tuple(sorted(_canon(m) for m in e)))
+    if isinstance(e, tuple):
+        return (type(e).__name__, tuple(_canon(m) for m in e))
+    return (type(e).__name__, repr(e))
+
+
+def _members(s):
+    return sorted(_canon(e) for e in s)
+
+
 def same(a, b) -> bool:
-    """Equal, with the same types, floats bit for bit (iterative, so deep
-    nesting is fine)."""
+    """Equal, with the same types all the way down, floats (and complex
+    parts) bit for bit, dicts in the same order (iterative, so deep nesting
+    is fine)."""
     stack = [(a, b)]
     while stack:
         x, y = stack.pop()
@@ -32,10 +50,21 @@ def same(a, b) -> bool:
         if isinstance(x, float):
             if struct.pack("<d", x) != struct.pack("<d", y):
                 return False
-        elif isinstance(x, tuple):
+        elif isinstance(x, complex):
+            if struct.pack("<dd", x.real, x.imag) != struct.pack("<dd", y.real, y.imag):
+                return False
+        elif isinstance(x, (tuple, list)):
             if len(x) != len(y):
                 return False
             stack.extend(zip(x, y))
+        elif isinstance(x, dict):
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x.keys(), y.keys()))
+            stack.extend(zip(x.values(), y.values()))
+        elif isinstance(x, (set, frozenset)):
+            if _members(x) != _members(y):
+                return False
         elif x != y:
             return False
     return True
@@ -86,7 +115,34 @@ scalars = st.one_of(
     st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF)),
     st.binary(),
 )
-values = st.recursive(scalars, lambda children: st.lists(children, max_size=6).map(tuple), max_leaves=40)
+# Hashable values for dict keys and set members (no NaN: a NaN member
+# compares unequal to itself, so no two sets would ever match).
+hashables = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**100), max_value=2**100),
+        st.floats(allow_nan=False),
+        st.complex_numbers(allow_nan=False),
+        st.text(max_size=8),
+        st.binary(max_size=8),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4).map(tuple), st.frozensets(children, max_size=4)
+    ),
+    max_leaves=8,
+)
+values = st.recursive(
+    st.one_of(scalars, st.complex_numbers(allow_nan=True, allow_infinity=True)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=6).map(tuple),
+        st.lists(children, max_size=6),
+        st.dictionaries(hashables, children, max_size=5),
+        st.sets(hashables, max_size=5),
+        st.frozensets(hashables, max_size=5),
+    ),
+    max_leaves=40,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -128,6 +184,19 @@ SPECIAL = [
     (),
     ((),),
     tuple(range(10_000)),
+    [],
+    {},
+    set(),
+    frozenset(),
+    [[[]]],
+    {"a": {"b": {"c": []}}},
+    complex(-0.0, math.inf),
+    complex(math.nan, -0.0),
+    list(range(10_000)),
+    {f"k{i}": (i, i * 0.5, str(i)) for i in range(5_000)},
+    {(1, "a"): frozenset({1, 2}), frozenset({(3,)}): [None]},
+    {i: None for i in range(-5, 5)},  # int keys, negative too
+    [b"x" * 70_000, {"big": bytes(100_000)}],  # large bytes inside containers
 ]
 
 
@@ -172,11 +241,10 @@ def test_single_pass_and_ascii_boundaries(value):
     assert same(xchannels._xchannels._encode_decode(value), value)
 
 
-def test_single_pass_fallback_keeps_the_error_place():
-    # The fast walk gives up at the list; the two-pass encoder names it.
+def test_error_place_inside_a_small_value():
     ch = Channel()
-    with pytest.raises(NotShareableError, match=r"item \[3\]\[1\]: list is not shareable"):
-        ch.put((1, "a", 2.5, (None, [1]), b"x"))
+    with pytest.raises(NotShareableError, match=r"^item \[3\]\[1\]\[0\]: object is not shareable"):
+        ch.put((1, "a", 2.5, (None, [object()]), b"x"))
     assert ch.empty()
     ch.put((1, "ok"))
     assert ch.get_nowait() == (1, "ok")
@@ -204,13 +272,14 @@ def test_bool_stays_bool_and_subclasses_arrive_as_base():
 
 # ---- what does not travel ---------------------------------------------------
 
+class Weird:
+    """Hashable, not shareable."""
+
+
 NOT_SHAREABLE = [
-    ([], "list"),
-    ({}, "dict"),
-    (set(), "set"),
     (object(), "object"),
-    (1j, "complex"),
-    (frozenset(), "frozenset"),
+    (fractions.Fraction(1, 3), "Fraction"),
+    (decimal.Decimal("0.1"), "decimal.Decimal"),
     (len, "builtin_function_or_method"),
 ]
 
@@ -219,7 +288,7 @@ NOT_SHAREABLE = [
 def test_not_shareable_raises_and_sends_nothing(value, name):
     ch = Channel()
     ch.put("before")
-    with pytest.raises(NotShareableError, match=f"^{name} is not shareable$"):
+    with pytest.raises(NotShareableError, match=f"^{name} is not shareable \\(pass fallback='pickle'"):
         ch.put(value)
     assert isinstance(NotShareableError(), TypeError)
     assert ch.qsize() == 1
@@ -231,10 +300,14 @@ def test_not_shareable_raises_and_sends_nothing(value, name):
 
 def test_not_shareable_names_the_place():
     ch = Channel()
-    with pytest.raises(NotShareableError, match=r"^item \[2\]\[0\]: list is not shareable$"):
-        ch.put((1, 2, ([3],)))
-    with pytest.raises(NotShareableError, match=r"^item \[1\]: dict is not shareable$"):
-        ch.put(("ok", {}))
+    with pytest.raises(NotShareableError, match=r"^item \[2\]\[0\]\[1\]: object is not shareable"):
+        ch.put((1, 2, ([3, object()],)))
+    with pytest.raises(NotShareableError, match=r"^item \[1\]\['b'\]\[0\]: object is not shareable"):
+        ch.put(("ok", {"a": 1, "b": [object()]}))
+    with pytest.raises(NotShareableError, match=r"^item \[0\]\.keys\(\)\[1\]: Weird is not shareable"):
+        ch.put([{1: 2, Weird(): 3}])
+    with pytest.raises(NotShareableError, match=r"^item \{#0\}: Weird is not shareable"):
+        ch.put({Weird()})
     assert ch.empty()
 
 
@@ -255,7 +328,8 @@ def test_deep_nesting_is_refused_not_a_crash(relay):
 
 def test_is_shareable_is_deep():
     assert xchannels.is_shareable((1, ("a", b"b", (None, 2.0)), 2**100))
-    assert not xchannels.is_shareable((1, ("a", [1])))
+    assert xchannels.is_shareable((1, ("a", [1, {2: {3}}])))
+    assert not xchannels.is_shareable((1, ("a", [1, {2: {Weird()}}])))
     assert xchannels.is_shareable(bytearray(b"x"))
     assert xchannels.is_shareable(Channel())
 
@@ -321,3 +395,200 @@ def test_refcount_unchanged_after_subinterpreter_drains(sub):
         expected=obj,
     )
     assert sys.getrefcount(obj) == before
+
+
+# ---- containers: copies, limits, subclasses, numbers of other libraries ------------
+
+
+def test_containers_are_copied_at_put():
+    ch = Channel()
+    record = {"name": "a", "tags": ["x"], "pos": (1, 2)}
+    ch.put(record)
+    record["tags"].append("changed after put")
+    record["name"] = "b"
+    got = ch.get_nowait()
+    assert got == {"name": "a", "tags": ["x"], "pos": (1, 2)}
+    assert got is not record and got["tags"] is not record["tags"]
+
+
+@pytest.mark.parametrize("make", ["list", "dict"])
+def test_a_value_that_contains_itself_is_refused(make):
+    ch = Channel()
+    if make == "list":
+        value = [1]
+        value.append(value)
+    else:
+        value = {"k": 1}
+        value["self"] = value
+    with pytest.raises(NotShareableError, match=r"nested deeper than 1000 levels .*\(does it contain itself\?\)"):
+        ch.put(value)
+    assert not xchannels.is_shareable(value)
+    assert ch.empty()
+    ch.put("still usable")
+    assert ch.get_nowait() == "still usable"
+
+
+@pytest.mark.parametrize("kind", [list, dict, set])
+def test_200000_levels_of_nesting_are_refused_not_a_crash(kind):
+    value = frozenset() if kind is set else kind()
+    for _ in range(200_000):
+        if kind is list:
+            value = [value]
+        elif kind is dict:
+            value = {"k": value}
+        else:
+            value = frozenset({value})
+    ch = Channel()
+    with pytest.raises(NotShareableError, match="nested deeper than 1000"):
+        ch.put(value)
+    assert ch.empty()
+
+
+def test_a_large_dict_travels(relay):
+    value = {f"key{i}": i for i in range(200_000)}
+    assert same(relay(value), value)
+
+
+def test_encoding_that_changes_the_container_is_refused():
+    ch = Channel()
+
+    class Shrinks:
+        """Integral-like (__index__): the encoder calls it, and it empties
+        the list being sent."""
+
+        def __init__(self, victim):
+            self.victim = victim
+
+        def __index__(self):
+            self.victim.clear()
+            return 1
+
+    victim = [0, 1, 2]
+    victim[0] = Shrinks(victim)
+    with pytest.raises(RuntimeError, match=r"list changed size while it was being sent"):
+        ch.put(victim)
+    assert ch.empty()
+
+
+def test_index_types_arrive_as_int():
+    class Small:
+        def __index__(self):
+            return 7
+
+    class Huge:
+        def __index__(self):
+            return 2**100
+
+    got = roundtrip_local([Small(), Huge(), (Small(),)])
+    assert same(got, [7, 2**100, (7,)])
+
+
+PointNT = collections.namedtuple("PointNT", "x y")  # importable: pickles by name
+
+
+def test_subclass_rule_without_and_with_the_fallback():
+    class Color(enum.IntEnum):
+        RED = 1
+
+    class Mode(str, enum.Enum):
+        FAST = "fast"
+
+    Point = PointNT
+    od = collections.OrderedDict([("a", 1), ("b", 2), ("c", 3)])
+    od.move_to_end("a")
+    dd = collections.defaultdict(list, {"k": [1]})
+    counter = collections.Counter("aab")
+    value = [Color.RED, Mode.FAST, Point(1, 2), od, dd, counter]
+    # Without the fallback: each arrives as its built-in base, data kept
+    # (an OrderedDict's order too).
+    got = roundtrip_local(value)
+    assert same(got, [1, "fast", (1, 2), {"b": 2, "c": 3, "a": 1}, {"k": [1]}, {"a": 2, "b": 1}])
+    assert list(got[3]) == ["b", "c", "a"]
+    # With it: pickled, so they keep their class (defined here: importable
+    # in this interpreter).
+    ch = Channel(fallback="pickle")
+    ch.put([Point(1, 2), od, dd])
+    p, o, d = ch.get_nowait()
+    assert type(p) is Point and type(o) is collections.OrderedDict and type(d) is collections.defaultdict
+    assert list(o) == ["b", "c", "a"] and d.default_factory is list
+
+
+def test_numpy_scalars_arrive_as_python_scalars(relay):
+    np = pytest.importorskip("numpy", reason="NumPy is not installed here")
+    value = [np.int64(7), np.float32(1.1), np.bool_(True), np.complex64(1 + 2j),
+             np.uint64(2**64 - 1), np.float16(0.1), np.str_("s"), np.int8(-3)]
+    want = [7, float(np.float32(1.1)), True, complex(np.complex64(1 + 2j)),
+            2**64 - 1, float(np.float16(0.1)), "s", -3]
+    assert same(relay(value), want)
+    assert same(roundtrip_local(np.int64(5)), 5)  # at the top level too (not a SharedBuffer)
+    assert same(roundtrip_local(np.float64(0.5)), 0.5)
+    ch = Channel()
+    # never lossy: long double and datetimes are refused, naming the type
+    with pytest.raises(NotShareableError, match=r"^item \[1\]: numpy.longdouble is not shareable"):
+        ch.put([1, np.longdouble(1) / 3])
+    with pytest.raises(NotShareableError, match="numpy.datetime64"):
+        ch.put(np.datetime64("2020-01-01"))
+    # an array NumPy cannot describe as a buffer: NotShareableError, cause chained
+    with pytest.raises(NotShareableError, match="cannot be shared as a buffer") as info:
+        ch.put(np.array(["2020-01-01"], dtype="datetime64[D]"))
+    assert isinstance(info.value.__cause__, ValueError)
+    assert ch.empty()
+
+
+# ---- the pickle fallback -----------------------------------------------------------
+
+
+def test_fallback_pickles_only_what_does_not_travel(relay):
+    ch = Channel(fallback="pickle")
+    assert ch.fallback == "pickle" and Channel().fallback is None
+    assert Channel.from_id(ch.id).fallback == "pickle"
+    buf = xchannels.SharedBuffer(b"zero-copy")
+    ch.put({"f": fractions.Fraction(1, 3), "d": decimal.Decimal("0.1"), "buf": buf, "n": [1, 2]})
+    got = ch.get_nowait()
+    assert got["f"] == fractions.Fraction(1, 3) and got["d"] == decimal.Decimal("0.1")
+    # native values inside stay native: the SharedBuffer is the same memory
+    assert type(got["buf"]) is xchannels.SharedBuffer and got["buf"] == buf
+    assert same(got["n"], [1, 2])
+
+
+def test_fallback_errors_name_the_place_and_keep_the_channel_usable():
+    ch = Channel(fallback="pickle")
+    ch.put("before")
+    with pytest.raises(NotShareableError, match=r"^item \['fn'\]: function cannot be pickled") as info:
+        ch.put({"ok": 1, "fn": lambda: 1})
+    assert info.value.__cause__ is not None
+    assert ch.qsize() == 1
+    assert ch.get_nowait() == "before"
+
+
+UNPICKLABLE_HERE = """
+import xchannels
+ch = xchannels.Channel.from_id(cid)
+try:
+    ch.get(timeout=30)
+except xchannels.NotShareableError as e:
+    assert "cannot be unpickled in this interpreter" in str(e), e
+    assert str(e).startswith("item [1]: "), e
+    assert e.__cause__ is not None
+else:
+    raise AssertionError("unpickled a class this interpreter does not have")
+assert ch.get(timeout=30) == "next"
+"""
+
+
+def test_unpickling_failure_in_the_receiver_names_the_place(sub):
+    ch = Channel(fallback="pickle")
+    # Make the pickle name a module the sub-interpreter cannot import.
+    class Local:
+        pass
+
+    Local.__module__ = "no_such_module_for_xchannels"
+    Local.__qualname__ = "Local"
+    sys.modules["no_such_module_for_xchannels"] = type(sys)("no_such_module_for_xchannels")
+    sys.modules["no_such_module_for_xchannels"].Local = Local
+    try:
+        ch.put([1, Local()])
+        ch.put("next")
+        sub.run(UNPICKLABLE_HERE, cid=ch.id)
+    finally:
+        del sys.modules["no_such_module_for_xchannels"]
