@@ -21,7 +21,7 @@ import time
 import traceback
 from typing import Any
 
-from peers import Actor, Peer, make_peer
+from peers import Actor, Peer, distinct_count, llc_info, make_peer
 from workloads import BY_NAME, Workload
 
 # Seconds one timed round should last, and how many timed rounds.
@@ -47,6 +47,9 @@ class Cell:
         self.queues: list[Any] = []
         self.producers: list[int] = []
         self.consumers: list[int] = []
+        # Distinct payloads each producer cycles through (1: one object).
+        self.llc = llc_info() if w.distinct else None
+        self.ndistinct = distinct_count(w.payload_bytes, self.llc["bytes"]) if self.llc else 1
 
     # -- set-up ---------------------------------------------------------------
 
@@ -61,12 +64,12 @@ class Cell:
             cons_q = [{"ping": ping, "pong": pong}]
             prod_q = [{"ping": ping, "pong": pong}]
         elif w.topology == "per-producer":
-            data = [peer.make_queue(size) for _ in range(w.producers)]
+            data = [peer.make_queue(size, w.payload) for _ in range(w.producers)]
             self.queues += data
             cons_q = [{f"d{i}": q for i, q in enumerate(data)}]
             prod_q = [{"data": q} for q in data]
         else:
-            data = peer.make_queue(size)
+            data = peer.make_queue(size, w.payload)
             self.queues.append(data)
             cons_q = [{"data": data}] * w.consumers
             prod_q = [{"data": data}] * w.producers
@@ -75,6 +78,7 @@ class Cell:
             "NCONS": 1 if w.topology == "per-producer" else w.consumers,
             "NPROD": w.producers,
             "TARGET": self.target,
+            "NDISTINCT": self.ndistinct,
         }
         # Consumers first, so they are waiting when producers start.
         for role, qs_list, idx in (
@@ -245,7 +249,13 @@ def run(workload: str, peer_name: str, quick: bool) -> dict[str, Any]:
         res["how"] = peer.batch
     elif w.name.startswith("select"):
         res["how"] = peer.select_how
+    elif peer.payload_note(w.payload):
+        res["how"] = peer.payload_note(w.payload)
     cell = Cell(w, peer, quick)
+    if w.distinct:
+        res["distinct_payloads"] = cell.ndistinct
+        res["distinct_bytes"] = cell.ndistinct * w.payload_bytes
+        res["llc"] = cell.llc
     failed = False
     try:
         cell.setup()

@@ -10,7 +10,8 @@ xchannels          ``xchannels.Channel``                       own-GIL sub-inter
                                                                one per actor, each on its
                                                                own thread
 interp-queues      CPython 3.13 ``test.support.interpreters``  own-GIL sub-interpreters,
-                   ``queues`` (``syncobj=True``: no pickle)    one per actor, own thread
+                   ``queues`` (``syncobj=True``: no pickle;    one per actor, own thread
+                   dicts: ``syncobj=False``, pickled)
 mp-queue           ``multiprocessing.Queue``                   processes (``spawn``)
 faster-fifo        ``faster_fifo.Queue`` (pickles)             processes (``spawn``)
 queue-thread       ``queue.Queue``                             threads of the one
@@ -30,6 +31,9 @@ per-peer *prelude* that binds the names the role code uses:
                   100-int tuple per message
 ``select(qs)``    native select where the peer has one, else a polling loop
 ``make_payload(kind)``  the value to stream
+``make_payloads(kind, k)``  k distinct objects of that kind (bytes kinds
+                  only), for producers that cycle through a set bigger
+                  than the last-level cache (``NDISTINCT``)
 ``perf_counter``  ``time.perf_counter`` (CLOCK_MONOTONIC on Linux, so the
                   same clock in every thread, interpreter and process)
 
@@ -59,11 +63,76 @@ PAYLOADS: dict[str, tuple[str, int]] = {
     "int": ("12345", 8),
     "5-tuple": ('(1, 2.5, "abc", b"xyz", None)', 8 + 8 + 3 + 3 + 0),
     "str-100": ('"x" * 100', 100),
+    # 10 keys "k0".."k9" -> 1000..1009 (not the small-int cache); bytes: the
+    # keys' and values' payload, 10 x (2 + 8), for MB/s only.
+    "dict-10": ('{"k%d" % i: 1000 + i for i in range(10)}', 10 * (2 + 8)),
     "bytes-1KiB": ('b"\\xab" * 1024', KiB),
     "bytes-1MiB": ('b"\\xab" * (1024 * 1024)', MiB),
     "bytes-64MiB": ('b"\\xab" * (64 * 1024 * 1024)', 64 * MiB),
     "SharedBuffer-64MiB": ("SHARED_64MIB", 64 * MiB),
 }
+
+# Payloads that CPython 3.13's interpreter queues cannot carry as
+# cross-interpreter data (syncobj=True raises NotShareableError): the
+# interp-queues peer creates their data queue with syncobj=False, so they are
+# pickled (the 3.13 default), as a user of those queues would have to.
+NOT_XI_SHAREABLE = {"dict-10"}
+
+# ---- the distinct-payload set (out of the last-level cache) ---------------------
+
+# Bounds on the bytes of distinct payloads a producer cycles through.
+DISTINCT_MIN = 64 * MiB
+DISTINCT_MAX = 768 * MiB  # keeps a cell's memory well under 2 GiB
+
+
+def _parse_size(text: str) -> int | None:
+    t = text.strip().upper().removesuffix("B")
+    mult = 1
+    for suf, m in (("K", KiB), ("M", MiB), ("G", 1024 * MiB)):
+        if t.endswith(suf):
+            t, mult = t[:-1], m
+            break
+    try:
+        v = int(t) * mult
+    except ValueError:
+        return None
+    return v if v > 0 else None
+
+
+def llc_info() -> dict[str, Any]:
+    """The last-level (L3) cache size as the kernel's sysfs (cpu0) and glibc's
+    ``getconf LEVEL3_CACHE_SIZE`` report it; ``bytes`` is the larger (they
+    can differ: on this AMD EPYC VM sysfs says 8 MiB, the L3 slice cpu0
+    shares, and getconf 64 MiB), or 32 MiB if neither says."""
+    import glob
+    import subprocess
+
+    sysfs = None
+    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            if open(os.path.join(d, "level")).read().strip() == "3":
+                sysfs = _parse_size(open(os.path.join(d, "size")).read())
+        except OSError:
+            pass
+    getconf = None
+    try:
+        out = subprocess.run(["getconf", "LEVEL3_CACHE_SIZE"], capture_output=True, text=True, timeout=5).stdout
+        getconf = _parse_size(out)
+    except Exception:
+        pass
+    found = [v for v in (sysfs, getconf) if v]
+    return {"sysfs_bytes": sysfs, "getconf_bytes": getconf,
+            "bytes": max(found) if found else 32 * MiB, "assumed": not found}
+
+
+def distinct_count(payload_bytes: int, llc_bytes: int | None = None) -> int:
+    """How many distinct payloads of this size make max(4 x LLC, 64 MiB)
+    (at most ``DISTINCT_MAX``): cycling through them, every put reads its
+    source from memory, not from the cache."""
+    llc = llc_bytes if llc_bytes is not None else llc_info()["bytes"]
+    total = min(DISTINCT_MAX, max(4 * llc, DISTINCT_MIN))
+    return max(1, total // payload_bytes)
+
 
 # ---- role-code helpers shared by every prelude --------------------------------
 
@@ -77,6 +146,17 @@ def make_payload(kind):
     if kind == "SharedBuffer-64MiB":
         return SHARED_64MIB()
     return eval(exprs[kind])
+
+def make_payloads(kind, k):
+    # k distinct objects, each its own buffer (the last 8 bytes differ), made
+    # before any clock starts.
+    x = make_payload(kind)
+    if k <= 1:
+        return [x]
+    if type(x) is not bytes:
+        raise TypeError("make_payloads: bytes kinds only, not " + kind)
+    head = x[:-8]
+    return [head + i.to_bytes(8, "little") for i in range(k)]
 
 def wait_until(t):
     d = t - perf_counter()
@@ -268,8 +348,14 @@ class Peer:
         """None if this peer can run the cell, else why not ('n/a')."""
         return None
 
-    def make_queue(self, payload_bytes: int | None = None) -> Any:
+    def make_queue(self, payload_bytes: int | None = None, payload: str | None = None) -> Any:
+        """A queue; payload_bytes and payload (a ``PAYLOADS`` kind) are
+        given for the data queues, None for the control ones."""
         raise NotImplementedError
+
+    def payload_note(self, payload: str) -> str | None:
+        """How this peer carries the payload, when it is not its usual way."""
+        return None
 
     def main_put(self, q: Any, x: Any) -> None:
         q.put(x)
@@ -304,7 +390,7 @@ class XChannelsPeer(Peer):
 
         self.mod = xchannels
 
-    def make_queue(self, payload_bytes: int | None = None) -> Any:
+    def make_queue(self, payload_bytes: int | None = None, payload: str | None = None) -> Any:
         return self.mod.Channel()
 
     def main_get(self, q: Any, timeout: float) -> Any:
@@ -367,12 +453,20 @@ class InterpQueuesPeer(Peer):
             return None
         return None
 
-    def make_queue(self, payload_bytes: int | None = None) -> Any:
+    def make_queue(self, payload_bytes: int | None = None, payload: str | None = None) -> Any:
         from test.support.interpreters import queues
 
         # syncobj=True: items travel as cross-interpreter data, not pickled
-        # (the 3.13.0 default pickles every item).
-        return queues.create(syncobj=True)
+        # (the 3.13.0 default pickles every item). Payloads that are not
+        # shareable (dicts) need the pickling queue; the actors' Queue(qid)
+        # picks the format up from the queue.
+        return queues.create(syncobj=payload not in NOT_XI_SHAREABLE)
+
+    def payload_note(self, payload):
+        if payload in NOT_XI_SHAREABLE:
+            return ("pickled: the data queue is created with syncobj=False (the 3.13 default), "
+                    "since syncobj=True raises NotShareableError for it")
+        return None
 
     def main_get(self, q: Any, timeout: float) -> Any:
         # 3.13 truncates timeouts with int(); ask for whole seconds.
@@ -438,7 +532,7 @@ class MPQueuePeer(_ProcessPeer):
     batch = "emulated: one 100-int tuple per message (no batch API)"
     select_how = "emulated: round-robin get_nowait + 50 us sleep (no select API)"
 
-    def make_queue(self, payload_bytes: int | None = None) -> Any:
+    def make_queue(self, payload_bytes: int | None = None, payload: str | None = None) -> Any:
         return self.ctx.Queue()
 
     _PROC_PRELUDE = """\
@@ -474,7 +568,7 @@ class FasterFifoPeer(_ProcessPeer):
             return f"faster-fifo not installed ({e}); pip install faster-fifo"
         return None
 
-    def make_queue(self, payload_bytes: int | None = None) -> Any:
+    def make_queue(self, payload_bytes: int | None = None, payload: str | None = None) -> Any:
         import faster_fifo
 
         # A circular buffer of fixed size in shared memory; room for a few
@@ -528,7 +622,7 @@ class ThreadQueuePeer(Peer):
     batch = "emulated: one 100-int tuple per message (no batch API)"
     select_how = "emulated: round-robin get_nowait + 50 us sleep (no select API)"
 
-    def make_queue(self, payload_bytes: int | None = None) -> Any:
+    def make_queue(self, payload_bytes: int | None = None, payload: str | None = None) -> Any:
         return _queue.Queue()
 
     def start(self, name, role, queues, params):

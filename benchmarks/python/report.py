@@ -20,9 +20,14 @@ DOCS = ROOT / "docs"
 DOCS_IMG = DOCS / "img"
 
 BASELINE = "mp-queue"
-STREAM_MSGS = ["int", "5-tuple", "str-100", "bytes-1KiB"]
+STREAM_MSGS = ["int", "5-tuple", "dict-10", "str-100", "bytes-1KiB"]
 STREAM_BIG = ["bytes-1MiB", "bytes-64MiB", "SharedBuffer-64MiB"]
 PATTERNS = ["mpmc-2x2", "fanout-1x2", "select-4", "batch"]
+# The workload whose physical limit (one copy at memory bandwidth) run.py
+# measures with bench_memcpy.py ("memcpy" in the result).
+MEMCPY_WORKLOAD = "stream-bytes-1MiB"
+# bench_values payloads with a goal of their own: encode+decode >= 5x pickle.
+VALUES_GOAL_PAYLOADS = ["5-tuple", "dict-10", "list-100-int", "list-100-records", "dict-1000"]
 
 # ---- formatting -----------------------------------------------------------------
 
@@ -42,6 +47,13 @@ def us(x: float | None) -> str:
     if x >= 1000:
         return f"{x / 1000:.3g} ms"
     return f"{x:.3g} µs"
+
+
+def ns_text(v: Any) -> str:
+    """Nanoseconds, as µs from 10,000 ns on."""
+    if not isinstance(v, (int, float)):
+        return "-"
+    return f"{v:.0f} ns" if v < 10_000 else f"{v / 1e3:,.1f} µs"
 
 
 def ratio_str(r: float | None) -> str:
@@ -154,6 +166,20 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         add("stream-5-tuple >= 15x multiprocessing.Queue", r >= 15,
             f"{si(c['items_per_s'])} msg/s, {ratio_str(r)} multiprocessing.Queue")
+    # Dicts, as real programs send them; against the peers that pickle them.
+    name = "stream-dict-10 >= 10x multiprocessing.Queue and >= 3x CPython 3.13 interpreter queues"
+    c = cells.get(("stream-dict-10", "xchannels"))
+    r = ratio(data, "stream-dict-10", "xchannels")
+    x, iq = figure(c), figure(cells.get(("stream-dict-10", "interp-queues")))
+    if x is None or r is None or iq is None:
+        why = status_text(c) if x is None else (
+            "multiprocessing.Queue missing" if r is None else
+            f"interp-queues: {status_text(cells.get(('stream-dict-10', 'interp-queues'))) or 'not run'}")
+        add(name, None, f"no figure ({why})")
+    else:
+        add(name, r >= 10 and x / iq >= 3,
+            f"{si(x)} msg/s, {ratio_str(r)} multiprocessing.Queue, "
+            f"{ratio_str(x / iq)} interp queues (pickled, {si(iq)} msg/s)")
     c = cells.get(("pingpong", "xchannels"))
     if figure(c) is None:
         add("pingpong round trip <= 10 µs", None, f"no figure ({status_text(c)})")
@@ -161,12 +187,15 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
         add("pingpong round trip <= 10 µs", c["rt_median_us"] <= 10,
             f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}")
     vals = (data.get("values") or {}).get("result")
-    five = next((r for r in (vals or {}).get("rows", []) if r["payload"] == "5-tuple"), None)
-    if five is None:
-        add("5-tuple encode+decode >= 5x faster than pickle", None, "no figure")
-    else:
-        add("5-tuple encode+decode >= 5x faster than pickle", five["speedup"] >= 5,
-            f"{five['codec_ns']:.0f} ns vs pickle {five['pickle_ns']:.0f} ns, {five['speedup']:.1f}x")
+    vrows = {r["payload"]: r for r in (vals or {}).get("rows", [])}
+    for payload in VALUES_GOAL_PAYLOADS:
+        row = vrows.get(payload)
+        name = f"{payload} encode+decode >= 5x faster than pickle"
+        if row is None or row.get("speedup") is None:
+            add(name, None, f"no figure ({first_line(row['error'])})" if row and row.get("error") else "no figure")
+        else:
+            add(name, row["speedup"] >= 5,
+                f"{ns_text(row['codec_ns'])} vs pickle {ns_text(row['pickle_ns'])}, {row['speedup']:.1f}x")
     cpp = data.get("cpp") or {}
     spsc = next((r for r in cpp_rows(cpp) if r["workload"] == "Spsc" and r["flavor"] == "Unbounded"), None) \
         if cpp.get("status") == "ok" else None
@@ -263,12 +292,104 @@ def values_lines(data: dict[str, Any]) -> list[str]:
     L = ["## Values: encode + decode against pickle", "",
          "`benchmarks/python/bench_values.py`: codec = encode into a message and decode again"
          " (`_encode_decode`); put+get = `put_nowait` + `get_nowait` on a local channel;"
-         " pickle = `pickle.loads(pickle.dumps(v))`. Best of 5, one interpreter.", "",
-         "| payload | codec | put+get | pickle | pickle / codec |", "| --- | --- | --- | --- | --- |"]
+         " pickle = `pickle.loads(pickle.dumps(v))`. Best of 5 loops of up to"
+         f" {vals.get('n', 0):,} operations (fewer for big values), one interpreter.", "",
+         "| payload | what | codec | put+get | pickle | pickle / codec |",
+         "| --- | --- | --- | --- | --- | --- |"]
+
+    ns = ns_text
+    notes = []
     for r in vals["rows"]:
-        L.append(f"| {r['payload']} | {r['codec_ns']:.0f} ns | {r['channel_ns']:.0f} ns | "
-                 f"{r['pickle_ns']:.0f} ns | {r['speedup']:.1f}x |")
+        what = str(r.get("what", "")).replace("|", "/")
+        if r.get("speedup") is None:
+            notes.append(f"{r['payload']}: {first_line(r.get('error') or 'no figure', 200)}")
+            L.append(f"| {r['payload']} | {what} | error [{len(notes)}] | {ns(r.get('channel_ns'))} | "
+                     f"{ns(r.get('pickle_ns'))} | - |")
+            continue
+        L.append(f"| {r['payload']} | {what} | {ns(r['codec_ns'])} | {ns(r.get('channel_ns'))} | "
+                 f"{ns(r['pickle_ns'])} | {r['speedup']:.1f}x |")
+    for i, n in enumerate(notes, 1):
+        L.append(f"{chr(10) if i == 1 else ''}[{i}] {n.replace('|', '/')}  ")
     L.append("")
+    return L
+
+
+def memcpy_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each peer's stream-bytes-1MiB figure against the memcpy limit."""
+    res = (data.get("memcpy") or {}).get("result")
+    if not isinstance(res, dict) or not isinstance(res.get("memmove_gbps"), (int, float)):
+        return []
+    limit = res["memmove_gbps"] * 1e9
+    cells = cells_by(data)
+    rows = []
+    for p in data["peers_order"]:
+        c = cells.get((MEMCPY_WORKLOAD, p))
+        if c is None:
+            continue
+        bps = c["mb_per_s"] * 1e6 if c.get("status") == "ok" and c.get("mb_per_s") else None
+        rows.append({"peer": p, "bytes_per_s": bps, "of_limit": bps / limit if bps else None,
+                     "copies": p != "queue-thread", "status": status_text(c)})
+    return rows
+
+
+def memcpy_table_lines(data: dict[str, Any]) -> list[str]:
+    """Plain-text lines for run.py: the limit and each peer's distance from it."""
+    rows = memcpy_rows(data)
+    if not rows:
+        return []
+    res = data["memcpy"]["result"]
+    L = [f"{MEMCPY_WORKLOAD} against one copy at memory bandwidth (memmove of {res['distinct_payloads']} "
+         f"distinct 1 MiB payloads, single thread: {res['memmove_gbps']:.2f} GB/s):"]
+    for r in rows:
+        if r["bytes_per_s"] is None:
+            L.append(f"  {r['peer']:<15} {r['status']}")
+        else:
+            tail = "" if r["copies"] else "  (passes references, no copy: not bound by it)"
+            L.append(f"  {r['peer']:<15} {si(r['bytes_per_s'], 'B')}/s = {r['of_limit']:.2f}x the limit{tail}")
+    return L
+
+
+def memcpy_md(data: dict[str, Any]) -> list[str]:
+    """The docs' paragraph on stream-bytes-1MiB's physical limit."""
+    rows = memcpy_rows(data)
+    if not rows:
+        mc = data.get("memcpy") or {}
+        if mc and mc.get("status") != "ok":
+            return [f"The memcpy limit of `{MEMCPY_WORKLOAD}` was not measured: {mc.get('note', '?')}.", ""]
+        return []
+    res = data["memcpy"]["result"]
+    llc = res.get("llc") or {}
+    info = data["peer_info"]
+
+    def mib(b: Any) -> str:
+        return f"{b / 2**20:.0f} MiB" if isinstance(b, (int, float)) else "?"
+
+    srcs = f"sysfs {mib(llc.get('sysfs_bytes'))}, getconf {mib(llc.get('getconf_bytes'))}"
+    L = [f"### `{MEMCPY_WORKLOAD}` against the physical limit", "",
+         f"Moving a 1 MiB `bytes` to another interpreter or process takes at least one copy of it, and "
+         f"a source that is not in the cache is copied at memory bandwidth: that is the limit. In "
+         f"`{MEMCPY_WORKLOAD}` the producer cycles through {res['distinct_payloads']} distinct 1 MiB "
+         f"payloads ({mib(res.get('set_bytes'))}, made before the clock starts; max(4 x last-level cache, "
+         f"64 MiB), with the cache size the larger of {srcs}), so no peer copies from the cache. One "
+         f"thread copying the same set in the same run (`benchmarks/python/bench_memcpy.py`, right after "
+         f"the workload's cells, best of the run's rounds): `ctypes.memmove` into a reused 1 MiB buffer "
+         f"**{res['memmove_gbps']:.2f} GB/s** (the limit below); a new `bytes` per payload "
+         f"(`bytes(memoryview(x))`, malloc + copy) {res['alloc_copy_gbps']:.2f} GB/s; memmove of one "
+         f"payload again and again, in the cache, {res['hot_memmove_gbps']:.2f} GB/s (what a stream of one "
+         f"object put again and again can reach).", "",
+         "| peer | MB/s | of the limit |", "| --- | --- | --- |"]
+    for r in rows:
+        label = info[r["peer"]]["label"]
+        if r["bytes_per_s"] is None:
+            L.append(f"| {label} | {r['status'].replace('|', '/')} | - |")
+        else:
+            tail = " (references, no copy)" if not r["copies"] else ""
+            L.append(f"| {label} | {si(r['bytes_per_s'], 'B')}/s | {r['of_limit']:.2f}x{tail} |")
+    L += ["", "A producer and a consumer run on two cores at once, so a peer that copies on both sides "
+          "(xchannels: into the message at put, into the new `bytes` at get) can overlap its copies, and "
+          "one that copies only once (the interpreter queues copy at get) can come near 1x; pickling peers "
+          "add a pickle and a pipe or shared-memory copy. queue.Queue between threads passes references "
+          "and copies nothing, so the limit does not bind it.", ""]
     return L
 
 
@@ -424,17 +545,24 @@ def plots(data: dict[str, Any], outdir: Path = RESULTS) -> list[Path]:
         plt.close(fig)
         made.append(p)
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [4, 3]})
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [5, 3]})
     _bars(a1, data, [f"stream-{p}" for p in STREAM_MSGS], lambda c: ok(c, "items_per_s"),
           "messages / s (log)", "Streaming, small items: messages per second")
     _bars(a2, data, [f"stream-{p}" for p in STREAM_BIG], lambda c: ok(c, "mb_per_s"),
           "MB / s (log)", "Streaming, large items: MB per second")
+    lim = (data.get("memcpy") or {}).get("result")
+    if isinstance(lim, dict) and isinstance(lim.get("memmove_gbps"), (int, float)) \
+            and f"stream-{STREAM_BIG[0]}" == MEMCPY_WORKLOAD:
+        y = lim["memmove_gbps"] * 1e3  # MB/s
+        a2.hlines(y, -0.45, 0.45, colors="black", linestyles="--", lw=1)
+        a2.text(0, y, f"memcpy limit {lim['memmove_gbps']:.3g} GB/s", ha="center", va="bottom", fontsize=7)
     for ax in (a1, a2):
         ax.set_xlabel("workload (1 producer, 1 consumer)")
     a1.legend(fontsize=8, loc="upper right")
     fig.suptitle(f"Throughput by payload, higher is better — {stamp}", fontsize=10)
     fig.text(0.5, 0.005, "queue.Queue (threads) passes references inside one interpreter (no copy); "
-             "SharedBuffer-64MiB hands over a reference to one block, so its MB/s is nominal.",
+             "SharedBuffer-64MiB hands over a reference to one block, so its MB/s is nominal; "
+             "bytes-1MiB cycles through payloads bigger than the cache in total (dashed: one memcpy of them).",
              ha="center", va="bottom", fontsize=7, color="dimgray")
     save(fig, "throughput.png", rect=(0, 0.03, 1, 1))
 
@@ -553,6 +681,13 @@ def _reading(data: dict[str, Any]) -> list[str]:
             + ". It passes references under one GIL: no copy, no decode, and no parallel "
             "Python, so for large bytes it measures reference passing only."
         )
+    lim = [r for r in memcpy_rows(data) if r["of_limit"] is not None and r["copies"]]
+    if lim:
+        gbps = data["memcpy"]["result"]["memmove_gbps"]
+        out.append(f"- `{MEMCPY_WORKLOAD}` against its physical limit, one copy out of the cache at "
+                   f"{gbps:.3g} GB/s (single-thread memcpy, same payloads, same run): "
+                   + "; ".join(f"{data['peer_info'][r['peer']]['label']} {r['of_limit']:.2f}x" for r in lim)
+                   + " (see below the streams table).")
     pv = pool_variants(((data.get("pool") or {}).get("result")))
     if pv:
         parts = []
@@ -639,7 +774,9 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
         "- CPython's interpreter queues (3.13) poll: a blocking `get`/`put` that finds "
         "nothing sleeps 10 ms and retries, which is why their ping-pong round trip is "
         "~10 ms. They were run with `syncobj=True` (cross-interpreter data, no pickle); "
-        "3.13.0's default pickles every item. For `SharedBuffer-64MiB` they carry a "
+        "3.13.0's default pickles every item. A dict is not cross-interpreter data, so for "
+        "`stream-dict-10` their data queue is created with `syncobj=False` and pickles, as a user's "
+        "would have to. For `SharedBuffer-64MiB` they carry a "
         "shared `memoryview` of a 64 MiB `bytearray`, their nearest zero-copy equivalent "
         "(it must not outlive the interpreter that made it).",
         "- `SharedBuffer-64MiB` hands over a reference to the same 64 MiB block: its MB/s "
@@ -658,6 +795,12 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
         L.append("")
     L += _wide_table(data, [w for w in data["workloads_order"] if w.startswith("stream-")])
     L.append("")
+    stream_how = [f"{w} / {p}: {c['how']}" for w in data["workloads_order"] if w.startswith("stream-")
+                  for p in peers if (c := cells.get((w, p))) and c.get("how")]
+    if stream_how:
+        L.append("How: " + "; ".join(stream_how) + ".")
+        L.append("")
+    L += memcpy_md(data)
     L.append("## Round-trip latency")
     L.append("")
     if "latency" in images:

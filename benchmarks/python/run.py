@@ -5,9 +5,12 @@
 
 Runs every workload of ``workloads.py`` against every peer of ``peers.py``,
 each cell in its own process session (``cell.py``) with a time limit, so a
-peer that hangs or crashes is killed and recorded without sinking the run.
-Then the C++ micro-benchmarks (``build/bench/channel_bench``, if built) and
-the pool figures (``bench_pool.py``, if present). Writes
+peer that hangs or crashes is killed and recorded without sinking the run;
+right after each pass's ``stream-bytes-1MiB`` cells, ``bench_memcpy.py``
+measures that workload's physical limit (one copy out of cache). Then the
+C++ micro-benchmarks (``build/bench/channel_bench``, if built), the pool
+figures (``bench_pool.py``, if present) and the value codec against pickle
+(``bench_values.py``). Writes
 ``benchmarks/results/<date>-<commit>[-quick].json``, the plots
 ``benchmarks/results/*.png`` and, unless ``--no-docs``, ``docs/benchmarks.md``
 (plots copied to ``docs/img/``). Prints a table with ratios to
@@ -213,6 +216,9 @@ def run_cells(args: argparse.Namespace, data: dict[str, Any]) -> None:
     limit = args.cell_timeout or (30.0 if args.quick else 120.0)
     rounds = max(1, args.rounds)
     total = len(todo) * rounds
+    # The memcpy limit of stream-bytes-1MiB is measured right after that
+    # workload's cells in every round (the machine's speed drifts).
+    memcpy_after = max((i for i, (w, _) in enumerate(todo) if w == report.MEMCPY_WORKLOAD), default=None)
     best: dict[tuple[str, str], dict[str, Any]] = {}
     for i, (rnd, (w, p)) in enumerate(((r, c) for r in range(rounds) for c in todo), 1):
         tag = f"[{i:>3}/{total}] {w} x {p}" + (f" (round {rnd + 1})" if rounds > 1 else "")
@@ -242,6 +248,8 @@ def run_cells(args: argparse.Namespace, data: dict[str, Any]) -> None:
         r = report.ratio(data, w, p)
         rtxt = f"  ({report.ratio_str(r)} mp.Queue)" if r is not None and p != BASELINE else ""
         print(f"{tag}: {shown}{rtxt}  [{res['wall_seconds']:.1f} s]", flush=True)
+        if memcpy_after is not None and (i - 1) % len(todo) == memcpy_after:
+            run_memcpy(args, data)
 
 
 def run_cpp(args: argparse.Namespace) -> dict[str, Any]:
@@ -374,11 +382,38 @@ def run_pool(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def run_memcpy(args: argparse.Namespace, data: dict[str, Any]) -> None:
+    """One round of bench_memcpy (one copy of 1 MiB blocks out of cache, the
+    physical limit of stream-bytes-1MiB) into ``data["memcpy"]``, keeping the
+    best round's figures (as for the cells) and every round's."""
+    out = run_bench_module(args, "Memcpy", "bench_memcpy", 120)
+    prev = data.get("memcpy") or {}
+    res = out.get("result") or {}
+    gbps = res.get("memmove_gbps") if isinstance(res, dict) else None
+    rounds = prev.get("rounds", []) + [gbps]
+    best_prev = (prev.get("result") or {}).get("memmove_gbps") if prev.get("status") == "ok" else None
+    if isinstance(gbps, (int, float)) and (best_prev is None or gbps > best_prev):
+        data["memcpy"] = out
+    elif not prev:
+        data["memcpy"] = out
+    data["memcpy"]["rounds"] = rounds
+    if isinstance(gbps, (int, float)):
+        print(f"  memcpy| {res['distinct_payloads']} x 1 MiB ({res['set_bytes'] / 2**20:.0f} MiB): memmove "
+              f"{gbps:.2f} GB/s, alloc+copy {res['alloc_copy_gbps']:.2f} GB/s, cache-hot "
+              f"{res['hot_memmove_gbps']:.2f} GB/s", flush=True)
+    for line in report.memcpy_table_lines(data):
+        print("  memcpy| " + line, flush=True)
+
+
 def run_values(args: argparse.Namespace) -> dict[str, Any]:
     """Encode+decode cost per message against pickle (bench_values.py)."""
     out = run_bench_module(args, "Values", "bench_values", 120)
     for r in (out.get("result") or {}).get("rows", []):
-        print(f"  values| {r['payload']:<12} codec {r['codec_ns']:6.0f} ns  put+get {r['channel_ns']:6.0f} ns"
+        if r.get("error"):
+            print(f"  values| {r['payload']:<16} {r['error']}", flush=True)
+            continue
+        ch = f"{r['channel_ns']:6.0f} ns" if r.get("channel_ns") is not None else "     -   "
+        print(f"  values| {r['payload']:<16} codec {r['codec_ns']:6.0f} ns  put+get {ch}"
               f"  pickle {r['pickle_ns']:6.0f} ns  pickle/codec {r['speedup']:.1f}x", flush=True)
     return out
 
@@ -433,7 +468,8 @@ def main() -> int:
         "workloads_order": wls,
         "workloads": {w.name: {"description": w.description, "producers": w.producers,
                                "consumers": w.consumers, "payload": w.payload,
-                               "payload_bytes": w.payload_bytes} for w in WORKLOADS if w.name in wls},
+                               "payload_bytes": w.payload_bytes, "distinct": w.distinct}
+                      for w in WORKLOADS if w.name in wls},
         "cells": [],
     }
     print(f"xchannels benchmarks{' (quick)' if args.quick else ''}: commit {data['commit']}, "
@@ -462,6 +498,9 @@ def main() -> int:
     print()
     print("\n".join(report.table_lines(data)))
     print()
+    if report.memcpy_table_lines(data):
+        print("\n".join(report.memcpy_table_lines(data)))
+        print()
     print("\n".join(report.goal_lines(data)))
 
     report.RESULTS.mkdir(parents=True, exist_ok=True)

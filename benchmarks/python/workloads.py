@@ -52,6 +52,30 @@ while True:
 x = None
 """
 
+# The same, cycling through NDISTINCT distinct payloads whose total is
+# larger than the last-level cache (made before any clock starts), so that
+# every put reads its item from memory: with one object put again and again,
+# a 1 MiB item sits in the cache and a copy of it runs at cache speed. The
+# iterator goes on across rounds.
+PRODUCER_CYCLE = """\
+from itertools import cycle as _cycle, islice as _islice
+put = Q_data.put
+it = _cycle(make_payloads(PAYLOAD, NDISTINCT))
+while True:
+    n, t_go = ctrl_get()
+    if n < 0:
+        break
+    wait_until(t_go)
+    t0 = perf_counter()
+    for x in _islice(it, n):
+        put(x)
+    x = None
+    for _ in range(NCONS):
+        put(None)
+    report(("done", ME, t0, n))
+it = None
+"""
+
 CONSUMER = """\
 get = Q_data.get
 while True:
@@ -189,20 +213,24 @@ class Workload:
     n_max: int  # cap on items per producer in a round
     kind: str = "throughput"  # or "latency"
     tags: list[str] = field(default_factory=list)
+    # The producers cycle through distinct payloads larger than the LLC in
+    # total (PRODUCER_CYCLE, peers.distinct_count) instead of one object.
+    distinct: bool = False
 
     @property
     def payload_bytes(self) -> int:
         return PAYLOADS[self.payload][1]
 
 
-def _stream(payload: str, n0: int, n_max: int, what: str) -> Workload:
+def _stream(payload: str, n0: int, n_max: int, what: str, distinct: bool = False) -> Workload:
     return Workload(
         name=f"stream-{payload}",
         description=f"1 producer -> 1 consumer, {what}; items/s and MB/s",
         producers=1,
         consumers=1,
         payload=payload,
-        producer_role=PRODUCER,
+        producer_role=PRODUCER_CYCLE if distinct else PRODUCER,
+        distinct=distinct,
         consumer_role=CONSUMER,
         topology="shared",
         n0=n0,
@@ -214,9 +242,11 @@ def _stream(payload: str, n0: int, n_max: int, what: str) -> Workload:
 WORKLOADS: list[Workload] = [
     _stream("int", 2000, 20_000_000, "the int 12345"),
     _stream("5-tuple", 2000, 10_000_000, '(1, 2.5, "abc", b"xyz", None)'),
+    _stream("dict-10", 2000, 10_000_000, 'a 10-key dict {"k0": 1000, ..., "k9": 1009}'),
     _stream("str-100", 2000, 10_000_000, "a 100-char str"),
     _stream("bytes-1KiB", 1000, 5_000_000, "1 KiB bytes"),
-    _stream("bytes-1MiB", 20, 20_000, "1 MiB bytes"),
+    _stream("bytes-1MiB", 20, 20_000,
+            "1 MiB bytes, cycling through distinct objects of max(4 x LLC, 64 MiB) in total", distinct=True),
     _stream("bytes-64MiB", 2, 48, "64 MiB bytes"),
     _stream(
         "SharedBuffer-64MiB",
