@@ -48,7 +48,7 @@ if sys.version_info >= (3, 13):
         return err.formatted or f"{err.type.__name__}: {err.msg}"
 
 else:  # 3.12
-    import _xxsubinterpreters as _mod
+    import _xxsubinterpreters as _mod  # type: ignore[import-not-found]  # no typeshed stub
 
     def create() -> Any:
         """create() -> handle
