@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <string>
 
 #include "state.h"
 #include "xchannels/detail/barrier.h"
@@ -103,6 +104,10 @@ ModuleState::~ModuleState() {
   Py_XDECREF(aio);
   Py_XDECREF(pickle_dumps);
   Py_XDECREF(pickle_loads);
+  if (key_cache != nullptr) {
+    for (size_t i = 0; i < kKeyCacheSlots; ++i) Py_XDECREF(key_cache[i]);
+    delete[] key_cache;
+  }
 }
 
 void RaiseStatus(ModuleState* st, OpStatus s, const char* what) {
@@ -443,6 +448,22 @@ PYBIND11_MODULE(_xchannels, m, pyb::mod_gil_not_used(),
 #else
   m.attr("__compiler__") = "unknown";
 #endif
+#ifndef XCHANNELS_BUILD_TYPE
+#define XCHANNELS_BUILD_TYPE "unknown"
+#define XCHANNELS_ABSL_VERSION "unknown"
+#define XCHANNELS_CQ_VERSION "unknown"
+#endif
+  {
+    pyb::dict build;
+    build["compiler"] = m.attr("__compiler__");
+    build["build_type"] = XCHANNELS_BUILD_TYPE;
+    build["abseil"] = XCHANNELS_ABSL_VERSION;
+    build["concurrentqueue"] = XCHANNELS_CQ_VERSION;
+    build["pybind11"] = std::to_string(PYBIND11_VERSION_MAJOR) + "." +
+                        std::to_string(PYBIND11_VERSION_MINOR) + "." +
+                        std::to_string(PYBIND11_VERSION_PATCH);
+    m.attr("__build__") = build;
+  }
   // A raw METH_O function (self: the state capsule), so benchmarks measure
   // the codec and not pybind11's call overhead.
   static PyMethodDef encode_decode_def = {

@@ -53,6 +53,11 @@ struct ModuleState {
   // (owned).
   PyObject* pickle_dumps = nullptr;
   PyObject* pickle_loads = nullptr;
+  // Short ASCII dict keys decoded lately (values.cpp): a stream of records
+  // repeats its keys, and a cached key costs no allocation and keeps its
+  // hash. Owned references; allocated on first use.
+  static constexpr size_t kKeyCacheSlots = 512;
+  PyObject** key_cache = nullptr;
   bool main_interpreter = false;
 
   ~ModuleState();

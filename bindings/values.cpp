@@ -578,7 +578,38 @@ struct PyVisitor {
 #endif
   }
   Value Float(double v) { return PyFloat_FromDouble(v); }
+  void BeginKey() { key_ = true; }
+  void EndKey() { key_ = false; }
+  bool key_ = false;
+
+  // A dict key: short ASCII keys come from a small per-interpreter cache
+  // (same bytes, same str object: str is immutable, so sharing it is
+  // invisible), which skips the allocation and keeps the hash computed.
+  Value CachedKey(const uint8_t* p, size_t len) {
+    if (st->key_cache == nullptr) {
+      st->key_cache = new (std::nothrow) PyObject*[ModuleState::kKeyCacheSlots]();
+      if (st->key_cache == nullptr) return nullptr;
+    }
+    uint32_t h = 2166136261u;  // FNV-1a
+    for (size_t i = 0; i < len; ++i) h = (h ^ p[i]) * 16777619u;
+    PyObject*& slot = st->key_cache[h & (ModuleState::kKeyCacheSlots - 1)];
+    if (slot != nullptr && static_cast<size_t>(PyUnicode_GET_LENGTH(slot)) == len &&
+        std::memcmp(PyUnicode_1BYTE_DATA(slot), p, len) == 0) {
+      return Py_NewRef(slot);
+    }
+    PyObject* s = PyUnicode_New(static_cast<Py_ssize_t>(len), 127);
+    if (s == nullptr) return nullptr;
+    std::memcpy(PyUnicode_1BYTE_DATA(s), p, len);
+    if (PyObject_Hash(s) == -1) PyErr_Clear();  // computed once, kept in s
+    Py_XSETREF(slot, Py_NewRef(s));
+    return s;
+  }
+
   Value Str(int kind, const uint8_t* p, size_t len) {
+    if (key_ && kind == 1 && len > 1 && len <= 32 && IsAscii(p, len)) {
+      key_ = false;
+      return CachedKey(p, len);
+    }
     if (kind == 1 && len > 1 && len <= 256 && IsAscii(p, len)) {
       // Short ASCII text, the common case: one allocation and a copy,
       // without PyUnicode_FromKindAndData's layers (len 0 and 1 still go

@@ -96,6 +96,8 @@ struct TreeVisitor {
     d->items.push_back(std::move(v));
     return true;
   }
+  void BeginKey() {}
+  void EndKey() {}
   Value Set(size_t, bool frozen) { return Make(frozen ? Tag::kFrozenSet : Tag::kSet); }
   bool AddSetItem(Value& s, Value item) {
     s->items.push_back(std::move(item));

@@ -64,6 +64,8 @@ struct Visitor {
     d->items.push_back(std::move(v));
     return true;
   }
+  void BeginKey() {}
+  void EndKey() {}
   Value Set(size_t, bool) { return std::make_unique<Node>(); }
   bool AddSetItem(Value& s, Value item) {
     s->items.push_back(std::move(item));

@@ -592,3 +592,21 @@ def test_unpickling_failure_in_the_receiver_names_the_place(sub):
         sub.run(UNPICKLABLE_HERE, cid=ch.id)
     finally:
         del sys.modules["no_such_module_for_xchannels"]
+
+
+def test_repeated_dict_keys_are_shared_and_always_right():
+    # Short ASCII dict keys come from a per-interpreter cache: the same key
+    # object for each record of a stream, never a wrong one, whatever the
+    # keys (many distinct, colliding, long, non-ASCII, not str).
+    ch = Channel()
+    ch.put_many([{"name": 1, "kind": 2}, {"name": 3, "kind": 4}])
+    a, b = ch.get_nowait(), ch.get_nowait()
+    assert [id(k) for k in a] == [id(k) for k in b]
+    keys = [f"k{i}" for i in range(3000)] + ["é", "x" * 33, "", "a"]
+    value = {k: i for i, k in enumerate(keys)}
+    value[(1, "tuple-key")] = "t"
+    value[7] = "int"
+    for _ in range(3):
+        got = roundtrip_local(value)
+        assert same(got, value)
+        assert list(got) == list(value)

@@ -358,6 +358,7 @@ std::string_view DecodeErrorName(DecodeError e);
 //   bool SetListItem(Value& list, size_t i, Value item);  // takes `item`
 //   Value Dict(size_t n);               // an empty dict for n pairs
 //   bool SetDictItem(Value& dict, Value key, Value value);  // takes both
+//   void BeginKey(); void EndKey();     // around the decoding of a dict key
 //   Value Set(size_t n, bool frozen);   // an empty set (frozenset) to fill
 //   bool AddSetItem(Value& set, Value item);  // takes `item`
 //   Value Pickled(const uint8_t* data, size_t n);
@@ -549,7 +550,9 @@ class Decoder {
     for (size_t i = 0; i < n; ++i) {
       const uint32_t at = static_cast<uint32_t>(std::min<size_t>(i, kDictKey - 1));
       path_[depth] = at | key_bit;
+      if (tag == Tag::kDict) v_.BeginKey();
       Value item = One(depth + 1);
+      if (tag == Tag::kDict) v_.EndKey();
       bool ok = !Visitor::IsNull(item);
       if (ok && tag == Tag::kDict) {
         path_[depth] = at | kDictValue;
