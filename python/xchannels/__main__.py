@@ -3,6 +3,9 @@
 ``python -m xchannels check MODULE...``: can each module be imported in an
 own-GIL sub-interpreter (where Pool and Worker tasks run)? Exit status 0 if
 all can, 1 if any cannot, 2 for bad usage.
+
+``python -m xchannels info [--json]``: the version, the build, the Python,
+and whether own-GIL sub-interpreters work here (for bug reports).
 """
 
 from __future__ import annotations
@@ -66,6 +69,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if any(not r.ok for r in results) else 0
 
 
+def _cmd_info(args: argparse.Namespace) -> int:
+    from xchannels._info import format_info, info
+
+    facts = info()
+    print(json.dumps(facts, indent=2) if args.json else format_info(facts))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xchannels", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         help="check in this process (faster; a module that crashes a sub-interpreter ends the check)",
     )
     check.set_defaults(func=_cmd_check)
+    info = sub.add_parser(
+        "info",
+        help="print the version, the build and what this Python supports (for bug reports)",
+        description="Print the xchannels version, how it was built, the Python, whether own-GIL "
+        "sub-interpreters work here, and where the loaded module is.",
+    )
+    info.add_argument("--json", action="store_true", help="print it as JSON")
+    info.set_defaults(func=_cmd_info)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

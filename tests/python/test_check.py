@@ -112,3 +112,50 @@ def test_task_whose_import_fails_names_the_module_and_the_check(modules):
         assert any("python -m xchannels check readline" in n for n in err.__notes__)
         # the pool stays usable
         assert pool.submit(ps.square, 4).result(timeout=60) == 16
+
+
+# ---- python -m xchannels info, and the package's metadata ----------------------------
+
+
+def test_info_command_and_function():
+    facts = xchannels.info()
+    assert facts["version"] == xchannels.__version__
+    assert facts["own_gil_subinterpreters"] is True and facts["own_gil_error"] is None
+    assert os.path.samefile(facts["module"], xchannels._xchannels.__file__)
+    build = facts["build"]
+    assert build["compiler"].startswith(("gcc", "clang")) and build["build_type"]
+    assert build["abseil"] != "unknown" and build["concurrentqueue"] != "unknown"
+    assert build["pybind11"].startswith("3.")
+    out = _cli("info")
+    assert out.returncode == 0, out.stderr
+    assert f"version: {xchannels.__version__}" in out.stdout and "own_gil_subinterpreters: True" in out.stdout
+    data = json.loads(_cli("info", "--json").stdout)
+    assert data["version"] == xchannels.__version__ and data["build"]["abseil"] == build["abseil"]
+
+
+def test_version_is_written_once():
+    import importlib.metadata
+    import re
+
+    root = os.path.dirname(os.path.dirname(HERE))
+    text = open(os.path.join(root, "pyproject.toml")).read()
+    assert 'dynamic = ["version"]' in text and not re.search(r"^version\s*=", text, re.M)
+    assert importlib.metadata.version("xchannels") == xchannels.__version__
+
+
+def test_a_source_build_without_the_debian_packages_names_them(tmp_path):
+    # CMake's own message would be a page of search paths; ours names the
+    # packages. Abseil is made unfindable for this configure only.
+    cmake = os.path.join(os.path.dirname(sys.executable), "cmake")
+    if not os.path.exists(cmake):
+        pytest.skip("no cmake next to this Python (make test installs it into the venvs)")
+    root = os.path.dirname(os.path.dirname(HERE))
+    out = subprocess.run(
+        [cmake, "-S", root, "-B", str(tmp_path / "b"), "-DXCHANNELS_TESTS=OFF",
+         "-DCMAKE_DISABLE_FIND_PACKAGE_absl=ON"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode != 0
+    text = " ".join(out.stderr.split())  # CMake wraps its messages
+    assert "xchannels needs these Debian packages to build from source: libabsl-dev (Abseil)." in text
+    assert "sudo apt-get install libabsl-dev libconcurrentqueue-dev" in text
