@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping
 
 from xchannels import _bootstrap, _interp
 from xchannels._protocol import worker_config
-from xchannels._xchannels import Channel, ChannelEmpty, NotShareableError, is_shareable
+from xchannels._xchannels import Channel, ChannelEmpty, NotShareableError
 
 __all__ = ["RemoteError", "RemoteTraceback", "Worker"]
 

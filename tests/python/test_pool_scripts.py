@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 import xchannels
 
 HERE = os.path.dirname(os.path.abspath(__file__))
