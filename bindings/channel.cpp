@@ -66,9 +66,9 @@ OpStatus RecvItem(PyChannel* self, Item& out, const BlockArgs& ba) {
   });
 }
 
-bool CheckType(PyChannel* self, PyObject* obj, const char* where = "") {
+bool CheckType(PyChannel* self, PyObject* obj, Py_ssize_t item = -1) {
   if (self->spec == nullptr) return true;
-  return CheckTypeSpec(self->state, self->spec->get(), obj, where);
+  return CheckTypeSpec(self->state, self->spec->get(), obj, item);
 }
 
 // ---- methods ----------------------------------------------------------------
@@ -165,8 +165,7 @@ PyObject* ChannelPutMany(PyObject* op, PyObject* const* args,
   items.reserve(static_cast<size_t>(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* obj = PySequence_Fast_GET_ITEM(seq, i);
-    if (self->spec != nullptr &&
-        !CheckType(self, obj, ("put_many: items[" + std::to_string(i) + "]: ").c_str())) {
+    if (!CheckType(self, obj, i)) {
       Py_DECREF(seq);
       return nullptr;
     }

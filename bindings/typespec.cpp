@@ -409,9 +409,12 @@ std::shared_ptr<const TypeSpec> ParseTypeSpec(ModuleState* st, PyObject* t) {
 }
 
 bool CheckTypeSpec(ModuleState* st, const TypeSpec* spec, PyObject* obj,
-                   const char* where) {
+                   Py_ssize_t item) {
   if (spec == nullptr) return true;
   if (Matches(st, *spec, obj, nullptr)) return true;
+  const std::string prefix =
+      item < 0 ? "" : "put_many: items[" + std::to_string(item) + "]: ";
+  const char* where = prefix.c_str();
   // Again, now saying where: the failure path is off the hot path.
   Why why;
   Matches(st, *spec, obj, &why);

@@ -55,12 +55,12 @@ struct ChannelConfig {
 std::shared_ptr<const TypeSpec> ParseTypeSpec(ModuleState* st, PyObject* t);
 // Checks obj against a channel's spec (nullptr: untyped, always fine).
 // Raises TypeError naming the element that does not match ("item [3]:
-// expected str, got int"), prefixed with `where` (e.g. "items[2]: " for
-// put_many), and returns false. Values are classified by values.cpp's
-// Classify, so the check agrees with what travels (an IntEnum is an int, a
+// expected str, got int"), prefixed with "put_many: items[i]: " when `item`
+// is put_many's index i (-1: a single put), and returns false; the prefix
+// is only built on failure. Values are classified by values.cpp's Classify, so the check agrees with what travels (an IntEnum is an int, a
 // bytearray a SharedBuffer, np.int64 an int).
 bool CheckTypeSpec(ModuleState* st, const TypeSpec* spec, PyObject* obj,
-                   const char* where = "");
+                   Py_ssize_t item = -1);
 // Rebuilds the type expression (int, int | None, tuple[int, ...]) as Python
 // objects in the caller's interpreter.
 PyObject* TypeSpecToPython(ModuleState* st, const TypeSpec& spec);
