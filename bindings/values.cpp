@@ -292,8 +292,7 @@ class Encoder {
     std::string where = Where(depth);
     if (!where.empty()) where += ": ";
     PyErr_Format(st_->NotShareableError,
-                 "%s%s is not shareable (pass fallback='pickle' to the Channel to "
-                 "send it pickled)",
+                 "%s%s is not shareable (pass fallback='pickle' to send it pickled)",
                  where.c_str(), Py_TYPE(obj)->tp_name);
   }
 

@@ -267,26 +267,23 @@ def _run_group(
     return outcomes_result(base, tuple(outcomes))
 
 
-def value_error(value: Any, fallback: str | None = None, where: str = "Channel") -> NotShareableError | None:
+def value_error(value: Any, fallback: str | None = None) -> NotShareableError | None:
     """Why ``value`` cannot travel (on a channel with ``fallback``), with a
     path that starts at ``value`` itself (``item [1][0]: ...``), or None if
-    it can. ``where`` names what takes the fallback option in the hint.
-    For error paths only: it encodes the value."""
+    it can. For error paths only: it encodes the value."""
     try:
         if fallback is None:
             _encode_decode(value)
         else:
             Channel(fallback=fallback).put(value)  # type: ignore[arg-type]
     except NotShareableError as exc:
-        if where != "Channel":
-            return NotShareableError(str(exc).replace("to the Channel", f"to the {where}"))
         return exc
     return None
 
 
 def result_error(qualname: str, value: Any, exc: NotShareableError, out: Channel | None = None) -> NotShareableError:
     """The error that replaces a return value that cannot travel back."""
-    why = value_error(value, out.fallback if out is not None else None, "Pool or Worker") or exc
+    why = value_error(value, out.fallback if out is not None else None) or exc
     return NotShareableError(f"the return value of {qualname}() cannot be sent back from the worker: {why}")
 
 

@@ -155,7 +155,7 @@ def explain_unshareable(
     first item and argument that cannot."""
     for i, args in enumerate(calls):
         for j, a in enumerate(args):
-            why = value_error(a, fallback, "Pool")
+            why = value_error(a, fallback)
             if why is not None:
                 return NotShareableError(
                     f"item {i} of map({qualname}): argument {j} cannot be sent "

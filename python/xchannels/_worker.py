@@ -201,13 +201,13 @@ def explain_unshareable(
     in the task message, which the user never sees)."""
     where, why = "an argument", None
     for i, a in enumerate(args):
-        why = _bootstrap.value_error(a, fallback, "Pool or Worker")
+        why = _bootstrap.value_error(a, fallback)
         if why is not None:
             where = f"argument {i}"
             break
     else:
         for name, v in kwargs:
-            why = _bootstrap.value_error(v, fallback, "Pool or Worker")
+            why = _bootstrap.value_error(v, fallback)
             if why is not None:
                 where = f"keyword argument {name!r}"
                 break
