@@ -40,6 +40,7 @@ bool ChooseAsymmetric() {
 struct SlotRegistry {
   Mutex mu;
   std::atomic<SendSlot*> head{nullptr};
+  uint32_t count ABSL_GUARDED_BY(mu) = 0;  // slots made so far
 };
 
 SlotRegistry& Registry() {
@@ -88,6 +89,7 @@ struct SlotReturner {
 SendSlot* PublishNewSlot(SlotRegistry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
   auto* slot = new SendSlot();
   slot->in_use = true;
+  slot->index = r.count++;
   slot->next = r.head.load(std::memory_order_relaxed);
   r.head.store(slot, std::memory_order_release);
   return slot;

@@ -36,6 +36,9 @@ using std::chrono::milliseconds;
 using testing_util::kScale;
 
 using testing_util::In;
+using testing_util::g_signals;
+using testing_util::SignalHandler;
+using testing_util::SignalUntilDone;
 constexpr Deadline kForever = std::nullopt;
 
 struct UnboundedFlavor {
@@ -353,42 +356,6 @@ TYPED_TEST(ChannelTest, CloseRacesSend) {
 }
 
 // ---- interruptible waits ---------------------------------------------------
-
-std::atomic<int> g_signals{0};
-void OnSignal(int) { g_signals.fetch_add(1); }
-
-class SignalHandler {
- public:
-  SignalHandler() {
-    struct sigaction sa{};
-    sa.sa_handler = OnSignal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;  // no SA_RESTART, like CPython
-    sigaction(SIGUSR1, &sa, &old_);
-  }
-  ~SignalHandler() { sigaction(SIGUSR1, &old_, nullptr); }
-
- private:
-  struct sigaction old_{};
-};
-
-// Runs `op` on a thread and signals it until it returns (a signal that lands
-// while the thread still spins does not interrupt: keep sending).
-OpStatus SignalUntilDone(const std::function<OpStatus()>& op) {
-  std::atomic<bool> done{false};
-  OpStatus result = OpStatus::kOk;
-  std::thread t([&] {
-    result = op();
-    done.store(true);
-  });
-  const auto give_up = Clock::now() + std::chrono::seconds(10);
-  while (!done.load() && Clock::now() < give_up) {
-    std::this_thread::sleep_for(milliseconds(5));
-    pthread_kill(t.native_handle(), SIGUSR1);
-  }
-  t.join();
-  return result;
-}
 
 TYPED_TEST(ChannelTest, Interrupted) {
   SignalHandler handler;

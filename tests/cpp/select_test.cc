@@ -129,32 +129,15 @@ TEST(Select, SelectAllClosed) {
   EXPECT_EQ(Select<int64_t>(t.span(), &index, out, kForever), OpStatus::kClosed);
 }
 
-std::atomic<int> g_signals{0};
-void OnSignal(int) { g_signals.fetch_add(1); }
-
 TEST(Select, SelectInterrupted) {
-  struct sigaction sa{}, old{};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART
-  sigaction(SIGUSR1, &sa, &old);
+  testing_util::SignalHandler handler;
   Three t;
-  std::atomic<bool> done{false};
-  OpStatus st = OpStatus::kOk;
-  std::thread waiter([&] {
-    size_t index;
-    int64_t out;
-    st = Select<int64_t>(t.span(), &index, out, kForever, true);
-    done.store(true);
-  });
-  const auto give_up = Clock::now() + std::chrono::seconds(10);
-  while (!done.load() && Clock::now() < give_up) {
-    std::this_thread::sleep_for(milliseconds(5));
-    pthread_kill(waiter.native_handle(), SIGUSR1);
-  }
-  waiter.join();
-  sigaction(SIGUSR1, &old, nullptr);
-  EXPECT_EQ(st, OpStatus::kInterrupted);
+  size_t index;
+  int64_t out;
+  EXPECT_EQ(testing_util::SignalUntilDone([&] {
+              return Select<int64_t>(t.span(), &index, out, kForever, true);
+            }),
+            OpStatus::kInterrupted);
 }
 
 TEST(Select, SelectDuplicateChannel) {

@@ -31,6 +31,16 @@
 //   closed, items queued  | kClosed             | kOk (drains)           | no-op
 //   closed and drained    | kClosed             | kClosed                | no-op
 //
+//   Task tracking (queue.Queue's task_done/join): every item whose send
+//   returned kOk counts as one unfinished task until task_done() is called
+//   for it (by anyone) or close_and_drop() dropped it. Counting costs a send
+//   no locked instruction (detail/task_counter.h). join() waits, in any
+//   state, until no task is unfinished.
+//
+//   Counted close (several producers): close_after(n) makes the next n
+//   counted_close() calls close the channel on the last one; without it,
+//   counted_close() is close().
+//
 //   kInterrupted only with interruptible=true, when a signal handler ran on
 //   the blocked thread (FUTEX_WAIT returned EINTR). Nothing was sent or
 //   received; the caller checks its signals and may call again.
@@ -70,6 +80,40 @@ class ChannelBase : public RefCounted {
   // Thread-safe. Never blocks. 0 means unbounded.
   virtual size_t capacity() const = 0;
 
+  // Thread-safe. Never blocks. Adds n (>= 1) to the number of
+  // counted_close() calls still needed before the channel closes. Returns
+  // false (and changes nothing) if the channel is closed already, or if the
+  // count would overflow.
+  bool close_after(uint64_t n) noexcept {
+    uint64_t p = close_pending_.load(std::memory_order_relaxed);
+    do {
+      if (closed() || n == 0 || p > UINT64_MAX - n) return false;
+    } while (!close_pending_.compare_exchange_weak(
+        p, p + n, std::memory_order_acq_rel, std::memory_order_relaxed));
+    return true;
+  }
+  // Thread-safe. As close(), except after close_after(n): then each call
+  // counts one down and only the call that reaches zero closes. Returns true
+  // if the channel is closed on return.
+  bool counted_close() {
+    uint64_t p = close_pending_.load(std::memory_order_acquire);
+    for (;;) {
+      if (p == 0) break;
+      if (close_pending_.compare_exchange_weak(p, p - 1,
+                                               std::memory_order_acq_rel,
+                                               std::memory_order_acquire)) {
+        if (p != 1) return closed();
+        break;
+      }
+    }
+    close();
+    return true;
+  }
+  // Thread-safe. Never blocks. The counted_close() calls still needed.
+  uint64_t close_pending() const noexcept {
+    return close_pending_.load(std::memory_order_acquire);
+  }
+
   // An opaque tag naming the element type T of the Channel<T> behind this.
   const void* type_tag() const noexcept { return type_tag_; }
 
@@ -97,6 +141,7 @@ class ChannelBase : public RefCounted {
   const uint64_t id_;
   const void* const type_tag_;
   bool registered_ = false;
+  std::atomic<uint64_t> close_pending_{0};
   std::shared_ptr<const void> attachment_;
 };
 
@@ -185,6 +230,51 @@ class Channel final : public ChannelBase {
   }
   // Thread-safe. Never blocks. 0 = unbounded.
   size_t capacity() const override { return capacity_; }
+
+  // ---- Task tracking (queue.Queue's task_done / join) ----------------------
+  // Thread-safe. Never blocks, never allocates. Marks one sent item as
+  // processed; returns false (nothing changed) if no task is unfinished.
+  bool task_done() noexcept { return tasks().TaskDone(); }
+  // Thread-safe. Never blocks. Items sent and not yet marked done (or
+  // dropped); exact when nothing runs concurrently.
+  uint64_t unfinished_tasks() const noexcept {
+    return const_cast<Channel*>(this)->tasks().Unfinished();
+  }
+  // Thread-safe. Blocks until no task is unfinished (kOk), the deadline
+  // passes (kEmpty) or, if interruptible, a signal handler runs
+  // (kInterrupted). Never allocates. Independent of close: a closed channel
+  // still waits for the tasks taken from it.
+  OpStatus join(Deadline deadline, bool interruptible = false) {
+    return tasks().Join(deadline, interruptible);
+  }
+  // As AddRecvWaiter, for an external joiner: notified whenever the count
+  // may have reached zero (every joiner at once); re-check with
+  // unfinished_tasks(). Nothing to pass on when leaving.
+  void AddJoinWaiter(detail::WaitNode* node, bool barrier = true) {
+    tasks().join_waiters().Add(node);
+    if (barrier) detail::HeavyBarrier();
+  }
+  bool RemoveJoinWaiter(detail::WaitNode* node) {
+    return !tasks().join_waiters().Remove(node);
+  }
+
+  // Thread-safe. close(), then takes every item still queued and destroys
+  // it (on this thread), marking each one's task done: queue.Queue's
+  // shutdown(immediate=True). Returns how many items it dropped. Receivers
+  // racing it may still take some of the items. Never allocates.
+  size_t close_and_drop()
+    requires std::is_default_constructible_v<T>
+  {
+    close();
+    size_t dropped = 0;
+    for (;;) {
+      T item;
+      if (try_recv(item) != OpStatus::kOk) break;
+      ++dropped;
+    }
+    tasks().AddDone(dropped);
+    return dropped;
+  }
 
   // ---- External waiters (event loops) ----------------------------------------
   // A waiter that is not a blocked thread: its node's Parker carries a
@@ -283,6 +373,10 @@ class Channel final : public ChannelBase {
   detail::WaitList& recv_waiters() {
     return Dispatch(
         [](auto& f) -> detail::WaitList& { return f.recv_waiters(); });
+  }
+  detail::TaskCounter& tasks() {
+    return Dispatch(
+        [](auto& f) -> detail::TaskCounter& { return f.tasks(); });
   }
   const size_t capacity_;
   // monostate only until the constructor body has run.

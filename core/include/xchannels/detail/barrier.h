@@ -80,6 +80,10 @@ struct alignas(64) SendSlot {
   // (C++20 release sequences hold only RMWs, so relaxed stores would not do).
   std::atomic<const void*> channel{nullptr};
   SendSlot* next = nullptr;  // fixed before the slot is published
+  // Dense, fixed before the slot is published: slot i is the i-th ever made.
+  // Its owner thread names its per-channel task counter cell with it
+  // (task_counter.h); a later owner inherits the cells, which is harmless.
+  uint32_t index = 0;
   bool in_use = false;       // guarded by the registry's mutex
 };
 

@@ -18,6 +18,8 @@
 //     was notified but leaves without taking an item (timeout, interrupt,
 //     Select taking elsewhere) wakes one other receiver if the queue is
 //     non-empty (PassOnRecv).
+//   - Every item enqueued was counted in tasks_ first (after the closed
+//     check); see task_counter.h for why that costs a send no fence.
 //   - moodycamel's try_dequeue may fail while an item is present (another
 //     consumer is half-way through an overcommitted dequeue). Probe reports
 //     that as kBusy when size_approx() > 0, and no caller parks on kBusy.
@@ -43,6 +45,7 @@
 #include "xchannels/detail/barrier.h"
 #include "xchannels/detail/common.h"
 #include "xchannels/detail/futex.h"
+#include "xchannels/detail/task_counter.h"
 #include "xchannels/detail/wait_list.h"
 
 namespace xchannels::detail {
@@ -72,6 +75,8 @@ class QueueBase {
   }
   size_t size() const noexcept { return queue_.size_approx(); }
   WaitList& recv_waiters() noexcept { return recv_waiters_; }
+  // Task tracking (task_done / join): every item sent is counted here.
+  TaskCounter& tasks() noexcept { return tasks_; }
 
   // One receive attempt, with the close rule of the invariants.
   Probe ProbeRecv(T& out) {
@@ -183,13 +188,23 @@ class QueueBase {
     }
     bool ok;
     try {
-      ok = queue_.enqueue(std::move(v));
+      tasks_.CountSend(slot);  // may throw, having counted nothing
     } catch (...) {
       slot.channel.store(nullptr, std::memory_order_release);
       throw;
     }
+    try {
+      ok = queue_.enqueue(std::move(v));
+    } catch (...) {
+      slot.channel.store(nullptr, std::memory_order_release);
+      tasks_.FinishFailedSend();
+      throw;
+    }
     slot.channel.store(nullptr, std::memory_order_release);
-    if (!ok) throw std::bad_alloc();
+    if (!ok) {
+      tasks_.FinishFailedSend();
+      throw std::bad_alloc();
+    }
     LightBarrier();
     recv_waiters_.NotifyOne();  // no lock unless a receiver waits
     return OpStatus::kOk;
@@ -214,6 +229,7 @@ class QueueBase {
   // Read by every send and receive, written only by close().
   alignas(kCacheLine) std::atomic<uint32_t> flags_{0};
   alignas(kCacheLine) WaitList recv_waiters_;
+  TaskCounter tasks_;
 };
 
 }  // namespace xchannels::detail
