@@ -52,13 +52,14 @@
 namespace xchannels::py {
 namespace {
 
-enum class AioKind : int { kGet = 0, kPut = 1, kSelect = 2 };
+enum class AioKind : int { kGet = 0, kPut = 1, kSelect = 2, kJoin = 3 };
 
 const char* KindName(AioKind k) {
   switch (k) {
     case AioKind::kGet: return "get_async";
     case AioKind::kPut: return "put_async";
     case AioKind::kSelect: return "select_async";
+    case AioKind::kJoin: return "join_async";
   }
   return "?";
 }
@@ -120,6 +121,8 @@ struct WaiterCore final : detail::Notifier {
       nodes[i].parker = &parker;
       if (kind == AioKind::kPut) {
         channels[i]->AddSendWaiter(&nodes[i], /*barrier=*/false);
+      } else if (kind == AioKind::kJoin) {
+        channels[i]->AddJoinWaiter(&nodes[i], /*barrier=*/false);
       } else {
         channels[i]->AddRecvWaiter(&nodes[i], /*barrier=*/false);
       }
@@ -134,9 +137,12 @@ struct WaiterCore final : detail::Notifier {
     if (!armed) return false;
     bool any = false;
     for (size_t i = 0; i < channels.size(); ++i) {
-      const bool n = kind == AioKind::kPut
-                         ? channels[i]->RemoveSendWaiter(&nodes[i])
-                         : channels[i]->RemoveRecvWaiter(&nodes[i]);
+      bool n;
+      switch (kind) {
+        case AioKind::kPut: n = channels[i]->RemoveSendWaiter(&nodes[i]); break;
+        case AioKind::kJoin: n = channels[i]->RemoveJoinWaiter(&nodes[i]); break;
+        default: n = channels[i]->RemoveRecvWaiter(&nodes[i]); break;
+      }
       if (n) {
         notified[i] = 1;
         any = true;
@@ -149,8 +155,10 @@ struct WaiterCore final : detail::Notifier {
     return any;
   }
 
-  // Any time. Passes on every notification recorded by Disarm.
+  // Any time. Passes on every notification recorded by Disarm (joiners are
+  // notified all at once: nothing to pass on).
   void PassOn() {
+    if (kind == AioKind::kJoin) return;
     for (size_t i = 0; i < channels.size(); ++i) {
       if (!notified[i]) continue;
       notified[i] = 0;
@@ -360,7 +368,7 @@ PyObject* WaiterNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
                                    &channels, &obj)) {
     return nullptr;
   }
-  if (kind_int < 0 || kind_int > 2) {
+  if (kind_int < 0 || kind_int > 3) {
     PyErr_SetString(PyExc_ValueError, "_AioWaiter: bad kind");
     return nullptr;
   }
@@ -517,6 +525,9 @@ PyObject* WaiterTryOp(PyObject* op, PyObject*) {
       RaiseStatus(st, s, "put");
       return nullptr;
     }
+    case AioKind::kJoin:
+      if (w.channels[0]->unfinished_tasks() == 0) Py_RETURN_NONE;
+      Py_RETURN_NOTIMPLEMENTED;
     case AioKind::kSelect: {
       std::vector<ItemChannel*> raw;
       raw.reserve(w.channels.size());
@@ -555,16 +566,16 @@ PyMethodDef kWaiterMethods[] = {
      "pass_on($self, /)\n--\n\nWake another waiter on each channel that notified "
      "this one, if items\n(or, for put, slots) remain. Call when leaving."},
     {"try_op", NoExcept<WaiterTryOp>::Call, METH_NOARGS,
-     "try_op($self, /)\n--\n\nOne non-blocking attempt: the item (get), True (put) "
-     "or (channel,\nitem) (select); NotImplemented if it must wait. Raises "
-     "ChannelClosed."},
+     "try_op($self, /)\n--\n\nOne non-blocking attempt: the item (get), True (put), "
+     "(channel,\nitem) (select) or None (join: no task unfinished); "
+     "NotImplemented if\nit must wait. Raises ChannelClosed."},
     {nullptr, nullptr, 0, nullptr},
 };
 
 PyType_Slot kWaiterSlots[] = {
     {Py_tp_doc, const_cast<char*>(
                     "_AioWaiter(kind, channels, obj=None)\n--\n\nInternal: "
-                    "one pending get/put/select of a coroutine (see "
+                    "one pending get/put/select/join of a coroutine (see "
                     "xchannels._aio).")},
     {Py_tp_new, reinterpret_cast<void*>(NoExcept<WaiterNew>::Call)},
     {Py_tp_dealloc, reinterpret_cast<void*>(WaiterDealloc)},
@@ -638,6 +649,11 @@ PyObject* PutAsyncImpl(PyObject* self, PyObject* const* args,
   return Forward("put_async", self, args, nargs, kwnames);
 }
 
+PyObject* JoinAsyncImpl(PyObject* self, PyObject* const* args,
+                        Py_ssize_t nargs, PyObject* kwnames) {
+  return Forward("join_async", self, args, nargs, kwnames);
+}
+
 PyObject* ANextImpl(PyObject* self) {
   return Forward("_anext", self, nullptr, 0, nullptr);
 }
@@ -653,6 +669,11 @@ PyObject* ChannelGetAsync(PyObject* self, PyObject* const* args,
 PyObject* ChannelPutAsync(PyObject* self, PyObject* const* args,
                           Py_ssize_t nargs, PyObject* kwnames) {
   return NoExcept<PutAsyncImpl>::Call(self, args, nargs, kwnames);
+}
+
+PyObject* ChannelJoinAsync(PyObject* self, PyObject* const* args,
+                           Py_ssize_t nargs, PyObject* kwnames) {
+  return NoExcept<JoinAsyncImpl>::Call(self, args, nargs, kwnames);
 }
 
 PyObject* ChannelANext(PyObject* self) {

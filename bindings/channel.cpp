@@ -73,7 +73,7 @@ bool CheckType(PyChannel* self, PyObject* obj, Py_ssize_t item = -1) {
 
 // ---- methods ----------------------------------------------------------------
 
-const char* const kPutNames[] = {"obj", "block", "timeout"};
+const char* const kPutNames[] = {"item", "block", "timeout"};
 
 PyObject* ChannelPut(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
                      PyObject* kwnames) {
@@ -95,8 +95,18 @@ PyObject* ChannelPut(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
   return nullptr;
 }
 
-PyObject* ChannelPutNowait(PyObject* op, PyObject* obj) {
+const char* const kPutNowaitNames[] = {"item"};
+
+PyObject* ChannelPutNowait(PyObject* op, PyObject* const* args,
+                           Py_ssize_t nargs, PyObject* kwnames) {
   PyChannel* self = AsCh(op);
+  PyObject* obj = nullptr;
+  if (nargs == 1 && kwnames == nullptr) {
+    obj = args[0];
+  } else if (!ParseArgs("put_nowait", args, nargs, kwnames, kPutNowaitNames,
+                        1, 1, 1, &obj)) {
+    return nullptr;
+  }
   if (!CheckType(self, obj)) return nullptr;
   Item it = Encode(self->state, obj, self->pickle);
   if (it.kind() == Item::Kind::kEmpty) return nullptr;
@@ -208,25 +218,16 @@ PyObject* ChannelPutMany(PyObject* op, PyObject* const* args,
 
 const char* const kGetManyNames[] = {"max_items", "block", "timeout"};
 
-PyObject* ChannelGetMany(PyObject* op, PyObject* const* args,
-                         Py_ssize_t nargs, PyObject* kwnames) {
-  PyChannel* self = AsCh(op);
-  PyObject* a[3] = {nullptr, Py_True, Py_None};
-  if (!ParseArgs("get_many", args, nargs, kwnames, kGetManyNames, 3, 3, 1,
-                 a)) {
-    return nullptr;
-  }
-  Py_ssize_t max_items = PyNumber_AsSsize_t(a[0], PyExc_OverflowError);
-  if (max_items == -1 && PyErr_Occurred()) return nullptr;
-  if (max_items < 1) {
-    PyErr_SetString(PyExc_ValueError, "get_many: max_items must be >= 1");
-    return nullptr;
-  }
-  BlockArgs ba;
-  if (!ParseBlock(a[1], a[2], &ba)) return nullptr;
+// get_many's work: the first item waits as `ba` says, then what is queued.
+// With closed_is_none, a closed and drained channel returns None instead of
+// raising ChannelClosed (the pool worker's loop: raising ChannelClosed would
+// make the class, importing queue, in every worker at shutdown).
+PyObject* GetMany(PyChannel* self, Py_ssize_t max_items, const BlockArgs& ba,
+                  bool closed_is_none) {
   Item first;
   OpStatus s = RecvItem(self, first, ba);
   if (s != OpStatus::kOk) {
+    if (s == OpStatus::kClosed && closed_is_none) Py_RETURN_NONE;
     if (s != OpStatus::kInterrupted) RaiseStatus(self->state, s, "get_many");
     return nullptr;
   }
@@ -251,9 +252,136 @@ PyObject* ChannelGetMany(PyObject* op, PyObject* const* args,
   return list;
 }
 
-PyObject* ChannelClose(PyObject* op, PyObject*) {
-  AsCh(op)->ch->close();
+PyObject* ChannelGetMany(PyObject* op, PyObject* const* args,
+                         Py_ssize_t nargs, PyObject* kwnames) {
+  PyChannel* self = AsCh(op);
+  PyObject* a[3] = {nullptr, Py_True, Py_None};
+  if (!ParseArgs("get_many", args, nargs, kwnames, kGetManyNames, 3, 3, 1,
+                 a)) {
+    return nullptr;
+  }
+  Py_ssize_t max_items = PyNumber_AsSsize_t(a[0], PyExc_OverflowError);
+  if (max_items == -1 && PyErr_Occurred()) return nullptr;
+  if (max_items < 1) {
+    PyErr_SetString(PyExc_ValueError, "get_many: max_items must be >= 1");
+    return nullptr;
+  }
+  BlockArgs ba;
+  if (!ParseBlock(a[1], a[2], &ba)) return nullptr;
+  return GetMany(self, max_items, ba, /*closed_is_none=*/false);
+}
+
+// close(immediate=False) and its queue spelling shutdown(immediate=False).
+const char* const kCloseNames[] = {"immediate"};
+
+PyObject* CloseImpl(const char* fname, PyObject* op, PyObject* const* args,
+                    Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* immediate_obj = Py_False;
+  if ((nargs != 0 || kwnames != nullptr) &&
+      !ParseArgs(fname, args, nargs, kwnames, kCloseNames, 1, 1, 0,
+                 &immediate_obj)) {
+    return nullptr;
+  }
+  const int immediate = PyObject_IsTrue(immediate_obj);
+  if (immediate < 0) return nullptr;
+  ItemChannel* ch = AsCh(op)->ch;
+  if (immediate) {
+    // Dropping may free many messages: no Python object is touched.
+    Py_BEGIN_ALLOW_THREADS
+    ch->close_and_drop();
+    Py_END_ALLOW_THREADS
+  } else {
+    ch->counted_close();
+  }
   Py_RETURN_NONE;
+}
+
+// _get_batch(max_items) -> list | None: get_many(max_items), but None once
+// the channel is closed and drained (for the pool worker's loop).
+PyObject* ChannelGetBatch(PyObject* op, PyObject* arg) {
+  Py_ssize_t max_items = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+  if (max_items == -1 && PyErr_Occurred()) return nullptr;
+  if (max_items < 1) {
+    PyErr_SetString(PyExc_ValueError, "_get_batch: max_items must be >= 1");
+    return nullptr;
+  }
+  return GetMany(AsCh(op), max_items, BlockArgs{}, /*closed_is_none=*/true);
+}
+
+PyObject* ChannelClose(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
+                       PyObject* kwnames) {
+  return CloseImpl("close", op, args, nargs, kwnames);
+}
+
+PyObject* ChannelShutdown(PyObject* op, PyObject* const* args,
+                          Py_ssize_t nargs, PyObject* kwnames) {
+  return CloseImpl("shutdown", op, args, nargs, kwnames);
+}
+
+PyObject* ChannelCloseAfter(PyObject* op, PyObject* arg) {
+  PyChannel* self = AsCh(op);
+  if (!PyIndex_Check(arg)) {
+    PyErr_Format(PyExc_TypeError, "close_after: n must be an int, not %s",
+                 Py_TYPE(arg)->tp_name);
+    return nullptr;
+  }
+  Py_ssize_t n = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+  if (n == -1 && PyErr_Occurred()) return nullptr;
+  if (n < 1) {
+    PyErr_Format(PyExc_ValueError, "close_after: n must be >= 1, not %zd", n);
+    return nullptr;
+  }
+  if (!self->ch->close_after(static_cast<uint64_t>(n))) {
+    if (self->ch->closed()) {
+      RaiseStatus(self->state, OpStatus::kClosed, "close_after");
+    } else {
+      PyErr_SetString(PyExc_OverflowError, "close_after: too many closes");
+    }
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* ChannelTaskDone(PyObject* op, PyObject*) {
+  if (!AsCh(op)->ch->task_done()) {
+    // queue.Queue's message.
+    PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+const char* const kJoinNames[] = {"timeout"};
+
+PyObject* ChannelJoin(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
+                      PyObject* kwnames) {
+  PyChannel* self = AsCh(op);
+  PyObject* timeout = Py_None;
+  if ((nargs != 0 || kwnames != nullptr) &&
+      !ParseArgs("join", args, nargs, kwnames, kJoinNames, 1, 1, 0,
+                 &timeout)) {
+    return nullptr;
+  }
+  Deadline deadline;
+  if (!ParseTimeout(timeout, &deadline)) return nullptr;
+  ItemChannel* ch = self->ch;
+  if (ch->unfinished_tasks() == 0) Py_RETURN_NONE;
+  OpStatus s = BlockingCall(self->state, [&](bool intr) {
+    return ch->join(deadline, intr);
+  });
+  switch (s) {
+    case OpStatus::kOk:
+      Py_RETURN_NONE;
+    case OpStatus::kEmpty:
+      PyErr_Format(PyExc_TimeoutError,
+                   "join: %llu task(s) still unfinished when the timeout "
+                   "passed",
+                   static_cast<unsigned long long>(ch->unfinished_tasks()));
+      return nullptr;
+    default:
+      RaiseStatus(self->state, s, "join");
+      return nullptr;
+  }
 }
 
 PyObject* ChannelQsize(PyObject* op, PyObject*) {
@@ -306,7 +434,7 @@ PyObject* ChannelReduce(PyObject* op, PyObject*) {
 PyObject* ChannelEnter(PyObject* op, PyObject*) { return Py_NewRef(op); }
 
 PyObject* ChannelExit(PyObject* op, PyObject* const*, Py_ssize_t) {
-  AsCh(op)->ch->close();
+  AsCh(op)->ch->counted_close();
   Py_RETURN_NONE;
 }
 
@@ -323,6 +451,12 @@ PyObject* ChannelIterNext(PyObject* op) {
 
 PyObject* GetClosed(PyObject* op, void*) {
   return PyBool_FromLong(AsCh(op)->ch->closed());
+}
+PyObject* GetUnfinishedTasks(PyObject* op, void*) {
+  return PyLong_FromUnsignedLongLong(AsCh(op)->ch->unfinished_tasks());
+}
+PyObject* GetClosePending(PyObject* op, void*) {
+  return PyLong_FromUnsignedLongLong(AsCh(op)->ch->close_pending());
 }
 PyObject* GetId(PyObject* op, void*) {
   return PyLong_FromUnsignedLongLong(AsCh(op)->ch->id());
@@ -397,12 +531,8 @@ PyObject* ChannelNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
     }
     Py_ssize_t m = PyNumber_AsSsize_t(maxsize_obj, PyExc_OverflowError);
     if (m == -1 && PyErr_Occurred()) return nullptr;
-    if (m < 0) {
-      PyErr_SetString(PyExc_ValueError,
-                      "maxsize must be >= 0 (0 means unbounded)");
-      return nullptr;
-    }
-    maxsize = static_cast<size_t>(m);
+    // As queue.Queue: maxsize <= 0 means unbounded.
+    maxsize = m > 0 ? static_cast<size_t>(m) : 0;
   }
   SpecPtr spec;
   if (type_obj != Py_None) {
@@ -434,13 +564,13 @@ void ChannelDealloc(PyObject* op) {
 
 PyMethodDef kChannelMethods[] = {
     {"put", FASTKW(NoExcept<ChannelPut>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "put($self, /, obj, block=True, timeout=None)\n--\n\n"
-     "Send obj. On a bounded channel, wait for room if block is true (at\n"
+     "put($self, /, item, block=True, timeout=None)\n--\n\n"
+     "Send item. On a bounded channel, wait for room if block is true (at\n"
      "most timeout seconds, then raise ChannelFull). Raises ChannelClosed\n"
      "once the channel is closed, NotShareableError (nothing sent) for a\n"
      "value that cannot travel, TypeError for a typed channel's mismatch."},
-    {"put_nowait", NoExcept<ChannelPutNowait>::Call, METH_O,
-     "put_nowait($self, obj, /)\n--\n\nput(obj, block=False)."},
+    {"put_nowait", FASTKW(NoExcept<ChannelPutNowait>::Call), METH_FASTCALL | METH_KEYWORDS,
+     "put_nowait($self, /, item)\n--\n\nput(item, block=False)."},
     {"get", FASTKW(NoExcept<ChannelGet>::Call), METH_FASTCALL | METH_KEYWORDS,
      "get($self, /, block=True, timeout=None)\n--\n\n"
      "Receive the next item, waiting if block is true (at most timeout\n"
@@ -459,6 +589,9 @@ PyMethodDef kChannelMethods[] = {
      "Wait like get() for the first item, then take up to max_items - 1\n"
      "more that are already queued, without waiting. Returns a non-empty\n"
      "list."},
+    {"_get_batch", NoExcept<ChannelGetBatch>::Call, METH_O,
+     "_get_batch($self, max_items, /)\n--\n\nInternal (pool workers): "
+     "get_many(max_items), or None once\nclosed and drained."},
     {"get_async", FASTKW(ChannelGetAsync), METH_FASTCALL | METH_KEYWORDS,
      "get_async($self, /, timeout=None)\n--\n\n"
      "Coroutine: receive the next item without blocking the event loop\n"
@@ -467,15 +600,39 @@ PyMethodDef kChannelMethods[] = {
      "drained. Cancelling it consumes nothing. Returns at once, without\n"
      "yielding to the loop, when an item is already there."},
     {"put_async", FASTKW(ChannelPutAsync), METH_FASTCALL | METH_KEYWORDS,
-     "put_async($self, /, obj, timeout=None)\n--\n\n"
-     "Coroutine: send obj; on a full bounded channel, wait for room without\n"
+     "put_async($self, /, item, timeout=None)\n--\n\n"
+     "Coroutine: send item; on a full bounded channel, wait for room without\n"
      "blocking the event loop (at most timeout seconds, then raise\n"
      "ChannelFull). Raises ChannelClosed, NotShareableError or TypeError\n"
      "(typed channel) like put(), before anything is sent."},
-    {"close", ChannelClose, METH_NOARGS,
-     "close($self, /)\n--\n\nClose the channel (idempotent). Later puts raise\n"
+    {"close", FASTKW(NoExcept<ChannelClose>::Call), METH_FASTCALL | METH_KEYWORDS,
+     "close($self, /, immediate=False)\n--\n\nClose the channel (idempotent). Later puts raise\n"
      "ChannelClosed; gets drain what is queued, then raise ChannelClosed;\n"
-     "every blocked caller, in every interpreter, wakes at once."},
+     "every blocked caller, in every interpreter, wakes at once.\n\n"
+     "immediate=True also drops every queued item (releasing it) and marks\n"
+     "its task done, which may let join() return: queue.Queue's\n"
+     "shutdown(immediate=True). After close_after(n), a call without\n"
+     "immediate counts one producer done and only the last one closes."},
+    {"shutdown", FASTKW(NoExcept<ChannelShutdown>::Call), METH_FASTCALL | METH_KEYWORDS,
+     "shutdown($self, /, immediate=False)\n--\n\nqueue.Queue's name for close(immediate)."},
+    {"close_after", NoExcept<ChannelCloseAfter>::Call, METH_O,
+     "close_after($self, n, /)\n--\n\nFor n producers: the channel closes on the n-th close() (or exit\n"
+     "from a `with ch:` block) from now on, counted across interpreters.\n"
+     "Calls add up. close(immediate=True) still closes at once. Raises\n"
+     "ValueError for n < 1 and ChannelClosed if the channel is closed."},
+    {"task_done", NoExcept<ChannelTaskDone>::Call, METH_NOARGS,
+     "task_done($self, /)\n--\n\nMark one item taken from the channel as processed (from any\n"
+     "interpreter), as queue.Queue.task_done. Raises ValueError if called\n"
+     "more times than items were put."},
+    {"join", FASTKW(NoExcept<ChannelJoin>::Call), METH_FASTCALL | METH_KEYWORDS,
+     "join($self, /, timeout=None)\n--\n\nWait until every item ever put has been marked done with\n"
+     "task_done() (in any interpreter), as queue.Queue.join. Raises\n"
+     "TimeoutError if timeout seconds pass first. Works on a closed channel\n"
+     "too (it waits for the items already taken)."},
+    {"join_async", FASTKW(ChannelJoinAsync), METH_FASTCALL | METH_KEYWORDS,
+     "join_async($self, /, timeout=None)\n--\n\n"
+     "Coroutine: join() without blocking the event loop. Raises\n"
+     "TimeoutError if timeout seconds pass first."},
     {"qsize", ChannelQsize, METH_NOARGS,
      "qsize($self, /)\n--\n\nApproximate number of queued items."},
     {"empty", ChannelEmptyMethod, METH_NOARGS,
@@ -493,9 +650,18 @@ PyMethodDef kChannelMethods[] = {
 };
 
 PyGetSetDef kChannelGetSet[] = {
-    {"closed", GetClosed, nullptr, "Whether close() was called.", nullptr},
+    {"closed", GetClosed, nullptr, "Whether the channel is closed.", nullptr},
+    {"is_shutdown", GetClosed, nullptr,
+     "queue.Queue's name for closed.", nullptr},
+    {"unfinished_tasks", GetUnfinishedTasks, nullptr,
+     "Items put and not yet marked done by task_done() (nor dropped by\n"
+     "close(immediate=True)), counted across interpreters.", nullptr},
+    {"close_pending", GetClosePending, nullptr,
+     "close() calls still needed before the channel closes (see\n"
+     "close_after); 0 when a close() closes at once.", nullptr},
     {"id", GetId, nullptr, "Process-unique id; see Channel.from_id.", nullptr},
-    {"maxsize", GetMaxsize, nullptr, "Capacity; 0 means unbounded.", nullptr},
+    {"maxsize", GetMaxsize, nullptr,
+     "Capacity, fixed at creation; 0 means unbounded.", nullptr},
     {"type", GetType, nullptr,
      "The type= expression the channel checks, or None.", nullptr},
     {"fallback", GetFallback, nullptr,
@@ -514,7 +680,7 @@ const char kChannelDoc[] =
     "Channel(maxsize=0, *, type=None, fallback=None)\n--\n\n"
     "A blocking multi-producer, multi-consumer channel shared by every\n"
     "interpreter of the process.\n\n"
-    "maxsize: 0 for unbounded, else the capacity.\n"
+    "maxsize: the capacity; 0 or less for unbounded (as queue.Queue).\n"
     "type: None, or a type expression (int, str, tuple[int, ...], list[str],\n"
     "dict[str, int], int | None, ...) that every put is checked against.\n"
     "fallback: None, or 'pickle' to send what does not travel natively\n"

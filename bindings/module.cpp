@@ -112,9 +112,11 @@ ModuleState::~ModuleState() {
 
 void RaiseStatus(ModuleState* st, OpStatus s, const char* what) {
   switch (s) {
-    case OpStatus::kClosed:
-      PyErr_Format(st->ChannelClosed, "%s: channel is closed", what);
+    case OpStatus::kClosed: {
+      PyObject* closed = ChannelClosedType(st);
+      if (closed != nullptr) PyErr_Format(closed, "%s: channel is closed", what);
       return;
+    }
     case OpStatus::kEmpty:
       PyErr_Format(st->ChannelEmpty, "%s: channel is empty", what);
       return;
@@ -258,14 +260,60 @@ PyObject* NewException(const char* name, const char* doc, PyObject* bases) {
   return PyErr_NewExceptionWithDoc(name, doc, bases, nullptr);
 }
 
-// ChannelFull derives from queue.Full, and importing queue (threading,
-// collections, heapq) costs about 2.7 ms in a fresh interpreter: a third of
-// a pool worker's start-up. So unless queue is imported already, the class
-// is made on first use: the first full channel, or the first lookup of the
-// module attribute (through the module's __getattr__). queue.Empty is
-// _queue.Empty, which is cheap.
+// ChannelFull derives from queue.Full, and ChannelClosed (on 3.13+) from
+// queue.ShutDown; importing queue (threading, collections, heapq) costs
+// 7-10 ms in a fresh interpreter on this machine, more than importing
+// xchannels itself, and pool workers start many. So unless queue is
+// imported already, each class is made on first use: the first status that
+// raises it, or the first lookup of the module attribute (through the
+// module's __getattr__). queue.Empty is _queue.Empty, which is cheap.
 constexpr const char kChannelFullDoc[] =
     "put found no room (non-blocking, or the timeout passed). A queue.Full.";
+#if PY_VERSION_HEX >= 0x030D0000
+constexpr bool kClosedNeedsQueue = true;
+constexpr const char kChannelClosedDoc[] =
+    "put on a closed channel, or get on a closed and drained one. A "
+    "queue.ShutDown.";
+#else
+constexpr bool kClosedNeedsQueue = false;
+constexpr const char kChannelClosedDoc[] =
+    "put on a closed channel, or get on a closed and drained one.";
+#endif
+
+// Makes `name` (xchannels.<name>) deriving from ChannelError and, if
+// queue_attr is set, queue.<queue_attr>; caches it in *slot and as the
+// module attribute. Borrowed result.
+PyObject* MakeLazyException(ModuleState* st, PyObject** slot, const char* name,
+                            const char* doc, const char* queue_attr) {
+  if (*slot != nullptr) return *slot;
+  PyObject* bases;
+  if (queue_attr != nullptr) {
+    PyObject* base = ImportAttr("queue", queue_attr);
+    if (base == nullptr) return nullptr;
+    bases = PyTuple_Pack(2, st->ChannelError, base);
+    Py_DECREF(base);
+  } else {
+    bases = PyTuple_Pack(1, st->ChannelError);
+  }
+  if (bases == nullptr) return nullptr;
+  std::string qualname = std::string("xchannels.") + name;
+  *slot = NewException(qualname.c_str(), doc, bases);
+  Py_DECREF(bases);
+  if (*slot == nullptr) return nullptr;
+  // Cache it as the module attribute too (the module's __getattr__ is then
+  // not consulted again).
+  PyObject* modname = PyUnicode_FromString("xchannels._xchannels");
+  PyObject* mod = modname != nullptr ? PyImport_GetModule(modname) : nullptr;
+  Py_XDECREF(modname);
+  if (mod != nullptr) {
+    if (PyObject_SetAttrString(mod, name, *slot) < 0) {
+      PyErr_Clear();  // only a cache
+    }
+    Py_DECREF(mod);
+  }
+  PyErr_Clear();  // PyImport_GetModule found nothing: fine
+  return *slot;
+}
 
 bool MakeExceptions(ModuleState* st, PyObject* m) {
   PyObject* empty = ImportAttr("_queue", "Empty");
@@ -274,10 +322,6 @@ bool MakeExceptions(ModuleState* st, PyObject* m) {
       "xchannels.ChannelError", "Base class of the channel errors.",
       PyExc_Exception);
   PyObject* b;
-  st->ChannelClosed = NewException(
-      "xchannels.ChannelClosed",
-      "put on a closed channel, or get on a closed and drained one.",
-      st->ChannelError);
   b = PyTuple_Pack(2, st->ChannelError, empty);
   st->ChannelEmpty = NewException(
       "xchannels.ChannelEmpty",
@@ -296,17 +340,25 @@ bool MakeExceptions(ModuleState* st, PyObject* m) {
       "message names the type and where it sits.",
       PyExc_TypeError);
   Py_DECREF(empty);
-  PyObject* all[] = {st->ChannelError, st->ChannelClosed, st->ChannelEmpty,
+  PyObject* all[] = {st->ChannelError, st->ChannelEmpty,
                      st->ChannelNotFoundError, st->NotShareableError};
-  const char* names[] = {"ChannelError", "ChannelClosed", "ChannelEmpty",
+  const char* names[] = {"ChannelError", "ChannelEmpty",
                          "ChannelNotFoundError", "NotShareableError"};
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < 4; ++i) {
     if (all[i] == nullptr) return false;
     if (PyModule_AddObjectRef(m, names[i], all[i]) < 0) return false;
   }
-  // queue already imported: no reason to wait.
+  // queue already imported (or not needed): no reason to wait.
   PyObject* modules = PyImport_GetModuleDict();  // borrowed
-  if (PyDict_GetItemString(modules, "queue") != nullptr) {
+  const bool have_queue = PyDict_GetItemString(modules, "queue") != nullptr;
+  if (have_queue || !kClosedNeedsQueue) {
+    PyObject* closed = ChannelClosedType(st);
+    if (closed == nullptr ||
+        PyModule_AddObjectRef(m, "ChannelClosed", closed) < 0) {
+      return false;
+    }
+  }
+  if (have_queue) {
     PyObject* full = ChannelFullType(st);
     if (full == nullptr || PyModule_AddObjectRef(m, "ChannelFull", full) < 0) {
       return false;
@@ -319,28 +371,14 @@ bool MakeExceptions(ModuleState* st, PyObject* m) {
 }  // namespace
 
 PyObject* ChannelFullType(ModuleState* st) {
-  if (st->ChannelFull != nullptr) return st->ChannelFull;
-  PyObject* full = ImportAttr("queue", "Full");
-  if (full == nullptr) return nullptr;
-  PyObject* bases = PyTuple_Pack(2, st->ChannelError, full);
-  Py_DECREF(full);
-  if (bases == nullptr) return nullptr;
-  st->ChannelFull = NewException("xchannels.ChannelFull", kChannelFullDoc, bases);
-  Py_DECREF(bases);
-  if (st->ChannelFull == nullptr) return nullptr;
-  // Cache it as the module attribute too (the module's __getattr__ is then
-  // not consulted again).
-  PyObject* name = PyUnicode_FromString("xchannels._xchannels");
-  PyObject* mod = name != nullptr ? PyImport_GetModule(name) : nullptr;
-  Py_XDECREF(name);
-  if (mod != nullptr) {
-    if (PyObject_SetAttrString(mod, "ChannelFull", st->ChannelFull) < 0) {
-      PyErr_Clear();  // only a cache
-    }
-    Py_DECREF(mod);
-  }
-  PyErr_Clear();  // PyImport_GetModule found nothing: fine
-  return st->ChannelFull;
+  return MakeLazyException(st, &st->ChannelFull, "ChannelFull",
+                           kChannelFullDoc, "Full");
+}
+
+PyObject* ChannelClosedType(ModuleState* st) {
+  return MakeLazyException(st, &st->ChannelClosed, "ChannelClosed",
+                           kChannelClosedDoc,
+                           kClosedNeedsQueue ? "ShutDown" : nullptr);
 }
 
 namespace {
@@ -403,16 +441,23 @@ PYBIND11_MODULE(_xchannels, m, pyb::mod_gil_not_used(),
   m.def(
       "__getattr__",
       [st](const std::string& name) -> pyb::object {
+        PyObject* lazy = nullptr;
         if (name == "ChannelFull") {
-          PyObject* full = ChannelFullType(st);
-          if (full == nullptr) throw pyb::error_already_set();
-          return pyb::reinterpret_borrow<pyb::object>(full);
+          lazy = ChannelFullType(st);
+        } else if (name == "ChannelClosed") {
+          lazy = ChannelClosedType(st);
+        } else {
+          throw pyb::attribute_error(
+              "module 'xchannels._xchannels' has no attribute '" + name +
+              "'");
         }
+        if (lazy == nullptr) throw pyb::error_already_set();
+        return pyb::reinterpret_borrow<pyb::object>(lazy);
         throw pyb::attribute_error(
             "module 'xchannels._xchannels' has no attribute '" + name + "'");
       },
-      "Module attributes made on first use (ChannelFull: see "
-      "ChannelFullType).");
+      "Module attributes made on first use (ChannelFull, and ChannelClosed "
+      "on 3.13+: they derive from classes of the queue module).");
   // types.UnionType, without importing types (a fresh interpreter's import
   // time counts: pool workers): the type of int | str.
   PyObject* int_or_str =

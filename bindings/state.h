@@ -110,6 +110,8 @@ PyObject* ChannelGetAsync(PyObject* self, PyObject* const* args,
                           Py_ssize_t nargs, PyObject* kwnames);
 PyObject* ChannelPutAsync(PyObject* self, PyObject* const* args,
                           Py_ssize_t nargs, PyObject* kwnames);
+PyObject* ChannelJoinAsync(PyObject* self, PyObject* const* args,
+                           Py_ssize_t nargs, PyObject* kwnames);
 PyObject* ChannelANext(PyObject* self);
 
 // ---- values (values.cpp) ----------------------------------------------------
@@ -174,6 +176,11 @@ void RaiseStatus(ModuleState* st, OpStatus s, const char* what);
 // This interpreter's ChannelFull class, made on first use (it needs the
 // queue module). Borrowed; nullptr with an exception set on failure.
 PyObject* ChannelFullType(ModuleState* st);
+// This interpreter's ChannelClosed class. On 3.13+ it is also a
+// queue.ShutDown, so it is made on first use unless queue was imported
+// already (as ChannelFull); on 3.12 at import. Borrowed; nullptr with an
+// exception set on failure.
+PyObject* ChannelClosedType(ModuleState* st);
 // Parses a `timeout` argument: None -> no deadline; a number >= 0 -> now +
 // timeout on the monotonic clock. Raises ValueError / TypeError otherwise.
 bool ParseTimeout(PyObject* timeout, Deadline* out);

@@ -13,7 +13,6 @@ See the documentation in ``docs/`` for the guide and the API reference.
 
 from xchannels._xchannels import (
     Channel,
-    ChannelClosed,
     ChannelEmpty,
     ChannelError,
     ChannelNotFoundError,
@@ -25,7 +24,7 @@ from xchannels._xchannels import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from xchannels._xchannels import ChannelFull
+    from xchannels._xchannels import ChannelClosed, ChannelFull
     from xchannels._pool import BrokenPool, Pool
     from xchannels._worker import RemoteError, RemoteTraceback, Worker
     from xchannels._aio import select_async
@@ -37,8 +36,10 @@ if TYPE_CHECKING:
 # `import xchannels` in a sub-interpreter stays cheap.
 _LAZY = {
     "BrokenPool": "xchannels._pool",
-    # Made on first use by the extension: it derives from queue.Full, and
-    # importing queue costs milliseconds in every fresh interpreter.
+    # Made on first use by the extension: they derive from queue.Full and
+    # (3.13+) queue.ShutDown, and importing queue costs milliseconds in every
+    # fresh interpreter.
+    "ChannelClosed": "xchannels._xchannels",
     "ChannelFull": "xchannels._xchannels",
     "ModuleCheck": "xchannels._check",
     "check_modules": "xchannels._check",

@@ -1,5 +1,5 @@
 """xchannels._aio: asyncio support: ``Channel.get_async``, ``put_async``,
-``async for item in ch`` and :func:`select_async`.
+``join_async``, ``async for item in ch`` and :func:`select_async`.
 
 A waiting coroutine costs no thread. Each (interpreter, event loop) pair has
 one hub: an eventfd registered with ``loop.add_reader`` and a ready list in
@@ -39,7 +39,7 @@ from xchannels._xchannels import (
 
 __all__ = ["select_async"]
 
-_GET, _PUT, _SELECT = 0, 1, 2
+_GET, _PUT, _SELECT, _JOIN = 0, 1, 2, 3
 # What _AioWaiter.try_op() returns when it would have to wait: no channel
 # can carry NotImplemented, so it never stands for a received value.
 _WAIT = NotImplemented
@@ -116,7 +116,9 @@ def _hub(loop: asyncio.AbstractEventLoop) -> _Hub:
 
 
 def _timeout_error(exc: type[BaseException], what: str) -> BaseException:
-    # The messages of the blocking calls (bindings' RaiseStatus).
+    # The messages of the blocking calls (bindings' RaiseStatus, Channel.join).
+    if exc is TimeoutError:
+        return exc(f"{what}: task(s) still unfinished when the timeout passed")
     return exc(f"{what}: channel is {'full' if exc is ChannelFull else 'empty'}")
 
 
@@ -176,13 +178,22 @@ async def get_async(ch: Channel, timeout: float | None = None) -> Any:
     return await _wait(waiter, delay, ChannelEmpty, "get")
 
 
-async def put_async(ch: Channel, obj: Any, timeout: float | None = None) -> None:
-    """put_async(ch, obj, timeout=None): see Channel.put_async."""
+async def put_async(ch: Channel, item: Any, timeout: float | None = None) -> None:
+    """put_async(ch, item, timeout=None): see Channel.put_async."""
     delay = _aio_timeout(timeout)
-    waiter = _AioWaiter(_PUT, (ch,), obj)  # type check and encode: may raise
+    waiter = _AioWaiter(_PUT, (ch,), item)  # type check and encode: may raise
     if waiter.try_op() is not _WAIT:
         return
     await _wait(waiter, delay, ChannelFull, "put")
+
+
+async def join_async(ch: Channel, timeout: float | None = None) -> None:
+    """join_async(ch, timeout=None): see Channel.join_async."""
+    delay = _aio_timeout(timeout)
+    waiter = _AioWaiter(_JOIN, (ch,))
+    if waiter.try_op() is not _WAIT:
+        return
+    await _wait(waiter, delay, TimeoutError, "join")
 
 
 async def _anext(ch: Channel) -> Any:

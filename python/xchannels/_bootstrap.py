@@ -56,9 +56,9 @@ from xchannels._protocol import (
     worker_failed,
     worker_ok,
 )
+from xchannels import _xchannels
 from xchannels._xchannels import (
     Channel,
-    ChannelClosed,
     NotShareableError,
     _encode_decode,
     _task_start,
@@ -257,7 +257,7 @@ def _run_group(
                 try:
                     tasks.put(group_task(task_id + i + 1, module, qualname, calls[i + 1 :]))
                     break
-                except ChannelClosed:  # shutting down: nobody else will take them
+                except _xchannels.ChannelError:  # closed: shutting down, nobody else will take them
                     may_hand_back = False
             # Long calls: deliver what is done rather than hold it back.
             _send_one(out, outcomes_result(base, tuple(outcomes)), qualname)
@@ -352,9 +352,10 @@ def pool_worker(task_cid: int, result_cid: int, config_cid: int, abort_cid: int)
     clock = time.perf_counter
     table = tasks.id  # the pool's id in the task claim table
     while True:
-        try:
-            taken = tasks.get_many(batch) if batch > 1 else [tasks.get()]
-        except ChannelClosed:
+        # None once the pool closed the channel and it is drained (no
+        # ChannelClosed: on 3.13 that class costs an import of queue).
+        taken = tasks._get_batch(batch)
+        if taken is None:
             return
         # Claim the call tasks before running them; skip those the caller
         # cancelled first (their futures are settled already).

@@ -163,10 +163,14 @@ def test_docstrings_have_signature_lines():
     import inspect
 
     assert str(inspect.signature(Channel.get_async)) == "(self, /, timeout=None)"
-    assert str(inspect.signature(Channel.put_async)) == "(self, /, obj, timeout=None)"
+    assert str(inspect.signature(Channel.put_async)) == "(self, /, item, timeout=None)"
+    assert str(inspect.signature(Channel.join_async)) == "(self, /, timeout=None)"
     ch = Channel()
     assert str(inspect.signature(ch.get_async)) == "(timeout=None)"
-    assert str(inspect.signature(ch.put)) == "(obj, block=True, timeout=None)"
+    assert str(inspect.signature(ch.put)) == "(item, block=True, timeout=None)"
+    assert str(inspect.signature(ch.put_nowait)) == "(item)"
+    assert str(inspect.signature(ch.join)) == "(timeout=None)"
+    assert str(inspect.signature(ch.close)) == "(immediate=False)"
     assert str(inspect.signature(Channel.from_id)) == "(id, /)"
     assert "ChannelEmpty" in Channel.get_async.__doc__
     assert "ChannelFull" in Channel.put_async.__doc__

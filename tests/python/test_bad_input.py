@@ -110,7 +110,19 @@ def test_failing_buffer_export(ch):
         (lambda c: c.get_many(-5), ValueError),
         (lambda c: c.get_many("3"), TypeError),
         (lambda c: c.get_many(2**70), OverflowError),
-        (lambda c: c.close(1), TypeError),
+        (lambda c: c.close(True, 1), TypeError),
+        (lambda c: c.close(bogus=True), TypeError),
+        (lambda c: c.shutdown(True, 1), TypeError),
+        (lambda c: c.task_done(1), TypeError),
+        (lambda c: (c.task_done(), c.task_done()), ValueError),  # one item was put
+        (lambda c: c.join(timeout=-1), ValueError),
+        (lambda c: c.join(timeout="1"), TypeError),
+        (lambda c: c.join(1, 2), TypeError),
+        (lambda c: c.close_after(0), ValueError),
+        (lambda c: c.close_after(-3), ValueError),
+        (lambda c: c.close_after("1"), TypeError),
+        (lambda c: c.close_after(2**70), OverflowError),
+        (lambda c: c.put_nowait(obj=1), TypeError),
         (lambda c: c.qsize(1), TypeError),
         (lambda c: setattr(c, "maxsize", 3), AttributeError),
         (lambda c: setattr(c, "anything", 3), AttributeError),
@@ -135,7 +147,6 @@ def test_bool_that_raises(ch):
 @pytest.mark.parametrize(
     "args,kwargs,exc",
     [
-        ((-1,), {}, ValueError),
         (("1",), {}, TypeError),
         ((1.0,), {}, TypeError),
         ((None,), {}, TypeError),

@@ -1,8 +1,11 @@
 """tests/python/test_state_machine.py: channel operations (put, get, close,
-select, from_id, put_many, get_many) checked against a model with hypothesis.
+select, from_id, put_many, get_many, and queue.Queue's task_done, join,
+shutdown(immediate) with close_after) checked against a model with
+hypothesis.
 
 One thread drives everything, so the model is exact: FIFO per channel,
-capacity, close-then-drain, and select taking the head of a ready channel."""
+capacity, close-then-drain, select taking the head of a ready channel, the
+unfinished-task count, and the closes still pending."""
 
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ class ChannelModel(RuleBasedStateMachine):
         self.chans = [Channel(s) for s in sizes]
         self.model = [collections.deque() for _ in sizes]
         self.closed = [False] * len(sizes)
+        self.unfinished = [0] * len(sizes)
+        self.pending = [0] * len(sizes)  # close_after: closes still needed
 
     indexes = st.integers(min_value=0, max_value=2)
 
@@ -58,6 +63,7 @@ class ChannelModel(RuleBasedStateMachine):
                 return
         ch.put_nowait(v)
         q.append(v)
+        self.unfinished[i] += 1
 
     @rule(i=indexes, vs=st.lists(values, max_size=4))
     def put_many(self, i, vs):
@@ -72,9 +78,11 @@ class ChannelModel(RuleBasedStateMachine):
         except ChannelFull as e:
             assert e.sent == room < len(vs)
             q.extend(vs[:room])
+            self.unfinished[i] += room
             return
         assert not self.closed[i] and n == len(vs) <= room
         q.extend(vs)
+        self.unfinished[i] += n
 
     @rule(i=indexes)
     def get_nowait(self, i):
@@ -105,7 +113,54 @@ class ChannelModel(RuleBasedStateMachine):
     def close(self, i):
         i, ch, _ = self.pick(i)
         ch.close()
+        if self.pending[i] > 0:
+            self.pending[i] -= 1
+            if self.pending[i] > 0:
+                return
         self.closed[i] = True
+
+    @rule(i=indexes, n=st.integers(min_value=1, max_value=3))
+    def close_after(self, i, n):
+        i, ch, _ = self.pick(i)
+        if self.closed[i]:
+            try:
+                ch.close_after(n)
+                raise AssertionError("close_after on a closed channel succeeded")
+            except ChannelClosed:
+                return
+        ch.close_after(n)
+        self.pending[i] += n
+
+    @rule(i=indexes)
+    def shutdown_immediate(self, i):
+        i, ch, q = self.pick(i)
+        ch.shutdown(immediate=True)
+        # As queue.Queue: one task done per dropped item, never below zero.
+        self.unfinished[i] = max(0, self.unfinished[i] - len(q))
+        q.clear()
+        self.closed[i] = True
+
+    @rule(i=indexes)
+    def task_done(self, i):
+        i, ch, _ = self.pick(i)
+        if self.unfinished[i] == 0:
+            try:
+                ch.task_done()
+                raise AssertionError("task_done with no unfinished task succeeded")
+            except ValueError:
+                return
+        ch.task_done()
+        self.unfinished[i] -= 1
+
+    @rule(i=indexes)
+    def join_now(self, i):
+        i, ch, _ = self.pick(i)
+        try:
+            ch.join(timeout=0)
+        except TimeoutError:
+            assert self.unfinished[i] > 0
+            return
+        assert self.unfinished[i] == 0
 
     @rule()
     def select(self):
@@ -130,9 +185,11 @@ class ChannelModel(RuleBasedStateMachine):
     @invariant()
     def sizes_agree(self):
         if hasattr(self, "chans"):
-            for ch, q, closed in zip(self.chans, self.model, self.closed):
-                assert ch.qsize() == len(q)
-                assert ch.closed == closed
+            for i, ch in enumerate(self.chans):
+                assert ch.qsize() == len(self.model[i])
+                assert ch.closed == ch.is_shutdown == self.closed[i]
+                assert ch.unfinished_tasks == self.unfinished[i]
+                assert ch.close_pending == self.pending[i]
 
 
 ChannelModel.TestCase.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
