@@ -41,24 +41,8 @@ using testing_util::SignalHandler;
 using testing_util::SignalUntilDone;
 constexpr Deadline kForever = std::nullopt;
 
-struct UnboundedFlavor {
-  static constexpr size_t kCapacity = 0;
-};
-struct Bounded1Flavor {
-  static constexpr size_t kCapacity = 1;
-};
-struct Bounded16Flavor {
-  static constexpr size_t kCapacity = 16;
-};
-using Flavors = ::testing::Types<UnboundedFlavor, Bounded1Flavor, Bounded16Flavor>;
-
-struct FlavorNames {
-  template <class F>
-  static std::string GetName(int) {
-    if (F::kCapacity == 0) return "Unbounded";
-    return "Bounded" + std::to_string(F::kCapacity);
-  }
-};
+using testing_util::Flavors;
+using testing_util::FlavorNames;
 
 template <class F>
 class ChannelTest : public ::testing::Test {

@@ -23,18 +23,8 @@ using testing_util::In;
 using testing_util::kScale;
 constexpr Deadline kForever = std::nullopt;
 
-template <size_t N>
-struct Flavor {
-  static constexpr size_t kCapacity = N;
-};
-using Flavors = ::testing::Types<Flavor<0>, Flavor<1>, Flavor<16>>;
-struct FlavorNames {
-  template <class F>
-  static std::string GetName(int) {
-    if (F::kCapacity == 0) return "Unbounded";
-    return "Bounded" + std::to_string(F::kCapacity);
-  }
-};
+using testing_util::Flavors;
+using testing_util::FlavorNames;
 
 template <class F>
 class TaskTest : public ::testing::Test {

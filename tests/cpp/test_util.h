@@ -10,7 +10,10 @@
 #include <chrono>
 #include <functional>
 #include <ostream>
+#include <string>
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include "xchannels/channel.h"
 
@@ -28,6 +31,21 @@ inline constexpr int kScale = 1;
 #endif
 
 inline Deadline In(std::chrono::milliseconds d) { return Clock::now() + d; }
+
+// The channel flavors every typed suite runs over: unbounded, bounded(1)
+// and bounded(16).
+template <size_t N>
+struct Flavor {
+  static constexpr size_t kCapacity = N;
+};
+using Flavors = ::testing::Types<Flavor<0>, Flavor<1>, Flavor<16>>;
+struct FlavorNames {
+  template <class F>
+  static std::string GetName(int) {
+    if (F::kCapacity == 0) return "Unbounded";
+    return "Bounded" + std::to_string(F::kCapacity);
+  }
+};
 
 // ---- interruptible waits: a SIGUSR1 handler that only counts ----------------
 

@@ -49,6 +49,23 @@ def pool_types() -> None:
             assert_type(r.ok, bool)
 
 
+def work_queue() -> None:
+    # queue.Queue's task tracking and shutdown, under the same names.
+    jobs = xchannels.Channel(0)
+    jobs.close_after(1)
+    jobs.put(item=1)
+    assert jobs.get() == 1
+    jobs.task_done()
+    jobs.join(timeout=1.0)
+    n: int = jobs.unfinished_tasks
+    assert n == 0 and not jobs.is_shutdown
+    jobs.shutdown(immediate=True)
+    try:
+        jobs.get_nowait()
+    except xchannels.ChannelClosed:
+        pass
+
+
 def main() -> None:
     with xchannels.Channel(16, type=int | tuple | None) as ch:
         produce(ch, 3)
@@ -59,6 +76,7 @@ def main() -> None:
     assert isinstance(other, xchannels.Channel)
     assert xchannels.is_shareable(item)
     print(consume(ch))
+    work_queue()
     pool_types()
 
 
