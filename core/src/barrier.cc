@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "xchannels/detail/mutex.h"
 
@@ -36,11 +37,13 @@ bool ChooseAsymmetric() {
 // The slots of every thread that ever sent. Slots are never freed (an exited
 // thread's slot is reused by a later one) and the list only grows at the
 // head, with `next` fixed before a slot is published: WaitForSenders walks it
-// without the lock. mu guards `in_use` and publication.
+// without the lock. mu guards which slots are in use, and publication.
 struct SlotRegistry {
   Mutex mu;
   std::atomic<SendSlot*> head{nullptr};
-  uint32_t count ABSL_GUARDED_BY(mu) = 0;  // slots made so far
+  // in_use[i]: slot i (SendSlot::index) belongs to a live thread. Its size
+  // is the number of slots made so far.
+  std::vector<uint8_t> in_use ABSL_GUARDED_BY(mu);
 };
 
 SlotRegistry& Registry() {
@@ -62,7 +65,7 @@ void AfterForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
        s = s->next) {
     if (s != tls_send_slot) {
       s->channel.store(nullptr, std::memory_order_relaxed);
-      s->in_use = false;
+      r.in_use[s->index] = 0;
     }
   }
   r.mu.Unlock();
@@ -80,16 +83,22 @@ struct SlotReturner {
     SlotRegistry& r = Registry();
     MutexLock lock(&r.mu);
     slot->channel.store(nullptr, std::memory_order_release);
-    slot->in_use = false;
+    r.in_use[slot->index] = 0;
     tls_send_slot = nullptr;
     tls_exiting = true;
   }
 };
 
 SendSlot* PublishNewSlot(SlotRegistry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
-  auto* slot = new SendSlot();
-  slot->in_use = true;
-  slot->index = r.count++;
+  r.in_use.push_back(1);  // may throw: nothing published yet
+  SendSlot* slot;
+  try {
+    slot = new SendSlot();
+  } catch (...) {
+    r.in_use.pop_back();
+    throw;
+  }
+  slot->index = static_cast<uint32_t>(r.in_use.size() - 1);
   slot->next = r.head.load(std::memory_order_relaxed);
   r.head.store(slot, std::memory_order_release);
   return slot;
@@ -147,9 +156,9 @@ SendSlot& AcquireSendSlot() {
     MutexLock lock(&r.mu);
     for (SendSlot* s = r.head.load(std::memory_order_relaxed); s != nullptr;
          s = s->next) {
-      if (!s->in_use) {
+      if (!r.in_use[s->index]) {
         slot = s;
-        slot->in_use = true;
+        r.in_use[s->index] = 1;
         break;
       }
     }

@@ -3,7 +3,7 @@
 
 #include <atomic>
 
-#include "xchannels/channel.h"
+#include "xchannels/channel.h"  // ChannelBase: id(), TryAddRef
 
 namespace xchannels {
 
@@ -39,19 +39,6 @@ void Registry::Remove(const ChannelBase* channel) {
   detail::MutexLock lock(&mu_);
   auto it = channels_.find(channel->id());
   if (it != channels_.end() && it->second == channel) channels_.erase(it);
-}
-
-ChannelBase::ChannelBase(const void* type_tag)
-    : id_(Registry::NextId()), type_tag_(type_tag) {}
-
-void ChannelBase::OnLastUnref() noexcept {
-  if (registered_) Registry::Global().Remove(this);
-  delete this;
-}
-
-void ChannelBase::Register() {
-  Registry::Global().Add(this);
-  registered_ = true;
 }
 
 }  // namespace xchannels

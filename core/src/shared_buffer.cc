@@ -5,9 +5,12 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <new>
 #include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "xchannels/detail/mutex.h"
 
 namespace xchannels {
 namespace {
@@ -28,8 +31,8 @@ constexpr size_t kCacheBytes = 128 * 1024 * 1024;
 
 class BlockCache {
  public:
-  uint8_t* Take(size_t size, size_t* capacity) {
-    std::lock_guard<std::mutex> lock(mu_);
+  uint8_t* Take(size_t size, size_t* capacity) ABSL_LOCKS_EXCLUDED(mu_) {
+    detail::MutexLock lock(&mu_);
     for (size_t i = 0; i < blocks_.size(); ++i) {
       Block b = blocks_[i];
       if (b.capacity >= size && b.capacity / 2 <= size) {
@@ -43,9 +46,9 @@ class BlockCache {
     return nullptr;
   }
   // Returns false if the cache is full: the caller frees the block.
-  bool Give(uint8_t* data, size_t capacity) {
+  bool Give(uint8_t* data, size_t capacity) ABSL_LOCKS_EXCLUDED(mu_) {
     if (capacity < kCacheMinBlock) return false;
-    std::lock_guard<std::mutex> lock(mu_);
+    detail::MutexLock lock(&mu_);
     if (blocks_.size() >= kCacheBlocks || bytes_ + capacity > kCacheBytes) {
       return false;
     }
@@ -59,9 +62,9 @@ class BlockCache {
     uint8_t* data;
     size_t capacity;
   };
-  std::mutex mu_;
-  std::vector<Block> blocks_;
-  size_t bytes_ = 0;
+  detail::Mutex mu_;
+  std::vector<Block> blocks_ ABSL_GUARDED_BY(mu_);
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 BlockCache& Cache() {

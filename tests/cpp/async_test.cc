@@ -1,7 +1,8 @@
-// tests/cpp/async_test.cc: external waiters (detail::Notifier), the wait-list
-// node kind behind the asyncio bindings: notify, remove-after-notify passes
-// the notification on, close notifies, one notification per shared Parker,
-// and no lost wake-up under contention (run under TSan too).
+// tests/cpp/async_test.cc: external waiters (a detail::Waiter whose Parker
+// has a detail::Notifier), the waiters behind the asyncio bindings: notify,
+// remove-after-notify passes the notification on, close notifies, one
+// notification per shared Parker, and no lost wake-up under contention (run
+// under TSan too).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -29,29 +30,45 @@ using testing_util::kScale;
 
 using testing_util::In;
 
-// An external waiter that only counts its notifications.
-struct CountingWaiter final : detail::Notifier {
+// The wait-protocol steps of waiter.h for one external waiter: Arm links a
+// detail::Waiter over the given targets (after Rearm), Remove unlinks it
+// (true: a target had notified it), PassOn hands notifications on.
+struct ExternalBase : detail::Notifier {
   detail::Parker parker;
-  detail::WaitNode node;
+  std::vector<detail::WaitTarget> targets;
+  std::unique_ptr<detail::Waiter> waiter;
+
+  ExternalBase() { parker.notifier = this; }
+  void Arm(std::vector<detail::WaitTarget> ts) {
+    waiter.reset();
+    targets = std::move(ts);
+    waiter = std::make_unique<detail::Waiter>(targets, &parker);
+    parker.Rearm();
+    waiter->Link();
+  }
+  bool Remove() { return waiter->Unlink(); }
+  void PassOn() { waiter->PassOn(); }
+
+ protected:
+  ~ExternalBase() = default;
+};
+
+// An external waiter that only counts its notifications.
+struct CountingWaiter final : ExternalBase {
   std::atomic<int> notifications{0};
 
-  CountingWaiter() {
-    parker.notifier = this;
-    node.parker = &parker;
-  }
   void Notify() noexcept override {
     notifications.fetch_add(1, std::memory_order_relaxed);
   }
   int count() const { return notifications.load(std::memory_order_relaxed); }
-  void ArmRecv(Ch& ch) {
-    parker.Rearm();
-    ch.AddRecvWaiter(&node);
-  }
-  void ArmSend(Ch& ch) {
-    parker.Rearm();
-    ch.AddSendWaiter(&node);
-  }
+  void ArmRecv(Ch& ch) { Arm({ch.recv_target()}); }
+  void ArmSend(Ch& ch) { Arm({ch.send_target()}); }
 };
+
+// What a notified waiter that leaves does for a target (waiter.h step 7).
+void PassOnTarget(const detail::WaitTarget& t) {
+  if (t.pass_on != nullptr) t.pass_on(t.owner);
+}
 
 // Every test runs over both flavors.
 struct Flavor {
@@ -80,7 +97,7 @@ TEST_P(ExternalWaiter, NotifiedBySend) {
   int64_t x = 7;
   ASSERT_EQ(ch->try_send(x), OpStatus::kOk);
   EXPECT_EQ(w.count(), 1);
-  EXPECT_TRUE(ch->RemoveRecvWaiter(&w.node));  // a notifier unlinked it
+  EXPECT_TRUE(w.Remove());  // a notifier unlinked it
   EXPECT_EQ(ch->try_recv(v), OpStatus::kOk);
   EXPECT_EQ(v, 7);
 }
@@ -89,7 +106,7 @@ TEST_P(ExternalWaiter, RemoveWithoutNotification) {
   Ref<Ch> ch = Make();
   CountingWaiter w;
   w.ArmRecv(*ch);
-  EXPECT_FALSE(ch->RemoveRecvWaiter(&w.node));
+  EXPECT_FALSE(w.Remove());
   int64_t x = 1;
   ASSERT_EQ(ch->try_send(x), OpStatus::kOk);
   EXPECT_EQ(w.count(), 0);  // no longer linked: nobody told it
@@ -103,7 +120,7 @@ TEST_P(ExternalWaiter, RearmedWaiterIsNotifiedAgain) {
     int64_t x = i;
     ASSERT_EQ(ch->try_send(x), OpStatus::kOk);
     EXPECT_EQ(w.count(), i + 1);
-    EXPECT_TRUE(ch->RemoveRecvWaiter(&w.node));
+    EXPECT_TRUE(w.Remove());
     int64_t v = -1;
     ASSERT_EQ(ch->try_recv(v), OpStatus::kOk);
     EXPECT_EQ(v, i);
@@ -122,18 +139,18 @@ TEST_P(ExternalWaiter, RemoveAfterNotifyPassesOnToExternal) {
   EXPECT_EQ(a.count(), 1);  // FIFO: the first waiter
   EXPECT_EQ(b.count(), 0);
   // a is cancelled: it leaves without taking the item.
-  ASSERT_TRUE(ch->RemoveRecvWaiter(&a.node));
-  ch->PassOnRecv();
+  ASSERT_TRUE(a.Remove());
+  a.PassOn();
   EXPECT_EQ(b.count(), 1);
-  EXPECT_TRUE(ch->RemoveRecvWaiter(&b.node));
+  EXPECT_TRUE(b.Remove());
   int64_t v = 0;
   EXPECT_EQ(ch->try_recv(v), OpStatus::kOk);
   // Nothing left: passing on now wakes nobody.
   CountingWaiter c;
   c.ArmRecv(*ch);
-  ch->PassOnRecv();
+  PassOnTarget(ch->recv_target());
   EXPECT_EQ(c.count(), 0);
-  EXPECT_FALSE(ch->RemoveRecvWaiter(&c.node));
+  EXPECT_FALSE(c.Remove());
 }
 
 // ... and to a thread blocked in recv(): without the pass-on it would sleep
@@ -153,10 +170,10 @@ TEST_P(ExternalWaiter, RemoveAfterNotifyPassesOnToBlockedThread) {
   int64_t x = 42;
   ASSERT_EQ(ch->try_send(x), OpStatus::kOk);
   if (a.count() == 1) {  // a was first in line (almost always)
-    ASSERT_TRUE(ch->RemoveRecvWaiter(&a.node));
-    ch->PassOnRecv();
+    ASSERT_TRUE(a.Remove());
+    a.PassOn();
   } else {
-    ASSERT_FALSE(ch->RemoveRecvWaiter(&a.node));
+    ASSERT_FALSE(a.Remove());
   }
   t.join();
   EXPECT_EQ(status, OpStatus::kOk);
@@ -173,7 +190,7 @@ TEST_P(ExternalWaiter, CloseNotifiesEveryWaiter) {
   ch->close();
   for (auto& w : ws) {
     EXPECT_EQ(w->count(), 1);
-    EXPECT_TRUE(ch->RemoveRecvWaiter(&w->node));
+    EXPECT_TRUE(w->Remove());
     int64_t v = 0;
     EXPECT_EQ(ch->try_recv(v), OpStatus::kClosed);
   }
@@ -190,7 +207,7 @@ TEST(ExternalSendWaiter, NotifiedWhenASlotFrees) {
   int64_t v = 0;
   ASSERT_EQ(ch->try_recv(v), OpStatus::kOk);
   EXPECT_EQ(w.count(), 1);
-  EXPECT_TRUE(ch->RemoveSendWaiter(&w.node));
+  EXPECT_TRUE(w.Remove());
   EXPECT_EQ(ch->try_send(y), OpStatus::kOk);
 }
 
@@ -205,10 +222,10 @@ TEST(ExternalSendWaiter, RemoveAfterNotifyPassesOn) {
   ASSERT_EQ(ch->try_recv(v), OpStatus::kOk);  // one slot frees
   EXPECT_EQ(a.count(), 1);
   EXPECT_EQ(b.count(), 0);
-  ASSERT_TRUE(ch->RemoveSendWaiter(&a.node));  // a gives up
-  ch->PassOnSend();
+  ASSERT_TRUE(a.Remove());  // a gives up
+  a.PassOn();
   EXPECT_EQ(b.count(), 1);
-  EXPECT_TRUE(ch->RemoveSendWaiter(&b.node));
+  EXPECT_TRUE(b.Remove());
   int64_t y = 2;
   EXPECT_EQ(ch->try_send(y), OpStatus::kOk);
 }
@@ -225,31 +242,28 @@ TEST(ExternalSendWaiter, CloseNotifiesSenders) {
   ch->close();
   EXPECT_EQ(s.count(), 1);
   EXPECT_EQ(r.count(), 0);
-  EXPECT_TRUE(ch->RemoveSendWaiter(&s.node));
+  EXPECT_TRUE(s.Remove());
   int64_t y = 2;
   EXPECT_EQ(ch->try_send(y), OpStatus::kClosed);
-  EXPECT_FALSE(other->RemoveRecvWaiter(&r.node));
+  EXPECT_FALSE(r.Remove());
 }
 
 TEST(ExternalSendWaiter, UnboundedNotifiesAtOnce) {
   Ref<Ch> ch = Ch::Create(0);
   CountingWaiter w;
   w.ArmSend(*ch);
-  EXPECT_EQ(w.count(), 1);
-  EXPECT_TRUE(ch->RemoveSendWaiter(&w.node));
-  ch->PassOnSend();  // a no-op
+  EXPECT_EQ(w.count(), 1);  // notified by Link itself: a send never waits
+  EXPECT_FALSE(w.Remove());  // no list, so nothing was linked
+  w.PassOn();  // a no-op
+  PassOnTarget(ch->send_target());  // likewise
 }
 
 // One Parker shared by nodes in two channels (select_async): notified once;
 // the second channel's notification goes to the next waiter instead.
 TEST(ExternalSelect, SharedParkerIsNotifiedOnce) {
   Ref<Ch> c1 = Ch::Create(0), c2 = Ch::Create(0);
-  CountingWaiter sel;  // node in c1
-  detail::WaitNode node2;  // same parker, in c2
-  node2.parker = &sel.parker;
-  // Linked as select_async links them: one barrier after the last node.
-  c1->AddRecvWaiter(&sel.node, /*barrier=*/false);
-  c2->AddRecvWaiter(&node2);
+  CountingWaiter sel;  // one Parker, a node in c1 and one in c2
+  sel.Arm({c1->recv_target(), c2->recv_target()});
   CountingWaiter other;
   other.ArmRecv(*c2);
   int64_t x = 1, y = 2;
@@ -257,9 +271,10 @@ TEST(ExternalSelect, SharedParkerIsNotifiedOnce) {
   ASSERT_EQ(c2->try_send(y), OpStatus::kOk);
   EXPECT_EQ(sel.count(), 1);
   EXPECT_EQ(other.count(), 1);
-  EXPECT_TRUE(c1->RemoveRecvWaiter(&sel.node));
-  EXPECT_TRUE(c2->RemoveRecvWaiter(&node2));  // skipped, so unlinked too
-  EXPECT_TRUE(c2->RemoveRecvWaiter(&other.node));
+  // c1's node was notified; c2's was skipped (its Parker already notified)
+  // and unlinked by c2's notifier, which then notified `other`.
+  EXPECT_TRUE(sel.Remove());
+  EXPECT_TRUE(other.Remove());
 }
 
 // ---- contention: an "event loop" thread serving external waiters -----------
@@ -272,17 +287,11 @@ struct Loop {
   std::deque<int> ready;  // waiter indices
 };
 
-struct LoopWaiter final : detail::Notifier {
+struct LoopWaiter final : ExternalBase {
   Loop* loop = nullptr;
   int index = 0;
-  detail::Parker parker;
-  detail::WaitNode node;
   bool done = false;  // loop thread only
 
-  LoopWaiter() {
-    parker.notifier = this;
-    node.parker = &parker;
-  }
   void Notify() noexcept override {
     std::lock_guard<std::mutex> lock(loop->mu);
     loop->ready.push_back(index);
@@ -299,13 +308,12 @@ int64_t ServeReceivers(Ch& ch, int n) {
   // Arm, re-check; on an item, leave (passing on if notified) and go again.
   auto serve = [&](LoopWaiter& w) {
     for (;;) {
-      w.parker.Rearm();
-      ch.AddRecvWaiter(&w.node);
+      w.Arm({ch.recv_target()});
       int64_t v = 0;
       OpStatus s = ch.try_recv(v);
       if (s == OpStatus::kEmpty) return;  // armed: wait for Notify
-      const bool notified = ch.RemoveRecvWaiter(&w.node);
-      if (notified) ch.PassOnRecv();
+      w.Remove();
+      w.PassOn();  // leaving: hand on a notification it did not use
       if (s == OpStatus::kClosed) {
         w.done = true;
         return;
@@ -329,7 +337,7 @@ int64_t ServeReceivers(Ch& ch, int n) {
                             [&] { return !loop.ready.empty(); })) {
         ADD_FAILURE() << "lost wake-up: " << remaining << " waiters stuck";
         for (auto& w : ws) {
-          if (!w->done) ch.RemoveRecvWaiter(&w->node);
+          if (!w->done) w->Remove();
         }
         return got;
       }
@@ -340,7 +348,7 @@ int64_t ServeReceivers(Ch& ch, int n) {
       // A stale entry (notified while serve() was re-checking, which then
       // left and passed the notification on) is harmless: skip or retry.
       if (w.done) continue;
-      ch.RemoveRecvWaiter(&w.node);
+      w.Remove();
       serve(w);  // retrying consumes the notification
       if (w.done) --remaining;
     }
@@ -409,14 +417,14 @@ TEST(ExternalSendWaiter, StressLoopSendsThreadsReceive) {
         --left[static_cast<size_t>(i)];
         continue;
       }
-      w.parker.Rearm();
-      ch->AddSendWaiter(&w.node);
+      w.Arm({ch->send_target()});
       v = i;
       OpStatus s = ch->try_send(v);
       if (s == OpStatus::kFull) return;  // armed
       ASSERT_EQ(s, OpStatus::kOk);
       --left[static_cast<size_t>(i)];
-      if (ch->RemoveSendWaiter(&w.node)) ch->PassOnSend();
+      w.Remove();
+      w.PassOn();
     }
     w.done = true;
   };
@@ -436,7 +444,7 @@ TEST(ExternalSendWaiter, StressLoopSendsThreadsReceive) {
     }
     for (int i : batch) {
       if (ws[static_cast<size_t>(i)]->done) continue;  // stale, see above
-      ch->RemoveSendWaiter(&ws[static_cast<size_t>(i)]->node);
+      ws[static_cast<size_t>(i)]->Remove();
       serve(i);
       if (ws[static_cast<size_t>(i)]->done) --remaining;
     }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -354,21 +355,23 @@ TYPED_TEST(TaskTest, ExternalJoinWaiter) {
   CountingNotifier notifier;
   detail::Parker parker;
   parker.notifier = &notifier;
-  detail::WaitNode node;
-  node.parker = &parker;
-  ch->AddJoinWaiter(&node);
+  const detail::WaitTarget target = ch->join_target();
+  detail::Waiter waiter(std::span<const detail::WaitTarget>(&target, 1),
+                        &parker);
+  waiter.Link();
   EXPECT_NE(ch->unfinished_tasks(), 0u);  // the re-check: still waiting
   int64_t out;
   ASSERT_EQ(ch->try_recv(out), OpStatus::kOk);
   EXPECT_EQ(notifier.calls.load(), 0);
   EXPECT_TRUE(ch->task_done());
   EXPECT_EQ(notifier.calls.load(), 1);
-  EXPECT_TRUE(ch->RemoveJoinWaiter(&node));  // it had been notified
+  EXPECT_TRUE(waiter.Unlink());  // it had been notified
+  waiter.PassOn();               // joiners: nothing to pass on
   EXPECT_EQ(ch->unfinished_tasks(), 0u);
 
-  parker.Rearm();  // not notified: Remove says so
-  ch->AddJoinWaiter(&node);
-  EXPECT_FALSE(ch->RemoveJoinWaiter(&node));
+  parker.Rearm();  // not notified: Unlink says so
+  waiter.Link();
+  EXPECT_FALSE(waiter.Unlink());
   EXPECT_EQ(notifier.calls.load(), 1);
 }
 

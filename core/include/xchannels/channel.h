@@ -12,8 +12,8 @@
 //     returned kOk is ever lost.
 //   - FIFO per producer thread; no order between producers (moodycamel).
 //   - No sleep loops: every wait is a futex wait woken by the operation that
-//     makes progress possible (see detail/queue_base.h for the protocol), or
-//     an external waiter's Notifier call (event loops; AddRecvWaiter below).
+//     makes progress possible (detail/waiter.h holds the protocol), or an
+//     external waiter's Notifier call (event loops; recv_target() below).
 //
 // Memory ordering: an item's construction (by the sender) happens-before its
 // use by the receiver that gets it. close() happens-before the kClosed seen
@@ -58,6 +58,7 @@
 #include "xchannels/detail/bounded.h"
 #include "xchannels/detail/common.h"
 #include "xchannels/detail/unbounded.h"
+#include "xchannels/detail/waiter.h"
 #include "xchannels/refcount.h"
 
 namespace xchannels {
@@ -84,31 +85,11 @@ class ChannelBase : public RefCounted {
   // counted_close() calls still needed before the channel closes. Returns
   // false (and changes nothing) if the channel is closed already, or if the
   // count would overflow.
-  bool close_after(uint64_t n) noexcept {
-    uint64_t p = close_pending_.load(std::memory_order_relaxed);
-    do {
-      if (closed() || n == 0 || p > UINT64_MAX - n) return false;
-    } while (!close_pending_.compare_exchange_weak(
-        p, p + n, std::memory_order_acq_rel, std::memory_order_relaxed));
-    return true;
-  }
+  bool close_after(uint64_t n) noexcept;
   // Thread-safe. As close(), except after close_after(n): then each call
   // counts one down and only the call that reaches zero closes. Returns true
   // if the channel is closed on return.
-  bool counted_close() {
-    uint64_t p = close_pending_.load(std::memory_order_acquire);
-    for (;;) {
-      if (p == 0) break;
-      if (close_pending_.compare_exchange_weak(p, p - 1,
-                                               std::memory_order_acq_rel,
-                                               std::memory_order_acquire)) {
-        if (p != 1) return closed();
-        break;
-      }
-    }
-    close();
-    return true;
-  }
+  bool counted_close();
   // Thread-safe. Never blocks. The counted_close() calls still needed.
   uint64_t close_pending() const noexcept {
     return close_pending_.load(std::memory_order_acquire);
@@ -247,17 +228,6 @@ class Channel final : public ChannelBase {
   OpStatus join(Deadline deadline, bool interruptible = false) {
     return tasks().Join(deadline, interruptible);
   }
-  // As AddRecvWaiter, for an external joiner: notified whenever the count
-  // may have reached zero (every joiner at once); re-check with
-  // unfinished_tasks(). Nothing to pass on when leaving.
-  void AddJoinWaiter(detail::WaitNode* node, bool barrier = true) {
-    tasks().join_waiters().Add(node);
-    if (barrier) detail::HeavyBarrier();
-  }
-  bool RemoveJoinWaiter(detail::WaitNode* node) {
-    return !tasks().join_waiters().Remove(node);
-  }
-
   // Thread-safe. close(), then takes every item still queued and destroys
   // it (on this thread), marking each one's task done: queue.Queue's
   // shutdown(immediate=True). Returns how many items it dropped. Receivers
@@ -276,72 +246,32 @@ class Channel final : public ChannelBase {
     return dropped;
   }
 
-  // ---- External waiters (event loops) ----------------------------------------
-  // A waiter that is not a blocked thread: its node's Parker carries a
+  // ---- Wait targets (detail/waiter.h) ----------------------------------------
+  // What Select and external waiters (event loops) wait on: a wait list and
+  // the pass-on of its notifications. An external waiter's Parker carries a
   // detail::Notifier, called (under the wait-list lock) instead of a futex
-  // wake. Protocol, the same Dekker pattern as recv/send:
-  //   parker.Rearm(); Add*Waiter(&node);   // links, then a HeavyBarrier
-  //   try_recv / try_send                  // the re-check; then wait for
-  //                                        // Notify() and try again
-  //   notified = Remove*Waiter(&node);     // before giving up or retrying
-  //   if (notified && leaving) PassOn*();  // the lost-wake-up rule
-  // A waiter that was notified and leaves (cancelled, timed out, or took
-  // its item) must call PassOn*(); one that retries need not. Several nodes
-  // (one per channel, as Select) may share one Parker.
-
-  // Thread-safe. Never allocates. Links `node` in the receivers' list, then
-  // issues the HeavyBarrier (a system call, see detail/barrier.h): the
-  // caller must re-check with try_recv before relying on a notification.
-  // `node` must stay valid until removed. A caller that links nodes in
-  // several channels may pass barrier=false for all of them and call
-  // detail::HeavyBarrier() once after the last, before any re-check.
-  void AddRecvWaiter(detail::WaitNode* node, bool barrier = true) {
-    recv_waiters().Add(node);
-    if (barrier) detail::HeavyBarrier();
+  // wake; it follows the protocol of waiter.h with a detail::Waiter:
+  //   parker.Rearm(); waiter.Link();   // links, then a HeavyBarrier
+  //   try_recv / try_send / unfinished_tasks()   // the re-check; then wait
+  //                                              // for Notify() and retry
+  //   waiter.Unlink();                 // before giving up or retrying
+  //   waiter.PassOn();                 // when leaving for good
+  // Thread-safe, never blocks, never allocates. The target stays valid while
+  // the channel lives.
+  //
+  // Receivers: notified when an item may be there, or on close.
+  detail::WaitTarget recv_target() {
+    return Dispatch([](auto& f) { return f.RecvTarget(); });
   }
-  // Thread-safe. Never allocates. Unlinks `node`; returns true if it had
-  // been notified (a notifier had already unlinked it), false otherwise.
-  bool RemoveRecvWaiter(detail::WaitNode* node) {
-    return !recv_waiters().Remove(node);
+  // Senders: notified when a slot may be free, or on close. An unbounded
+  // channel's send target has no list: a waiter on it is notified at once.
+  detail::WaitTarget send_target() {
+    return Dispatch([](auto& f) { return f.SendTarget(); });
   }
-  // Thread-safe. Never allocates. Wakes one receiver if items remain: the
-  // duty of a notified receiver that leaves.
-  void PassOnRecv() {
-    Dispatch([](auto& f) { f.PassOnRecv(); });
-  }
-
-  // As AddRecvWaiter, for a sender waiting for room. Bounded channels only
-  // (capacity() > 0): an unbounded send never waits, so on an unbounded
-  // channel this notifies `node` at once and links nothing.
-  void AddSendWaiter(detail::WaitNode* node, bool barrier = true) {
-    Dispatch([&](auto& f) {
-      if constexpr (requires { f.send_waiters(); }) {
-        f.send_waiters().Add(node);
-        if (barrier) detail::HeavyBarrier();
-      } else {
-        if (node->parker->TryNotify() && node->parker->notifier != nullptr) {
-          node->parker->notifier->Notify();
-        }
-      }
-    });
-  }
-  // As RemoveRecvWaiter, for a node added by AddSendWaiter (an unbounded
-  // channel's node counts as notified).
-  bool RemoveSendWaiter(detail::WaitNode* node) {
-    return Dispatch([&](auto& f) {
-      if constexpr (requires { f.send_waiters(); }) {
-        return !f.send_waiters().Remove(node);
-      } else {
-        return true;
-      }
-    });
-  }
-  // Thread-safe. Never allocates. Wakes one waiting sender if a slot is
-  // free (no-op on an unbounded channel): the duty of a notified sender that
-  // leaves without sending.
-  void PassOnSend() {
-    // Not through Dispatch: GCC 12 then warns (wrongly) of a null access.
-    if (auto* bounded = std::get_if<2>(&flavor_)) bounded->PassOnSend();
+  // Joiners: notified whenever the task count may have reached zero (every
+  // joiner at once); re-check with unfinished_tasks().
+  detail::WaitTarget join_target() {
+    return Dispatch([](auto& f) { return f.JoinTarget(); });
   }
 
  private:
@@ -369,10 +299,6 @@ class Channel final : public ChannelBase {
   // For Select.
   detail::Probe ProbeRecv(T& out) {
     return Dispatch([&](auto& f) { return f.ProbeRecv(out); });
-  }
-  detail::WaitList& recv_waiters() {
-    return Dispatch(
-        [](auto& f) -> detail::WaitList& { return f.recv_waiters(); });
   }
   detail::TaskCounter& tasks() {
     return Dispatch(

@@ -8,11 +8,10 @@
 //     finished call's stack).
 //   - Fair: each call starts probing at a per-thread rotating index, so a
 //     channel that always has items cannot starve the others.
-//   - No lost wake-up: registration, HeavyBarrier and re-probe follow the
-//     Dekker pattern of wait_list.h on every channel. Every channel whose
-//     node was taken by a notifier and that still has items after the call
-//     took (at most) one item gets its notification passed on to another
-//     receiver.
+//   - No lost wake-up: the wait goes through detail::ParkUntil (waiter.h)
+//     over every channel's receiver target. Every channel whose node was
+//     taken by a notifier and that still has items after the call took (at
+//     most) one item gets its notification passed on to another receiver.
 //   - kClosed only when every channel is closed and drained; closed channels
 //     are skipped while others may still deliver.
 //
@@ -79,47 +78,23 @@ OpStatus Select(std::span<Channel<T>* const> channels, size_t* index, T& out,
     }
   }
 
-  constexpr size_t kInline = 8;
-  detail::WaitNode inline_nodes[kInline];
-  std::unique_ptr<detail::WaitNode[]> heap_nodes;
-  detail::WaitNode* nodes = inline_nodes;
+  constexpr size_t kInline = detail::Waiter::kInline;
+  detail::WaitTarget inline_targets[kInline];
+  std::unique_ptr<detail::WaitTarget[]> heap_targets;
+  detail::WaitTarget* targets = inline_targets;
   if (n > kInline) {
-    heap_nodes = std::make_unique<detail::WaitNode[]>(n);
-    nodes = heap_nodes.get();
+    heap_targets = std::make_unique<detail::WaitTarget[]>(n);
+    targets = heap_targets.get();
   }
-
-  for (;;) {
-    if (busy) {
-      detail::YieldCpu();
-      s = probe_all();
-      if (s != OpStatus::kEmpty) return s;
-      continue;
-    }
-    if (deadline.has_value() && Clock::now() >= *deadline) {
-      return OpStatus::kEmpty;
-    }
-    detail::Parker parker;
-    for (size_t i = 0; i < n; ++i) {
-      nodes[i].parker = &parker;
-      channels[i]->recv_waiters().Add(&nodes[i]);
-    }
-    detail::HeavyBarrier();  // the waiter's side of the Dekker pair
-    s = probe_all();
-    detail::WaitResult w = detail::WaitResult::kNotified;
-    if (s == OpStatus::kEmpty && !busy) {
-      w = detail::Park(parker, deadline, interruptible);
-      s = probe_all();  // woken: take what came; gave up: one last look
-    }
-    // Unlink everywhere; pass on notifications this call does not consume.
-    for (size_t i = 0; i < n; ++i) {
-      if (!channels[i]->recv_waiters().Remove(&nodes[i])) {
-        channels[i]->PassOnRecv();
-      }
-    }
-    if (s != OpStatus::kEmpty) return s;
-    if (w == detail::WaitResult::kTimeout) return OpStatus::kEmpty;
-    if (w == detail::WaitResult::kInterrupted) return OpStatus::kInterrupted;
-  }
+  for (size_t i = 0; i < n; ++i) targets[i] = channels[i]->recv_target();
+  return detail::ParkUntil(
+      std::span<const detail::WaitTarget>(targets, n),
+      [&]() -> detail::Attempt {
+        const OpStatus r = probe_all();
+        if (r != OpStatus::kEmpty) return detail::Attempt::Done(r);
+        return busy ? detail::Attempt::Busy() : detail::Attempt::Wait();
+      },
+      deadline, interruptible, OpStatus::kEmpty);
 }
 
 }  // namespace xchannels

@@ -83,8 +83,8 @@ struct alignas(64) SendSlot {
   // Dense, fixed before the slot is published: slot i is the i-th ever made.
   // Its owner thread names its per-channel task counter cell with it
   // (task_counter.h); a later owner inherits the cells, which is harmless.
+  // Which slots are in use is the registry's (barrier.cc, under its mutex).
   uint32_t index = 0;
-  bool in_use = false;       // guarded by the registry's mutex
 };
 
 // This thread's slot, or nullptr before its first send. (The default TLS

@@ -6,11 +6,11 @@
 //     <= capacity_. A sender reserves by CAS (slots_ < capacity_) before it
 //     enqueues; a receiver frees one after every successful dequeue, and a
 //     sender frees its own if it finds the channel closed.
-//   - No lost wake-up: a sender that parks is linked in send_waiters_ and
-//     re-tried the reservation after a HeavyBarrier; whoever frees a slot
-//     passes a LightBarrier and notifies one waiting sender (barrier.h). A
-//     notified sender that leaves without a slot (timeout, interrupt) passes
-//     the notification on if a slot is free. close() wakes every sender.
+//   - No lost wake-up: a sender waits through detail::ParkUntil (waiter.h);
+//     whoever frees a slot passes a LightBarrier and notifies one waiting
+//     sender (barrier.h). A notified sender that leaves without a slot
+//     (timeout, interrupt) passes the notification on if a slot is free
+//     (PassOnSend). close() wakes every sender.
 //
 // Memory ordering: slots_ is only a counter (the items are published by the
 // queue); its RMWs are acq_rel; the Dekker pair is LightBarrier (freeing
@@ -56,39 +56,16 @@ class Bounded final : public QueueBase<T, Bounded<T>> {
         if (TryReserve()) return SendReserved(v);
       }
     }
-    for (;;) {
-      if (this->closed()) return OpStatus::kClosed;
-      if (TryReserve()) return SendReserved(v);
-      if (deadline.has_value() && Clock::now() >= *deadline) {
-        return OpStatus::kFull;
-      }
-      Parker parker;
-      WaitNode node;
-      node.parker = &parker;
-      send_waiters_.Add(&node);
-      HeavyBarrier();
-      bool is_closed = this->closed();
-      bool got = !is_closed && TryReserve();
-      WaitResult w = WaitResult::kNotified;
-      if (!got && !is_closed) {
-        w = Park(parker, deadline, interruptible);
-        if (w != WaitResult::kNotified) {  // one last try before giving up
-          is_closed = this->closed();
-          got = !is_closed && TryReserve();
-        }
-      }
-      const bool notified = !send_waiters_.Remove(&node);
-      if (got) {
-        if (notified) PassOnSend();
-        return SendReserved(v);
-      }
-      if (is_closed) return OpStatus::kClosed;
-      if (w != WaitResult::kNotified) {
-        if (notified) PassOnSend();
-        return w == WaitResult::kTimeout ? OpStatus::kFull
-                                         : OpStatus::kInterrupted;
-      }
-    }
+    const WaitTarget target = SendTarget();
+    const OpStatus s = ParkUntil(
+        std::span<const WaitTarget>(&target, 1),
+        [&]() -> Attempt {
+          if (this->closed()) return Attempt::Done(OpStatus::kClosed);
+          if (TryReserve()) return Attempt::Done(OpStatus::kOk);
+          return Attempt::Wait();
+        },
+        deadline, interruptible, OpStatus::kFull);
+    return s == OpStatus::kOk ? SendReserved(v) : s;  // kOk: slot reserved
   }
 
   void Close() {
@@ -96,9 +73,13 @@ class Bounded final : public QueueBase<T, Bounded<T>> {
     send_waiters_.NotifyAll();
   }
 
-  // For external waiters (Channel<T>::AddSendWaiter): the senders' list, and
-  // the pass-on of a notified sender that leaves without sending.
-  WaitList& send_waiters() noexcept { return send_waiters_; }
+  // The senders' wait target (waiter.h): this list, and PassOnSend, the
+  // pass-on of a notified sender that leaves without sending.
+  WaitTarget SendTarget() noexcept {
+    return {&send_waiters_,
+            [](void* self) { static_cast<Bounded*>(self)->PassOnSend(); },
+            this};
+  }
   void PassOnSend() {
     if (slots_.load(std::memory_order_relaxed) < capacity_) {
       send_waiters_.NotifyOne();

@@ -1,6 +1,6 @@
 // core/include/xchannels/detail/queue_base.h: what every flavor shares: the
-// moodycamel queue, the closed/quiet flags, the receiver wait list and the
-// blocking receive loop.
+// moodycamel queue, the closed/quiet flags, the receiver wait list, the task
+// count and the blocking receive.
 //
 // Invariants:
 //   - flags_ gains kClosed, then kQuiet, and never loses them. kClosed: later
@@ -11,13 +11,13 @@
 //     its send slot held this queue; a receiver reports kClosed
 //     (Probe::kDrained) only if it loaded kQuiet and, after that load,
 //     try_dequeue failed and size_approx() was 0.
-//   - No lost wake-up: every receiver that parks is linked in recv_waiters_
-//     and re-checked the queue and flags_ after a HeavyBarrier; every sender,
-//     after enqueueing, passes a LightBarrier and notifies one waiter if any
-//     is linked; close() notifies all after setting kQuiet. A waiter that
-//     was notified but leaves without taking an item (timeout, interrupt,
-//     Select taking elsewhere) wakes one other receiver if the queue is
-//     non-empty (PassOnRecv).
+//   - No lost wake-up: receivers wait through detail::ParkUntil (waiter.h,
+//     which holds the protocol and its argument); every sender, after
+//     enqueueing, passes a LightBarrier and notifies one waiter if any is
+//     linked; close() notifies all after setting kQuiet. A waiter that was
+//     notified but leaves without taking an item (timeout, interrupt, Select
+//     taking elsewhere) wakes one other receiver if the queue is non-empty
+//     (PassOnRecv).
 //   - Every item enqueued was counted in tasks_ first (after the closed
 //     check); see task_counter.h for why that costs a send no fence.
 //   - moodycamel's try_dequeue may fail while an item is present (another
@@ -47,6 +47,7 @@
 #include "xchannels/detail/futex.h"
 #include "xchannels/detail/task_counter.h"
 #include "xchannels/detail/wait_list.h"
+#include "xchannels/detail/waiter.h"
 
 namespace xchannels::detail {
 
@@ -105,6 +106,14 @@ class QueueBase {
     }
   }
 
+  // The receivers' wait target (waiter.h): this list, and PassOnRecv.
+  WaitTarget RecvTarget() noexcept {
+    return {&recv_waiters_,
+            [](void* self) { static_cast<QueueBase*>(self)->PassOnRecv(); },
+            this};
+  }
+  WaitTarget JoinTarget() noexcept { return tasks_.Target(); }
+
   OpStatus Recv(T& out, const Deadline& deadline, bool interruptible) {
     if (TryDequeue(out)) return OpStatus::kOk;
     if (!deadline.has_value() || Clock::now() < *deadline) {
@@ -113,49 +122,19 @@ class QueueBase {
         if (TryDequeue(out)) return OpStatus::kOk;
       }
     }
-    for (;;) {
-      Probe p = ProbeRecv(out);
-      if (p == Probe::kGot) return OpStatus::kOk;
-      if (p == Probe::kDrained) return OpStatus::kClosed;
-      if (p == Probe::kBusy) {
-        YieldCpu();
-        continue;
-      }
-      if (deadline.has_value() && Clock::now() >= *deadline) {
-        return OpStatus::kEmpty;
-      }
-      Parker parker;
-      WaitNode node;
-      node.parker = &parker;
-      recv_waiters_.Add(&node);
-      HeavyBarrier();
-      p = ProbeRecv(out);
-      WaitResult w = WaitResult::kNotified;
-      if (p == Probe::kEmpty) {
-        w = Park(parker, deadline, interruptible);
-        // Giving up: one last look, an item may have just arrived.
-        if (w != WaitResult::kNotified) p = ProbeRecv(out);
-      }
-      const bool notified = !recv_waiters_.Remove(&node);
-      switch (p) {
-        case Probe::kGot:
-          if (notified) PassOnRecv();
-          return OpStatus::kOk;
-        case Probe::kDrained:
-          return OpStatus::kClosed;  // close() woke everyone already
-        case Probe::kBusy:
-        case Probe::kEmpty:
-          break;
-      }
-      if (w != WaitResult::kNotified) {
-        if (notified) PassOnRecv();
-        return w == WaitResult::kTimeout ? OpStatus::kEmpty
-                                         : OpStatus::kInterrupted;
-      }
-      // Notified (or busy): go round and try again; we still want an item,
-      // so the notification is not wasted.
-      if (p == Probe::kBusy) YieldCpu();
-    }
+    const WaitTarget target = RecvTarget();
+    return ParkUntil(
+        std::span<const WaitTarget>(&target, 1),
+        [&]() -> Attempt {
+          switch (ProbeRecv(out)) {
+            case Probe::kGot: return Attempt::Done(OpStatus::kOk);
+            case Probe::kDrained: return Attempt::Done(OpStatus::kClosed);
+            case Probe::kBusy: return Attempt::Busy();
+            case Probe::kEmpty: break;
+          }
+          return Attempt::Wait();
+        },
+        deadline, interruptible, OpStatus::kEmpty);
   }
 
  protected:

@@ -19,10 +19,10 @@
 //   - A send counts its item (CountSend) after its closed check and before
 //     the enqueue; an enqueue that then fails (std::bad_alloc) counts the
 //     item done (FinishFailedSend), so nothing is ever un-counted.
-//   - No lost wake-up of a joiner: a joiner links its node in join_waiters_,
-//     passes a HeavyBarrier and re-checks; a task_done that may have made
-//     the count zero (its own sum equals its new done) passes a LightBarrier
-//     and notifies every linked joiner (barrier.h's Dekker pair).
+//   - No lost wake-up of a joiner: a joiner waits through ParkUntil
+//     (waiter.h); a task_done that may have made the count zero (its own sum
+//     equals its new done) passes a LightBarrier and notifies every linked
+//     joiner (barrier.h's Dekker pair).
 //
 // Memory ordering: a cell's increment is sequenced before the item's
 // enqueue (a release in moodycamel), so a thread that received the item and
@@ -47,6 +47,7 @@
 #include "xchannels/detail/common.h"
 #include "xchannels/detail/futex.h"
 #include "xchannels/detail/wait_list.h"
+#include "xchannels/detail/waiter.h"
 
 namespace xchannels::detail {
 
@@ -128,29 +129,21 @@ class TaskCounter {
   // passes (kEmpty) or, if interruptible, a signal handler runs
   // (kInterrupted). Never allocates.
   OpStatus Join(const Deadline& deadline, bool interruptible) {
-    for (;;) {
-      if (Unfinished() == 0) return OpStatus::kOk;
-      if (deadline.has_value() && Clock::now() >= *deadline) {
-        return OpStatus::kEmpty;
-      }
-      Parker parker;
-      WaitNode node;
-      node.parker = &parker;
-      join_waiters_.Add(&node);
-      HeavyBarrier();
-      WaitResult w = WaitResult::kNotified;
-      if (Unfinished() != 0) w = Park(parker, deadline, interruptible);
-      join_waiters_.Remove(&node);  // NotifyAll: nothing to pass on
-      if (Unfinished() == 0) return OpStatus::kOk;
-      if (w == WaitResult::kTimeout) return OpStatus::kEmpty;
-      if (w == WaitResult::kInterrupted) return OpStatus::kInterrupted;
-    }
+    if (Unfinished() == 0) return OpStatus::kOk;
+    const WaitTarget target = Target();
+    return ParkUntil(
+        std::span<const WaitTarget>(&target, 1),
+        [&] {
+          return Unfinished() == 0 ? Attempt::Done(OpStatus::kOk)
+                                   : Attempt::Wait();
+        },
+        deadline, interruptible, OpStatus::kEmpty);
   }
 
-  // For external waiters (event loops): the joiners' list. A joiner is
-  // notified when the count may have reached zero; it re-checks
-  // Unfinished(). Every joiner is notified, so none passes anything on.
-  WaitList& join_waiters() noexcept { return join_waiters_; }
+  // The joiners' wait target (waiter.h). A joiner is notified when the count
+  // may have reached zero and re-checks Unfinished(); every joiner is
+  // notified at once, so there is nothing to pass on.
+  WaitTarget Target() noexcept { return {&join_waiters_, nullptr, nullptr}; }
 
  private:
   static constexpr uint32_t kChunkCells = 16;

@@ -2,7 +2,8 @@
 // wait; receives wait on the receiver list of QueueBase.
 //
 // Invariants: those of QueueBase; there is no sender wait list, so send()
-// returns kOk or kClosed (or throws std::bad_alloc when memory runs out).
+// returns kOk or kClosed (or throws std::bad_alloc when memory runs out),
+// and the send-side methods every flavor has answer trivially.
 // Memory ordering: that of QueueBase.
 #ifndef XCHANNELS_DETAIL_UNBOUNDED_H_
 #define XCHANNELS_DETAIL_UNBOUNDED_H_
@@ -25,6 +26,11 @@ class Unbounded final : public QueueBase<T, Unbounded<T>> {
   OpStatus Send(T& v, const Deadline&, bool) { return this->Enqueue(v); }
   void Close() { Base::Close(); }
   size_t capacity() const noexcept { return 0; }
+  // The send side of the flavor interface, answered trivially: a send never
+  // waits, so its target has no list (a waiter on it is notified at once)
+  // and there is nothing to pass on.
+  WaitTarget SendTarget() noexcept { return {}; }
+  void PassOnSend() noexcept {}
 
  private:
   // moodycamel preallocates this many elements (rounded up to whole blocks).
