@@ -28,15 +28,16 @@
 //   - The eventfd is written only when the ready list goes from empty to
 //     non-empty, and read (reset) by drain() when it takes the whole list;
 //     both under mu, so a non-empty list always has an unread write.
-//   - Lost-wake-up rule: disarm() records which nodes a notifier had taken;
-//     pass_on() then wakes one other waiter on each such channel if items
-//     (or slots) remain. The Python caller calls pass_on() whenever it
-//     leaves (got its item, timed out, cancelled); when it disarms only to
-//     retry, it re-arms and re-checks instead, which uses the notification.
+//   - The lost-wake-up protocol is the core's (detail/waiter.h): arm() is
+//     its register and barrier, the Python caller's try_op() its re-probe,
+//     the event loop its park, disarm() its remove and pass_on() its pass
+//     on. The Python caller calls pass_on() whenever it leaves (got its
+//     item, timed out, cancelled); when it disarms only to retry, it
+//     re-arms and re-checks instead, which uses the notification.
 //
-// Memory ordering: that of the core (Channel<T>::AddRecvWaiter's barrier; the
-// wait-list lock orders Notify() before the waiter's Remove). HubCore::mu
-// orders the ready list.
+// Memory ordering: that of the core (waiter.h's barrier pair; the wait-list
+// lock orders Notify() before the waiter's Remove). HubCore::mu orders the
+// ready list.
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -48,6 +49,7 @@
 #include "state.h"
 #include "typespec.h"
 #include "xchannels/detail/mutex.h"
+#include "xchannels/detail/waiter.h"
 
 namespace xchannels::py {
 namespace {
@@ -85,16 +87,17 @@ struct HubCore {
   void Unready(WaiterCore* w) ABSL_LOCKS_EXCLUDED(mu);
 };
 
-// The C++ half of an _AioWaiter.
+// The C++ half of an _AioWaiter: a detail::Waiter (waiter.h: the protocol)
+// over its channels' targets, whose Parker notifies this object instead of
+// waking a thread.
 struct WaiterCore final : detail::Notifier {
   AioKind kind = AioKind::kGet;
   std::vector<Ref<ItemChannel>> channels;
-  std::unique_ptr<detail::WaitNode[]> nodes;  // one per channel, never moved
-  std::vector<uint8_t> notified;              // per channel, by disarm()
-  detail::Parker parker;
+  detail::Parker parker;  // before the waiter: it outlives the waiter's nodes
+  std::vector<detail::WaitTarget> targets;  // one per channel, fixed
+  std::unique_ptr<detail::Waiter> waiter;   // over `targets`
   Item item;          // kPut: the encoded value, until sent
   bool sent = false;  // kPut
-  bool armed = false;
   // While armed (see the invariants); callback is owned, touched only with
   // the GIL.
   std::shared_ptr<HubCore> hub;
@@ -106,6 +109,21 @@ struct WaiterCore final : detail::Notifier {
 
   WaiterCore() { parker.notifier = this; }
 
+  // Once the channels are set: one target per channel, by kind.
+  void SetTargets() {
+    for (auto& ch : channels) {
+      switch (kind) {
+        case AioKind::kPut: targets.push_back(ch->send_target()); break;
+        case AioKind::kJoin: targets.push_back(ch->join_target()); break;
+        case AioKind::kGet:
+        case AioKind::kSelect: targets.push_back(ch->recv_target()); break;
+      }
+    }
+    waiter = std::make_unique<detail::Waiter>(targets, &parker);
+  }
+
+  bool armed() const { return waiter->linked(); }
+
   // Any thread, under a wait-list lock, while armed.
   void Notify() noexcept override { hub->Push(this); }
 
@@ -115,60 +133,23 @@ struct WaiterCore final : detail::Notifier {
     hub = std::move(h);
     callback = Py_NewRef(cb);
     parker.Rearm();
-    std::fill(notified.begin(), notified.end(), 0);
-    armed = true;
-    for (size_t i = 0; i < channels.size(); ++i) {
-      nodes[i].parker = &parker;
-      if (kind == AioKind::kPut) {
-        channels[i]->AddSendWaiter(&nodes[i], /*barrier=*/false);
-      } else if (kind == AioKind::kJoin) {
-        channels[i]->AddJoinWaiter(&nodes[i], /*barrier=*/false);
-      } else {
-        channels[i]->AddRecvWaiter(&nodes[i], /*barrier=*/false);
-      }
-    }
-    xchannels::detail::HeavyBarrier();
+    waiter->Link();
   }
 
-  // With the GIL. Idempotent. Unlinks every node (recording which a
-  // notifier had taken), leaves the ready list, drops hub and callback.
-  // Returns whether any node had been notified.
+  // With the GIL. Idempotent. Unlinks every node (the waiter records which a
+  // notifier had taken, for PassOn), leaves the ready list, drops hub and
+  // callback. Returns whether any node had been notified.
   bool Disarm() {
-    if (!armed) return false;
-    bool any = false;
-    for (size_t i = 0; i < channels.size(); ++i) {
-      bool n;
-      switch (kind) {
-        case AioKind::kPut: n = channels[i]->RemoveSendWaiter(&nodes[i]); break;
-        case AioKind::kJoin: n = channels[i]->RemoveJoinWaiter(&nodes[i]); break;
-        default: n = channels[i]->RemoveRecvWaiter(&nodes[i]); break;
-      }
-      if (n) {
-        notified[i] = 1;
-        any = true;
-      }
-    }
-    armed = false;
+    if (!armed()) return false;
+    const bool any = waiter->Unlink();
     hub->Unready(this);
     hub.reset();
     Py_CLEAR(callback);
     return any;
   }
 
-  // Any time. Passes on every notification recorded by Disarm (joiners are
-  // notified all at once: nothing to pass on).
-  void PassOn() {
-    if (kind == AioKind::kJoin) return;
-    for (size_t i = 0; i < channels.size(); ++i) {
-      if (!notified[i]) continue;
-      notified[i] = 0;
-      if (kind == AioKind::kPut) {
-        channels[i]->PassOnSend();
-      } else {
-        channels[i]->PassOnRecv();
-      }
-    }
-  }
+  // Any time. Passes on every notification recorded by Disarm.
+  void PassOn() { waiter->PassOn(); }
 };
 
 void HubCore::Push(WaiterCore* w) noexcept {
@@ -350,10 +331,6 @@ struct PyAioWaiter {
 
 PyAioWaiter* AsW(PyObject* o) { return reinterpret_cast<PyAioWaiter*>(o); }
 
-bool CheckType(ModuleState* st, PyChannel* ch, PyObject* obj) {
-  if (ch->spec == nullptr) return true;
-  return CheckTypeSpec(st, ch->spec->get(), obj);
-}
 
 // _AioWaiter(kind, channels, obj=None)
 PyObject* WaiterNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
@@ -392,8 +369,6 @@ PyObject* WaiterNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
   }
   auto core = std::make_unique<WaiterCore>();
   core->kind = kind;
-  core->nodes = std::make_unique<detail::WaitNode[]>(static_cast<size_t>(n));
-  core->notified.assign(static_cast<size_t>(n), 0);
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* o = PyTuple_GET_ITEM(tuple, i);
     if (!IsChannel(st, o)) {
@@ -405,11 +380,12 @@ PyObject* WaiterNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
     core->channels.push_back(
         Ref<ItemChannel>::Share(reinterpret_cast<PyChannel*>(o)->ch));
   }
+  core->SetTargets();
   if (kind == AioKind::kPut) {
     // Checked and encoded once, now: a bad value raises before anything is
     // sent, and a retry sends the same bytes.
     auto* ch = reinterpret_cast<PyChannel*>(PyTuple_GET_ITEM(tuple, 0));
-    if (!CheckType(st, ch, obj)) {
+    if (!CheckChannelType(ch, obj)) {
       Py_DECREF(tuple);
       return nullptr;
     }
@@ -475,7 +451,7 @@ PyObject* WaiterArm(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
     return nullptr;
   }
   WaiterCore& w = *self->core;
-  if (w.armed) {
+  if (w.armed()) {
     PyErr_SetString(PyExc_RuntimeError, "arm(): already armed");
     return nullptr;
   }
@@ -485,6 +461,23 @@ PyObject* WaiterArm(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
   }
   w.Arm(*reinterpret_cast<PyAioHub*>(a[0])->core, a[1]);
   Py_RETURN_NONE;
+}
+
+// The exception the blocking form of this operation raises when its timeout
+// passes (one wording, the bindings'): ChannelEmpty (get, select),
+// ChannelFull (put), TimeoutError (join).
+PyObject* WaiterTimeoutError(PyObject* op, PyObject*) {
+  PyAioWaiter* self = AsW(op);
+  WaiterCore& w = *self->core;
+  switch (w.kind) {
+    case AioKind::kGet: RaiseStatus(self->state, OpStatus::kEmpty, "get"); break;
+    case AioKind::kPut: RaiseStatus(self->state, OpStatus::kFull, "put"); break;
+    case AioKind::kSelect:
+      RaiseStatus(self->state, OpStatus::kEmpty, "select");
+      break;
+    case AioKind::kJoin: RaiseJoinTimeout(w.channels[0].get()); break;
+  }
+  return PyErr_GetRaisedException();
 }
 
 PyObject* WaiterDisarm(PyObject* op, PyObject*) {
@@ -552,13 +545,14 @@ PyObject* WaiterTryOp(PyObject* op, PyObject*) {
   return nullptr;
 }
 
-#define FASTKW(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
-
 PyMethodDef kWaiterMethods[] = {
     {"arm", FASTKW(NoExcept<WaiterArm>::Call), METH_FASTCALL | METH_KEYWORDS,
      "arm($self, /, hub, callback)\n--\n\nLink the waiter in its channels' wait lists "
      "(then a barrier). When a\nsender or close() notifies it, hub.drain() "
      "returns callback. Follow\nwith try_op(): the re-check."},
+    {"timeout_error", NoExcept<WaiterTimeoutError>::Call, METH_NOARGS,
+     "timeout_error($self, /) -> BaseException\n--\n\nThe exception the blocking "
+     "call raises when its timeout passes."},
     {"disarm", NoExcept<WaiterDisarm>::Call, METH_NOARGS,
      "disarm($self, /) -> bool\n--\n\nUnlink (idempotent); True if it had been "
      "notified. Remembers which\nchannels notified it, for pass_on()."},
@@ -681,6 +675,19 @@ PyObject* ChannelANext(PyObject* self) {
 }
 
 bool InitAioTypes(PyObject* module, ModuleState* st) {
+  // The operation kinds of _AioWaiter(kind, ...), for xchannels._aio.
+  struct {
+    const char* name;
+    AioKind kind;
+  } kinds[] = {{"_AIO_GET", AioKind::kGet},
+               {"_AIO_PUT", AioKind::kPut},
+               {"_AIO_SELECT", AioKind::kSelect},
+               {"_AIO_JOIN", AioKind::kJoin}};
+  for (const auto& k : kinds) {
+    if (PyModule_AddIntConstant(module, k.name, static_cast<long>(k.kind)) < 0) {
+      return false;
+    }
+  }
   return AddHeapType(module, st, &kHubSpec, "_AioHub", &st->AioHubType) &&
          AddHeapType(module, st, &kWaiterSpec, "_AioWaiter",
                  &st->AioWaiterType) &&

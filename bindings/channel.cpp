@@ -66,10 +66,6 @@ OpStatus RecvItem(PyChannel* self, Item& out, const BlockArgs& ba) {
   });
 }
 
-bool CheckType(PyChannel* self, PyObject* obj, Py_ssize_t item = -1) {
-  if (self->spec == nullptr) return true;
-  return CheckTypeSpec(self->state, self->spec->get(), obj, item);
-}
 
 // ---- methods ----------------------------------------------------------------
 
@@ -86,7 +82,7 @@ PyObject* ChannelPut(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
   }
   BlockArgs ba;
   if (!ParseBlock(a[1], a[2], &ba)) return nullptr;
-  if (!CheckType(self, a[0])) return nullptr;
+  if (!CheckChannelType(self, a[0])) return nullptr;
   Item it = Encode(self->state, a[0], self->pickle);
   if (it.kind() == Item::Kind::kEmpty) return nullptr;
   OpStatus s = SendItem(self, it, ba, ba.deadline());
@@ -107,7 +103,7 @@ PyObject* ChannelPutNowait(PyObject* op, PyObject* const* args,
                         1, 1, 1, &obj)) {
     return nullptr;
   }
-  if (!CheckType(self, obj)) return nullptr;
+  if (!CheckChannelType(self, obj)) return nullptr;
   Item it = Encode(self->state, obj, self->pickle);
   if (it.kind() == Item::Kind::kEmpty) return nullptr;
   OpStatus s = self->ch->try_send(it);
@@ -175,7 +171,7 @@ PyObject* ChannelPutMany(PyObject* op, PyObject* const* args,
   items.reserve(static_cast<size_t>(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* obj = PySequence_Fast_GET_ITEM(seq, i);
-    if (!CheckType(self, obj, i)) {
+    if (!CheckChannelType(self, obj, i)) {
       Py_DECREF(seq);
       return nullptr;
     }
@@ -373,10 +369,7 @@ PyObject* ChannelJoin(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
     case OpStatus::kOk:
       Py_RETURN_NONE;
     case OpStatus::kEmpty:
-      PyErr_Format(PyExc_TimeoutError,
-                   "join: %llu task(s) still unfinished when the timeout "
-                   "passed",
-                   static_cast<unsigned long long>(ch->unfinished_tasks()));
+      RaiseJoinTimeout(ch);
       return nullptr;
     default:
       RaiseStatus(self->state, s, "join");
@@ -560,8 +553,6 @@ void ChannelDealloc(PyObject* op) {
   Py_DECREF(tp);
 }
 
-#define FASTKW(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
-
 PyMethodDef kChannelMethods[] = {
     {"put", FASTKW(NoExcept<ChannelPut>::Call), METH_FASTCALL | METH_KEYWORDS,
      "put($self, /, item, block=True, timeout=None)\n--\n\n"
@@ -715,6 +706,12 @@ PyType_Spec kChannelSpec = {
 };
 
 }  // namespace
+
+void RaiseJoinTimeout(ItemChannel* ch) {
+  PyErr_Format(PyExc_TimeoutError,
+               "join: %llu task(s) still unfinished when the timeout passed",
+               static_cast<unsigned long long>(ch->unfinished_tasks()));
+}
 
 bool InitChannelType(PyObject* module, ModuleState* st) {
   return AddHeapType(module, st, &kChannelSpec, "Channel", &st->ChannelType);

@@ -94,6 +94,8 @@ struct PyChannel {
   PyObject* weakreflist;
 };
 bool InitChannelType(PyObject* module, ModuleState* st);
+// Raises join()'s TimeoutError (the blocking call and join_async share it).
+void RaiseJoinTimeout(ItemChannel* ch);
 PyObject* WrapChannel(ModuleState* st, Ref<ItemChannel> ch);
 inline bool IsChannel(ModuleState* st, PyObject* o) {
   return PyObject_TypeCheck(o, st->ChannelType);
@@ -219,6 +221,10 @@ struct NoExcept<F> {
     }
   }
 };
+
+// A METH_FASTCALL (| METH_KEYWORDS) function as the PyCFunction a
+// PyMethodDef holds.
+#define FASTKW(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
 // Runs a blocking core call with the GIL released, restarting it after
 // signals that raise nothing. Returns the final status; kInterrupted means a

@@ -61,6 +61,13 @@ std::shared_ptr<const TypeSpec> ParseTypeSpec(ModuleState* st, PyObject* t);
 // bytearray a SharedBuffer, np.int64 an int).
 bool CheckTypeSpec(ModuleState* st, const TypeSpec* spec, PyObject* obj,
                    Py_ssize_t item = -1);
+// A channel's check of a value about to be put: true for an untyped channel,
+// else CheckTypeSpec against its spec (the one check every put path uses).
+inline bool CheckChannelType(PyChannel* ch, PyObject* obj,
+                             Py_ssize_t item = -1) {
+  if (ch->spec == nullptr) return true;
+  return CheckTypeSpec(ch->state, ch->spec->get(), obj, item);
+}
 // Rebuilds the type expression (int, int | None, tuple[int, ...]) as Python
 // objects in the caller's interpreter.
 PyObject* TypeSpecToPython(ModuleState* st, const TypeSpec& spec);

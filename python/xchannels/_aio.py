@@ -28,10 +28,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from xchannels._xchannels import (
+    _AIO_GET,
+    _AIO_JOIN,
+    _AIO_PUT,
+    _AIO_SELECT,
     Channel,
     ChannelClosed,
-    ChannelEmpty,
-    ChannelFull,
     _aio_timeout,
     _AioHub,
     _AioWaiter,
@@ -39,7 +41,6 @@ from xchannels._xchannels import (
 
 __all__ = ["select_async"]
 
-_GET, _PUT, _SELECT, _JOIN = 0, 1, 2, 3
 # What _AioWaiter.try_op() returns when it would have to wait: no channel
 # can carry NotImplemented, so it never stands for a received value.
 _WAIT = NotImplemented
@@ -115,18 +116,13 @@ def _hub(loop: asyncio.AbstractEventLoop) -> _Hub:
     return hub
 
 
-def _timeout_error(exc: type[BaseException], what: str) -> BaseException:
-    # The messages of the blocking calls (bindings' RaiseStatus, Channel.join).
-    if exc is TimeoutError:
-        return exc(f"{what}: task(s) still unfinished when the timeout passed")
-    return exc(f"{what}: channel is {'full' if exc is ChannelFull else 'empty'}")
-
-
-async def _wait(waiter: Any, delay: float | None, timeout_exc: type[BaseException], what: str) -> Any:
-    """Arm, re-check, sleep until notified; repeat until waiter.try_op()
-    gives a result, raises, or the delay passes (then raise timeout_exc)."""
+async def _wait(waiter: Any, delay: float | None) -> Any:
+    """The core's wait protocol (detail/waiter.h) with the event loop as the
+    park: arm (register, barrier), try_op (re-probe), sleep until notified;
+    repeat until waiter.try_op() gives a result, raises, or the delay passes
+    (then raise what the blocking call raises on timeout)."""
     if delay == 0:
-        raise _timeout_error(timeout_exc, what)
+        raise waiter.timeout_error()
     loop = asyncio.get_running_loop()
     hub = _hub(loop)
     fut: asyncio.Future[None] | None = None
@@ -153,7 +149,7 @@ async def _wait(waiter: Any, delay: float | None, timeout_exc: type[BaseExceptio
             if result is not _WAIT:
                 return result
             if timed_out:
-                raise _timeout_error(timeout_exc, what)
+                raise waiter.timeout_error()
             await fut
             # Notified (or timed out): unlink and go round; the retry uses
             # the notification, so nothing is passed on here.
@@ -171,38 +167,38 @@ async def _wait(waiter: Any, delay: float | None, timeout_exc: type[BaseExceptio
 async def get_async(ch: Channel, timeout: float | None = None) -> Any:
     """get_async(ch, timeout=None): see Channel.get_async."""
     delay = _aio_timeout(timeout)
-    waiter = _AioWaiter(_GET, (ch,))
+    waiter = _AioWaiter(_AIO_GET, (ch,))
     result = waiter.try_op()  # fast path: no registration, no yield
     if result is not _WAIT:
         return result
-    return await _wait(waiter, delay, ChannelEmpty, "get")
+    return await _wait(waiter, delay)
 
 
 async def put_async(ch: Channel, item: Any, timeout: float | None = None) -> None:
     """put_async(ch, item, timeout=None): see Channel.put_async."""
     delay = _aio_timeout(timeout)
-    waiter = _AioWaiter(_PUT, (ch,), item)  # type check and encode: may raise
+    waiter = _AioWaiter(_AIO_PUT, (ch,), item)  # type check and encode: may raise
     if waiter.try_op() is not _WAIT:
         return
-    await _wait(waiter, delay, ChannelFull, "put")
+    await _wait(waiter, delay)
 
 
 async def join_async(ch: Channel, timeout: float | None = None) -> None:
     """join_async(ch, timeout=None): see Channel.join_async."""
     delay = _aio_timeout(timeout)
-    waiter = _AioWaiter(_JOIN, (ch,))
+    waiter = _AioWaiter(_AIO_JOIN, (ch,))
     if waiter.try_op() is not _WAIT:
         return
-    await _wait(waiter, delay, TimeoutError, "join")
+    await _wait(waiter, delay)
 
 
 async def _anext(ch: Channel) -> Any:
     """Channel.__anext__: get_async() until closed and drained."""
-    waiter = _AioWaiter(_GET, (ch,))
+    waiter = _AioWaiter(_AIO_GET, (ch,))
     try:
         result = waiter.try_op()
         if result is _WAIT:
-            result = await _wait(waiter, None, ChannelEmpty, "get")
+            result = await _wait(waiter, None)
     except ChannelClosed:
         raise StopAsyncIteration from None
     return result
@@ -219,8 +215,8 @@ async def select_async(channels: Iterable[Channel], timeout: float | None = None
     something that is not a Channel. Cancelling it consumes nothing.
     """
     delay = _aio_timeout(timeout)
-    waiter = _AioWaiter(_SELECT, channels)
+    waiter = _AioWaiter(_AIO_SELECT, channels)
     result = waiter.try_op()
     if result is not _WAIT:
         return result  # type: ignore[no-any-return]
-    return await _wait(waiter, delay, ChannelEmpty, "select")  # type: ignore[no-any-return]
+    return await _wait(waiter, delay)  # type: ignore[no-any-return]
