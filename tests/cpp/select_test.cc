@@ -26,7 +26,7 @@ using Ch = Channel<int64_t>;
 
 using testing_util::kScale;
 
-constexpr Deadline kForever = std::nullopt;
+using testing_util::kForever;
 
 // Three channels: unbounded, bounded(1), bounded(16).
 struct Three {

@@ -22,7 +22,7 @@ namespace {
 using std::chrono::milliseconds;
 using testing_util::In;
 using testing_util::kScale;
-constexpr Deadline kForever = std::nullopt;
+using testing_util::kForever;
 
 using testing_util::Flavors;
 using testing_util::FlavorNames;

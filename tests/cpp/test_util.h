@@ -1,5 +1,6 @@
 // tests/cpp/test_util.h: what the channel test suites share: readable
-// OpStatus in failure messages, fewer iterations under sanitizers, deadlines.
+// OpStatus in failure messages, fewer iterations under sanitizers, deadlines
+// (and kForever, none), the channel flavors, interruptible waits.
 #ifndef XCHANNELS_TESTS_TEST_UTIL_H_
 #define XCHANNELS_TESTS_TEST_UTIL_H_
 
@@ -9,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <thread>
@@ -31,6 +33,7 @@ inline constexpr int kScale = 1;
 #endif
 
 inline Deadline In(std::chrono::milliseconds d) { return Clock::now() + d; }
+inline constexpr Deadline kForever = std::nullopt;  // wait without a deadline
 
 // The channel flavors every typed suite runs over: unbounded, bounded(1)
 // and bounded(16).

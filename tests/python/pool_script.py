@@ -1,7 +1,8 @@
-"""tests/python/pool_script.py: task functions for tests/python/test_pool.py,
-importable by worker interpreters as ``pool_script``, and a script run as
-``python pool_script.py`` to check that functions of ``__main__`` travel the
-way multiprocessing's spawn makes them travel.
+"""tests/python/pool_script.py: task functions for tests/python/test_pool.py
+and test_worker.py, importable by worker interpreters as ``pool_script``; the
+helper both files use to read a remote traceback (remote_tb); and a script
+run as ``python pool_script.py`` to check that functions of ``__main__``
+travel the way multiprocessing's spawn makes them travel.
 
 Run as a script, it prints one line per check; test_pool.py asserts them. The
 module-level print shows how many times the module body ran and under which
@@ -226,6 +227,17 @@ def work(n: int) -> int:
         k *= i
         k %= 1000000007
     return k
+
+
+# ---- for the tests in the parent (not a task) ---------------------------------
+
+
+def remote_tb(exc: BaseException) -> str:
+    """The worker-side traceback a Pool or Worker attached to `exc` (shared
+    by test_pool.py and test_worker.py)."""
+    cause = exc.__cause__
+    assert isinstance(cause, xchannels.RemoteTraceback), cause
+    return cause.tb
 
 
 # ---- the script ---------------------------------------------------------------

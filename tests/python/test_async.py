@@ -500,14 +500,10 @@ assert len(os.listdir("/proc/self/fd")) == fds
 
 
 def test_async_with_a_pool_future():
-    try:
-        from xchannels import Pool
-    except ImportError as e:  # pragma: no cover - depends on the Pool work
-        pytest.skip(f"xchannels.Pool is not available yet: {e}")
     import operator
 
     async def main():
-        with Pool(2) as pool:
+        with xchannels.Pool(2) as pool:
             futs = [asyncio.wrap_future(pool.submit(operator.mul, i, 7)) for i in range(4)]
             return await asyncio.wait_for(asyncio.gather(*futs), 120)
 

@@ -1,6 +1,6 @@
-"""tests/python/test_pool.py: xchannels.Pool and xchannels.Worker
-(python/xchannels/_pool.py, _worker.py, _bootstrap.py, _interp.py), with
-tasks running in real own-GIL sub-interpreters.
+"""tests/python/test_pool.py: xchannels.Pool (python/xchannels/_pool.py,
+_bootstrap.py, _interp.py), with tasks running in real own-GIL
+sub-interpreters. xchannels.Worker has its own file, test_worker.py.
 
 Task functions live in pool_script.py, which workers import by name (they
 adopt the parent's sys.path, where conftest.py put this folder).
@@ -236,16 +236,10 @@ def test_map_bad_chunksize(pool):
 # ---- errors ----------------------------------------------------------------------------
 
 
-def _remote_tb(exc: BaseException) -> str:
-    cause = exc.__cause__
-    assert isinstance(cause, xchannels.RemoteTraceback), cause
-    return cause.tb
-
-
 def test_builtin_exception_keeps_type_and_remote_traceback(pool):
     exc = pool.submit(ps.fail_builtin, "missing").exception(timeout=30)
     assert type(exc) is KeyError and exc.args == ("missing",)
-    tb = _remote_tb(exc)
+    tb = ps.remote_tb(exc)
     assert "Traceback (most recent call last)" in tb
     assert "pool_script.py" in tb and "fail_builtin" in tb
     assert "KeyError: 'missing'" in tb
@@ -256,7 +250,7 @@ def test_importable_custom_exception_is_rebuilt(pool):
     with pytest.raises(ps.CustomError) as info:
         pool.submit(ps.fail_custom, 7).result(timeout=30)
     assert info.value.code == 7 and info.value.text == "custom failure 7"
-    assert "fail_custom" in _remote_tb(info.value)
+    assert "fail_custom" in ps.remote_tb(info.value)
 
 
 def test_unrebuildable_exception_becomes_remote_error(pool):
@@ -264,14 +258,14 @@ def test_unrebuildable_exception_becomes_remote_error(pool):
     assert type(exc) is xchannels.RemoteError
     assert exc.type_name == "pool_script.Unrebuildable"
     assert "fixed" in exc.message
-    assert "Unrebuildable" in _remote_tb(exc)
+    assert "Unrebuildable" in ps.remote_tb(exc)
 
 
 def test_exception_with_unshareable_args_becomes_remote_error(pool):
     exc = pool.submit(ps.fail_unshareable_args).exception(timeout=30)
     assert type(exc) is xchannels.RemoteError
     assert exc.type_name == "ValueError" and "with an object" in exc.message
-    assert "fail_unshareable_args" in _remote_tb(exc)
+    assert "fail_unshareable_args" in ps.remote_tb(exc)
 
 
 def test_oserror_is_rebuilt_with_its_subclass(pool, tmp_path):
@@ -319,7 +313,7 @@ def test_system_exit_in_task_is_its_exception(pool):
 def test_recursion_error_in_task_is_its_exception(pool):
     exc = pool.submit(ps.recurse, 0).exception(timeout=30)
     assert type(exc) is RecursionError
-    assert "recurse" in _remote_tb(exc)
+    assert "recurse" in ps.remote_tb(exc)
     assert pool.submit(ps.square, 5).result(timeout=30) == 25
 
 
@@ -496,7 +490,7 @@ def test_initializer_failure_breaks_the_pool():
         fut = p.submit(ps.square, 2)
         with pytest.raises(xchannels.BrokenPool, match="initializer failed on purpose") as info:
             fut.result(timeout=30)
-        assert "fail_initializer" in _remote_tb(info.value)
+        assert "fail_initializer" in ps.remote_tb(info.value)
         with pytest.raises(xchannels.BrokenPool):
             p.submit(ps.square, 2)
 
@@ -542,7 +536,7 @@ def test_worker_loop_death_breaks_the_pool_without_deadlock():
     for fut in [first, *later]:
         with pytest.raises(xchannels.BrokenPool, match="task loop sabotaged") as info:
             fut.result(timeout=30)
-        assert "task loop sabotaged" in _remote_tb(info.value)
+        assert "task loop sabotaged" in ps.remote_tb(info.value)
     with pytest.raises(xchannels.BrokenPool):
         p.submit(ps.square, 1)
     p.shutdown(wait=True)
@@ -668,67 +662,6 @@ def test_cancel_racing_the_workers_is_truthful():
             if mixed == 2:
                 break
     assert mixed == 2, "the race never happened"
-
-
-# ---- Worker ----------------------------------------------------------------------------------
-
-
-def test_worker_serves_requests_over_channels_and_stops_on_close():
-    requests, replies = xchannels.Channel(), xchannels.Channel()
-    w = xchannels.Worker(target=ps.serve, args=(requests, replies), kwargs={"offset": 100})
-    assert not w.is_alive()
-    w.start()
-    assert w.is_alive()
-    for i in range(50):
-        requests.put(i)
-        assert replies.get(timeout=30) == (i, i + 100)
-    requests.close()
-    w.join(timeout=30)
-    assert not w.is_alive()
-    assert w.result(timeout=0) == 50
-
-
-def test_worker_exception_like_the_pool():
-    w = xchannels.Worker(target=ps.fail_custom, args=(5,))
-    w.start()
-    with pytest.raises(ps.CustomError) as info:
-        w.result(timeout=30)
-    assert info.value.code == 5
-    assert "fail_custom" in _remote_tb(info.value)
-    w.join(timeout=30)
-    assert not w.is_alive()
-
-
-def test_worker_result_timeout_and_start_once():
-    gate = xchannels.Channel()
-    w = xchannels.Worker(target=ps.wait_on, args=(gate.id, 30.0))
-    with pytest.raises(RuntimeError):
-        w.result()
-    w.start()
-    with pytest.raises(RuntimeError):
-        w.start()
-    with pytest.raises(TimeoutError):
-        w.result(timeout=0.05)
-    w.join(timeout=0.05)
-    assert w.is_alive()
-    gate.close()
-    assert w.result(timeout=30) == "closed"
-
-
-def test_worker_unshareable_args_and_result():
-    with pytest.raises(xchannels.NotShareableError, match="argument 0"):
-        xchannels.Worker(target=ps.echo, args=(object(),))
-    w = xchannels.Worker(target=ps.return_object)
-    w.start()
-    with pytest.raises(xchannels.NotShareableError):
-        w.result(timeout=30)
-
-
-def test_worker_system_exit_is_its_exception():
-    w = xchannels.Worker(target=ps.system_exit, args=(4,))
-    w.start()
-    with pytest.raises(SystemExit):
-        w.result(timeout=30)
 
 
 # ---- benchmark module ------------------------------------------------------------------------
