@@ -16,6 +16,7 @@ import json
 import os
 import queue
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -252,6 +253,9 @@ def run(workload: str, peer_name: str, quick: bool) -> dict[str, Any]:
     elif peer.payload_note(w.payload):
         res["how"] = peer.payload_note(w.payload)
     cell = Cell(w, peer, quick)
+    busy = start_busy_processes() if w.busy else []
+    if busy:
+        res["busy_processes"] = len(busy)
     if w.distinct:
         res["distinct_payloads"] = cell.ndistinct
         res["distinct_bytes"] = cell.ndistinct * w.payload_bytes
@@ -271,9 +275,27 @@ def run(workload: str, peer_name: str, quick: bool) -> dict[str, Any]:
             res["traceback"] = traceback.format_exc()[-4000:]
     finally:
         notes = cell.teardown(failed)
+        stop_busy_processes(busy)
         if notes:
             res["teardown"] = notes
     return res
+
+
+def start_busy_processes() -> list[subprocess.Popen[bytes]]:
+    """One busy-loop process per core (the *-busy workloads): each actor
+    then shares its core, and a waiter that would spin parks instead."""
+    n = len(os.sched_getaffinity(0))
+    code = "while True: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+    time.sleep(0.2)  # let them reach their loop
+    return procs
+
+
+def stop_busy_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.kill()
+    for p in procs:
+        p.wait()
 
 
 def main() -> None:

@@ -186,6 +186,16 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         add("pingpong round trip <= 10 µs", c["rt_median_us"] <= 10,
             f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}")
+    # Issue 15: the parking path, with a busy process on every core.
+    c = cells.get(("pingpong-busy", "xchannels"))
+    m = cells.get(("pingpong-busy", "mp-queue"))
+    name = "pingpong-busy round trip <= 5 µs (cores busy: waiters park)"
+    if figure(c) is None:
+        add(name, None, f"no figure ({status_text(c)})")
+    else:
+        vs = f", multiprocessing.Queue {us(m['rt_median_us'])}" if figure(m) is not None else ""
+        add(name, c["rt_median_us"] <= 5,
+            f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}{vs}")
     vals = (data.get("values") or {}).get("result")
     vrows = {r["payload"]: r for r in (vals or {}).get("rows", [])}
     for payload in VALUES_GOAL_PAYLOADS:

@@ -213,6 +213,10 @@ class Workload:
     n_max: int  # cap on items per producer in a round
     kind: str = "throughput"  # or "latency"
     tags: list[str] = field(default_factory=list)
+    # A busy-loop process per core runs during the cell (started before the
+    # actors, killed after): waiters cannot spin their way past the parking
+    # path, so it is what gets measured.
+    busy: bool = False
     # The producers cycle through distinct payloads larger than the LLC in
     # total (PRODUCER_CYCLE, peers.distinct_count) instead of one object.
     distinct: bool = False
@@ -266,6 +270,20 @@ WORKLOADS: list[Workload] = [
         n0=50,
         n_max=10_000_000,
         kind="latency",
+    ),
+    Workload(
+        name="pingpong-busy",
+        description="pingpong with a busy-loop process on every core, so each side parks; round-trip latency µs (median, p99)",
+        producers=1,
+        consumers=1,
+        payload="int",
+        producer_role=PINGER,
+        consumer_role=PONGER,
+        topology="pingpong",
+        n0=50,
+        n_max=1_000_000,
+        kind="latency",
+        busy=True,
     ),
     Workload(
         name="mpmc-2x2",
