@@ -29,7 +29,7 @@ takes more, so each of the C consumers gets its P.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from peers import PAYLOADS
 
@@ -272,20 +272,6 @@ WORKLOADS: list[Workload] = [
         kind="latency",
     ),
     Workload(
-        name="pingpong-busy",
-        description="pingpong with a busy-loop process on every core, so each side parks; round-trip latency µs (median, p99)",
-        producers=1,
-        consumers=1,
-        payload="int",
-        producer_role=PINGER,
-        consumer_role=PONGER,
-        topology="pingpong",
-        n0=50,
-        n_max=1_000_000,
-        kind="latency",
-        busy=True,
-    ),
-    Workload(
         name="mpmc-2x2",
         description="2 producers -> 1 shared queue -> 2 consumers, int; items/s in total",
         producers=2,
@@ -334,5 +320,18 @@ WORKLOADS: list[Workload] = [
         n_max=200_000_000,
     ),
 ]
+
+# The parking path (issue 15): pingpong with a busy-loop process per core.
+WORKLOADS.insert(
+    [w.name for w in WORKLOADS].index("pingpong") + 1,
+    replace(
+        next(w for w in WORKLOADS if w.name == "pingpong"),
+        name="pingpong-busy",
+        description="pingpong with a busy-loop process on every core, so each side parks; "
+        "round-trip latency µs (median, p99)",
+        n_max=1_000_000,
+        busy=True,
+    ),
+)
 
 BY_NAME = {w.name: w for w in WORKLOADS}
