@@ -327,7 +327,7 @@ WORKLOADS.insert(
     replace(
         next(w for w in WORKLOADS if w.name == "pingpong"),
         name="pingpong-busy",
-        description="pingpong with a busy-loop process on every core, so each side parks; "
+        description="pingpong with a busy-loop process on every core, so a wait often parks; "
         "round-trip latency µs (median, p99)",
         n_max=1_000_000,
         busy=True,

@@ -15,7 +15,6 @@
 #include <thread>
 #include <vector>
 
-#include "xchannels/detail/futex.h"
 #include "xchannels/detail/mutex.h"
 
 namespace xchannels::detail {
@@ -111,11 +110,6 @@ void InitBarriers() noexcept {
   static const bool asymmetric = [] {
     const bool a = ChooseAsymmetric();
     g_asymmetric_barriers.store(a, std::memory_order_relaxed);
-    const char* spin = std::getenv("XCHANNELS_SPIN");
-    if (spin != nullptr && std::strcmp(spin, "0") == 0) {
-      g_spin_iterations.store(0, std::memory_order_relaxed);
-      g_select_spin_iterations.store(0, std::memory_order_relaxed);
-    }
     Registry();
     pthread_atfork(BeforeFork, AfterForkParent, AfterForkChild);
     return a;

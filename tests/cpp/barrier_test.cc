@@ -44,20 +44,6 @@ TEST(Barriers, ModeFollowsEnvironment) {
   }
 }
 
-// The spin budgets follow XCHANNELS_SPIN (0: park at once), read once when
-// the first channel is made.
-TEST(Barriers, SpinBudgetFollowsTheEnvironment) {
-  auto ch = Channel<int64_t>::Create(0);  // settles the mode
-  const char* env = std::getenv("XCHANNELS_SPIN");
-  if (env != nullptr && std::string(env) == "0") {
-    EXPECT_EQ(detail::SpinIterations(), 0);
-    EXPECT_EQ(detail::SelectSpinIterations(), 0);
-  } else {
-    EXPECT_EQ(detail::SpinIterations(), detail::kSpinIterations);
-    EXPECT_EQ(detail::SelectSpinIterations(), detail::kSelectSpinIterations);
-  }
-}
-
 // Receivers that park on every item (the sender pauses so their spin runs
 // out) must each be woken: a lost wake-up would leave a receiver asleep with
 // an item queued, and the deadline below would catch it.

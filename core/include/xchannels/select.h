@@ -71,7 +71,7 @@ OpStatus Select(std::span<Channel<T>* const> channels, size_t* index, T& out,
   OpStatus s = probe_all();
   if (s != OpStatus::kEmpty) return s;
   if (!deadline.has_value() || Clock::now() < *deadline) {
-    for (int i = 0; i < detail::SelectSpinIterations(); ++i) {
+    for (int i = 0; i < detail::kSelectSpinIterations; ++i) {
       detail::CpuRelax();
       s = probe_all();
       if (s != OpStatus::kEmpty) return s;

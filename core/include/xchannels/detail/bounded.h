@@ -51,7 +51,7 @@ class Bounded final : public QueueBase<T, Bounded<T>> {
     if (this->closed()) return OpStatus::kClosed;
     if (TryReserve()) return SendReserved(v);
     if (!deadline.has_value() || Clock::now() < *deadline) {
-      for (int i = 0; i < SpinIterations(); ++i) {
+      for (int i = 0; i < kSpinIterations; ++i) {
         CpuRelax();
         if (TryReserve()) return SendReserved(v);
       }

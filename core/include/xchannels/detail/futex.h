@@ -40,20 +40,6 @@ inline constexpr int kSpinIterations = 100;
 // Select probes every channel per round, so it spins fewer rounds.
 inline constexpr int kSelectSpinIterations = 20;
 
-// The spin budgets in use: the defaults above, or 0 for both when the
-// environment has XCHANNELS_SPIN=0 (oversubscribed machines, where a spin
-// only burns a time slice another thread could use; and the benchmark that
-// measures the parking path). Set once, by InitBarriers (barrier.h), before
-// the first channel exists; read relaxed.
-inline std::atomic<int> g_spin_iterations{kSpinIterations};
-inline std::atomic<int> g_select_spin_iterations{kSelectSpinIterations};
-inline int SpinIterations() noexcept {
-  return g_spin_iterations.load(std::memory_order_relaxed);
-}
-inline int SelectSpinIterations() noexcept {
-  return g_select_spin_iterations.load(std::memory_order_relaxed);
-}
-
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();

@@ -117,7 +117,7 @@ class QueueBase {
   OpStatus Recv(T& out, const Deadline& deadline, bool interruptible) {
     if (TryDequeue(out)) return OpStatus::kOk;
     if (!deadline.has_value() || Clock::now() < *deadline) {
-      for (int i = 0; i < SpinIterations(); ++i) {
+      for (int i = 0; i < kSpinIterations; ++i) {
         CpuRelax();
         if (TryDequeue(out)) return OpStatus::kOk;
       }
