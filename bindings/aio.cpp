@@ -1,6 +1,8 @@
-// bindings/aio.cpp: asyncio support: the per-loop wake-up hub (an eventfd),
-// the external waiter behind get_async / put_async / select_async, and the
-// Channel methods that forward to xchannels._aio.
+// bindings/aio.cpp: asyncio support: the Python types over the core's
+// EventHub (event_hub.h: the eventfd and ready list) and detail::Waiter
+// (waiter.h), the external waiter behind get_async / put_async /
+// select_async / join_async, and the Channel methods that forward to
+// xchannels._aio.
 //
 // How a waiting coroutine sleeps without a thread: an _AioWaiter links one
 // core wait-list node per channel whose Parker carries a detail::Notifier.
@@ -19,15 +21,11 @@
 //     (until a notifier unlinks one) and it holds its hub and callback.
 //     Outside that span nobody can call its Notify(), it is on no ready
 //     list, and it holds neither.
-//   - A waiter is on its hub's ready list at most once (in_ready), and only
-//     while armed: disarm() takes it off before returning. So drain() never
-//     sees a waiter that is being freed (both run with the GIL).
-//   - Lock order: a channel's wait-list lock, then HubCore::mu (Notify runs
-//     under the former and takes the latter). Nothing takes a wait-list lock
-//     while holding HubCore::mu.
-//   - The eventfd is written only when the ready list goes from empty to
-//     non-empty, and read (reset) by drain() when it takes the whole list;
-//     both under mu, so a non-empty list always has an unread write.
+//   - A waiter is on its hub's ready list only while armed: disarm() takes
+//     it off before returning. So drain() never sees a waiter that is being
+//     freed (both run with the GIL). The list's own rules (at most once; the
+//     eventfd written when it becomes non-empty; the lock order after a
+//     wait-list lock) are EventHub's.
 //   - The lost-wake-up protocol is the core's (detail/waiter.h): arm() is
 //     its register and barrier, the Python caller's try_op() its re-probe,
 //     the event loop its park, disarm() its remove and pass_on() its pass
@@ -36,13 +34,9 @@
 //     re-arms and re-checks instead, which uses the notification.
 //
 // Memory ordering: that of the core (waiter.h's barrier pair; the wait-list
-// lock orders Notify() before the waiter's Remove). HubCore::mu orders the
-// ready list.
-#include <sys/eventfd.h>
-#include <unistd.h>
-
+// lock orders Notify() before the waiter's Remove). The hub's mutex orders
+// the ready list.
 #include <cerrno>
-#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -50,6 +44,7 @@
 #include "typespec.h"
 #include "xchannels/detail/mutex.h"
 #include "xchannels/detail/waiter.h"
+#include "xchannels/event_hub.h"
 
 namespace xchannels::py {
 namespace {
@@ -66,31 +61,10 @@ const char* KindName(AioKind k) {
   return "?";
 }
 
-struct WaiterCore;
-
-// The C++ half of a hub: the eventfd and the ready list. Shared (by
-// shared_ptr) between the Python _AioHub and every armed waiter, so a
-// notifier never reaches a freed hub.
-struct HubCore {
-  detail::Mutex mu;
-  int fd ABSL_GUARDED_BY(mu) = -1;
-  WaiterCore* head ABSL_GUARDED_BY(mu) = nullptr;
-  WaiterCore* tail ABSL_GUARDED_BY(mu) = nullptr;
-
-  ~HubCore() {
-    detail::MutexLock lock(&mu);
-    if (fd >= 0) ::close(fd);
-  }
-  // Thread-safe. Never blocks for long, never allocates. Called by Notify.
-  void Push(WaiterCore* w) noexcept ABSL_LOCKS_EXCLUDED(mu);
-  // With the GIL. Takes `w` off the ready list if it is there.
-  void Unready(WaiterCore* w) ABSL_LOCKS_EXCLUDED(mu);
-};
-
 // The C++ half of an _AioWaiter: a detail::Waiter (waiter.h: the protocol)
 // over its channels' targets, whose Parker notifies this object instead of
 // waking a thread.
-struct WaiterCore final : detail::Notifier {
+struct WaiterCore final : detail::Notifier, EventHub::Entry {
   AioKind kind = AioKind::kGet;
   std::vector<Ref<ItemChannel>> channels;
   detail::Parker parker;  // before the waiter: it outlives the waiter's nodes
@@ -99,13 +73,10 @@ struct WaiterCore final : detail::Notifier {
   Item item;          // kPut: the encoded value, until sent
   bool sent = false;  // kPut
   // While armed (see the invariants); callback is owned, touched only with
-  // the GIL.
-  std::shared_ptr<HubCore> hub;
+  // the GIL. The hub is shared with the Python _AioHub, so a notifier never
+  // reaches a freed hub.
+  std::shared_ptr<EventHub> hub;
   PyObject* callback = nullptr;
-  // The hub's ready list; under hub->mu.
-  WaiterCore* prev = nullptr;
-  WaiterCore* next = nullptr;
-  bool in_ready = false;
 
   WaiterCore() { parker.notifier = this; }
 
@@ -129,7 +100,7 @@ struct WaiterCore final : detail::Notifier {
 
   // With the GIL. Links every node, then issues one HeavyBarrier for all of
   // them, so the caller's next try_op() is the Dekker re-check.
-  void Arm(std::shared_ptr<HubCore> h, PyObject* cb) {
+  void Arm(std::shared_ptr<EventHub> h, PyObject* cb) {
     hub = std::move(h);
     callback = Py_NewRef(cb);
     parker.Rearm();
@@ -142,7 +113,7 @@ struct WaiterCore final : detail::Notifier {
   bool Disarm() {
     if (!armed()) return false;
     const bool any = waiter->Unlink();
-    hub->Unready(this);
+    hub->Remove(this);
     hub.reset();
     Py_CLEAR(callback);
     return any;
@@ -152,50 +123,14 @@ struct WaiterCore final : detail::Notifier {
   void PassOn() { waiter->PassOn(); }
 };
 
-void HubCore::Push(WaiterCore* w) noexcept {
-  detail::MutexLock lock(&mu);
-  if (w->in_ready) return;
-  w->in_ready = true;
-  w->next = nullptr;
-  w->prev = tail;
-  if (tail != nullptr) {
-    tail->next = w;
-  } else {
-    head = w;
-  }
-  tail = w;
-  if (head == w && fd >= 0) {
-    const uint64_t one = 1;
-    // Cannot fail short of a counter overflow (2^64 - 2 unread writes).
-    [[maybe_unused]] ssize_t r = ::write(fd, &one, sizeof one);
-  }
-}
-
-void HubCore::Unready(WaiterCore* w) {
-  detail::MutexLock lock(&mu);
-  if (!w->in_ready) return;
-  if (w->prev != nullptr) {
-    w->prev->next = w->next;
-  } else {
-    head = w->next;
-  }
-  if (w->next != nullptr) {
-    w->next->prev = w->prev;
-  } else {
-    tail = w->prev;
-  }
-  w->prev = w->next = nullptr;
-  w->in_ready = false;
-}
-
 // ---- _AioHub ------------------------------------------------------------------
 
 struct PyAioHub {
   PyObject_HEAD
-  std::shared_ptr<HubCore>* core;
+  std::shared_ptr<EventHub>* core;
 };
 
-HubCore& Core(PyAioHub* h) { return **h->core; }
+EventHub& Core(PyAioHub* h) { return **h->core; }
 
 PyObject* HubNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
   if (PyTuple_GET_SIZE(args) != 0 || (kw != nullptr && PyDict_GET_SIZE(kw))) {
@@ -204,87 +139,46 @@ PyObject* HubNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
   }
   auto* self = reinterpret_cast<PyAioHub*>(type->tp_alloc(type, 0));
   if (self == nullptr) return nullptr;
-  self->core = new std::shared_ptr<HubCore>(std::make_shared<HubCore>());
+  self->core = new std::shared_ptr<EventHub>(std::make_shared<EventHub>());
   return reinterpret_cast<PyObject*>(self);
 }
 
 void HubDealloc(PyObject* op) {
   auto* self = reinterpret_cast<PyAioHub*>(op);
   PyTypeObject* tp = Py_TYPE(op);
-  delete self->core;  // armed waiters keep the HubCore (and its fd) alive
+  delete self->core;  // armed waiters keep the EventHub (and its fd) alive
   tp->tp_free(op);
   Py_DECREF(tp);
 }
 
 PyObject* HubOpen(PyObject* op, PyObject*) {
-  HubCore& hub = Core(reinterpret_cast<PyAioHub*>(op));
-  detail::MutexLock lock(&hub.mu);
-  if (hub.fd < 0) {
-    int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (fd < 0) return PyErr_SetFromErrno(PyExc_OSError);
-    hub.fd = fd;
-    // A waiter may already be ready (it was armed before a close): make
-    // sure the loop hears of it.
-    if (hub.head != nullptr) {
-      const uint64_t one = 1;
-      [[maybe_unused]] ssize_t r = ::write(fd, &one, sizeof one);
-    }
+  const int fd = Core(reinterpret_cast<PyAioHub*>(op)).Open();
+  if (fd < 0) {
+    errno = -fd;
+    return PyErr_SetFromErrno(PyExc_OSError);
   }
-  return PyLong_FromLong(hub.fd);
+  return PyLong_FromLong(fd);
 }
 
 PyObject* HubClose(PyObject* op, PyObject*) {
-  HubCore& hub = Core(reinterpret_cast<PyAioHub*>(op));
-  detail::MutexLock lock(&hub.mu);
-  if (hub.fd >= 0) {
-    ::close(hub.fd);
-    hub.fd = -1;
-  }
+  Core(reinterpret_cast<PyAioHub*>(op)).Close();
   Py_RETURN_NONE;
 }
 
 PyObject* HubFileno(PyObject* op, PyObject*) {
-  HubCore& hub = Core(reinterpret_cast<PyAioHub*>(op));
-  detail::MutexLock lock(&hub.mu);
-  return PyLong_FromLong(hub.fd);
+  return PyLong_FromLong(Core(reinterpret_cast<PyAioHub*>(op)).fd());
 }
 
 PyObject* HubDrain(PyObject* op, PyObject*) {
-  HubCore& hub = Core(reinterpret_cast<PyAioHub*>(op));
-  std::vector<PyObject*> callbacks;
-  {
-    detail::MutexLock lock(&hub.mu);
-    if (hub.fd >= 0) {
-      uint64_t count;
-      [[maybe_unused]] ssize_t r = ::read(hub.fd, &count, sizeof count);
-    }
-    try {
-      for (WaiterCore* w = hub.head; w != nullptr; w = w->next) {
-        callbacks.push_back(w->callback);
-      }
-    } catch (...) {
-      // Keep the list (and re-signal) so no wake-up is lost; report.
-      if (hub.fd >= 0) {
-        const uint64_t one = 1;
-        [[maybe_unused]] ssize_t r = ::write(hub.fd, &one, sizeof one);
-      }
-      throw;
-    }
-    for (WaiterCore* w = hub.head; w != nullptr;) {
-      WaiterCore* next = w->next;
-      w->prev = w->next = nullptr;
-      w->in_ready = false;
-      w = next;
-    }
-    hub.head = hub.tail = nullptr;
-  }
-  // Every callback is owned by an armed waiter, which only the GIL holder
-  // (us) can disarm.
-  PyObject* list = PyList_New(static_cast<Py_ssize_t>(callbacks.size()));
+  std::vector<EventHub::Entry*> ready;
+  Core(reinterpret_cast<PyAioHub*>(op)).Drain(ready);  // may throw: kept
+  // Every entry is an armed waiter, which only the GIL holder (us) can
+  // disarm, so its callback is alive.
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(ready.size()));
   if (list == nullptr) return nullptr;
-  for (size_t i = 0; i < callbacks.size(); ++i) {
+  for (size_t i = 0; i < ready.size(); ++i) {
     PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i),
-                    Py_NewRef(callbacks[i]));
+                    Py_NewRef(static_cast<WaiterCore*>(ready[i])->callback));
   }
   return list;
 }
