@@ -29,7 +29,7 @@ int EventHub::Open() {
     fd_ = fd;
     // An entry may be waiting already (pushed before a Close): make sure
     // the loop hears of it.
-    if (head_ != nullptr) Signal();
+    if (!ready_.empty()) Signal();
   }
   return fd_;
 }
@@ -51,31 +51,14 @@ void EventHub::Push(Entry* e) noexcept {
   detail::MutexLock lock(&mu_);
   if (e->in_ready) return;
   e->in_ready = true;
-  e->next = nullptr;
-  e->prev = tail_;
-  if (tail_ != nullptr) {
-    tail_->next = e;
-  } else {
-    head_ = e;
-  }
-  tail_ = e;
-  if (head_ == e) Signal();
+  ready_.PushBack(e);
+  if (ready_.front() == e) Signal();
 }
 
 void EventHub::Remove(Entry* e) noexcept {
   detail::MutexLock lock(&mu_);
   if (!e->in_ready) return;
-  if (e->prev != nullptr) {
-    e->prev->next = e->next;
-  } else {
-    head_ = e->next;
-  }
-  if (e->next != nullptr) {
-    e->next->prev = e->prev;
-  } else {
-    tail_ = e->prev;
-  }
-  e->prev = e->next = nullptr;
+  ready_.Unlink(e);
   e->in_ready = false;
 }
 
@@ -87,19 +70,19 @@ void EventHub::Drain(std::vector<Entry*>& out) {
   }
   const size_t first = out.size();
   try {
-    for (Entry* e = head_; e != nullptr; e = e->next) out.push_back(e);
+    for (Entry* e = ready_.front(); e != nullptr; e = e->next) out.push_back(e);
   } catch (...) {
     out.resize(first);
     Signal();  // keep the list and the wake-up: nothing is lost
     throw;
   }
-  for (Entry* e = head_; e != nullptr;) {
+  for (Entry* e = ready_.front(); e != nullptr;) {
     Entry* next = e->next;
     e->prev = e->next = nullptr;
     e->in_ready = false;
     e = next;
   }
-  head_ = tail_ = nullptr;
+  ready_.Clear();
 }
 
 }  // namespace xchannels

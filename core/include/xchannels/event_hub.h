@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "xchannels/detail/intrusive_list.h"
 #include "xchannels/detail/mutex.h"
 
 namespace xchannels {
@@ -65,8 +66,7 @@ class EventHub {
 
   mutable detail::Mutex mu_;
   int fd_ ABSL_GUARDED_BY(mu_) = -1;
-  Entry* head_ ABSL_GUARDED_BY(mu_) = nullptr;
-  Entry* tail_ ABSL_GUARDED_BY(mu_) = nullptr;
+  detail::IntrusiveList<Entry> ready_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace xchannels

@@ -31,8 +31,9 @@
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
-#include "xchannels/detail/mutex.h"
 #include "xchannels/detail/futex.h"
+#include "xchannels/detail/intrusive_list.h"
+#include "xchannels/detail/mutex.h"
 
 namespace xchannels::detail {
 
@@ -53,14 +54,7 @@ class WaitList {
   // HeavyBarrier and re-checks the condition it is about to wait for.
   void Add(WaitNode* node) ABSL_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
-    node->prev = tail_;
-    node->next = nullptr;
-    if (tail_ != nullptr) {
-      tail_->next = node;
-    } else {
-      head_ = node;
-    }
-    tail_ = node;
+    list_.PushBack(node);
     node->linked = true;
     count_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -91,8 +85,8 @@ class WaitList {
     std::atomic<uint32_t>* to_wake = nullptr;
     {
       MutexLock lock(&mu_);
-      while (head_ != nullptr) {
-        WaitNode* node = head_;
+      while (!list_.empty()) {
+        WaitNode* node = list_.front();
         Unlink(node);
         Parker* parker = node->parker;
         if (parker->TryNotify()) {
@@ -115,8 +109,8 @@ class WaitList {
   // may vanish as soon as it is released; this path is rare.
   void NotifyAll() ABSL_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
-    while (head_ != nullptr) {
-      WaitNode* node = head_;
+    while (!list_.empty()) {
+      WaitNode* node = list_.front();
       Unlink(node);
       Parker* parker = node->parker;
       if (!parker->TryNotify()) continue;
@@ -130,24 +124,13 @@ class WaitList {
 
  private:
   void Unlink(WaitNode* node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (node->prev != nullptr) {
-      node->prev->next = node->next;
-    } else {
-      head_ = node->next;
-    }
-    if (node->next != nullptr) {
-      node->next->prev = node->prev;
-    } else {
-      tail_ = node->prev;
-    }
-    node->prev = node->next = nullptr;
+    list_.Unlink(node);
     node->linked = false;
     count_.fetch_sub(1, std::memory_order_relaxed);
   }
 
   Mutex mu_;
-  WaitNode* head_ ABSL_GUARDED_BY(mu_) = nullptr;
-  WaitNode* tail_ ABSL_GUARDED_BY(mu_) = nullptr;
+  IntrusiveList<WaitNode> list_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint32_t> count_{0};
 };
 
