@@ -214,6 +214,17 @@ PyObject* ChannelPutMany(PyObject* op, PyObject* const* args,
 
 const char* const kGetManyNames[] = {"max_items", "block", "timeout"};
 
+// get_many's and _get_batch's max_items: an int >= 1.
+bool ParseMaxItems(const char* fname, PyObject* obj, Py_ssize_t* out) {
+  *out = PyNumber_AsSsize_t(obj, PyExc_OverflowError);
+  if (*out == -1 && PyErr_Occurred()) return false;
+  if (*out < 1) {
+    PyErr_Format(PyExc_ValueError, "%s: max_items must be >= 1", fname);
+    return false;
+  }
+  return true;
+}
+
 // get_many's work: the first item waits as `ba` says, then what is queued.
 // With closed_is_none, a closed and drained channel returns None instead of
 // raising ChannelClosed (the pool worker's loop: raising ChannelClosed would
@@ -256,12 +267,8 @@ PyObject* ChannelGetMany(PyObject* op, PyObject* const* args,
                  a)) {
     return nullptr;
   }
-  Py_ssize_t max_items = PyNumber_AsSsize_t(a[0], PyExc_OverflowError);
-  if (max_items == -1 && PyErr_Occurred()) return nullptr;
-  if (max_items < 1) {
-    PyErr_SetString(PyExc_ValueError, "get_many: max_items must be >= 1");
-    return nullptr;
-  }
+  Py_ssize_t max_items;
+  if (!ParseMaxItems("get_many", a[0], &max_items)) return nullptr;
   BlockArgs ba;
   if (!ParseBlock(a[1], a[2], &ba)) return nullptr;
   return GetMany(self, max_items, ba, /*closed_is_none=*/false);
@@ -295,12 +302,8 @@ PyObject* CloseImpl(const char* fname, PyObject* op, PyObject* const* args,
 // _get_batch(max_items) -> list | None: get_many(max_items), but None once
 // the channel is closed and drained (for the pool worker's loop).
 PyObject* ChannelGetBatch(PyObject* op, PyObject* arg) {
-  Py_ssize_t max_items = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
-  if (max_items == -1 && PyErr_Occurred()) return nullptr;
-  if (max_items < 1) {
-    PyErr_SetString(PyExc_ValueError, "_get_batch: max_items must be >= 1");
-    return nullptr;
-  }
+  Py_ssize_t max_items;
+  if (!ParseMaxItems("_get_batch", arg, &max_items)) return nullptr;
   return GetMany(AsCh(op), max_items, BlockArgs{}, /*closed_is_none=*/true);
 }
 

@@ -75,7 +75,6 @@ class QueueBase {
     return (flags_.load(std::memory_order_acquire) & kClosed) != 0;
   }
   size_t size() const noexcept { return queue_.size_approx(); }
-  WaitList& recv_waiters() noexcept { return recv_waiters_; }
   // Task tracking (task_done / join): every item sent is counted here.
   TaskCounter& tasks() noexcept { return tasks_; }
 
