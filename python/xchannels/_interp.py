@@ -33,12 +33,32 @@ __all__ = ["HostThread", "create", "destroy", "list_all", "run"]
 if sys.version_info >= (3, 13):
     import _interpreters as _mod
 
+    _datetime_primed = False
+
+    def _prime_datetime() -> None:
+        # CPython 3.13 (before the fix of gh-136421/gh-136423) initializes and
+        # finalizes _datetime's static types in whichever interpreter imports
+        # it: two sub-interpreters whose lives overlap, both importing
+        # datetime (email.utils, http, Hypercorn...), corrupt the heap when
+        # the second is destroyed ("double free or corruption"). Importing it
+        # once in the main interpreter first makes the main interpreter their
+        # owner, as CPython's fix does at start-up. About 1 ms, once.
+        global _datetime_primed
+        _datetime_primed = True
+        if _mod.get_current()[0] == _mod.get_main()[0]:
+            try:
+                import _datetime  # noqa: F401
+            except ImportError:
+                pass
+
     def create() -> Any:
         """create() -> handle
 
         Create an own-GIL ('isolated') sub-interpreter and return its
         handle (an int on 3.13).
         """
+        if not _datetime_primed:
+            _prime_datetime()
         return _mod.create("isolated")
 
     def _exec(iid: Any, code: str) -> str | None:

@@ -265,3 +265,10 @@ if __name__ == "__main__":
         print("error", type(err).__module__, type(err).__name__, str(err), flush=True)
         print("same class", type(err) is MainError, flush=True)
     print("done", flush=True)
+
+
+def import_datetime() -> int:
+    """Imports datetime (its C part, _datetime) in the worker."""
+    import datetime
+
+    return datetime.date(2000, 1, 1).year

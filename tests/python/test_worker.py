@@ -8,6 +8,10 @@ adopts the parent's sys.path, where conftest.py put this folder).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 import pool_script as ps
@@ -70,3 +74,32 @@ def test_worker_system_exit_is_its_exception():
     w.start()
     with pytest.raises(SystemExit):
         w.result(timeout=30)
+
+
+# CPython 3.13 before gh-136421/gh-136423: _datetime's static types belong to
+# whichever interpreter imports it first, so two workers whose lives overlap,
+# both importing datetime, corrupt the heap when the second is destroyed
+# ("double free or corruption", SIGABRT). xchannels imports _datetime in the
+# main interpreter before its first sub-interpreter (_interp.create). Run in a
+# child process: without that, the child aborts.
+_OVERLAPPING_DATETIME = """
+import sys, xchannels
+sys.path.insert(0, {here!r})
+import pool_script as ps
+for _ in range(3):
+    a = xchannels.Worker(ps.import_datetime); a.start()
+    b = xchannels.Worker(ps.import_datetime); b.start()
+    assert a.result(timeout=60) == 2000
+    c = xchannels.Worker(ps.import_datetime); c.start()
+    assert b.result(timeout=60) == 2000 and c.result(timeout=60) == 2000
+print("ok")
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="3.12 cannot import _datetime in an own-GIL sub-interpreter")
+def test_workers_with_overlapping_lives_import_datetime():
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([sys.executable, "-c", _OVERLAPPING_DATETIME.format(here=here)],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "ok"
