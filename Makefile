@@ -7,8 +7,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := test
 
+# (wrk: the load generator of the web-server benchmark)
 APT_PACKAGES := libabsl-dev libconcurrentqueue-dev libgtest-dev libbenchmark-dev \
-                ninja-build clang libclang-rt-14-dev
+                ninja-build clang libclang-rt-14-dev wrk
 PY_VERSIONS := 3.13.0 3.12.1
 BUILD := build
 JOBS ?= 2
@@ -49,7 +50,7 @@ $(call VENV,$(1))/.stamp: pyproject.toml
 	"$$$$py" -m venv $(call VENV,$(1)); \
 	$(call VPY,$(1)) -m pip install -q --upgrade pip; \
 	$(call VPY,$(1)) -m pip install -q "scikit-build-core>=0.10" "pybind11>=3.1" cmake ninja \
-	  pytest pytest-timeout hypothesis mypy matplotlib
+	  pytest pytest-timeout hypothesis mypy matplotlib "hypercorn>=0.18"
 	@touch $$@
 endef
 $(foreach v,$(PY_VERSIONS),$(eval $(call VENV_RULE,$(v))))
@@ -211,6 +212,7 @@ bench: install
 	  -DCMAKE_BUILD_TYPE=Release -DXCHANNELS_TESTS=OFF -DXCHANNELS_BENCHMARKS=ON >/dev/null
 	$(CMAKE) --build $(BUILD)/bench -j $(JOBS)
 	@.venv-3.13/bin/python -m pip install -q faster-fifo || echo "note: faster-fifo could not be installed; the harness marks it n/a"
+	@.venv-3.13/bin/python -m pip install -q uvicorn || echo "note: uvicorn could not be installed; the web-server section marks it n/a"
 	@echo "== benchmarks$(if $(QUICK), (quick))"
 	.venv-3.13/bin/python benchmarks/python/run.py $(if $(QUICK),--quick)
 

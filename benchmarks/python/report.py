@@ -28,6 +28,9 @@ PATTERNS = ["mpmc-2x2", "fanout-1x2", "select-4", "batch"]
 MEMCPY_WORKLOAD = "stream-bytes-1MiB"
 # bench_values payloads with a goal of their own: encode+decode >= 5x pickle.
 VALUES_GOAL_PAYLOADS = ["5-tuple", "dict-10", "list-100-int", "list-100-records", "dict-1000"]
+# bench_asgi's server rows that the ASGI goals compare.
+ASGI_XCHANNELS = "xchannels workers x2"
+ASGI_REFERENCE = "hypercorn -w 2"
 
 # ---- formatting -----------------------------------------------------------------
 
@@ -292,7 +295,102 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
         add(name, xs / fs <= 1.0 and xs / sp <= 0.5,
             f"xchannels.Pool {xs * 1e3:.0f} ms = {xs / fs:.2f}x forkserver's {fs * 1e3:.0f} ms, "
             f"{xs / sp:.2f}x spawn's {sp * 1e3:.0f} ms")
+
+    # Issue 18: a web server, xchannels.asgi's worker interpreters against
+    # Hypercorn's worker processes (bench_asgi.py).
+    missing = asgi_missing(data)
+    arows = asgi_rows(data)
+    ax, ah = arows.get(ASGI_XCHANNELS, {}), arows.get(ASGI_REFERENCE, {})
+    name = f"ASGI: {ASGI_XCHANNELS} requests/s >= {ASGI_REFERENCE}"
+    if missing:
+        add(name, None, missing)
+    else:
+        add(name, ax["rps"] >= ah["rps"],
+            f"{ax['rps']:,.0f} vs {ah['rps']:,.0f} requests/s, {ax['rps'] / ah['rps']:.2f}x "
+            f"(p99 {ax['p99_ms']:.1f} vs {ah['p99_ms']:.1f} ms; "
+            f"{(data['asgi']['result'].get('wrk') or 'wrk')}, {data['asgi']['result'].get('app_cost_ms', 0):.2f} ms "
+            "of Python per request)")
+    name = f"ASGI: server RSS <= half of {ASGI_REFERENCE}"
+    if missing:
+        add(name, None, missing)
+    else:
+        add(name, ax["rss_mib"] <= 0.5 * ah["rss_mib"],
+            f"{ax['rss_mib']:.1f} MiB ({_procs(ax)}) vs {ah['rss_mib']:.1f} MiB "
+            f"({_procs(ah)}), {ax['rss_mib'] / ah['rss_mib']:.2f}x "
+            "(peak summed RSS of the process tree under load)")
     return res
+
+
+def asgi_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """bench_asgi's rows by server name ({} if the section did not run)."""
+    res = (data.get("asgi") or {}).get("result")
+    if not isinstance(res, dict) or not isinstance(res.get("rows"), list):
+        return {}
+    return {str(r.get("name")): r for r in res["rows"] if isinstance(r, dict)}
+
+
+def _procs(r: dict[str, Any]) -> str:
+    n = r.get("procs")
+    return f"{n} process{'' if n == 1 else 'es'}" if isinstance(n, int) else "? processes"
+
+
+def asgi_ok(r: dict[str, Any] | None) -> bool:
+    """A bench_asgi row with figures."""
+    if not r or r.get("status", "ok") != "ok":
+        return False
+    return all(isinstance(r.get(k), (int, float)) for k in ("rps", "p99_ms", "rss_mib"))
+
+
+def asgi_missing(data: dict[str, Any]) -> str:
+    """Why the ASGI goals have no figure ("" if both servers have figures)."""
+    sec = data.get("asgi")
+    if not sec:
+        return "no figure (not measured in this run)"
+    if sec.get("status") != "ok":
+        return f"no figure ({sec.get('status')}: {first_line(sec.get('note') or '')})"
+    rows = asgi_rows(data)
+    for name in (ASGI_XCHANNELS, ASGI_REFERENCE):
+        r = rows.get(name)
+        if not asgi_ok(r):
+            why = first_line(str((r or {}).get("error") or "no row"))
+            return f"no figure ({name}: {(r or {}).get('status', 'error')}: {why})"
+    return ""
+
+
+def asgi_md(data: dict[str, Any]) -> list[str]:
+    """The docs' section on bench_asgi: one row per server."""
+    sec = data.get("asgi")
+    if not sec:
+        return []  # results from before the section existed
+    L = ["## ASGI servers under load", ""]
+    res = sec.get("result")
+    if sec.get("status") != "ok" or not isinstance(res, dict) or not res.get("rows"):
+        return L + [f"Not measured in this run: {sec.get('note', 'no figures')}.", ""]
+    L += ["`benchmarks/python/bench_asgi.py`: each server serves `benchmarks/python/asgi_app.py`, a plain "
+          "ASGI app that answers every request with a small JSON body after "
+          f"{res.get('app_cost_ms', 0):.2f} ms of pure-Python work ({res.get('cost_loops', 0):,} loop "
+          "iterations, measured in the benchmark's process), access logs off. Each server is started "
+          f"on its own, warmed up for {res.get('warmup_seconds', 1)} s, then loaded with "
+          f"`{res.get('wrk')} --latency` against `/` (best of {res.get('rounds', 1)} round(s) by "
+          "requests/s, that round's p99; the order of the servers is reversed every other round). wrk "
+          "runs on the same 2 cores as the server, so the figures compare the servers, not their capacity. "
+          "RSS: the peak, over a few readings during the load, of the summed `VmRSS` of the server's "
+          "process and all its descendants (shared pages count once per process).", "",
+          "| server | requests/s | p99 | RSS (process tree) | processes | command |",
+          "| --- | --- | --- | --- | --- | --- |"]
+    for r in res["rows"]:
+        cmd = f"`{r['command']}`".replace("|", "/") if r.get("command") else "-"
+        if not asgi_ok(r):
+            why = first_line(str(r.get("error") or "no figure"), 160).replace("|", "/")
+            L.append(f"| {r.get('name')} | {r.get('status', 'error')}: {why} | - | - | - | {cmd} |")
+            continue
+        L.append(f"| {r['name']} | {r['rps']:,.0f} | {r['p99_ms']:.1f} ms | {r['rss_mib']:.1f} MiB | "
+                 f"{r.get('procs', '?')} | {cmd} |")
+    x, m = res.get("xchannels_over_hypercorn2_rps"), res.get("rss_ratio")
+    if isinstance(x, (int, float)) and isinstance(m, (int, float)):
+        L += ["", f"{ASGI_XCHANNELS} against {ASGI_REFERENCE}: {x:.2f}x the requests/s with {m:.2f}x the RSS."]
+    L.append("")
+    return L
 
 
 def values_lines(data: dict[str, Any]) -> list[str]:
@@ -893,6 +991,7 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
     else:
         L.append(f"Not measured in this run: {pool.get('note', 'no pool figures')}.")
     L.append("")
+    L += asgi_md(data)
     L.append("## C++ micro-benchmarks: Channel against raw moodycamel")
     L.append("")
     cpp = data.get("cpp") or {}

@@ -1,7 +1,7 @@
 """benchmarks/python/run.py: the comparison benchmark suite (``make bench``).
 
     .venv-3.13/bin/python benchmarks/python/run.py [--quick] [--no-docs]
-        [--only REGEX] [--peers a,b] [--no-cpp] [--no-pool] [--rounds N]
+        [--only REGEX] [--peers a,b] [--no-cpp] [--no-pool] [--no-asgi] [--rounds N]
 
 Runs every workload of ``workloads.py`` against every peer of ``peers.py``,
 each cell in its own process session (``cell.py``) with a time limit, so a
@@ -9,8 +9,8 @@ peer that hangs or crashes is killed and recorded without sinking the run;
 right after each pass's ``stream-bytes-1MiB`` cells, ``bench_memcpy.py``
 measures that workload's physical limit (one copy out of cache). Then the
 C++ micro-benchmarks (``build/bench/channel_bench``, if built), the pool
-figures (``bench_pool.py``, if present) and the value codec against pickle
-(``bench_values.py``). Writes
+figures (``bench_pool.py``, if present), the value codec against pickle
+(``bench_values.py``) and ASGI servers under wrk (``bench_asgi.py``). Writes
 ``benchmarks/results/<date>-<commit>[-quick].json``, the plots
 ``benchmarks/results/*.png`` and, unless ``--no-docs``, ``docs/benchmarks.md``
 (plots copied to ``docs/img/``). Prints a table with ratios to
@@ -418,6 +418,26 @@ def run_values(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def run_asgi(args: argparse.Namespace) -> dict[str, Any]:
+    """ASGI servers under wrk (bench_asgi.py): requests/s, p99 latency and
+    the RSS of each server's process tree. The ASGI goals are in report.goals."""
+    out = run_bench_module(args, "ASGI", "bench_asgi", 120 if args.quick else 240)
+    res = out.get("result") or {}
+    if res.get("rows"):
+        print(f"  asgi| {res.get('app')}, {res.get('app_cost_ms', 0):.2f} ms of Python per request, "
+              f"{res.get('wrk')}, best of {res.get('rounds')} round(s):", flush=True)
+    for r in res.get("rows", []):
+        if r.get("status") != "ok":
+            print(f"  asgi| {r['name']:<22} {r.get('status', 'error')}: {r.get('error')}", flush=True)
+            continue
+        print(f"  asgi| {r['name']:<22} {r['rps']:8.0f} req/s  p99 {r['p99_ms']:7.1f} ms"
+              f"  RSS {r['rss_mib']:6.1f} MiB ({r['procs']} process{'' if r['procs'] == 1 else 'es'})", flush=True)
+    if res.get("xchannels_over_hypercorn2_rps") is not None:
+        print(f"  asgi| xchannels / hypercorn -w 2: requests/s {res['xchannels_over_hypercorn2_rps']:.2f}x, "
+              f"RSS {res['rss_ratio']:.2f}x", flush=True)
+    return out
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -433,6 +453,7 @@ def main() -> int:
     ap.add_argument("--peers", default=None, help="comma-separated peers (default: all)")
     ap.add_argument("--no-cpp", action="store_true", help="skip the C++ micro-benchmarks")
     ap.add_argument("--no-pool", action="store_true", help="skip bench_pool.py")
+    ap.add_argument("--no-asgi", action="store_true", help="skip bench_asgi.py (ASGI servers under wrk)")
     ap.add_argument("--rounds", type=int, default=None,
                     help="passes over all cells, best kept per cell (default 3, quick 1)")
     ap.add_argument("--cell-timeout", type=float, default=None,
@@ -483,6 +504,7 @@ def main() -> int:
         data["cpp"] = {"status": "skipped", "note": "--no-cpp"} if args.no_cpp else run_cpp(args)
         data["pool"] = {"status": "skipped", "note": "--no-pool"} if args.no_pool else run_pool(args)
         data["values"] = run_values(args)
+        data["asgi"] = {"status": "skipped", "note": "--no-asgi"} if args.no_asgi else run_asgi(args)
     except KeyboardInterrupt:
         interrupted = True
         if Child.current is not None:
@@ -491,6 +513,7 @@ def main() -> int:
         data["interrupted"] = True
         data.setdefault("cpp", {"status": "skipped", "note": "interrupted"})
         data.setdefault("pool", {"status": "skipped", "note": "interrupted"})
+        data.setdefault("asgi", {"status": "skipped", "note": "interrupted"})
 
     data["goals"] = report.goals(data)
     data["run_seconds"] = time.monotonic() - t_run

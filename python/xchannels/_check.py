@@ -50,15 +50,26 @@ try:
     importlib.import_module({module!r})
 except BaseException as _e:
     import traceback
-    _root = _e
-    while (_root.__cause__ or _root.__context__) is not None:
-        _root = _root.__cause__ or _root.__context__
-    _first = (str(_root).strip().splitlines() or [""])[0]
-    _error = type(_root).__name__ + (": " + _first if _first else "")
-    _out.put((False, _error, "".join(traceback.format_exception(_e))))
+    from xchannels._check import root_error
+    _out.put((False, root_error(_e), "".join(traceback.format_exception(_e))))
 else:
     _out.put((True, None, None))
 """
+
+
+def root_error(exc: BaseException) -> str:
+    """root_error(exc) -> str
+
+    ``"Type: first line of message"`` of the innermost exception of
+    ``exc``'s chain (for a failed import: the extension that refused to load,
+    not the import statement of the app that triggered it)."""
+    root = exc
+    seen = {id(root)}
+    while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        root = nxt
+    first = (str(root).strip().splitlines() or [""])[0]
+    return type(root).__name__ + (": " + first if first else "")
 
 
 def _check_one(module: str) -> ModuleCheck:

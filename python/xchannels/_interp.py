@@ -47,7 +47,7 @@ if sys.version_info >= (3, 13):
         _datetime_primed = True
         if _mod.get_current()[0] == _mod.get_main()[0]:
             try:
-                import _datetime  # noqa: F401
+                import _datetime  # type: ignore[import-not-found]  # noqa: F401
             except ImportError:
                 pass
 
