@@ -473,6 +473,27 @@ def serve(app: str, **options: Any) -> Mapping[int, int]:
 # ---- the worker side ------------------------------------------------------------
 
 
+class _Counted:
+    """Hypercorn's app wrapper in a worker: counts HTTP requests, and turns
+    an app's SystemExit or KeyboardInterrupt into the worker's end (``die``
+    set, the exception kept in ``fatal``)."""
+
+    def __init__(self, app: Any, die: Any) -> None:
+        self.app = app
+        self.die = die
+        self.served = 0
+        self.fatal: list[BaseException] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any) -> None:
+        if scope["type"] == "http":
+            self.served += 1
+        try:
+            await self.app(scope, receive, send, sync_spawn, call_soon)
+        except (SystemExit, KeyboardInterrupt) as e:
+            self.fatal.append(e)
+            self.die.set()
+
+
 def _worker_main(
     app_path: str,
     fd: int,
@@ -515,38 +536,21 @@ def _worker_main(
                 "process workers (hypercorn -w N) instead"
             )
         raise AppImportError(f"{_PREFIX}: cannot load the app {app_path!r} in the workers: {why}") from e
-    served = 0
     # An app that raises SystemExit or KeyboardInterrupt ends this worker (as
     # it would end a process worker), but through a graceful stop of the
     # worker's loop, not by tearing it down with tasks still pending.
-    fatal: list[BaseException] = []
-    die = asyncio.Event()
-
-    class Counted:
-        """Hypercorn's app wrapper: counts HTTP requests and turns an
-        app's SystemExit/KeyboardInterrupt into this worker's end."""
-
-        async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Any,
-                           call_soon: Any) -> None:
-            nonlocal served
-            if scope["type"] == "http":
-                served += 1
-            try:
-                await app(scope, receive, send, sync_spawn, call_soon)
-            except (SystemExit, KeyboardInterrupt) as e:
-                fatal.append(e)
-                die.set()
+    counted = _Counted(app, asyncio.Event())
 
     async def report() -> None:
         while True:
             await asyncio.sleep(stats_interval)
-            events.put(("stats", slot, gen, served))
+            events.put(("stats", slot, gen, counted.served))
 
     async def shutdown_trigger() -> None:
         events.put(("ready", slot, gen))
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(report()), loop.create_task(stop.get_async()),
-                 loop.create_task(die.wait())]
+                 loop.create_task(counted.die.wait())]
         try:
             await asyncio.wait(tasks[1:], return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -556,13 +560,13 @@ def _worker_main(
 
     sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
     try:
-        asyncio.run(worker_serve(Counted(), config, sockets=sockets, shutdown_trigger=shutdown_trigger))
+        asyncio.run(worker_serve(counted, config, sockets=sockets, shutdown_trigger=shutdown_trigger))
     finally:
         sock.close()
-        events.put(("stats", slot, gen, served))
-    if fatal:
-        raise fatal[0]
-    return served
+        events.put(("stats", slot, gen, counted.served))
+    if counted.fatal:
+        raise counted.fatal[0]
+    return counted.served
 
 
 def main(argv: list[str] | None = None) -> int:

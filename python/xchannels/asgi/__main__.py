@@ -2,9 +2,10 @@
 
 import sys
 
-try:
-    from xchannels.asgi import main
+if __name__ == "__main__":
+    try:
+        from xchannels.asgi import main
 
-    sys.exit(main())
-except KeyboardInterrupt:  # Ctrl-C before the server handles it: nothing was started
-    sys.exit(130)
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before the server handles it: nothing was started
+        sys.exit(130)
