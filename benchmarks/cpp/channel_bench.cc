@@ -9,8 +9,14 @@
 //             round trips; the "per_roundtrip" counter (seconds) is the figure.
 // Flavors: Unbounded = Channel<int64_t>::Create(0), Bounded1024 =
 // Create(1024), RawMoodycamel = ConcurrentQueue with busy polling,
-// BlockingMoodycamel = BlockingConcurrentQueue (wait_dequeue).
+// BlockingMoodycamel = BlockingConcurrentQueue (wait_dequeue), RawFutex =
+// no queue at all: two words and a futex wait/wake on every message, so both
+// sides park every time (the floor of a parked round trip on this machine:
+// the pingpong-busy goal is read against it).
 #include <benchmark/benchmark.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
@@ -183,6 +189,41 @@ void BM_RawMoodycamel_PingPong(benchmark::State& state) {
   FinishRoundTrips(state);
 }
 
+// ---- raw futex: the parking floor -------------------------------------------------
+
+// Waits until *word == want, parking on the futex without spinning.
+void FutexAwait(std::atomic<uint32_t>& word, uint32_t want) {
+  for (uint32_t cur = word.load(); cur != want; cur = word.load()) {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT_PRIVATE, cur,
+            nullptr, nullptr, 0);
+  }
+}
+
+void FutexPost(std::atomic<uint32_t>& word, uint32_t value) {
+  word.store(value);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE_PRIVATE, 1,
+          nullptr, nullptr, 0);
+}
+
+void BM_RawFutex_PingPong(benchmark::State& state) {
+  for (auto _ : state) {
+    alignas(64) std::atomic<uint32_t> ping{0};
+    alignas(64) std::atomic<uint32_t> pong{0};
+    std::thread echo([&] {
+      for (uint32_t i = 1; i <= kRoundTrips; ++i) {
+        FutexAwait(ping, i);
+        FutexPost(pong, i);
+      }
+    });
+    for (uint32_t i = 1; i <= kRoundTrips; ++i) {
+      FutexPost(ping, i);
+      FutexAwait(pong, i);
+    }
+    echo.join();
+  }
+  FinishRoundTrips(state);
+}
+
 // ---- moodycamel::BlockingConcurrentQueue ---------------------------------------
 
 void BM_BlockingMoodycamel_Spsc(benchmark::State& state) {
@@ -263,6 +304,7 @@ XCHANNELS_BENCH(BM_Unbounded_Mpmc);
 XCHANNELS_BENCH(BM_Bounded1024_Mpmc);
 XCHANNELS_BENCH(BM_RawMoodycamel_PingPong);
 XCHANNELS_BENCH(BM_BlockingMoodycamel_PingPong);
+XCHANNELS_BENCH(BM_RawFutex_PingPong);
 XCHANNELS_BENCH(BM_Unbounded_PingPong);
 XCHANNELS_BENCH(BM_Bounded1024_PingPong);
 XCHANNELS_BENCH(BM_Bounded1_PingPong);

@@ -197,6 +197,10 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
         add(name, None, f"no figure ({status_text(c)})")
     else:
         vs = f", multiprocessing.Queue {us(m['rt_median_us'])}" if figure(m) is not None else ""
+        floor = next((r for r in cpp_rows(data.get("cpp") or {})
+                      if r["workload"] == "PingPong" and r["flavor"] == "RawFutex"), None)
+        if floor is not None and floor["figure"] != "-":
+            vs += f"; floor of a round trip where both sides park (C++ raw futex, idle cores): {floor['figure']}"
         add(name, c["rt_median_us"] <= 5,
             f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}{vs}")
     vals = (data.get("values") or {}).get("result")
@@ -999,7 +1003,10 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
         L.append(
             "`build/bench/channel_bench` (Google Benchmark), int64 items, threads in one "
             "process. Ratio > 1 means the Channel flavour is faster than the reference "
-            "(raw = busy-polling `ConcurrentQueue`, blocking = `BlockingConcurrentQueue`)."
+            "(raw = busy-polling `ConcurrentQueue`, blocking = `BlockingConcurrentQueue`). "
+            "RawFutex is no queue at all: two words and a futex wait and wake per message, so "
+            "both sides park on every message. It is the floor of a parked round trip on this "
+            "machine, against which the pingpong-busy goal reads."
         )
         L.append("")
         if cpp.get("failed"):
