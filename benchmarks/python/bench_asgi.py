@@ -56,6 +56,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import IO, Any
 
+from bench_pool import _descendants  # the process tree of a server (a /proc scan)
+
 HERE = Path(__file__).resolve().parent
 APP = "asgi_app:app"
 HOST = "127.0.0.1"
@@ -183,45 +185,6 @@ class Running:
         if self.p.returncode is not None:
             self.watchdog.remove(pgid)  # the group is gone: its id may be reused
         self.log.close()
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every live descendant of pid, from /proc/<pid>/task/*/children where
-    the kernel has them, else from a scan of /proc/*/stat."""
-    if os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
-        out, todo = [], [pid]
-        while todo:
-            p = todo.pop()
-            try:
-                tasks = os.listdir(f"/proc/{p}/task")
-            except OSError:
-                continue
-            for t in tasks:
-                try:
-                    with open(f"/proc/{p}/task/{t}/children") as f:
-                        kids = [int(c) for c in f.read().split()]
-                except OSError:
-                    continue
-                out += kids
-                todo += kids
-        return out
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
 
 
 def tree_rss(pid: int) -> tuple[int, int]:
