@@ -380,15 +380,16 @@ def asgi_md(data: dict[str, Any]) -> list[str]:
           "runs on the same 2 cores as the server, so the figures compare the servers, not their capacity. "
           "RSS: the peak, over a few readings during the load, of the summed `VmRSS` of the server's "
           "process and all its descendants (shared pages count once per process).", "",
-          "| server | requests/s | p99 | RSS (process tree) | processes | command |",
-          "| --- | --- | --- | --- | --- | --- |"]
+          "| server | requests/s | every round | p99 | RSS (process tree) | processes | command |",
+          "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in res["rows"]:
         cmd = f"`{r['command']}`".replace("|", "/") if r.get("command") else "-"
         if not asgi_ok(r):
             why = first_line(str(r.get("error") or "no figure"), 160).replace("|", "/")
-            L.append(f"| {r.get('name')} | {r.get('status', 'error')}: {why} | - | - | - | {cmd} |")
+            L.append(f"| {r.get('name')} | {r.get('status', 'error')}: {why} | - | - | - | - | {cmd} |")
             continue
-        L.append(f"| {r['name']} | {r['rps']:,.0f} | {r['p99_ms']:.1f} ms | {r['rss_mib']:.1f} MiB | "
+        every = ", ".join(f"{v:,.0f}" for v in r.get("rounds") or [] if isinstance(v, (int, float))) or "-"
+        L.append(f"| {r['name']} | {r['rps']:,.0f} | {every} | {r['p99_ms']:.1f} ms | {r['rss_mib']:.1f} MiB | "
                  f"{r.get('procs', '?')} | {cmd} |")
     x, m = res.get("xchannels_over_hypercorn2_rps"), res.get("rss_ratio")
     if isinstance(x, (int, float)) and isinstance(m, (int, float)):
