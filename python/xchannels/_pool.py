@@ -69,6 +69,7 @@ from xchannels._worker import (
     function_reference,
     host_failure,
     kwargs_pairs,
+    main_code,
     main_path,
     sys_path,
 )
@@ -435,7 +436,8 @@ class Pool(Executor):
             raise ValueError(f"fallback must be None or 'pickle', not {fallback!r}")
         self._state = state = _State(workers, fallback)
         try:
-            state.config.put_many([pool_config(main_path(), init, initargs)] * workers)
+            path = main_path()
+            state.config.put_many([pool_config(path, main_code(path), init, initargs)] * workers)
         except NotShareableError as exc:
             name = init[1] if init else "initializer"
             raise explain_unshareable(exc, name, initargs, (), fallback) from None

@@ -119,8 +119,13 @@ def exception_record(
     return (module, qualname, args, message, text, notes)
 
 
-def pool_config(main_path: str | None, initializer: tuple[str, str] | None, initargs: tuple[Any, ...]) -> tuple[Any, ...]:
-    return (main_path, initializer, initargs)
+def pool_config(
+    main_path: str | None, main_code: bytes | None, initializer: tuple[str, str] | None, initargs: tuple[Any, ...]
+) -> tuple[Any, ...]:
+    """A pool worker's configuration. ``main_code``: the parent's script
+    compiled once and marshalled (``main_code()`` in _worker.py), or None:
+    the worker then compiles the file itself."""
+    return (main_path, main_code, initializer, initargs)
 
 
 def worker_ok(value: Any) -> tuple[bool, Any]:
@@ -134,6 +139,7 @@ def worker_failed(record: tuple[Any, ...]) -> tuple[bool, Any]:
 
 
 def worker_config(
-    main_path: str | None, module: str, qualname: str, args: tuple[Any, ...], kwargs: tuple[Any, ...]
+    main_path: str | None, main_code: bytes | None, module: str, qualname: str, args: tuple[Any, ...],
+    kwargs: tuple[Any, ...],
 ) -> tuple[Any, ...]:
-    return (main_path, module, qualname, args, kwargs)
+    return (main_path, main_code, module, qualname, args, kwargs)

@@ -22,6 +22,7 @@ import functools
 import types
 import importlib
 import itertools
+import marshal
 import os
 import sys
 import threading
@@ -183,6 +184,39 @@ def main_path() -> str | None:
     return _bootstrap._main_path
 
 
+# (path, mtime_ns, size) -> the script compiled and marshalled, or None.
+_main_code_cache: tuple[tuple[str, int, int], bytes | None] | None = None
+
+
+def main_code(path: str | None) -> bytes | None:
+    """main_code(path) -> bytes | None
+
+    The ``__main__`` script at ``path`` compiled here, once per version of
+    the file, as :mod:`marshal` bytes that the workers execute instead of
+    compiling the script each (see ``_bootstrap._main_code``). None when
+    there is no script or it cannot be read or compiled: a worker then
+    compiles it itself and reports the error where the task needs it.
+    """
+    global _main_code_cache
+    if path is None:
+        return None
+    if path == _bootstrap._main_path and _bootstrap._main_code is not None:
+        return _bootstrap._main_code  # a pool made in a worker: its parent's copy
+    try:
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size)
+        cached = _main_code_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with open(path, "rb") as f:
+            source = f.read()
+        data: bytes | None = marshal.dumps(compile(source, path, "exec", dont_inherit=True))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    _main_code_cache = (key, data)
+    return data
+
+
 def kwargs_pairs(kwargs: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
     """Keyword arguments as the tuple of ``(name, value)`` pairs that
     travel (one shape for every call, cheaper to encode than a dict)."""
@@ -334,7 +368,8 @@ class Worker:
         self._config = Channel(fallback=fallback)
         self._result = Channel(fallback=fallback)
         try:
-            self._config.put(worker_config(main_path(), module, qualname, args, pairs))
+            path = main_path()
+            self._config.put(worker_config(path, main_code(path), module, qualname, args, pairs))
         except NotShareableError as exc:
             raise explain_unshareable(exc, qualname, args, pairs, fallback) from None
         self._code = _WORKER_CODE.format(

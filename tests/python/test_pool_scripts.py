@@ -36,6 +36,57 @@ def _run(tmp_path, code: str, *, files: dict[str, str] | None = None, timeout: f
     )
 
 
+# ---- the script compiled once, in the parent -----------------------------------
+
+
+def test_workers_run_the_script_the_parent_compiled(tmp_path):
+    # Workers execute the parent's compiled script (marshal bytes in their
+    # config) instead of compiling it each; the script still runs as the
+    # __mp_main__ module, with its functions and its guard.
+    out = _run(tmp_path, """
+        import sys
+        import xchannels
+        from xchannels import _bootstrap
+
+        def probe(x):
+            m = sys.modules["__mp_main__"]
+            return (x, _bootstrap._main_code is not None, m.__name__, m.__file__ == __file__, __name__)
+
+        if __name__ == "__main__":
+            with xchannels.Pool(workers=2) as pool:
+                print(pool.submit(probe, 1).result(timeout=60))
+            w = xchannels.Worker(probe, (2,))
+            w.start()
+            print(w.result(timeout=60))
+        """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "(1, True, '__mp_main__', True, '__mp_main__')",
+        "(2, True, '__mp_main__', True, '__mp_main__')",
+    ]
+
+
+def test_main_code_follows_the_file_and_gives_up_quietly(tmp_path):
+    from xchannels._worker import main_code
+
+    script = tmp_path / "s.py"
+    script.write_text("X = 1\n")
+    first = main_code(str(script))
+    assert first is not None and main_code(str(script)) is first  # cached
+    script.write_text("X = 22\n")  # another size: compiled again
+    second = main_code(str(script))
+    assert second is not None and second != first
+    namespace: dict[str, object] = {}
+    import marshal
+
+    exec(marshal.loads(second), namespace)
+    assert namespace["X"] == 22
+    script.write_text("def broken(:\n")
+    assert main_code(str(script)) is None  # the worker compiles it and reports the error
+    assert main_code(str(tmp_path / "missing.py")) is None
+    assert main_code(None) is None
+
+
 # ---- scripts that import multiprocessing ---------------------------------------
 
 # Two __main__ functions on one worker: the second failed with
