@@ -8,6 +8,7 @@ test needs its counters. The app is tests/python/asgi_test_app.py.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import os
@@ -246,6 +247,43 @@ def test_stop_from_another_thread_and_no_interpreter_left():
     assert [i for i, *_ in _interpreters.list_all()] == [0]
     with pytest.raises(OSError):
         _get(port, timeout=2)  # the socket is closed
+
+
+@needs_313
+def test_keep_alive_connections_are_spread_over_the_workers():
+    # Each worker listens on its own SO_REUSEPORT socket. With one shared
+    # socket, the worker that woke first accepted every pending connection,
+    # so keep-alive clients all landed on one worker.
+    server = asgi.Server("asgi_test_app:app", workers=2, bind="127.0.0.1:0")
+    server.start()
+    try:
+        port = server.address[1]
+        conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(16)]
+        for c in conns:
+            c.connect()
+        seen = set()
+        for c in conns:
+            c.request("GET", "/")
+            seen.add(json.loads(c.getresponse().read())["interp"])
+        for c in conns:
+            c.close()
+        assert len(seen) == 2  # all 16 on one of two sockets: (1/2)**15
+    finally:
+        server.stop(timeout=30)
+
+
+@needs_313
+def test_a_busy_port_fails_instead_of_joining_it():
+    first = asgi.Server("asgi_test_app:app", workers=2, bind="127.0.0.1:0")
+    first.start()
+    try:
+        second = asgi.Server("asgi_test_app:app", workers=2, bind=f"127.0.0.1:{first.address[1]}")
+        with pytest.raises(OSError) as info:
+            second.start()
+        assert info.value.errno == errno.EADDRINUSE
+        assert _get(first.address[1])[0] == 200
+    finally:
+        first.stop(timeout=30)
 
 
 @needs_313

@@ -6,9 +6,10 @@ process, with Hypercorn in each (``pip install 'xchannels[asgi]'``).
 What ``hypercorn -w N`` does with N processes, done with N interpreters:
 
 - The supervisor (this module, in the main interpreter) makes one listening
-  socket and hands each worker its own duplicate of the descriptor. Every
-  worker runs Hypercorn's asyncio ``worker_serve`` on it; the kernel hands
-  each new connection to whichever worker accepts first.
+  socket per worker, all on the port with ``SO_REUSEPORT`` (the kernel
+  spreads new connections over them), and hands each worker a duplicate of
+  its descriptor. Every worker runs Hypercorn's asyncio ``worker_serve`` on
+  it.
 - A worker is an :class:`xchannels.Worker`: an own-GIL interpreter on a
   thread of this process, so N workers run Python on N cores in parallel.
   They share one copy of the interpreter binary and the extension modules,
@@ -89,7 +90,7 @@ def _parse_bind(bind: str) -> tuple[str, int]:
 class Server:
     """Server(app, *, workers=None, bind="127.0.0.1:8000", sock=None,
     graceful_timeout=3.0, max_restarts=5, backlog=1024, stats_interval=1.0,
-    log_level="warning")
+    log_level="warning", reuse_port=True)
 
     Serve the ASGI (or WSGI) app ``app`` (``"module:attribute"``, as for
     Hypercorn) from ``workers`` own-GIL sub-interpreters of this process.
@@ -115,6 +116,10 @@ class Server:
         Seconds between the workers' counter reports.
     log_level : str
         Hypercorn's log level in the workers (its error log, on stderr).
+    reuse_port : bool
+        Give each worker its own listening socket on the port
+        (``SO_REUSEPORT``), so the kernel spreads connections evenly; with
+        False (or a given ``sock``) the workers share one socket.
 
     Use :meth:`serve_forever` from a program's main thread (SIGINT and
     SIGTERM then stop gracefully), or :meth:`start` and :meth:`stop`.
@@ -134,6 +139,7 @@ class Server:
         backlog: int = 1024,
         stats_interval: float = 1.0,
         log_level: str = "warning",
+        reuse_port: bool = True,
     ) -> None:
         if not isinstance(app, str):
             raise TypeError(f"app must be a str 'module:attribute', not {type(app).__name__}")
@@ -147,12 +153,13 @@ class Server:
         self.workers = n
         self._bind = None if sock is not None else _parse_bind(bind)
         self._given_sock = sock
+        self._reuse_port = bool(reuse_port)
         self._graceful_timeout = float(graceful_timeout)
         self._max_restarts = max_restarts
         self._backlog = backlog
         self._stats_interval = float(stats_interval)
         self._log_level = log_level.upper()
-        self._sock: socket.socket | None = None
+        self._socks: list[socket.socket] = []  # one per worker slot (SO_REUSEPORT), or one shared
         self._stop = Channel()
         self._events = Channel()
         self._lock = threading.Lock()
@@ -171,9 +178,9 @@ class Server:
     @property
     def address(self) -> tuple[str, int]:
         """``(host, port)`` the server listens on (after :meth:`start`)."""
-        if self._sock is None:
+        if not self._socks:
             raise RuntimeError("the server is not started")
-        host, port = self._sock.getsockname()[:2]
+        host, port = self._socks[0].getsockname()[:2]
         return host, port
 
     @property
@@ -315,20 +322,44 @@ class Server:
 
     def _listen(self) -> None:
         if self._given_sock is not None:
-            self._sock = self._given_sock
-            self._sock.listen(self._backlog)
+            self._given_sock.listen(self._backlog)
+            self._socks = [self._given_sock]
             return
         assert self._bind is not None
         host, port = self._bind
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.create_server((host, port), family=family, backlog=self._backlog)
+        # One socket per worker, all bound to the port with SO_REUSEPORT: the
+        # kernel spreads new connections over them evenly. With one shared
+        # socket, the worker that wakes first accepts every pending
+        # connection (asyncio accepts up to the backlog per wake-up), and
+        # keep-alive clients then load one worker only (measured: wrk's 32
+        # connections all on one of two workers, half the requests/s).
+        # This process keeps each socket open, so connections queued on a
+        # slot's socket wait for its restarted worker instead of being reset.
+        n = self.workers if self._reuse_port and hasattr(socket, "SO_REUSEPORT") else 1
+        if n > 1 and port != 0:
+            # SO_REUSEPORT would silently join another server already on the
+            # port (same user): bind once without it first, so that a busy
+            # port fails with EADDRINUSE as it does for any server.
+            socket.create_server((host, port), family=family, backlog=1).close()
+        try:
+            for _ in range(n):
+                sock = socket.create_server((host, port), family=family, backlog=self._backlog,
+                                            reuse_port=n > 1)
+                self._socks.append(sock)
+                port = sock.getsockname()[1]  # port 0: the others join the port the first got
+        except BaseException:
+            for sock in self._socks:
+                sock.close()
+            self._socks = []
+            raise
 
     def _spawn(self, slot: int) -> None:
-        assert self._sock is not None
+        assert self._socks
         with self._lock:
             gen = self._generation.get(slot, -1) + 1
             self._generation[slot] = gen
-        fd = os.dup(self._sock.fileno())  # the worker owns and closes it
+        fd = os.dup(self._socks[slot % len(self._socks)].fileno())  # the worker owns and closes it
         try:
             w = Worker(
                 _worker_main,
@@ -429,8 +460,9 @@ class Server:
                 if not self._handle(ev):
                     self._request_stop()
         finally:
-            if self._given_sock is None and self._sock is not None:
-                self._sock.close()
+            if self._given_sock is None:
+                for sock in self._socks:
+                    sock.close()
             self._done.set()
 
     def _request_stop(self) -> None:
@@ -586,11 +618,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="restarts of dead workers allowed (default 5)")
     ap.add_argument("--backlog", type=int, default=1024)
     ap.add_argument("--log-level", default="warning", help="Hypercorn's log level in the workers")
+    ap.add_argument("--no-reuse-port", action="store_true",
+                    help="one listening socket shared by the workers instead of one each (SO_REUSEPORT)")
     args = ap.parse_args(argv)
     try:
         server = Server(
             args.app, workers=args.workers, bind=args.bind, graceful_timeout=args.graceful_timeout,
             max_restarts=args.max_restarts, backlog=args.backlog, log_level=args.log_level,
+            reuse_port=not args.no_reuse_port,
         )
     except (TypeError, ValueError) as e:
         ap.error(str(e))
