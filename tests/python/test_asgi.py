@@ -319,6 +319,7 @@ def test_missing_app_module():
     [
         ({"app": 5}, TypeError, "app must be a str"),
         ({"app": "a:b:c:d"}, ValueError, "module:attribute"),
+        ({"app": "__main__:app"}, ValueError, "import the app by module name"),
         ({"app": "m:app", "workers": 0}, ValueError, "workers must be an int >= 1"),
         ({"app": "m:app", "workers": True}, ValueError, "workers must be an int >= 1"),
         ({"app": "m:app", "bind": "localhost"}, ValueError, "HOST:PORT"),

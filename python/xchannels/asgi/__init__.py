@@ -76,6 +76,16 @@ def _split_app(app: str) -> str:
         parts = parts[1:]
     if len(parts) > 2 or not parts[0]:
         raise ValueError(f"app must be 'module' or 'module:attribute', not {app!r}")
+    if parts[0] == "__main__":
+        # Each worker imports the app by name; its own __main__ is not the
+        # caller's script.
+        script = getattr(sys.modules.get("__main__"), "__file__", None)
+        name = os.path.splitext(os.path.basename(script))[0] if isinstance(script, str) else "myapp"
+        attr = parts[1] if len(parts) == 2 else "app"
+        raise ValueError(
+            f"the workers import the app by module name: use {name + ':' + attr!r} "
+            f"(the script's module, guarded by if __name__ == '__main__'), not {app!r}"
+        )
     return parts[0]
 
 
@@ -143,7 +153,7 @@ class Server:
     ) -> None:
         if not isinstance(app, str):
             raise TypeError(f"app must be a str 'module:attribute', not {type(app).__name__}")
-        self._module = _split_app(app)
+        _split_app(app)  # a malformed app fails here, not in every worker
         n = (os.cpu_count() or 1) if workers is None else workers
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"workers must be an int >= 1, not {workers!r}")
