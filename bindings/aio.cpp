@@ -582,8 +582,8 @@ bool InitAioTypes(PyObject* module, ModuleState* st) {
       return false;
     }
   }
-  return AddHeapType(module, st, &kHubSpec, "_AioHub", &st->AioHubType) &&
-         AddHeapType(module, st, &kWaiterSpec, "_AioWaiter",
+  return AddHeapType(module, &kHubSpec, "_AioHub", &st->AioHubType) &&
+         AddHeapType(module, &kWaiterSpec, "_AioWaiter",
                  &st->AioWaiterType) &&
          PyModule_AddFunctions(module, kAioFunctions) == 0;
 }

@@ -717,7 +717,7 @@ void RaiseJoinTimeout(ItemChannel* ch) {
 }
 
 bool InitChannelType(PyObject* module, ModuleState* st) {
-  return AddHeapType(module, st, &kChannelSpec, "Channel", &st->ChannelType);
+  return AddHeapType(module, &kChannelSpec, "Channel", &st->ChannelType);
 }
 
 PyObject* WrapChannel(ModuleState* st, Ref<ItemChannel> ch) {

@@ -93,7 +93,8 @@ void DefineTaskClaims(pyb::module_& m) {
 }  // namespace
 
 ModuleState::~ModuleState() {
-  // Runs when the module's capsule dies, with that interpreter's GIL held.
+  // Runs when the module object dies (m_free), with that interpreter's GIL
+  // held.
   Py_XDECREF(ChannelError);
   Py_XDECREF(ChannelClosed);
   Py_XDECREF(ChannelEmpty);
@@ -101,13 +102,35 @@ ModuleState::~ModuleState() {
   Py_XDECREF(ChannelNotFoundError);
   Py_XDECREF(NotShareableError);
   Py_XDECREF(UnionType);
-  Py_XDECREF(aio);
-  Py_XDECREF(pickle_dumps);
-  Py_XDECREF(pickle_loads);
+  ClearCaches();
+}
+
+void ModuleState::ClearCaches() {
+  Py_CLEAR(aio);
+  Py_CLEAR(pickle_dumps);
+  Py_CLEAR(pickle_loads);
   if (key_cache != nullptr) {
-    for (size_t i = 0; i < kKeyCacheSlots; ++i) Py_XDECREF(key_cache[i]);
+    for (size_t i = 0; i < kKeyCacheSlots; ++i) Py_CLEAR(key_cache[i]);
     delete[] key_cache;
+    key_cache = nullptr;
   }
+}
+
+int ModuleState::Traverse(visitproc visit, void* arg) const {
+  Py_VISIT(ChannelError);
+  Py_VISIT(ChannelClosed);
+  Py_VISIT(ChannelEmpty);
+  Py_VISIT(ChannelFull);
+  Py_VISIT(ChannelNotFoundError);
+  Py_VISIT(NotShareableError);
+  Py_VISIT(UnionType);
+  Py_VISIT(aio);
+  Py_VISIT(pickle_dumps);
+  Py_VISIT(pickle_loads);
+  if (key_cache != nullptr) {
+    for (size_t i = 0; i < kKeyCacheSlots; ++i) Py_VISIT(key_cache[i]);
+  }
+  return 0;
 }
 
 void RaiseStatus(ModuleState* st, OpStatus s, const char* what) {
@@ -210,29 +233,24 @@ bool ParseArgs(const char* fname, PyObject* const* args, Py_ssize_t nargs,
   return true;
 }
 
-bool AddHeapType(PyObject* module, ModuleState* st, PyType_Spec* spec,
-                 const char* name, PyTypeObject** out) {
+bool AddHeapType(PyObject* module, PyType_Spec* spec, const char* name,
+                 PyTypeObject** out) {
   PyObject* type = PyType_FromModuleAndSpec(module, spec, nullptr);
   if (type == nullptr) return false;
   *out = reinterpret_cast<PyTypeObject*>(type);
-  if (PyDict_SetItemString((*out)->tp_dict, "_xchannels_state",
-                           st->state_capsule) < 0) {
-    Py_DECREF(type);
-    *out = nullptr;
-    return false;
-  }
-  PyType_Modified(*out);
   int rc = PyModule_AddObjectRef(module, name, type);
   Py_DECREF(type);  // the module keeps it alive
   return rc == 0;
 }
 
+ModuleState* StateOfModule(PyObject* module) {
+  return *static_cast<ModuleState**>(PyModule_GetState(module));
+}
+
 ModuleState* StateOfType(PyObject* type) {
-  PyObject* cap = PyObject_GetAttrString(type, "_xchannels_state");
-  if (cap == nullptr) return nullptr;
-  auto* st = static_cast<ModuleState*>(PyCapsule_GetPointer(cap, nullptr));
-  Py_DECREF(cap);
-  return st;
+  PyObject* module = PyType_GetModuleByDef(
+      reinterpret_cast<PyTypeObject*>(type), ModuleDef());
+  return module == nullptr ? nullptr : StateOfModule(module);
 }
 
 namespace {
@@ -383,19 +401,14 @@ PyObject* ChannelClosedType(ModuleState* st) {
 
 namespace {
 
-PyObject* EncodeDecodeImpl(PyObject* capsule, PyObject* obj) {
-  auto* st = static_cast<ModuleState*>(PyCapsule_GetPointer(capsule, nullptr));
-  if (st == nullptr) return nullptr;
+PyObject* EncodeDecodeImpl(PyObject* module, PyObject* obj) {
+  ModuleState* st = StateOfModule(module);
   Item it = Encode(st, obj);
   if (it.kind() == Item::Kind::kEmpty) return nullptr;
   return Decode(st, std::move(it));
 }
-PyObject* EncodeDecode(PyObject* capsule, PyObject* obj) {
-  return NoExcept<EncodeDecodeImpl>::Call(capsule, obj);
-}
-
-void FreeState(PyObject* capsule) {
-  delete static_cast<ModuleState*>(PyCapsule_GetPointer(capsule, nullptr));
+PyObject* EncodeDecode(PyObject* module, PyObject* obj) {
+  return NoExcept<EncodeDecodeImpl>::Call(module, obj);
 }
 
 }  // namespace
@@ -407,26 +420,22 @@ namespace {
 // Module functions a program may call per item are raw METH_FASTCALL
 // functions, like the Channel methods: pybind11's call path costs about
 // 170 ns a call (is_shareable(1): 234 ns through it, 63 ns raw). Their
-// `self` is the module's state capsule, so they find the state without a
-// lookup.
-ModuleState* StateOfCapsule(PyObject* capsule) {
-  return static_cast<ModuleState*>(PyCapsule_GetPointer(capsule, nullptr));
-}
+// `self` is the module, whose state slot holds the ModuleState.
 
 const char* const kSelectNames[] = {"channels", "timeout"};
 
-PyObject* SelectFn(PyObject* capsule, PyObject* const* args, Py_ssize_t nargs,
+PyObject* SelectFn(PyObject* module, PyObject* const* args, Py_ssize_t nargs,
                    PyObject* kwnames) {
   PyObject* a[2] = {nullptr, Py_None};
   if (!ParseArgs("select", args, nargs, kwnames, kSelectNames, 2, 2, 1, a)) {
     return nullptr;
   }
-  return Select(StateOfCapsule(capsule), a[0], a[1]);
+  return Select(StateOfModule(module), a[0], a[1]);
 }
 
 const char* const kIsShareableNames[] = {"obj"};
 
-PyObject* IsShareableFn(PyObject* capsule, PyObject* const* args,
+PyObject* IsShareableFn(PyObject* module, PyObject* const* args,
                         Py_ssize_t nargs, PyObject* kwnames) {
   PyObject* obj = nullptr;
   if (nargs == 1 && kwnames == nullptr) {
@@ -435,7 +444,7 @@ PyObject* IsShareableFn(PyObject* capsule, PyObject* const* args,
                         kIsShareableNames, 1, 1, 1, &obj)) {
     return nullptr;
   }
-  return PyBool_FromLong(IsShareable(StateOfCapsule(capsule), obj));
+  return PyBool_FromLong(IsShareable(StateOfModule(module), obj));
 }
 
 PyMethodDef kStateFunctions[] = {
@@ -452,11 +461,11 @@ PyMethodDef kStateFunctions[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
-bool AddStateFunctions(PyObject* module, PyObject* capsule) {
+bool AddStateFunctions(PyObject* module) {
   PyObject* modname = PyModule_GetNameObject(module);
   if (modname == nullptr) return false;
   for (PyMethodDef* def = kStateFunctions; def->ml_name != nullptr; ++def) {
-    PyObject* fn = PyCFunction_NewEx(def, capsule, modname);
+    PyObject* fn = PyCFunction_NewEx(def, module, modname);
     if (fn == nullptr || PyModule_AddObjectRef(module, def->ml_name, fn) < 0) {
       Py_XDECREF(fn);
       Py_DECREF(modname);
@@ -471,22 +480,14 @@ bool AddStateFunctions(PyObject* module, PyObject* capsule) {
 }  // namespace
 }  // namespace xchannels::py
 
-PYBIND11_MODULE(_xchannels, m, pyb::mod_gil_not_used(),
-                pyb::multiple_interpreters::per_interpreter_gil()) {
-  using namespace xchannels::py;
+namespace xchannels::py {
+namespace {
+
+// The module body: runs once per interpreter that imports the module, with
+// `st` already in the module's state slot.
+void InitModule(pyb::module_& m, ModuleState* st) {
   m.doc() = "xchannels core bindings: channels and shared buffers for "
             "own-GIL sub-interpreters. Use the xchannels package.";
-
-  auto* st = new ModuleState();
-  PyObject* capsule = PyCapsule_New(st, nullptr, FreeState);
-  if (capsule == nullptr) {
-    delete st;
-    throw pyb::error_already_set();
-  }
-  // The module owns the capsule; each heap type holds it in its dict too, so
-  // the state outlives every instance.
-  m.add_object("_state", pyb::reinterpret_steal<pyb::object>(capsule));
-  st->state_capsule = capsule;
   st->main_interpreter = PyInterpreterState_Get() == PyInterpreterState_Main();
   if (st->main_interpreter) {
     // The main interpreter's import may run on any thread; ask threading
@@ -537,7 +538,7 @@ PYBIND11_MODULE(_xchannels, m, pyb::mod_gil_not_used(),
   st->UnionType = Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(int_or_str)));
   Py_DECREF(int_or_str);
 
-  if (!AddStateFunctions(mod, capsule)) throw pyb::error_already_set();
+  if (!AddStateFunctions(mod)) throw pyb::error_already_set();
 #if defined(__clang__)
   m.attr("__compiler__") = "clang " __clang_version__;
 #elif defined(__GNUC__)
@@ -561,13 +562,13 @@ PYBIND11_MODULE(_xchannels, m, pyb::mod_gil_not_used(),
                         std::to_string(PYBIND11_VERSION_PATCH);
     m.attr("__build__") = build;
   }
-  // A raw METH_O function (self: the state capsule), so benchmarks measure
+  // A raw METH_O function (self: the module), so benchmarks measure
   // the codec and not pybind11's call overhead.
   static PyMethodDef encode_decode_def = {
       "_encode_decode", EncodeDecode, METH_O,
       "_encode_decode(obj)\n--\n\nEncode obj into a message and decode it "
       "again, without a channel (for benchmarks and tests)."};
-  PyObject* fn = PyCFunction_NewEx(&encode_decode_def, capsule, mod);
+  PyObject* fn = PyCFunction_NewEx(&encode_decode_def, mod, mod);
   if (fn == nullptr) throw pyb::error_already_set();
   int rc = PyModule_AddObjectRef(mod, "_encode_decode", fn);
   Py_DECREF(fn);
@@ -590,4 +591,86 @@ PYBIND11_MODULE(_xchannels, m, pyb::mod_gil_not_used(),
       "True if channels use membarrier(2) (asymmetric barriers); False if "
       "they use fences (membarrier missing, or "
       "XCHANNELS_SYMMETRIC_BARRIERS=1).");
+}
+
+// Multi-phase init (PEP 489) written out rather than PYBIND11_MODULE, whose
+// module definition has no state slot (m_size 0): the ModuleState pointer
+// lives in the module's state, so a type finds it with
+// PyType_GetModuleByDef (PEP 573) and the GC sees what it owns.
+int ModuleExec(PyObject* pm) {
+  try {
+    pyb::detail::ensure_internals();
+    auto* st = new ModuleState();
+    // Owned by the module from here on (ModuleFree), even if the body fails.
+    *static_cast<ModuleState**>(PyModule_GetState(pm)) = st;
+    auto m = pyb::reinterpret_borrow<pyb::module_>(pm);
+    InitModule(m, st);
+    return 0;
+  } catch (pyb::error_already_set& e) {
+    e.restore();
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_Format(PyExc_ImportError, "xchannels._xchannels: %s", e.what());
+  }
+  return -1;
+}
+
+ModuleState** StateSlot(PyObject* module) {
+  return static_cast<ModuleState**>(PyModule_GetState(module));
+}
+
+int ModuleTraverse(PyObject* module, visitproc visit, void* arg) {
+  ModuleState** slot = StateSlot(module);
+  return slot != nullptr && *slot != nullptr ? (*slot)->Traverse(visit, arg)
+                                             : 0;
+}
+
+// Clears what may lead back to the module (the cached xchannels._aio holds
+// it through its globals) and the other caches, all of which are made again
+// on use. The exceptions stay until ModuleFree: a late call may still raise
+// them.
+int ModuleClear(PyObject* module) {
+  ModuleState** slot = StateSlot(module);
+  if (slot != nullptr && *slot != nullptr) (*slot)->ClearCaches();
+  return 0;
+}
+
+void ModuleFree(void* module) {
+  ModuleState** slot = StateSlot(static_cast<PyObject*>(module));
+  if (slot == nullptr) return;
+  delete *slot;
+  *slot = nullptr;
+}
+
+}  // namespace
+
+PyModuleDef* ModuleDef() {
+  static PyModuleDef_Slot slots[] = {
+      {Py_mod_exec, reinterpret_cast<void*>(ModuleExec)},
+      {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#if defined(Py_mod_gil) && defined(Py_GIL_DISABLED)
+      {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+      {0, nullptr},
+  };
+  static PyModuleDef def = {
+      PyModuleDef_HEAD_INIT,
+      "_xchannels",
+      nullptr,
+      sizeof(ModuleState*),
+      nullptr,
+      slots,
+      ModuleTraverse,
+      ModuleClear,
+      ModuleFree,
+  };
+  return &def;
+}
+
+}  // namespace xchannels::py
+
+PYBIND11_PLUGIN_IMPL(_xchannels) {
+  PYBIND11_CHECK_PYTHON_VERSION
+  return PyModuleDef_Init(xchannels::py::ModuleDef());
 }

@@ -274,7 +274,7 @@ PyType_Spec kSharedBufferSpec = {
 }  // namespace
 
 bool InitSharedBufferType(PyObject* module, ModuleState* st) {
-  return AddHeapType(module, st, &kSharedBufferSpec, "SharedBuffer",
+  return AddHeapType(module, &kSharedBufferSpec, "SharedBuffer",
                      &st->SharedBufferType);
 }
 

@@ -4,8 +4,10 @@
 // Every interpreter that imports xchannels._xchannels gets its own
 // ModuleState, created in the module body (which pybind11 runs once per
 // interpreter). Nothing here is ever a C++ static: Python objects belong to
-// one interpreter. The state is owned by a capsule stored on the module and
-// on each heap type this module creates, so it outlives every instance.
+// one interpreter. The module's state slot holds the ModuleState; each heap
+// type made from the module keeps the module alive (PyType_FromModuleAndSpec),
+// and each instance its type, so the state outlives every instance. A type
+// finds it with PyType_GetModuleByDef, a module function through `self`.
 #ifndef XCHANNELS_BINDINGS_STATE_H_
 #define XCHANNELS_BINDINGS_STATE_H_
 
@@ -39,15 +41,14 @@ struct ModuleState {
   PyObject* ChannelFull = nullptr;
   PyObject* ChannelNotFoundError = nullptr;
   PyObject* NotShareableError = nullptr;
-  // Heap types (borrowed: the module owns them, and they own the capsule
-  // that owns this state, so they outlive it).
+  // Heap types (borrowed: the module owns them, and they hold the module,
+  // so they live as long as this state).
   PyTypeObject* SharedBufferType = nullptr;
   PyTypeObject* ChannelType = nullptr;
   PyTypeObject* AioHubType = nullptr;     // aio.cpp
   PyTypeObject* AioWaiterType = nullptr;  // aio.cpp
   // Cached helpers for rebuilding type specs (owned).
   PyObject* UnionType = nullptr;  // types.UnionType
-  PyObject* state_capsule = nullptr;  // borrowed: the capsule that owns this
   PyObject* aio = nullptr;  // xchannels._aio, imported on first use (owned)
   // pickle.dumps / pickle.loads, imported on first use by the fallback
   // (owned).
@@ -61,6 +62,11 @@ struct ModuleState {
   bool main_interpreter = false;
 
   ~ModuleState();
+  // The module's m_traverse / m_clear: visits every owned reference; drops
+  // the caches (made again on use), which is what may lead back to the
+  // module.
+  int Traverse(visitproc visit, void* arg) const;
+  void ClearCaches();
 };
 
 // ---- SharedBuffer (shared_buffer.cpp) --------------------------------------
@@ -165,13 +171,17 @@ PyObject* Decode(ModuleState* st, Item&& item);
 bool IsShareable(ModuleState* st, PyObject* obj);
 
 // ---- helpers (module.cpp) ---------------------------------------------------
-// Makes a heap type from `spec` for this interpreter, stores the state capsule
-// in its dict (immutable types refuse setattr), adds it to the module as
-// `name` and sets *out (borrowed: the module owns the type).
-bool AddHeapType(PyObject* module, ModuleState* st, PyType_Spec* spec,
-                 const char* name, PyTypeObject** out);
-// The state of the interpreter that made `type` (see AddHeapType). Sets an
-// exception and returns nullptr if the type has none.
+// The module's definition (one for every interpreter).
+PyModuleDef* ModuleDef();
+// Makes a heap type from `spec` bound to `module` (PEP 573), adds it to the
+// module as `name` and sets *out (borrowed: the module owns the type).
+bool AddHeapType(PyObject* module, PyType_Spec* spec, const char* name,
+                 PyTypeObject** out);
+// The state of a module made from ModuleDef().
+ModuleState* StateOfModule(PyObject* module);
+// The state of the interpreter that made `type` or its base (see
+// AddHeapType), found by PyType_GetModuleByDef. Sets TypeError and returns
+// nullptr if the type has none.
 ModuleState* StateOfType(PyObject* type);
 // Raises the exception that matches a core status (not for kOk).
 void RaiseStatus(ModuleState* st, OpStatus s, const char* what);

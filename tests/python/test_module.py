@@ -125,6 +125,48 @@ def test_each_interpreter_has_its_own_module_state(sub):
     )
 
 
+def test_module_state_lives_in_the_module_not_in_type_dicts():
+    # The state is the module's own (PEP 489/573): no capsule on the module
+    # or in a type's dict, and the garbage collector sees what the state
+    # owns (m_traverse), here the exception classes.
+    import gc
+
+    from xchannels import _xchannels
+
+    assert not hasattr(_xchannels, "_state")
+    for t in (_xchannels.Channel, _xchannels.SharedBuffer):
+        assert "_xchannels_state" not in vars(t)
+    assert _xchannels.ChannelError in gc.get_referents(_xchannels)
+    assert _xchannels.NotShareableError in gc.get_referents(_xchannels)
+
+
+def test_module_state_after_a_fresh_import(sub):
+    # A second module object (sys.modules entry dropped, module imported
+    # again) gets a state of its own; its types and functions find theirs.
+    sub.run(
+        """
+        import importlib.util, sys
+        import xchannels._xchannels as first
+        spec = importlib.util.find_spec("xchannels._xchannels")
+        second = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(second)
+        assert second is not first and second.Channel is not first.Channel
+        ch = second.Channel(1)
+        ch.put({"a": [1, 2]})
+        assert ch.get() == {"a": [1, 2]}
+        try:
+            ch.close(); ch.get_nowait()
+        except second.ChannelClosed:
+            pass
+        else:
+            raise AssertionError("no ChannelClosed")
+        assert second.is_shareable([1]) and second._encode_decode((1, "x")) == (1, "x")
+        del second, ch
+        import gc; gc.collect()
+        """
+    )
+
+
 def test_interpreters_come_and_go_without_leaking(no_channel_leak):
     ch = xchannels.Channel()
     for _ in range(5):
