@@ -14,27 +14,6 @@
 #include "typespec.h"
 
 namespace xchannels::py {
-namespace {
-
-using SpecPtr = std::shared_ptr<const TypeSpec>;
-
-PyChannel* AsCh(PyObject* o) { return reinterpret_cast<PyChannel*>(o); }
-
-// Validates block/timeout and computes the deadline only when it is needed.
-struct BlockArgs {
-  bool block = true;
-  PyObject* timeout = Py_None;
-  bool Check() const {
-    if (!block || timeout == Py_None) return true;
-    Deadline d;
-    return ParseTimeout(timeout, &d);
-  }
-  Deadline deadline() const {
-    Deadline d;
-    if (block && timeout != Py_None) ParseTimeout(timeout, &d);
-    return d;
-  }
-};
 
 bool ParseBlock(PyObject* block_obj, PyObject* timeout, BlockArgs* out) {
   int b = PyObject_IsTrue(block_obj);
@@ -43,6 +22,12 @@ bool ParseBlock(PyObject* block_obj, PyObject* timeout, BlockArgs* out) {
   out->timeout = timeout;
   return out->Check();
 }
+
+namespace {
+
+using SpecPtr = std::shared_ptr<const TypeSpec>;
+
+PyChannel* AsCh(PyObject* o) { return reinterpret_cast<PyChannel*>(o); }
 
 // Sends one encoded item, blocking as asked. Returns kOk or a failure status
 // with no exception set, or kInterrupted with one set.

@@ -25,6 +25,7 @@
 #include "xchannels/registry.h"
 #include "xchannels/select.h"
 #include "xchannels/item.h"
+#include "xchannels/process_channel.h"
 #include "xchannels/shared_buffer.h"
 
 namespace xchannels::py {
@@ -47,6 +48,7 @@ struct ModuleState {
   PyTypeObject* ChannelType = nullptr;
   PyTypeObject* AioHubType = nullptr;     // aio.cpp
   PyTypeObject* AioWaiterType = nullptr;  // aio.cpp
+  PyTypeObject* ProcessChannelType = nullptr;  // process_channel.cpp
   // Cached helpers for rebuilding type specs (owned).
   PyObject* UnionType = nullptr;  // types.UnionType
   PyObject* aio = nullptr;  // xchannels._aio, imported on first use (owned)
@@ -167,6 +169,13 @@ Item Encode(ModuleState* st, PyObject* obj, bool pickle_fallback = false);
 // Decodes an Item into a new Python object owned by the caller's
 // interpreter. Consumes the item. Returns nullptr with an exception set.
 PyObject* Decode(ModuleState* st, Item&& item);
+// The flat form for a ProcessChannel (xchannels/process_channel.h): Encode,
+// then flatten; a Channel inside raises NotShareableError. Appends to *out.
+bool EncodeFlat(ModuleState* st, PyObject* obj, bool pickle_fallback,
+                std::vector<uint8_t>* out);
+// Decodes a record read from a ProcessChannel: untrusted bytes, so a
+// malformed record raises ChannelError.
+PyObject* DecodeFlat(ModuleState* st, std::span<const uint8_t> record);
 // Deep check, never raises for an unshareable value.
 bool IsShareable(ModuleState* st, PyObject* obj);
 
@@ -237,20 +246,43 @@ struct NoExcept<F> {
 #define FASTKW(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
 // Runs a blocking core call with the GIL released, restarting it after
-// signals that raise nothing. Returns the final status; kInterrupted means a
-// signal handler raised (the exception is set).
+// signals that raise nothing. Returns the final status (OpStatus or
+// ShmStatus); kInterrupted means a signal handler raised (the exception is
+// set).
 template <class F>
-OpStatus BlockingCall(ModuleState* st, F&& call) {
+auto BlockingCall(ModuleState* st, F&& call) {
+  using Status = decltype(call(false));
   const bool interruptible = CallerHandlesSignals(st);
   for (;;) {
-    OpStatus s;
+    Status s;
     Py_BEGIN_ALLOW_THREADS
     s = call(interruptible);
     Py_END_ALLOW_THREADS
-    if (s != OpStatus::kInterrupted) return s;
-    if (PyErr_CheckSignals() < 0) return OpStatus::kInterrupted;
+    if (s != Status::kInterrupted) return s;
+    if (PyErr_CheckSignals() < 0) return Status::kInterrupted;
   }
 }
+
+// `block` and `timeout` of put/get: validated up front, the deadline
+// computed only when it is needed.
+struct BlockArgs {
+  bool block = true;
+  PyObject* timeout = Py_None;
+  bool Check() const {
+    if (!block || timeout == Py_None) return true;
+    Deadline d;
+    return ParseTimeout(timeout, &d);
+  }
+  Deadline deadline() const {
+    Deadline d;
+    if (block && timeout != Py_None) ParseTimeout(timeout, &d);
+    return d;
+  }
+};
+bool ParseBlock(PyObject* block_obj, PyObject* timeout, BlockArgs* out);
+
+// ---- ProcessChannel (process_channel.cpp) ------------------------------------
+bool InitProcessChannelType(PyObject* module, ModuleState* st);
 
 }  // namespace xchannels::py
 

@@ -808,6 +808,30 @@ Item Encode(ModuleState* st, PyObject* obj, bool pickle_fallback) {
   return EncodeMessage(st, obj, pickle_fallback);
 }
 
+namespace {
+
+// Decodes a message payload; a malformed one raises `corrupt_exc`.
+PyObject* DecodePayload(ModuleState* st, std::span<const uint8_t> payload,
+                        std::span<const MessageRef> refs,
+                        PyObject* corrupt_exc) {
+  PyVisitor v{st};
+  Decoder<PyVisitor> d(payload, refs, v);
+  PyObject* out = d.Run();
+  if (out == nullptr) {
+    if (v.unpickle_failed) {
+      ChainAs(st->NotShareableError, DecodePath(d.failure_path()),
+              "a pickled value (sent with fallback='pickle') cannot be unpickled "
+              "in this interpreter");
+    } else if (!PyErr_Occurred()) {
+      PyErr_Format(corrupt_exc, "xchannels: corrupt message (%s)",
+                   std::string(DecodeErrorName(d.error())).c_str());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 PyObject* Decode(ModuleState* st, Item&& item) {
   Item it = std::move(item);
   switch (it.kind()) {
@@ -833,20 +857,7 @@ PyObject* Decode(ModuleState* st, Item&& item) {
     }
     case Item::Kind::kMessage: {
       const Message* m = it.AsMessage();
-      PyVisitor v{st};
-      Decoder<PyVisitor> d(m->payload(), m->refs(), v);
-      PyObject* out = d.Run();
-      if (out == nullptr) {
-        if (v.unpickle_failed) {
-          ChainAs(st->NotShareableError, DecodePath(d.failure_path()),
-                  "a pickled value (sent with fallback='pickle') cannot be unpickled "
-                  "in this interpreter");
-        } else if (!PyErr_Occurred()) {
-          PyErr_Format(PyExc_SystemError, "xchannels: corrupt message (%s)",
-                       std::string(DecodeErrorName(d.error())).c_str());
-        }
-      }
-      return out;
+      return DecodePayload(st, m->payload(), m->refs(), PyExc_SystemError);
     }
     case Item::Kind::kEmpty:
       break;
@@ -862,6 +873,37 @@ bool IsShareable(ModuleState* st, PyObject* obj) {
   if (check.Value(obj, 0)) return true;
   PyErr_Clear();
   return false;
+}
+
+bool EncodeFlat(ModuleState* st, PyObject* obj, bool pickle_fallback,
+                std::vector<uint8_t>* out) {
+  Item it = Encode(st, obj, pickle_fallback);
+  if (it.kind() == Item::Kind::kEmpty) return false;
+  if (!FlattenItem(it, out)) {
+    PyErr_SetString(st->NotShareableError,
+                    "a Channel cannot travel to another process: it lives in "
+                    "this process's memory (send values, or use a "
+                    "ProcessChannel)");
+    return false;
+  }
+  return true;
+}
+
+PyObject* DecodeFlat(ModuleState* st, std::span<const uint8_t> record) {
+  FlatItem flat;
+  bool oom = false;
+  if (!UnflattenItem(record, &flat, &oom)) {
+    if (oom) return PyErr_NoMemory();
+    PyErr_SetString(st->ChannelError,
+                    "ProcessChannel: a malformed record in the shared segment "
+                    "(written by a faulty or hostile process)");
+    return nullptr;
+  }
+  if (flat.scalar.kind() != Item::Kind::kEmpty) {
+    return Decode(st, std::move(flat.scalar));
+  }
+  if (flat.is_buffer) return WrapSharedBuffer(st, std::move(flat.buffers[0]));
+  return DecodePayload(st, flat.payload, flat.refs, st->ChannelError);
 }
 
 }  // namespace xchannels::py

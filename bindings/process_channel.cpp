@@ -1,0 +1,394 @@
+// bindings/process_channel.cpp: xchannels.ProcessChannel, a channel between
+// processes over a shared-memory segment (core: xchannels/process_channel.h).
+//
+// Values travel as the flat form of an encoded Item (values.cpp: EncodeFlat /
+// DecodeFlat): everything a Channel carries natively except channels, and
+// the pickle fallback where the channel opted in. A handle pickles (for
+// multiprocessing) through xchannels._process, which passes the segment's
+// file descriptor with multiprocessing's own machinery.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "state.h"
+
+namespace xchannels::py {
+namespace {
+
+struct PyProcessChannel {
+  PyObject_HEAD
+  ModuleState* state;
+  ProcessChannel* ch;  // one reference, owned
+  PyObject* weakreflist;
+};
+
+PyProcessChannel* AsPc(PyObject* o) {
+  return reinterpret_cast<PyProcessChannel*>(o);
+}
+
+PyObject* Wrap(ModuleState* st, PyTypeObject* tp, Ref<ProcessChannel> ch) {
+  auto* self = reinterpret_cast<PyProcessChannel*>(tp->tp_alloc(tp, 0));
+  if (self == nullptr) return nullptr;
+  self->state = st;
+  self->weakreflist = nullptr;
+  self->ch = ch.Release();
+  return reinterpret_cast<PyObject*>(self);
+}
+
+// Raises the exception for a failed status (not kOk, not kInterrupted).
+void RaiseShm(PyProcessChannel* self, ShmStatus s, const char* what,
+              size_t record_bytes = 0) {
+  ModuleState* st = self->state;
+  switch (s) {
+    case ShmStatus::kEmpty:
+      RaiseStatus(st, OpStatus::kEmpty, what);
+      return;
+    case ShmStatus::kFull:
+      RaiseStatus(st, OpStatus::kFull, what);
+      return;
+    case ShmStatus::kClosed:
+      RaiseStatus(st, OpStatus::kClosed, what);
+      return;
+    case ShmStatus::kInterrupted:
+      RaiseStatus(st, OpStatus::kInterrupted, what);
+      return;
+    case ShmStatus::kTooLarge:
+      PyErr_Format(PyExc_ValueError,
+                   "%s: the value takes %zu bytes encoded, more than this "
+                   "ProcessChannel can ever hold (capacity=%zu bytes, at most "
+                   "%zu per item); make the channel with a larger capacity",
+                   what, record_bytes, self->ch->ring_bytes(),
+                   self->ch->max_record_bytes());
+      return;
+    case ShmStatus::kCorrupt:
+      PyErr_Format(st->ChannelError,
+                   "%s: the ProcessChannel's shared segment is corrupted "
+                   "(written by a faulty or hostile process)",
+                   what);
+      return;
+    case ShmStatus::kOk:
+      break;
+  }
+  PyErr_SetString(PyExc_SystemError, "xchannels: unexpected status");
+}
+
+// ProcessChannel(maxsize=0, *, capacity=1048576, fallback=None)
+PyObject* PcNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
+  ModuleState* st = StateOfType(reinterpret_cast<PyObject*>(type));
+  if (st == nullptr) return nullptr;
+  static const char* kwlist[] = {"maxsize", "capacity", "fallback", nullptr};
+  Py_ssize_t maxsize = 0;
+  Py_ssize_t capacity = Py_ssize_t{1} << 20;
+  PyObject* fallback = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|n$nO:ProcessChannel",
+                                   const_cast<char**>(kwlist), &maxsize,
+                                   &capacity, &fallback)) {
+    return nullptr;
+  }
+  uint32_t flags = 0;
+  if (fallback != Py_None) {
+    if (!PyUnicode_Check(fallback) ||
+        PyUnicode_CompareWithASCIIString(fallback, "pickle") != 0) {
+      PyErr_Format(PyExc_ValueError,
+                   "fallback must be None or 'pickle', not %R", fallback);
+      return nullptr;
+    }
+    flags |= ProcessChannel::kFlagPickle;
+  }
+  if (capacity < static_cast<Py_ssize_t>(ProcessChannel::kMinRingBytes)) {
+    PyErr_Format(PyExc_ValueError,
+                 "capacity must be at least %zu bytes, not %zd",
+                 ProcessChannel::kMinRingBytes, capacity);
+    return nullptr;
+  }
+  std::string err;
+  Ref<ProcessChannel> ch = ProcessChannel::Create(
+      static_cast<size_t>(capacity),
+      maxsize > 0 ? static_cast<uint64_t>(maxsize) : 0, flags, &err);
+  if (!ch) {
+    PyErr_Format(PyExc_OSError, "ProcessChannel: %s", err.c_str());
+    return nullptr;
+  }
+  return Wrap(st, type, std::move(ch));
+}
+
+// ProcessChannel._from_fd(fd): a new handle on the segment behind `fd` (the
+// descriptor is duplicated; the caller keeps its own).
+PyObject* PcFromFd(PyObject* type, PyObject* arg) {
+  ModuleState* st = StateOfType(type);
+  if (st == nullptr) return nullptr;
+  const int fd = PyObject_AsFileDescriptor(arg);
+  if (fd < 0) return nullptr;
+  const int mine = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (mine < 0) return PyErr_SetFromErrno(PyExc_OSError);
+  std::string err;
+  Ref<ProcessChannel> ch = ProcessChannel::Attach(mine, &err);
+  if (!ch) {
+    PyErr_Format(PyExc_ValueError, "ProcessChannel._from_fd: %s", err.c_str());
+    return nullptr;
+  }
+  return Wrap(st, reinterpret_cast<PyTypeObject*>(type), std::move(ch));
+}
+
+const char* const kPutNames[] = {"item", "block", "timeout"};
+
+ShmStatus SendRecord(PyProcessChannel* self, const std::vector<uint8_t>& rec,
+                     const BlockArgs& ba) {
+  ProcessChannel* ch = self->ch;
+  ShmStatus s = ch->TrySend(rec);
+  if (s != ShmStatus::kFull || !ba.block) return s;
+  const Deadline deadline = ba.deadline();
+  return BlockingCall(self->state, [&](bool intr) {
+    return ch->Send(rec, deadline, intr);
+  });
+}
+
+PyObject* PcPutImpl(PyProcessChannel* self, PyObject* item,
+                    const BlockArgs& ba, const char* what) {
+  std::vector<uint8_t> rec;
+  if (!EncodeFlat(self->state, item,
+                  (self->ch->flags() & ProcessChannel::kFlagPickle) != 0,
+                  &rec)) {
+    return nullptr;
+  }
+  const ShmStatus s = SendRecord(self, rec, ba);
+  if (s == ShmStatus::kOk) Py_RETURN_NONE;
+  if (s != ShmStatus::kInterrupted) RaiseShm(self, s, what, rec.size());
+  return nullptr;
+}
+
+PyObject* PcPut(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
+                PyObject* kwnames) {
+  PyObject* a[3] = {nullptr, Py_True, Py_None};
+  if (nargs == 1 && kwnames == nullptr) {
+    a[0] = args[0];
+  } else if (!ParseArgs("put", args, nargs, kwnames, kPutNames, 3, 3, 1, a)) {
+    return nullptr;
+  }
+  BlockArgs ba;
+  if (!ParseBlock(a[1], a[2], &ba)) return nullptr;
+  return PcPutImpl(AsPc(op), a[0], ba, "put");
+}
+
+PyObject* PcPutNowait(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
+                      PyObject* kwnames) {
+  PyObject* obj = nullptr;
+  if (nargs == 1 && kwnames == nullptr) {
+    obj = args[0];
+  } else if (!ParseArgs("put_nowait", args, nargs, kwnames, kPutNames, 1, 1, 1,
+                        &obj)) {
+    return nullptr;
+  }
+  BlockArgs ba;
+  ba.block = false;
+  return PcPutImpl(AsPc(op), obj, ba, "put_nowait");
+}
+
+const char* const kGetNames[] = {"block", "timeout"};
+
+PyObject* PcGetImpl(PyProcessChannel* self, const BlockArgs& ba,
+                    const char* what) {
+  ProcessChannel* ch = self->ch;
+  std::vector<uint8_t> rec;
+  ShmStatus s = ch->TryRecv(&rec);
+  if (s == ShmStatus::kEmpty && ba.block) {
+    const Deadline deadline = ba.deadline();
+    s = BlockingCall(self->state, [&](bool intr) {
+      return ch->Recv(&rec, deadline, intr);
+    });
+  }
+  if (s == ShmStatus::kOk) return DecodeFlat(self->state, rec);
+  if (s != ShmStatus::kInterrupted) RaiseShm(self, s, what);
+  return nullptr;
+}
+
+PyObject* PcGet(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
+                PyObject* kwnames) {
+  BlockArgs ba;
+  if (nargs != 0 || kwnames != nullptr) {
+    PyObject* a[2] = {Py_True, Py_None};
+    if (!ParseArgs("get", args, nargs, kwnames, kGetNames, 2, 2, 0, a) ||
+        !ParseBlock(a[0], a[1], &ba)) {
+      return nullptr;
+    }
+  }
+  return PcGetImpl(AsPc(op), ba, "get");
+}
+
+PyObject* PcGetNowait(PyObject* op, PyObject*) {
+  BlockArgs ba;
+  ba.block = false;
+  return PcGetImpl(AsPc(op), ba, "get_nowait");
+}
+
+PyObject* PcClose(PyObject* op, PyObject*) {
+  return PyBool_FromLong(AsPc(op)->ch->Close());
+}
+
+PyObject* PcQsize(PyObject* op, PyObject*) {
+  return PyLong_FromUnsignedLongLong(AsPc(op)->ch->size());
+}
+
+PyObject* PcEmpty(PyObject* op, PyObject*) {
+  return PyBool_FromLong(AsPc(op)->ch->size() == 0);
+}
+
+PyObject* PcFull(PyObject* op, PyObject*) {
+  ProcessChannel* ch = AsPc(op)->ch;
+  return PyBool_FromLong(ch->max_items() > 0 && ch->size() >= ch->max_items());
+}
+
+PyObject* PcFileno(PyObject* op, PyObject*) {
+  return PyLong_FromLong(AsPc(op)->ch->fd());
+}
+
+PyObject* PcReduce(PyObject* op, PyObject*) {
+  PyObject* mod = PyImport_ImportModule("xchannels._process");
+  if (mod == nullptr) return nullptr;
+  PyObject* r = PyObject_CallMethod(mod, "_reduce", "O", op);
+  Py_DECREF(mod);
+  return r;
+}
+
+PyObject* PcEnter(PyObject* op, PyObject*) { return Py_NewRef(op); }
+
+PyObject* PcExit(PyObject* op, PyObject* const*, Py_ssize_t) {
+  AsPc(op)->ch->Close();
+  Py_RETURN_NONE;
+}
+
+PyObject* PcNext(PyObject* op) {
+  PyProcessChannel* self = AsPc(op);
+  BlockArgs ba;
+  PyObject* v = PcGetImpl(self, ba, "__next__");
+  if (v == nullptr) {
+    PyObject* closed = ChannelClosedType(self->state);
+    if (closed != nullptr && PyErr_ExceptionMatches(closed)) PyErr_Clear();
+  }
+  return v;
+}
+
+PyObject* PcClosed(PyObject* op, void*) {
+  return PyBool_FromLong(AsPc(op)->ch->closed());
+}
+PyObject* PcMaxsize(PyObject* op, void*) {
+  return PyLong_FromUnsignedLongLong(AsPc(op)->ch->max_items());
+}
+PyObject* PcCapacity(PyObject* op, void*) {
+  return PyLong_FromSize_t(AsPc(op)->ch->ring_bytes());
+}
+PyObject* PcFallback(PyObject* op, void*) {
+  if (AsPc(op)->ch->flags() & ProcessChannel::kFlagPickle) {
+    return PyUnicode_FromString("pickle");
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* PcRepr(PyObject* op) {
+  ProcessChannel* ch = AsPc(op)->ch;
+  return PyUnicode_FromFormat(
+      "<xchannels.ProcessChannel fd=%d maxsize=%llu capacity=%zu qsize=%llu%s>",
+      ch->fd(), static_cast<unsigned long long>(ch->max_items()),
+      ch->ring_bytes(), static_cast<unsigned long long>(ch->size()),
+      ch->closed() ? " closed" : "");
+}
+
+void PcDealloc(PyObject* op) {
+  PyProcessChannel* self = AsPc(op);
+  PyTypeObject* tp = Py_TYPE(op);
+  if (self->weakreflist != nullptr) PyObject_ClearWeakRefs(op);
+  if (self->ch != nullptr) self->ch->Unref();
+  tp->tp_free(op);
+  Py_DECREF(tp);
+}
+
+PyMethodDef kPcMethods[] = {
+    {"put", FASTKW(NoExcept<PcPut>::Call), METH_FASTCALL | METH_KEYWORDS,
+     "put($self, /, item, block=True, timeout=None)\n--\n\n"
+     "Copy item into the shared segment; blocks while the channel is full.\n"
+     "Raises ChannelClosed, ChannelFull (timeout or block=False),\n"
+     "NotShareableError, or ValueError for a value larger than the capacity."},
+    {"put_nowait", FASTKW(NoExcept<PcPutNowait>::Call),
+     METH_FASTCALL | METH_KEYWORDS,
+     "put_nowait($self, /, item)\n--\n\nput(item, block=False)."},
+    {"get", FASTKW(NoExcept<PcGet>::Call), METH_FASTCALL | METH_KEYWORDS,
+     "get($self, /, block=True, timeout=None)\n--\n\n"
+     "Take the next item, waiting for one; ChannelClosed once closed and\n"
+     "drained, ChannelEmpty on timeout or block=False."},
+    {"get_nowait", NoExcept<PcGetNowait>::Call, METH_NOARGS,
+     "get_nowait($self, /)\n--\n\nget(block=False)."},
+    {"close", NoExcept<PcClose>::Call, METH_NOARGS,
+     "close($self, /)\n--\n\nClose the channel for every process and wake "
+     "every waiter.\nReturns False if it was closed already."},
+    {"qsize", NoExcept<PcQsize>::Call, METH_NOARGS,
+     "qsize($self, /)\n--\n\nItems queued (a snapshot)."},
+    {"empty", NoExcept<PcEmpty>::Call, METH_NOARGS,
+     "empty($self, /)\n--\n\nqsize() == 0 (a snapshot)."},
+    {"full", NoExcept<PcFull>::Call, METH_NOARGS,
+     "full($self, /)\n--\n\nWhether maxsize items are queued (a snapshot)."},
+    {"fileno", NoExcept<PcFileno>::Call, METH_NOARGS,
+     "fileno($self, /)\n--\n\nThe segment's file descriptor (a memfd)."},
+    {"_from_fd", NoExcept<PcFromFd>::Call, METH_O | METH_CLASS,
+     "_from_fd(fd)\n--\n\nA new handle on the segment behind fd (duplicated)."},
+    {"__reduce__", NoExcept<PcReduce>::Call, METH_NOARGS, nullptr},
+    {"__enter__", PcEnter, METH_NOARGS, nullptr},
+    {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(PcExit)),
+     METH_FASTCALL, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef kPcGetSet[] = {
+    {"closed", PcClosed, nullptr, "Whether close() was called (by any process).",
+     nullptr},
+    {"maxsize", PcMaxsize, nullptr, "The item limit (0: none).", nullptr},
+    {"capacity", PcCapacity, nullptr, "The bytes the segment holds for items.",
+     nullptr},
+    {"fallback", PcFallback, nullptr, "'pickle' or None.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyMemberDef kPcMembers[] = {
+    {"__weaklistoffset__", Py_T_PYSSIZET,
+     offsetof(PyProcessChannel, weakreflist), Py_READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+PyType_Slot kPcSlots[] = {
+    {Py_tp_doc, const_cast<char*>(
+        "ProcessChannel(maxsize=0, *, capacity=1048576, fallback=None)\n--\n\n"
+        "A channel between processes: items are copied into a shared-memory\n"
+        "segment (a memfd) of `capacity` bytes, at most `maxsize` of them\n"
+        "(0: no item limit). Pass it to multiprocessing.Process / Pool\n"
+        "(fork, spawn, forkserver) like a multiprocessing.Queue.")},
+    {Py_tp_new, reinterpret_cast<void*>(NoExcept<PcNew>::Call)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(PcDealloc)},
+    {Py_tp_repr, reinterpret_cast<void*>(NoExcept<PcRepr>::Call)},
+    {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
+    {Py_tp_iternext, reinterpret_cast<void*>(NoExcept<PcNext>::Call)},
+    {Py_tp_methods, kPcMethods},
+    {Py_tp_getset, kPcGetSet},
+    {Py_tp_members, kPcMembers},
+    {0, nullptr},
+};
+
+PyType_Spec kPcSpec = {
+    "xchannels.ProcessChannel",
+    sizeof(PyProcessChannel),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    kPcSlots,
+};
+
+}  // namespace
+
+bool InitProcessChannelType(PyObject* module, ModuleState* st) {
+  return AddHeapType(module, &kPcSpec, "ProcessChannel",
+                     &st->ProcessChannelType);
+}
+
+}  // namespace xchannels::py

@@ -1,0 +1,189 @@
+// core/include/xchannels/process_channel.h: a channel between processes: a
+// ring of byte records in a shared-memory segment (a memfd), with blocking
+// put/get across processes, and the flat form of an Item that travels in it.
+//
+// Why a separate type and not a flavor of Channel<T>: Channel<T> moves Items,
+// which hold pointers (messages, SharedBuffers, channels) valid in one
+// process only. Here every value is copied into the segment as bytes and
+// out again, a Channel cannot travel at all, and the channel itself is a
+// file descriptor that a child process inherits or receives.
+//
+// Segment layout (one memfd, mapped MAP_SHARED by every handle):
+//   [0, kHeaderBytes)       SegmentHeader
+//   [kHeaderBytes, +ring)   the data ring; records at 8-byte aligned absolute
+//                           offsets head <= off < tail, position off % ring
+//   record := u32 len, u32 ~len, len bytes, zero padding to 8
+//
+// The design that keeps the others alive when a process dies (SIGKILL in the
+// middle of any call):
+//   - One robust, process-shared mutex guards head, tail, count, closed and
+//     the waiter counts. A process that dies holding it leaves it
+//     EOWNERDEAD; the next locker repairs the state (Recover) and marks the
+//     mutex consistent.
+//   - A put copies its record beyond tail, then publishes it by advancing
+//     tail: a record is committed exactly when tail passes it. A writer that
+//     dies before that store leaves bytes past tail that nobody reads; one
+//     that dies after it has committed the record, which is delivered.
+//   - A get copies the record out, then advances head. A reader that dies
+//     before that store leaves the record for the next reader (it is not
+//     lost); one that dies after it had received it.
+//   - count is re-derived from head and tail by Recover, so a death between
+//     the tail/head store and the count store does not skew it.
+//   - Waiting is on two futex words (data_seq, space_seq), shared, not
+//     FUTEX_PRIVATE. A waiter reads the word under the mutex, registers
+//     (recv_waiters/send_waiters), unlocks and sleeps while the word is
+//     unchanged; whoever makes progress bumps the word under the mutex and
+//     wakes after unlocking. The bump after the read is what the futex
+//     compares, so no wake-up is lost. A put wakes one receiver, a get one
+//     sender, close() every waiter; a receiver that leaves items behind
+//     wakes one more, so a woken process that dies before taking its item
+//     delays the next reader only until then. A process killed while
+//     registered as a waiter leaves its count behind: that costs later
+//     calls a needless FUTEX_WAKE, nothing else.
+//
+// Shared memory is untrusted input: another process (buggy or hostile) may
+// write anything into the segment. The ring size and item limit are read
+// once at attach and checked against the mapping; head, tail, count and
+// every record header are checked before use, so a corrupted segment gives
+// kCorrupt, never an out-of-bounds access. A record's bytes are copied out
+// before they are parsed (the flat form below checks every length too).
+//
+// Thread safety: every method is thread-safe and may be called from any
+// thread of any process that holds a handle.
+#ifndef XCHANNELS_PROCESS_CHANNEL_H_
+#define XCHANNELS_PROCESS_CHANNEL_H_
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "xchannels/detail/common.h"
+#include "xchannels/detail/futex.h"
+#include "xchannels/item.h"
+#include "xchannels/refcount.h"
+#include "xchannels/shared_buffer.h"
+
+namespace xchannels {
+
+enum class ShmStatus : uint8_t {
+  kOk,
+  kEmpty,        // nothing to get (try, or the deadline passed)
+  kFull,         // no room (try, or the deadline passed)
+  kClosed,       // put on a closed channel; get on a closed, drained one
+  kInterrupted,  // an interruptible wait returned EINTR
+  kTooLarge,     // the record can never fit the ring
+  kCorrupt,      // the segment's state fails a check
+};
+
+class ProcessChannel final : public RefCounted {
+ public:
+  static constexpr size_t kHeaderBytes = 4096;
+  static constexpr size_t kMinRingBytes = 64;
+  static constexpr size_t kMaxRingBytes = size_t{1} << 40;
+  static constexpr uint32_t kFlagPickle = 1;  // fallback='pickle'
+
+  // Creates a new segment (memfd, mode 0600) with a ring of `ring_bytes`
+  // (rounded up to 8) and an item limit (0: none). Returns nullptr with
+  // *error set (an errno text) on failure.
+  static Ref<ProcessChannel> Create(size_t ring_bytes, uint64_t max_items,
+                                    uint32_t flags, std::string* error);
+  // Maps the segment behind `fd` and takes over the descriptor (closed with
+  // the handle, or at once on failure). Checks the header.
+  static Ref<ProcessChannel> Attach(int fd, std::string* error);
+
+  // Non-blocking put of one record.
+  ShmStatus TrySend(std::span<const uint8_t> record) {
+    return Send(record, Deadline(Clock::time_point::min()), false);
+  }
+  // Blocks until there is room, the deadline passes (kFull), the channel is
+  // closed (kClosed) or, when interruptible, a signal arrives.
+  ShmStatus Send(std::span<const uint8_t> record, const Deadline& deadline,
+                 bool interruptible);
+  ShmStatus TryRecv(std::vector<uint8_t>* out) {
+    return Recv(out, Deadline(Clock::time_point::min()), false);
+  }
+  // Blocks until a record arrives (copied into *out), the deadline passes
+  // (kEmpty), the channel is closed and drained (kClosed) or, when
+  // interruptible, a signal arrives.
+  ShmStatus Recv(std::vector<uint8_t>* out, const Deadline& deadline,
+                 bool interruptible);
+  // Closes the channel for every process and wakes every waiter. Returns
+  // false if it was closed already.
+  bool Close();
+
+  bool closed() const;
+  uint64_t size() const;  // records queued (a snapshot)
+  size_t ring_bytes() const noexcept { return ring_; }
+  uint64_t max_items() const noexcept { return max_items_; }
+  uint32_t flags() const noexcept { return flags_; }
+  int fd() const noexcept { return fd_; }
+  // The largest record that fits an empty ring.
+  size_t max_record_bytes() const noexcept { return ring_ - 8; }
+
+  // For tests of the untrusted-segment checks: the raw mapping.
+  uint8_t* segment_for_testing() const noexcept { return base_; }
+  size_t segment_bytes_for_testing() const noexcept {
+    return kHeaderBytes + ring_;
+  }
+
+ private:
+  struct Header;
+  ProcessChannel(int fd, uint8_t* base, size_t ring, uint64_t max_items,
+                 uint32_t flags);
+  ~ProcessChannel() override;
+  Header* header() const noexcept;
+  uint8_t* ring() const noexcept { return base_ + kHeaderBytes; }
+  // Locks the mutex, repairing the state after a dead owner. Returns false
+  // (unlocked) if the segment is unusable.
+  bool Lock();
+  void Unlock();
+  // With the lock held: checks head/tail/count; false if corrupt.
+  bool StateValid() const;
+  // With the lock held, after EOWNERDEAD: re-derives count from the records.
+  bool Recover();
+
+  int fd_;
+  uint8_t* base_;
+  size_t ring_;          // read once at attach, never again from the segment
+  uint64_t max_items_;   // likewise
+  uint32_t flags_;
+};
+
+// ---- the flat form of an Item ------------------------------------------------
+//
+// flat    := kind:u8 body
+//   kNone | kFalse | kTrue   no body
+//   kInt | kFloat            8 bytes
+//   kBuffer                  buffer
+//   kMessage                 varint nrefs, nrefs buffers, payload (the rest)
+// buffer  := varint flen, flen format bytes, varint itemsize, varint ndim,
+//            ndim varints (extents), varint nbytes, nbytes bytes
+// A message's refs must all be buffers (kBufferRef / kBytesRef); a channel
+// cannot leave its process.
+
+// Appends the flat form of `item` to *out. Returns false (out unchanged) if
+// the item holds a channel.
+bool FlattenItem(const Item& item, std::vector<uint8_t>* out);
+
+// The parsed flat form: scalars are returned as an Item; a buffer or message
+// comes with its buffers (copied out of the record) and, for a message, the
+// payload (a view into the record) and the ref table to decode it with.
+struct FlatItem {
+  Item scalar;                             // kNone .. kFloat, or kEmpty
+  std::vector<Ref<SharedBuffer>> buffers;  // owned
+  std::vector<MessageRef> refs;            // views of `buffers`
+  bool is_buffer = false;                  // a lone SharedBuffer (buffers[0])
+  std::span<const uint8_t> payload;        // kMessage: the wire payload
+};
+// Parses `record`; every length is checked. Returns false on a malformed
+// record (or when memory runs out: *oom is then set).
+bool UnflattenItem(std::span<const uint8_t> record, FlatItem* out, bool* oom);
+
+}  // namespace xchannels
+
+#endif  // XCHANNELS_PROCESS_CHANNEL_H_

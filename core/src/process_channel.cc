@@ -1,0 +1,597 @@
+// core/src/process_channel.cc: see process_channel.h for the design, the
+// segment layout and the invariants.
+#include "xchannels/process_channel.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <ctime>
+#include <new>
+
+namespace xchannels {
+
+namespace {
+
+constexpr uint64_t kMagic = 0x314e4843'4d485358ull;  // "XSHMCHN1"
+constexpr uint32_t kVersion = 1;
+constexpr int kSpinRounds = 200;  // re-checks of the seq word before sleeping
+
+static_assert(std::atomic<uint32_t>::is_always_lock_free &&
+                  std::atomic<uint64_t>::is_always_lock_free,
+              "atomics in shared memory must be lock-free (address-free)");
+
+size_t RoundUp8(size_t n) { return (n + 7) & ~size_t{7}; }
+
+// FUTEX_WAIT on a shared word (no FUTEX_PRIVATE_FLAG: the waker may be
+// another process). Returns 0, or the errno (EAGAIN, EINTR, ETIMEDOUT).
+int FutexWaitShared(std::atomic<uint32_t>* word, uint32_t expected,
+                    const Deadline& deadline) {
+  timespec ts{};
+  timespec* tsp = nullptr;
+  if (deadline.has_value()) {
+    const Clock::time_point now = Clock::now();
+    if (now >= *deadline) return ETIMEDOUT;
+    const int64_t ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - now)
+            .count();
+    ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+    ts.tv_nsec = static_cast<long>(ns % 1000000000);
+    tsp = &ts;
+  }
+  const long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(word),
+                         FUTEX_WAIT, expected, tsp, nullptr, 0);
+  return r == 0 ? 0 : errno;
+}
+
+void FutexWakeShared(std::atomic<uint32_t>* word, int n) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, n,
+          nullptr, nullptr, 0);
+}
+
+bool DeadlinePassed(const Deadline& d) {
+  return d.has_value() && Clock::now() >= *d;
+}
+
+}  // namespace
+
+struct ProcessChannel::Header {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t flags;
+  uint64_t ring_bytes;
+  uint64_t max_items;
+  pthread_mutex_t mutex;  // robust, process-shared
+  // Guarded by mutex (atomics so that the lock-free peeks below are not data
+  // races; every store is made with the mutex held).
+  std::atomic<uint64_t> head;
+  std::atomic<uint64_t> tail;
+  std::atomic<uint64_t> count;
+  std::atomic<uint32_t> closed;
+  std::atomic<uint32_t> corrupt;  // set by Recover when the state is beyond repair
+  uint32_t recv_waiters;
+  uint32_t send_waiters;
+  // Futex words: bumped under the mutex, waited on without it.
+  std::atomic<uint32_t> data_seq;
+  std::atomic<uint32_t> space_seq;
+};
+
+ProcessChannel::Header* ProcessChannel::header() const noexcept {
+  static_assert(sizeof(Header) <= kHeaderBytes);
+  return reinterpret_cast<Header*>(base_);
+}
+
+ProcessChannel::ProcessChannel(int fd, uint8_t* base, size_t ring,
+                               uint64_t max_items, uint32_t flags)
+    : fd_(fd), base_(base), ring_(ring), max_items_(max_items),
+      flags_(flags) {}
+
+ProcessChannel::~ProcessChannel() {
+  munmap(base_, kHeaderBytes + ring_);
+  close(fd_);
+}
+
+Ref<ProcessChannel> ProcessChannel::Create(size_t ring_bytes,
+                                           uint64_t max_items, uint32_t flags,
+                                           std::string* error) {
+  if (ring_bytes < kMinRingBytes || ring_bytes > kMaxRingBytes) {
+    *error = "capacity must be between 64 bytes and 1 TiB";
+    return nullptr;
+  }
+  const size_t ring = RoundUp8(ring_bytes);
+  const int fd = static_cast<int>(
+      syscall(SYS_memfd_create, "xchannels", MFD_CLOEXEC));
+  if (fd < 0) {
+    *error = std::string("memfd_create: ") + std::strerror(errno);
+    return nullptr;
+  }
+  auto fail = [&](const char* what) {
+    *error = std::string(what) + ": " + std::strerror(errno);
+    close(fd);
+    return nullptr;
+  };
+  if (fchmod(fd, 0600) != 0) return fail("fchmod");
+  if (ftruncate(fd, static_cast<off_t>(kHeaderBytes + ring)) != 0) {
+    return fail("ftruncate");
+  }
+  void* p = mmap(nullptr, kHeaderBytes + ring, PROT_READ | PROT_WRITE,
+                 MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return fail("mmap");
+  auto* h = new (p) Header();
+  h->magic = kMagic;
+  h->version = kVersion;
+  h->flags = flags;
+  h->ring_bytes = ring;
+  h->max_items = max_items;
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  const int rc = pthread_mutex_init(&h->mutex, &attr);
+  pthread_mutexattr_destroy(&attr);
+  if (rc != 0) {
+    munmap(p, kHeaderBytes + ring);
+    errno = rc;
+    return fail("pthread_mutex_init");
+  }
+  auto* ch = new (std::nothrow)
+      ProcessChannel(fd, static_cast<uint8_t*>(p), ring, max_items, flags);
+  if (ch == nullptr) {
+    munmap(p, kHeaderBytes + ring);
+    close(fd);
+    *error = "out of memory";
+    return nullptr;
+  }
+  return Ref<ProcessChannel>::Adopt(ch);
+}
+
+Ref<ProcessChannel> ProcessChannel::Attach(int fd, std::string* error) {
+  auto fail = [&](const std::string& what) {
+    *error = what;
+    close(fd);
+    return nullptr;
+  };
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) {
+    return fail(std::string("fstat: ") + std::strerror(errno));
+  }
+  const auto size = static_cast<uint64_t>(sb.st_size);
+  if (size < kHeaderBytes + kMinRingBytes ||
+      size > kHeaderBytes + kMaxRingBytes || size % 8 != 0) {
+    return fail("not a ProcessChannel segment (size " + std::to_string(size) +
+                ")");
+  }
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    return fail(std::string("mmap: ") + std::strerror(errno));
+  }
+  const auto* h = static_cast<const Header*>(p);
+  const size_t ring = size - kHeaderBytes;
+  if (h->magic != kMagic || h->version != kVersion || h->ring_bytes != ring) {
+    munmap(p, size);
+    return fail("not a ProcessChannel segment (bad header)");
+  }
+  auto* ch = new (std::nothrow) ProcessChannel(
+      fd, static_cast<uint8_t*>(p), ring, h->max_items, h->flags);
+  if (ch == nullptr) {
+    munmap(p, size);
+    return fail("out of memory");
+  }
+  return Ref<ProcessChannel>::Adopt(ch);
+}
+
+bool ProcessChannel::Lock() {
+  Header* h = header();
+  const int rc = pthread_mutex_lock(&h->mutex);
+  if (rc == 0) {
+    if (h->corrupt.load(std::memory_order_relaxed) != 0) {
+      pthread_mutex_unlock(&h->mutex);
+      return false;
+    }
+    return true;
+  }
+  if (rc == EOWNERDEAD) {
+    // The owner died inside a call; repair what it may have left half done.
+    if (!Recover()) h->corrupt.store(1, std::memory_order_relaxed);
+    pthread_mutex_consistent(&h->mutex);
+    // Whatever the dead process was waiting for or about to wake, wake
+    // everyone: they re-check.
+    h->data_seq.fetch_add(1, std::memory_order_relaxed);
+    h->space_seq.fetch_add(1, std::memory_order_relaxed);
+    FutexWakeShared(&h->data_seq, INT_MAX);
+    FutexWakeShared(&h->space_seq, INT_MAX);
+    if (h->corrupt.load(std::memory_order_relaxed) != 0) {
+      pthread_mutex_unlock(&h->mutex);
+      return false;
+    }
+    return true;
+  }
+  return false;  // ENOTRECOVERABLE, or a mutex word overwritten with junk
+}
+
+void ProcessChannel::Unlock() { pthread_mutex_unlock(&header()->mutex); }
+
+bool ProcessChannel::StateValid() const {
+  const Header* h = header();
+  const uint64_t head = h->head.load(std::memory_order_relaxed);
+  const uint64_t tail = h->tail.load(std::memory_order_relaxed);
+  const uint64_t count = h->count.load(std::memory_order_relaxed);
+  return tail >= head && tail - head <= ring_ && head % 8 == 0 &&
+         tail % 8 == 0 && count <= (tail - head) / 8 &&
+         (count == 0) == (tail == head);
+}
+
+bool ProcessChannel::Recover() {
+  Header* h = header();
+  const uint64_t head = h->head.load(std::memory_order_relaxed);
+  const uint64_t tail = h->tail.load(std::memory_order_relaxed);
+  if (tail < head || tail - head > ring_ || head % 8 || tail % 8) return false;
+  uint64_t n = 0;
+  for (uint64_t off = head; off < tail;) {
+    uint32_t hdr[2];
+    std::memcpy(hdr, ring() + off % ring_, 8);
+    if (hdr[1] != ~hdr[0] || hdr[0] > tail - off - 8) return false;
+    off += 8 + RoundUp8(hdr[0]);
+    ++n;
+  }
+  h->count.store(n, std::memory_order_relaxed);
+  return true;
+}
+
+ShmStatus ProcessChannel::Send(std::span<const uint8_t> record,
+                               const Deadline& deadline, bool interruptible) {
+  const size_t need = 8 + RoundUp8(record.size());
+  if (record.size() > UINT32_MAX || need > ring_) return ShmStatus::kTooLarge;
+  Header* h = header();
+  for (;;) {
+    if (!Lock()) return ShmStatus::kCorrupt;
+    if (!StateValid()) {
+      Unlock();
+      return ShmStatus::kCorrupt;
+    }
+    if (h->closed.load(std::memory_order_relaxed) != 0) {
+      Unlock();
+      return ShmStatus::kClosed;
+    }
+    const uint64_t head = h->head.load(std::memory_order_relaxed);
+    const uint64_t tail = h->tail.load(std::memory_order_relaxed);
+    const uint64_t count = h->count.load(std::memory_order_relaxed);
+    if (tail - head + need <= ring_ &&
+        (max_items_ == 0 || count < max_items_)) {
+      // Copy beyond tail, then publish by advancing tail (the commit).
+      const uint32_t len = static_cast<uint32_t>(record.size());
+      const uint32_t hdr[2] = {len, ~len};
+      const size_t pos = tail % ring_;
+      std::memcpy(ring() + pos, hdr, 8);
+      const size_t start = (pos + 8) % ring_;
+      const size_t first = std::min(record.size(), ring_ - start);
+      if (first > 0) std::memcpy(ring() + start, record.data(), first);
+      if (record.size() > first) {
+        std::memcpy(ring(), record.data() + first, record.size() - first);
+      }
+      h->tail.store(tail + need, std::memory_order_release);
+      h->count.store(count + 1, std::memory_order_release);
+      h->data_seq.fetch_add(1, std::memory_order_release);
+      const bool wake = h->recv_waiters > 0;
+      Unlock();
+      if (wake) FutexWakeShared(&h->data_seq, 1);
+      return ShmStatus::kOk;
+    }
+    if (DeadlinePassed(deadline)) {
+      Unlock();
+      return ShmStatus::kFull;
+    }
+    const uint32_t seq = h->space_seq.load(std::memory_order_relaxed);
+    Unlock();
+    // Spin a little: a getter in another process often frees room within
+    // microseconds, and a futex sleep costs more than that.
+    bool moved = false;
+    for (int i = 0; i < kSpinRounds; ++i) {
+      if (h->space_seq.load(std::memory_order_acquire) != seq) {
+        moved = true;
+        break;
+      }
+      detail::CpuRelax();
+    }
+    if (moved) continue;
+    if (!Lock()) return ShmStatus::kCorrupt;
+    if (h->space_seq.load(std::memory_order_relaxed) != seq) {
+      Unlock();
+      continue;
+    }
+    ++h->send_waiters;
+    Unlock();
+    const int err = FutexWaitShared(&h->space_seq, seq, deadline);
+    if (!Lock()) return ShmStatus::kCorrupt;
+    if (h->send_waiters > 0) --h->send_waiters;
+    Unlock();
+    if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
+  }
+}
+
+ShmStatus ProcessChannel::Recv(std::vector<uint8_t>* out,
+                               const Deadline& deadline, bool interruptible) {
+  Header* h = header();
+  for (;;) {
+    if (!Lock()) return ShmStatus::kCorrupt;
+    if (!StateValid()) {
+      Unlock();
+      return ShmStatus::kCorrupt;
+    }
+    const uint64_t head = h->head.load(std::memory_order_relaxed);
+    const uint64_t tail = h->tail.load(std::memory_order_relaxed);
+    if (tail != head) {
+      uint32_t hdr[2];
+      const size_t pos = head % ring_;
+      std::memcpy(hdr, ring() + pos, 8);
+      const uint32_t len = hdr[0];
+      if (hdr[1] != ~len || len > tail - head - 8) {
+        Unlock();
+        return ShmStatus::kCorrupt;
+      }
+      try {
+        out->resize(len);
+      } catch (const std::bad_alloc&) {
+        Unlock();
+        throw;
+      }
+      const size_t start = (pos + 8) % ring_;
+      const size_t first = std::min<size_t>(len, ring_ - start);
+      if (first > 0) std::memcpy(out->data(), ring() + start, first);
+      if (len > first) std::memcpy(out->data() + first, ring(), len - first);
+      const uint64_t count = h->count.load(std::memory_order_relaxed);
+      h->head.store(head + 8 + RoundUp8(len), std::memory_order_release);
+      h->count.store(count - 1, std::memory_order_release);
+      h->space_seq.fetch_add(1, std::memory_order_release);
+      const bool wake_sender = h->send_waiters > 0;
+      // Items left and readers asleep: pass the turn on (see the header).
+      const bool wake_reader = count > 1 && h->recv_waiters > 0;
+      Unlock();
+      if (wake_sender) FutexWakeShared(&h->space_seq, 1);
+      if (wake_reader) FutexWakeShared(&h->data_seq, 1);
+      return ShmStatus::kOk;
+    }
+    if (h->closed.load(std::memory_order_relaxed) != 0) {
+      Unlock();
+      return ShmStatus::kClosed;
+    }
+    if (DeadlinePassed(deadline)) {
+      Unlock();
+      return ShmStatus::kEmpty;
+    }
+    const uint32_t seq = h->data_seq.load(std::memory_order_relaxed);
+    Unlock();
+    bool moved = false;
+    for (int i = 0; i < kSpinRounds; ++i) {
+      if (h->data_seq.load(std::memory_order_acquire) != seq) {
+        moved = true;
+        break;
+      }
+      detail::CpuRelax();
+    }
+    if (moved) continue;
+    if (!Lock()) return ShmStatus::kCorrupt;
+    if (h->data_seq.load(std::memory_order_relaxed) != seq) {
+      Unlock();
+      continue;
+    }
+    ++h->recv_waiters;
+    Unlock();
+    const int err = FutexWaitShared(&h->data_seq, seq, deadline);
+    if (!Lock()) return ShmStatus::kCorrupt;
+    if (h->recv_waiters > 0) --h->recv_waiters;
+    Unlock();
+    if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
+  }
+}
+
+bool ProcessChannel::Close() {
+  Header* h = header();
+  if (!Lock()) {
+    // Even a corrupt segment can be closed: waiters must not sleep forever.
+    h->closed.store(1, std::memory_order_relaxed);
+    h->data_seq.fetch_add(1);
+    h->space_seq.fetch_add(1);
+    FutexWakeShared(&h->data_seq, INT_MAX);
+    FutexWakeShared(&h->space_seq, INT_MAX);
+    return true;
+  }
+  const bool was = h->closed.exchange(1, std::memory_order_relaxed) != 0;
+  h->data_seq.fetch_add(1, std::memory_order_release);
+  h->space_seq.fetch_add(1, std::memory_order_release);
+  Unlock();
+  FutexWakeShared(&h->data_seq, INT_MAX);
+  FutexWakeShared(&h->space_seq, INT_MAX);
+  return !was;
+}
+
+bool ProcessChannel::closed() const {
+  return header()->closed.load(std::memory_order_acquire) != 0;
+}
+
+uint64_t ProcessChannel::size() const {
+  return header()->count.load(std::memory_order_acquire);
+}
+
+// ---- flat form ------------------------------------------------------------------
+
+namespace {
+
+void PutVarint(std::vector<uint8_t>* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<uint8_t>(v) | 0x80);
+    v >>= 7;
+  }
+  out->push_back(static_cast<uint8_t>(v));
+}
+
+struct Reader {
+  std::span<const uint8_t> in;
+  size_t pos = 0;
+  bool Byte(uint8_t* b) {
+    if (pos >= in.size()) return false;
+    *b = in[pos++];
+    return true;
+  }
+  bool Varint(uint64_t* v) {
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      uint8_t b;
+      if (!Byte(&b)) return false;
+      r |= uint64_t{b & 0x7fu} << shift;
+      if ((b & 0x80) == 0) {
+        *v = r;
+        return r < (uint64_t{1} << 63);
+      }
+    }
+    return false;
+  }
+  bool Bytes(size_t n, const uint8_t** p) {
+    if (n > in.size() - pos) return false;
+    *p = in.data() + pos;
+    pos += n;
+    return true;
+  }
+};
+
+void PutBuffer(std::vector<uint8_t>* out, const SharedBuffer& b) {
+  const BufferLayout& l = b.layout();
+  PutVarint(out, l.format.size());
+  out->insert(out->end(), l.format.begin(), l.format.end());
+  PutVarint(out, l.itemsize);
+  PutVarint(out, l.shape.size());
+  for (int64_t e : l.shape) PutVarint(out, static_cast<uint64_t>(e));
+  PutVarint(out, b.size());
+  out->insert(out->end(), b.data(), b.data() + b.size());
+}
+
+// Returns nullptr on a malformed buffer (*oom set if memory ran out).
+Ref<SharedBuffer> GetBuffer(Reader* r, bool* oom) {
+  uint64_t flen, itemsize, ndim, nbytes;
+  const uint8_t* p;
+  if (!r->Varint(&flen) || flen > 255 || !r->Bytes(flen, &p)) return nullptr;
+  BufferLayout layout;
+  layout.format.assign(reinterpret_cast<const char*>(p), flen);
+  if (!r->Varint(&itemsize) || !r->Varint(&ndim) || ndim > 64) return nullptr;
+  layout.itemsize = itemsize;
+  for (uint64_t i = 0; i < ndim; ++i) {
+    uint64_t e;
+    if (!r->Varint(&e)) return nullptr;
+    layout.shape.push_back(static_cast<int64_t>(e));
+  }
+  if (!r->Varint(&nbytes) || !r->Bytes(nbytes, &p)) return nullptr;
+  if (!layout.Fits(nbytes)) return nullptr;
+  Ref<SharedBuffer> b = SharedBuffer::Copy(p, nbytes, std::move(layout));
+  if (!b) *oom = true;
+  return b;
+}
+
+}  // namespace
+
+bool FlattenItem(const Item& item, std::vector<uint8_t>* out) {
+  const size_t mark = out->size();
+  out->push_back(static_cast<uint8_t>(item.kind()));
+  switch (item.kind()) {
+    case Item::Kind::kNone:
+    case Item::Kind::kFalse:
+    case Item::Kind::kTrue:
+      return true;
+    case Item::Kind::kInt:
+    case Item::Kind::kFloat: {
+      const int64_t v = item.AsInt();  // the raw 64 bits either way
+      const auto* b = reinterpret_cast<const uint8_t*>(&v);
+      out->insert(out->end(), b, b + 8);
+      return true;
+    }
+    case Item::Kind::kBuffer:
+      PutBuffer(out, *static_cast<const SharedBuffer*>(item.AsRef()));
+      return true;
+    case Item::Kind::kMessage: {
+      const Message* m = item.AsMessage();
+      for (const MessageRef& ref : m->refs()) {
+        if (ref.kind != RefKind::kBuffer) {
+          out->resize(mark);
+          return false;
+        }
+      }
+      PutVarint(out, m->refs().size());
+      for (const MessageRef& ref : m->refs()) {
+        PutBuffer(out, *static_cast<const SharedBuffer*>(ref.object));
+      }
+      out->insert(out->end(), m->payload().begin(), m->payload().end());
+      return true;
+    }
+    case Item::Kind::kChannel:
+    case Item::Kind::kEmpty:
+      break;
+  }
+  out->resize(mark);
+  return false;
+}
+
+bool UnflattenItem(std::span<const uint8_t> record, FlatItem* out, bool* oom) {
+  *oom = false;
+  Reader r{record};
+  uint8_t kind;
+  if (!r.Byte(&kind)) return false;
+  switch (static_cast<Item::Kind>(kind)) {
+    case Item::Kind::kNone:
+      out->scalar = Item::None();
+      return r.pos == record.size();
+    case Item::Kind::kFalse:
+    case Item::Kind::kTrue:
+      out->scalar = Item::Bool(static_cast<Item::Kind>(kind) ==
+                               Item::Kind::kTrue);
+      return r.pos == record.size();
+    case Item::Kind::kInt:
+    case Item::Kind::kFloat: {
+      const uint8_t* p;
+      if (!r.Bytes(8, &p) || r.pos != record.size()) return false;
+      int64_t v;
+      std::memcpy(&v, p, 8);
+      if (static_cast<Item::Kind>(kind) == Item::Kind::kInt) {
+        out->scalar = Item::Int(v);
+      } else {
+        double d;
+        std::memcpy(&d, p, 8);
+        out->scalar = Item::Float(d);
+      }
+      return true;
+    }
+    case Item::Kind::kBuffer: {
+      Ref<SharedBuffer> b = GetBuffer(&r, oom);
+      if (!b || r.pos != record.size()) return false;
+      out->buffers.push_back(std::move(b));
+      out->is_buffer = true;
+      return true;
+    }
+    case Item::Kind::kMessage: {
+      uint64_t nrefs;
+      // Each buffer takes at least 4 bytes, which bounds nrefs.
+      if (!r.Varint(&nrefs) || nrefs > (record.size() - r.pos) / 4) {
+        return false;
+      }
+      out->buffers.reserve(nrefs);
+      out->refs.reserve(nrefs);
+      for (uint64_t i = 0; i < nrefs; ++i) {
+        Ref<SharedBuffer> b = GetBuffer(&r, oom);
+        if (!b) return false;
+        out->refs.push_back(MessageRef{b.get(), RefKind::kBuffer});
+        out->buffers.push_back(std::move(b));
+      }
+      out->payload = record.subspan(r.pos);
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+}  // namespace xchannels

@@ -1,0 +1,338 @@
+"""ProcessChannel: a channel between processes over shared memory.
+
+Processes are real (multiprocessing with the fork, spawn and forkserver start
+methods); so are the signals and the SIGKILLs.
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import xchannels
+from xchannels import ProcessChannel
+
+START_METHODS = ["fork", "spawn", "forkserver"]
+
+RECORD = {
+    "id": 12345678901234567890,
+    "name": "Zoë",
+    "tags": ["a", "b"],
+    "pos": (1.5, -2.0, 3 + 4j),
+    "blob": b"\x00\xff" * 40000,  # over 64 KiB: a bytes ref in-process
+    "nested": [{"k": {1, 2}}, frozenset({"x"}), None, True],
+}
+
+
+# ---- workers (module level: spawn and forkserver import this module) ------
+
+
+def _echo(inbox: ProcessChannel, outbox: ProcessChannel) -> None:
+    for item in inbox:
+        outbox.put(item)
+    outbox.close()
+
+
+def _square_all(ch: ProcessChannel, n: int) -> int:
+    return sum(ch.get(timeout=30) ** 2 for _ in range(n))
+
+
+def _produce(ch: ProcessChannel, start: int, n: int) -> None:
+    for i in range(start, start + n):
+        ch.put((i, "x" * (i % 50)))
+
+
+def _blocked_get(ch: ProcessChannel, out: ProcessChannel) -> None:
+    try:
+        ch.get()
+    except xchannels.ChannelClosed:
+        out.put("woken by close")
+
+
+# ---- values ---------------------------------------------------------------
+
+
+def test_values_round_trip_in_one_process():
+    ch = ProcessChannel()
+    values = [None, True, False, 0, -1, 2**70, 1.5, "", "ü" * 3, b"xy",
+              (), [], {}, RECORD]
+    for v in values:
+        ch.put(v)
+    for v in values:
+        got = ch.get_nowait()
+        assert got == v and type(got) is type(v)
+    buf = xchannels.SharedBuffer(memoryview(struct.pack("4i", 1, 2, 3, 4)).cast("i", (2, 2)))
+    ch.put(buf)
+    got = ch.get()
+    assert isinstance(got, xchannels.SharedBuffer) and got is not buf
+    assert memoryview(got).tolist() == [[1, 2], [3, 4]]
+    assert ch.qsize() == 0 and ch.empty()
+
+
+def test_a_channel_cannot_travel_and_nothing_is_lost():
+    ch = ProcessChannel()
+    ch.put("before")
+    with pytest.raises(xchannels.NotShareableError, match="cannot travel to another process"):
+        ch.put({"reply_to": xchannels.Channel()})
+    with pytest.raises(xchannels.NotShareableError):
+        ch.put(object())
+    assert ch.qsize() == 1
+    assert ch.get() == "before"
+
+
+def test_pickle_fallback_carries_other_objects():
+    ch = ProcessChannel(fallback="pickle")
+    assert ch.fallback == "pickle"
+    ch.put({"when": time.struct_time((2026, 1, 2, 3, 4, 5, 0, 1, 0))})
+    assert ch.get()["when"].tm_year == 2026
+    assert ProcessChannel().fallback is None
+
+
+def test_bounds_items_and_bytes():
+    ch = ProcessChannel(2, capacity=4096)
+    assert (ch.maxsize, ch.capacity) == (2, 4096)
+    ch.put(1)
+    ch.put(2)
+    assert ch.full()
+    with pytest.raises(xchannels.ChannelFull):
+        ch.put_nowait(3)
+    with pytest.raises(queue.Full):
+        ch.put(3, timeout=0.01)
+    assert [ch.get(), ch.get()] == [1, 2]
+    with pytest.raises(ValueError, match="larger capacity"):
+        ch.put(b"x" * 5000)
+    ch.put("still usable")
+    assert ch.get() == "still usable"
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="fallback"):
+        ProcessChannel(fallback="json")
+    with pytest.raises(ValueError, match="capacity"):
+        ProcessChannel(capacity=10)
+    with pytest.raises(TypeError):
+        ProcessChannel(capacity="big")
+    with pytest.raises(ValueError, match="timeout"):
+        ProcessChannel().get(timeout=-1)
+
+
+def test_fractional_timeouts():
+    ch = ProcessChannel()
+    t0 = time.monotonic()
+    with pytest.raises(xchannels.ChannelEmpty):
+        ch.get(timeout=0.05)
+    assert time.monotonic() - t0 >= 0.05
+    with pytest.raises(queue.Empty):
+        ch.get_nowait()
+
+
+def test_close_drains_then_raises():
+    with ProcessChannel() as ch:
+        ch.put(1)
+    assert ch.closed
+    assert list(ch) == [1]
+    with pytest.raises(xchannels.ChannelClosed):
+        ch.get()
+    with pytest.raises(xchannels.ChannelClosed):
+        ch.put(2)
+    assert ch.close() is False
+
+
+# ---- between processes ----------------------------------------------------
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_process_arguments_with_each_start_method(method):
+    ctx = multiprocessing.get_context(method)
+    inbox, outbox = ProcessChannel(8), ProcessChannel()
+    p = ctx.Process(target=_echo, args=(inbox, outbox))
+    p.start()
+    for i in range(200):
+        inbox.put({"i": i, "record": RECORD if i % 50 == 0 else None})
+    inbox.close()
+    got = list(outbox)
+    p.join(30)
+    assert p.exitcode == 0
+    assert [g["i"] for g in got] == list(range(200))
+    assert got[0]["record"] == RECORD
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_pool_task_arguments(method):
+    # Outside process start-up the descriptor goes through multiprocessing's
+    # resource sharer (a multiprocessing.Queue refuses this).
+    ch = ProcessChannel()
+    for i in range(10):
+        ch.put(i)
+    with multiprocessing.get_context(method).Pool(2) as pool:
+        total = pool.apply_async(_square_all, (ch, 10)).get(60)
+    assert total == sum(i * i for i in range(10))
+
+
+def test_many_producer_processes_nothing_lost_or_duplicated():
+    # forkserver: this test process has threads, where fork() is deprecated.
+    ctx = multiprocessing.get_context("forkserver")
+    ch = ProcessChannel(64, capacity=16384)
+    procs = [ctx.Process(target=_produce, args=(ch, k * 5000, 5000)) for k in range(3)]
+    for p in procs:
+        p.start()
+    got = [ch.get(timeout=30) for _ in range(15000)]
+    for p in procs:
+        p.join(30)
+    assert sorted(i for i, _ in got) == list(range(15000))
+    assert all(s == "x" * (i % 50) for i, s in got)
+
+
+def test_close_wakes_a_waiter_in_another_process():
+    ctx = multiprocessing.get_context("spawn")
+    ch, out = ProcessChannel(), ProcessChannel()
+    p = ctx.Process(target=_blocked_get, args=(ch, out))
+    p.start()
+    time.sleep(0.5)  # let it block (a premature close also ends in the same reply)
+    ch.close()
+    assert out.get(timeout=30) == "woken by close"
+    p.join(30)
+    assert p.exitcode == 0
+
+
+def test_a_killed_producer_leaves_the_channel_usable():
+    ctx = multiprocessing.get_context("forkserver")
+    ch = ProcessChannel(16, capacity=4096)
+    p = ctx.Process(target=_produce, args=(ch, 0, 10**9))
+    p.start()
+    seen = [ch.get(timeout=30) for _ in range(2000)]
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(30)
+    # What it committed is there, intact and in order; then the channel works.
+    while True:
+        try:
+            seen.append(ch.get_nowait())
+        except xchannels.ChannelEmpty:
+            break
+    assert [i for i, _ in seen] == list(range(len(seen)))
+    assert all(s == "x" * (i % 50) for i, s in seen)
+    ch.put("after")
+    assert ch.get(timeout=5) == "after"
+
+
+def test_ctrl_c_interrupts_a_blocked_get_in_a_script(tmp_path):
+    script = tmp_path / "blocked.py"
+    script.write_text(textwrap.dedent("""
+        import multiprocessing, queue, sys
+        import xchannels
+        ch = xchannels.ProcessChannel()
+        print("ready", flush=True)
+        try:
+            ch.get()
+        except KeyboardInterrupt:
+            ch.put("usable")
+            print("interrupted", ch.get(), flush=True)
+            sys.exit(0)
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert out.strip() == "interrupted usable"
+
+
+def test_no_file_is_left_in_dev_shm():
+    before = set(os.listdir("/dev/shm"))
+    ch = ProcessChannel()
+    ch.put(1)
+    ctx = multiprocessing.get_context("spawn")
+    out = ProcessChannel()
+    p = ctx.Process(target=_echo, args=(ch, out))
+    p.start()
+    ch.close()
+    assert list(out) == [1]
+    p.join(30)
+    del ch, out
+    assert set(os.listdir("/dev/shm")) - before == set()
+
+
+def test_pickled_outside_multiprocessing():
+    ch = ProcessChannel()
+    data = pickle.dumps(ch)
+    other = pickle.loads(data)
+    assert other is not ch and other.fileno() != ch.fileno()
+    other.put("through another handle")
+    assert ch.get() == "through another handle"
+
+
+# ---- untrusted shared memory ------------------------------------------------
+
+
+def test_a_corrupted_segment_raises_channel_error():
+    ch = ProcessChannel(capacity=4096)
+    ch.put("one")
+    ch.put("two")
+    seg = mmap.mmap(ch.fileno(), 4096 + 4096)
+    try:
+        # The ring's first record header: a length far past what is queued.
+        seg[4096:4100] = struct.pack("<I", 10**6)
+        with pytest.raises(xchannels.ChannelError, match="corrupted"):
+            ch.get()
+        # A record whose bytes are not a valid flat item.
+        ch2 = ProcessChannel(capacity=4096)
+        ch2.put("abc")
+        seg2 = mmap.mmap(ch2.fileno(), 8192)
+        seg2[4096 + 8] = 0xEE  # the kind byte
+        with pytest.raises(xchannels.ChannelError, match="malformed"):
+            ch2.get()
+        seg2.close()
+    finally:
+        seg.close()
+    ch.close()  # closing a corrupted channel still works
+
+
+# ---- sub-interpreters ---------------------------------------------------------
+
+
+def test_a_sub_interpreter_attaches_by_descriptor(sub):
+    ch = ProcessChannel()
+    sub.run(
+        """
+        import xchannels
+        ch = xchannels.ProcessChannel._from_fd(fd)
+        ch.put(("from a sub-interpreter", [1, 2]))
+        """,
+        fd=ch.fileno(),
+    )
+    assert ch.get(timeout=10) == ("from a sub-interpreter", [1, 2])
+
+
+def test_blocking_between_interpreters_and_threads(sub):
+    ch, back = ProcessChannel(4), ProcessChannel()
+    t = threading.Thread(
+        target=sub.run,
+        args=("""
+            import xchannels
+            ch = xchannels.ProcessChannel._from_fd(fd)
+            back = xchannels.ProcessChannel._from_fd(bfd)
+            back.put(sum(ch))
+            """,),
+        kwargs={"fd": ch.fileno(), "bfd": back.fileno()},
+    )
+    t.start()
+    for i in range(1000):
+        ch.put(i)
+    ch.close()
+    assert back.get(timeout=30) == sum(range(1000))
+    t.join(30)
