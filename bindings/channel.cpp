@@ -728,6 +728,11 @@ PyObject* Select(ModuleState* st, PyObject* channels, PyObject* timeout) {
     PyErr_SetString(PyExc_ValueError, "select() needs at least one channel");
     return nullptr;
   }
+  if (Py_TYPE(PySequence_Fast_GET_ITEM(seq, 0)) == st->ProcessChannelType) {
+    PyObject* r = SelectProcessChannels(st, seq, timeout);
+    Py_DECREF(seq);
+    return r;
+  }
   std::vector<Ref<ItemChannel>> refs;
   std::vector<ItemChannel*> raw;
   refs.reserve(static_cast<size_t>(n));
@@ -735,7 +740,8 @@ PyObject* Select(ModuleState* st, PyObject* channels, PyObject* timeout) {
     PyObject* o = PySequence_Fast_GET_ITEM(seq, i);
     if (!IsChannel(st, o)) {
       PyErr_Format(PyExc_TypeError,
-                   "select(): channels[%zd] is %s, not a Channel", i,
+                   "select(): channels[%zd] is %s, not a Channel (select() "
+                   "takes Channels, or ProcessChannels, not a mix)", i,
                    Py_TYPE(o)->tp_name);
       Py_DECREF(seq);
       return nullptr;

@@ -72,6 +72,7 @@ void RaiseShm(PyProcessChannel* self, ShmStatus s, const char* what,
                    what);
       return;
     case ShmStatus::kOk:
+    case ShmStatus::kUnsupported:
       break;
   }
   PyErr_SetString(PyExc_SystemError, "xchannels: unexpected status");
@@ -334,7 +335,7 @@ PyMethodDef kPcMethods[] = {
     {"fileno", NoExcept<PcFileno>::Call, METH_NOARGS,
      "fileno($self, /)\n--\n\nThe segment's file descriptor (a memfd)."},
     {"_from_fd", NoExcept<PcFromFd>::Call, METH_O | METH_CLASS,
-     "_from_fd(fd)\n--\n\nA new handle on the segment behind fd (duplicated)."},
+     "_from_fd($type, fd, /)\n--\n\nA new handle on the segment behind fd (duplicated)."},
     {"__reduce__", NoExcept<PcReduce>::Call, METH_NOARGS, nullptr},
     {"__enter__", PcEnter, METH_NOARGS, nullptr},
     {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(PcExit)),
@@ -385,6 +386,57 @@ PyType_Spec kPcSpec = {
 };
 
 }  // namespace
+
+PyObject* SelectProcessChannels(ModuleState* st, PyObject* seq,
+                                PyObject* timeout) {
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  std::vector<ProcessChannel*> raw;
+  raw.reserve(static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* o = PySequence_Fast_GET_ITEM(seq, i);
+    if (Py_TYPE(o) != st->ProcessChannelType) {
+      PyErr_Format(PyExc_TypeError,
+                   "select(): channels[%zd] is %s, not a ProcessChannel "
+                   "(select() takes Channels, or ProcessChannels, not a mix)",
+                   i, Py_TYPE(o)->tp_name);
+      return nullptr;
+    }
+    raw.push_back(AsPc(o)->ch);  // `seq` holds the Python objects alive
+  }
+  Deadline deadline;
+  if (timeout != Py_None && !ParseTimeout(timeout, &deadline)) return nullptr;
+  std::vector<uint8_t> rec;
+  size_t index = 0;
+  const std::span<ProcessChannel* const> span(raw.data(), raw.size());
+  ShmStatus s = ProcessChannel::Select(
+      span, &rec, &index, Deadline(Clock::time_point::min()), false);
+  if (s == ShmStatus::kEmpty && !(deadline && *deadline <= Clock::now())) {
+    s = BlockingCall(st, [&](bool intr) {
+      return ProcessChannel::Select(span, &rec, &index, deadline, intr);
+    });
+  }
+  if (s == ShmStatus::kUnsupported) {
+    PyErr_Format(PyExc_OSError,
+                 "select() over %zd ProcessChannels needs futex_waitv (Linux "
+                 "5.16 or later) and at most 128 channels",
+                 n);
+    return nullptr;
+  }
+  if (s != ShmStatus::kOk) {
+    if (s != ShmStatus::kInterrupted) {
+      RaiseShm(AsPc(PySequence_Fast_GET_ITEM(seq, static_cast<Py_ssize_t>(
+                        s == ShmStatus::kCorrupt ? index : 0))),
+               s, "select");
+    }
+    return nullptr;
+  }
+  PyObject* value = DecodeFlat(st, rec);
+  if (value == nullptr) return nullptr;
+  PyObject* ch = PySequence_Fast_GET_ITEM(seq, static_cast<Py_ssize_t>(index));
+  PyObject* pair = PyTuple_Pack(2, ch, value);
+  Py_DECREF(value);
+  return pair;
+}
 
 bool InitProcessChannelType(PyObject* module, ModuleState* st) {
   return AddHeapType(module, &kPcSpec, "ProcessChannel",

@@ -283,6 +283,10 @@ bool ParseBlock(PyObject* block_obj, PyObject* timeout, BlockArgs* out);
 
 // ---- ProcessChannel (process_channel.cpp) ------------------------------------
 bool InitProcessChannelType(PyObject* module, ModuleState* st);
+// select() over a sequence (PySequence_Fast) whose first item is a
+// ProcessChannel: every item must be one. Returns (channel, item).
+PyObject* SelectProcessChannels(ModuleState* st, PyObject* seq,
+                                PyObject* timeout);
 
 }  // namespace xchannels::py
 

@@ -29,6 +29,8 @@ from workloads import BY_NAME, Workload
 TARGET_FULL = 0.5
 TARGET_QUICK = 0.1
 ROUNDS = 3
+# Items per producer in the check round of a workload with ``check``.
+CHECK_N = 20_000
 
 
 class CellError(Exception):
@@ -92,7 +94,8 @@ class Cell:
                 self.queues.append(ctrl)
                 self.ctrl.append(ctrl)
                 name = f"{'prod' if idx is self.producers else 'cons'}{me}"
-                params = dict(common, ME=me)
+                # IDX: the actor's index among the producers (or consumers).
+                params = dict(common, ME=me, IDX=len(idx))
                 a = peer.start(name, role, dict(qs, ctrl=ctrl, out=self.out), params)
                 self.actors.append(a)
                 idx.append(me)
@@ -155,6 +158,37 @@ class Cell:
             if got != put:
                 raise CellError(f"consumers got {got} items, producers put {put}")
         return res
+
+    def check_round(self, n: int) -> dict[str, Any]:
+        """One untimed round in which the producers put distinct ints (see
+        workloads.PRODUCER_CHECKED): every one of them must reach exactly one
+        consumer. Returns the counts; ``ok`` is False if an item was lost,
+        duplicated or not one that was put."""
+        deadline = time.monotonic() + self.round_timeout
+        for c in self.consumers:
+            self.peer.main_put(self.ctrl[c], (n, -1.0))
+        self._wait("ready", len(self.consumers), deadline)
+        for p in self.producers:
+            self.peer.main_put(self.ctrl[p], (n, -1.0))
+        done = self._wait("done", len(self.actors), deadline)
+        total = len(self.producers) * n
+        times = [0] * total
+        received = foreign = reordered = 0
+        for c in self.consumers:
+            r = done[c]
+            if len(r) != 7 or len(r[4]) != total:
+                raise CellError(f"check round: consumer {c} sent {str(r)[:200]}, not its counts")
+            received += r[3]
+            foreign += r[5]
+            reordered += r[6]
+            for i, k in enumerate(r[4]):
+                if k:
+                    times[i] += k
+        lost = sum(1 for k in times if k == 0)
+        duplicated = sum(k - 1 for k in times if k > 1)
+        ok = lost == 0 and duplicated == 0 and foreign == 0 and received == total
+        return {"ok": ok, "put": total, "received": received, "lost": lost, "duplicated": duplicated,
+                "foreign": foreign, "reordered": reordered}
 
     def measure(self) -> dict[str, Any]:
         w = self.w
@@ -264,6 +298,10 @@ def run(workload: str, peer_name: str, quick: bool) -> dict[str, Any]:
     try:
         cell.setup()
         res.update(cell.measure())
+        if w.check:
+            chk = res["check"] = cell.check_round(CHECK_N)
+            if not chk["ok"]:
+                raise CellError(check_text(chk))
         res["status"] = "ok"
     except TimeoutError as e:
         failed = True
@@ -279,6 +317,15 @@ def run(workload: str, peer_name: str, quick: bool) -> dict[str, Any]:
         if notes:
             res["teardown"] = notes
     return res
+
+
+def check_text(chk: dict[str, Any]) -> str:
+    """A check round's outcome in words."""
+    t = (f"check round: {chk['put']:,} distinct items put, {chk['received']:,} received; "
+         f"{chk['lost']} lost, {chk['duplicated']} duplicated, {chk['foreign']} not put")
+    if chk.get("reordered"):
+        t += f", {chk['reordered']} out of their producer's order"
+    return t
 
 
 def start_busy_processes() -> list[subprocess.Popen[bytes]]:

@@ -14,6 +14,8 @@ interp-queues      CPython 3.13 ``test.support.interpreters``  own-GIL sub-inter
                    dicts: ``syncobj=False``, pickled)
 mp-queue           ``multiprocessing.Queue``                   processes (``spawn``)
 faster-fifo        ``faster_fifo.Queue`` (pickles)             processes (``spawn``)
+xchannels-process  ``xchannels.ProcessChannel`` (no pickle:    processes (``spawn``)
+                   values copied through a shared-memory ring)
 queue-thread       ``queue.Queue``                             threads of the one
                                                                interpreter (shared GIL)
 =================  ==========================================  ===========================
@@ -615,6 +617,58 @@ class FasterFifoPeer(_ProcessPeer):
                 pass
 
 
+class XChannelsProcessPeer(_ProcessPeer):
+    """``xchannels.ProcessChannel`` with processes as actors, like the two
+    peers above: each item is encoded (the flat form ``Channel`` uses, no
+    pickle) into a ring in a shared-memory segment (a memfd) that every
+    process maps; the channel reaches the spawned actors as a duplicated file
+    descriptor (pickled by ``multiprocessing``'s own machinery)."""
+
+    name = "xchannels-process"
+    label = "xchannels ProcessChannel"
+    where = "each actor in its own process (multiprocessing, spawn); items copied through a shared-memory ring"
+    batch = "emulated: one 100-int tuple per message (ProcessChannel has no put_many/get_many)"
+    select_how = "emulated: round-robin get_nowait + 50 us sleep (xchannels.select takes Channels only)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        import xchannels
+
+        self.mod = xchannels
+
+    def make_queue(self, payload_bytes: int | None = None, payload: str | None = None) -> Any:
+        # The ring is fixed at creation and an item larger than it raises
+        # ValueError: the data queues get room for a few of the largest items
+        # (faster-fifo's sizes); the control queues the default 1 MiB (the
+        # largest report, mpmc-2x2's check round, is a few tens of KiB).
+        if payload_bytes is None:
+            return self.mod.ProcessChannel()
+        return self.mod.ProcessChannel(capacity=max(64 * MiB, 3 * payload_bytes + MiB))
+
+    # xchannels.ChannelEmpty is a queue.Empty: the harness's main_get and
+    # poll_select (which catches queue.Empty) work unchanged.
+    _PROC_PRELUDE = """\
+        ctrl_get = Q_ctrl.get
+        report = Q_out.put
+        def batch_putter(q):
+            return q.put
+        def batch_getter(q):
+            return q.get
+        select = poll_select
+        NATIVE_BATCH = False
+        """
+
+    def abort(self, queues):
+        # close() wakes every waiter, in every process.
+        for q in queues:
+            try:
+                q.close()
+            except Exception:
+                pass
+
+    close = abort
+
+
 class ThreadQueuePeer(Peer):
     name = "queue-thread"
     label = "queue.Queue (threads)"
@@ -650,7 +704,7 @@ class ThreadQueuePeer(Peer):
         return ThreadActor(name, code, env)
 
 
-PEER_CLASSES = [XChannelsPeer, InterpQueuesPeer, MPQueuePeer, FasterFifoPeer, ThreadQueuePeer]
+PEER_CLASSES = [XChannelsPeer, InterpQueuesPeer, MPQueuePeer, FasterFifoPeer, XChannelsProcessPeer, ThreadQueuePeer]
 PEER_NAMES = [c.name for c in PEER_CLASSES]
 BASELINE = "mp-queue"
 

@@ -20,6 +20,13 @@ DOCS = ROOT / "docs"
 DOCS_IMG = DOCS / "img"
 
 BASELINE = "mp-queue"
+# xchannels.ProcessChannel with processes as actors, and the peers whose
+# actors are processes too, that its goals compare it with.
+PROCESS_PEER = "xchannels-process"
+PROCESS_REFS = ["mp-queue", "faster-fifo"]
+# Streams with a ProcessChannel goal: >= 10x multiprocessing.Queue and >= 5x
+# faster-fifo on each.
+PROCESS_STREAMS = ["int", "5-tuple", "bytes-1KiB"]
 STREAM_MSGS = ["int", "5-tuple", "dict-10", "str-100", "bytes-1KiB"]
 STREAM_BIG = ["bytes-1MiB", "bytes-64MiB", "SharedBuffer-64MiB"]
 PATTERNS = ["mpmc-2x2", "fanout-1x2", "select-4", "batch"]
@@ -123,7 +130,7 @@ def table_lines(data: dict[str, Any]) -> list[str]:
     cells = cells_by(data)
     peers = data["peers_order"]
     out = [
-        f"{'workload':<26} {'peer':<15} {'figure':<34} {'vs mp.Queue':>11}  note",
+        f"{'workload':<26} {'peer':<17} {'figure':<34} {'vs mp.Queue':>11}  note",
         "-" * 100,
     ]
     for w in data["workloads_order"]:
@@ -137,7 +144,7 @@ def table_lines(data: dict[str, Any]) -> list[str]:
             else:
                 fig = c.get("status", "?")
                 note = status_text(c)
-            out.append(f"{w:<26} {p:<15} {fig:<34} {ratio_str(ratio(data, w, p)):>11}  {note}")
+            out.append(f"{w:<26} {p:<17} {fig:<34} {ratio_str(ratio(data, w, p)):>11}  {note}")
         out.append("")
     out.append("vs mp.Queue: speed relative to multiprocessing.Queue measured in this run")
     out.append("(items/s ratio; for pingpong, its median round trip / this one). > 1 = faster.")
@@ -203,6 +210,7 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             vs += f"; floor of a round trip where both sides park (C++ raw futex, idle cores): {floor['figure']}"
         add(name, c["rt_median_us"] <= 5,
             f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}{vs}")
+    res += process_goals(data)
     vals = (data.get("values") or {}).get("result")
     vrows = {r["payload"]: r for r in (vals or {}).get("rows", [])}
     for payload in VALUES_GOAL_PAYLOADS:
@@ -322,6 +330,91 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             f"{ax['rss_mib']:.1f} MiB ({_procs(ax)}) vs {ah['rss_mib']:.1f} MiB "
             f"({_procs(ah)}), {ax['rss_mib'] / ah['rss_mib']:.2f}x "
             "(peak summed RSS of the process tree under load)")
+    return res
+
+
+def _label(data: dict[str, Any], peer: str) -> str:
+    return (data.get("peer_info") or {}).get(peer, {}).get("label", peer)
+
+
+def _check_text(chk: dict[str, Any]) -> str:
+    """A cell's check round (cell.check_round) in a few words."""
+    t = f"{chk['lost']} lost, {chk['duplicated']} duplicated"
+    if chk.get("foreign"):
+        t += f", {chk['foreign']} never put"
+    if chk.get("reordered"):
+        t += f", {chk['reordered']} out of their producer's order"
+    return t
+
+
+def process_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The goals of xchannels.ProcessChannel (peer ``xchannels-process``),
+    process to process, against multiprocessing.Queue and faster-fifo."""
+    cells = cells_by(data)
+    res: list[dict[str, Any]] = []
+    px = PROCESS_PEER
+    lx = "ProcessChannel"  # in the goals' names, which stay the same from run to run
+
+    def add(name: str, ok: bool | None, detail: str) -> None:
+        status = "PASS" if ok else ("MISS" if ok is not None else "N/A")
+        res.append({"goal": name, "status": status, "detail": detail})
+
+    def missing(w: str, peers: list[str]) -> str:
+        why = [f"{_label(data, p)}: {status_text(cells.get((w, p))) or 'no figure'}"
+               for p in peers if figure(cells.get((w, p))) is None]
+        return f"no figure ({'; '.join(why)})"
+
+    # Streams: items/s against each process peer.
+    for payload in PROCESS_STREAMS:
+        w = f"stream-{payload}"
+        name = f"{w}, process to process: {lx} >= 10x multiprocessing.Queue and >= 5x faster-fifo"
+        x, m, f = (figure(cells.get((w, p))) for p in [px] + PROCESS_REFS)
+        if x is None or m is None or f is None:
+            add(name, None, missing(w, [px] + PROCESS_REFS))
+            continue
+        mbs = cells[(w, px)].get("mb_per_s")
+        mb = f" ({si(mbs * 1e6, 'B')}/s)" if payload.startswith("bytes") and mbs else ""
+        add(name, x / m >= 10 and x / f >= 5,
+            f"{si(x)} msg/s{mb}: {ratio_str(x / m)} multiprocessing.Queue ({si(m)} msg/s), "
+            f"{ratio_str(x / f)} faster-fifo ({si(f)} msg/s)")
+
+    # Ping-pong between two processes: the median round trip.
+    name = f"pingpong between two processes: {lx} median round trip <= 5 µs"
+    c = cells.get(("pingpong", px))
+    if figure(c) is None:
+        add(name, None, missing("pingpong", [px]))
+    else:
+        others = []
+        for p in PROCESS_REFS:
+            o = cells.get(("pingpong", p))
+            others.append(f"{_label(data, p)} {us(o['rt_median_us'])} (p99 {us(o['rt_p99_us'])})"
+                          if figure(o) is not None else f"{_label(data, p)}: {status_text(o) or 'no figure'}")
+        add(name, c["rt_median_us"] <= 5,
+            f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}; medians of the other process peers: "
+            + ", ".join(others))
+
+    # mpmc-2x2: the check round (no lost or duplicated item), and the ratios.
+    name = f"mpmc-2x2 with processes: {lx} loses and duplicates no item (ratios to the process peers shown)"
+    c = cells.get(("mpmc-2x2", px))
+    chk = (c or {}).get("check")
+    if not chk:
+        add(name, None, f"no check round ({status_text(c) or 'not run'})")
+    else:
+        detail = f"check round of {chk['put']:,} distinct ints: {_check_text(chk)}"
+        x = figure(c)
+        if x is not None:
+            detail += f"; {si(x)} items/s"
+            for p in PROCESS_REFS:
+                o = figure(cells.get(("mpmc-2x2", p)))
+                detail += (f", {ratio_str(x / o)} {_label(data, p)} ({si(o)}/s)" if o
+                           else f", {_label(data, p)}: {status_text(cells.get(('mpmc-2x2', p))) or 'no figure'}")
+        elif c and c.get("status") != "ok":
+            detail += f" ({c.get('status')})"
+        theirs = [f"{_label(data, p)} {'ok' if oc['check']['ok'] else _check_text(oc['check'])}"
+                  for p in PROCESS_REFS if (oc := cells.get(("mpmc-2x2", p))) and oc.get("check")]
+        if theirs:
+            detail += "; the peers' check rounds: " + ", ".join(theirs)
+        add(name, bool(chk["ok"]), detail)
     return res
 
 
@@ -455,10 +548,10 @@ def memcpy_table_lines(data: dict[str, Any]) -> list[str]:
          f"distinct 1 MiB payloads, single thread: {res['memmove_gbps']:.2f} GB/s):"]
     for r in rows:
         if r["bytes_per_s"] is None:
-            L.append(f"  {r['peer']:<15} {r['status']}")
+            L.append(f"  {r['peer']:<17} {r['status']}")
         else:
             tail = "" if r["copies"] else "  (passes references, no copy: not bound by it)"
-            L.append(f"  {r['peer']:<15} {si(r['bytes_per_s'], 'B')}/s = {r['of_limit']:.2f}x the limit{tail}")
+            L.append(f"  {r['peer']:<17} {si(r['bytes_per_s'], 'B')}/s = {r['of_limit']:.2f}x the limit{tail}")
     return L
 
 
@@ -603,6 +696,7 @@ PEER_COLORS = {
     "interp-queues": "#ff7f0e",
     "mp-queue": "#2ca02c",
     "faster-fifo": "#9467bd",
+    "xchannels-process": "#17becf",
     "queue-thread": "#8c564b",
 }
 
@@ -754,7 +848,9 @@ def plots(data: dict[str, Any], outdir: Path = RESULTS) -> list[Path]:
 
 def _reading(data: dict[str, Any]) -> list[str]:
     cells = cells_by(data)
-    peers = [p for p in data["peers_order"] if p != "xchannels"]
+    # ProcessChannel is xchannels too: it is read against the process peers
+    # below, not counted as a peer of Channel.
+    peers = [p for p in data["peers_order"] if p not in ("xchannels", PROCESS_PEER)]
     wins, close, behind = [], [], []
     for w in data["workloads_order"]:
         x = figure(cells.get((w, "xchannels")))
@@ -782,6 +878,7 @@ def _reading(data: dict[str, Any]) -> list[str]:
         out.append("- **A peer is close** (within 25 %) in: " + "; ".join(close) + ".")
     if behind:
         out.append("- **xchannels is slower** in: " + "; ".join(behind) + ".")
+    out += _process_reading(data)
     qt_ahead = []
     for w in data["workloads_order"]:
         x, q = figure(cells.get((w, "xchannels"))), figure(cells.get((w, "queue-thread")))
@@ -826,6 +923,26 @@ def _reading(data: dict[str, Any]) -> list[str]:
                            f"xchannels.Pool, {sp['added_mib']:.1f} MiB with multiprocessing.Pool[spawn] "
                            f"({mem['spawn_over_xchannels']:.2g}x).")
     return out
+
+
+def _process_reading(data: dict[str, Any]) -> list[str]:
+    """xchannels ProcessChannel against the faster of the process peers
+    (multiprocessing.Queue, faster-fifo), workload by workload."""
+    cells = cells_by(data)
+    if PROCESS_PEER not in data["peers_order"]:
+        return []
+    parts = []
+    for w in data["workloads_order"]:
+        x = figure(cells.get((w, PROCESS_PEER)))
+        others = [(v, p) for p in PROCESS_REFS if (v := figure(cells.get((w, p)))) is not None]
+        if x is None or not others:
+            continue
+        best, bp = max(others)
+        parts.append(f"{w} {ratio_str(x / best)} {_label(data, bp)}")
+    if not parts:
+        return []
+    return [f"- **{_label(data, PROCESS_PEER)}** (processes) against the faster of the other process peers "
+            "(multiprocessing.Queue, faster-fifo), > 1 = ProcessChannel faster: " + "; ".join(parts) + "."]
 
 
 def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -> str:
@@ -899,6 +1016,17 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
         "processes started with `spawn` (start-up excluded). `select-4` and, except for "
         "xchannels and faster-fifo, `batch` are emulated where a peer has no such API; "
         "see the notes in the tables.",
+        "- `xchannels-process` is xchannels' `ProcessChannel` with processes as actors, started "
+        "with `spawn` like multiprocessing.Queue's and faster-fifo's (start-up excluded), so it is "
+        "read against those two. Each item is encoded in the same flat form as a `Channel`'s "
+        "(no pickle), copied into a ring in a shared-memory segment (a memfd) that every actor "
+        "maps, and decoded into a new object by the consumer; the channel reaches each spawned "
+        "process as a duplicated file descriptor. Its data rings hold max(64 MiB, 3 x the payload "
+        "+ 1 MiB), as faster-fifo's buffers do; its control queues the default 1 MiB. It has no "
+        "batch or select API: `batch` and `select-4` are emulated as for multiprocessing.Queue.",
+        "- `mpmc-2x2` ends, for every peer, with an untimed check round: each producer puts "
+        "distinct ints in order and the consumers count every one they get; any int lost, "
+        "received twice or never put fails the cell.",
     ]
     L.append("")
     L.append("## Streams: one producer, one consumer")

@@ -97,6 +97,86 @@ while True:
     report(("done", ME, perf_counter(), c))
 """
 
+# mpmc-2x2's roles: PRODUCER and CONSUMER, plus an untimed check round
+# (t_go < 0, see cell.Cell.check_round) in which producer IDX puts the
+# distinct ints IDX * n .. IDX * n + n - 1 in order, and each consumer counts
+# how many times it got each of the NPROD * n ints (a byte each, capped at
+# 255), how many items were not one of them, and how many came before an
+# earlier item of the same producer (out of that producer's order). The
+# orchestrator adds the consumers' counts: every int exactly once = no lost
+# and no duplicated item. The timed loops are PRODUCER's and CONSUMER's.
+PRODUCER_CHECKED = """\
+put = Q_data.put
+x = make_payload(PAYLOAD)
+while True:
+    n, t_go = ctrl_get()
+    if n < 0:
+        break
+    if t_go < 0:
+        base = IDX * n
+        for i in range(base, base + n):
+            put(i)
+        for _ in range(NCONS):
+            put(None)
+        report(("done", ME, perf_counter(), n))
+        continue
+    wait_until(t_go)
+    t0 = perf_counter()
+    for _ in range(n):
+        put(x)
+    for _ in range(NCONS):
+        put(None)
+    report(("done", ME, t0, n))
+x = None
+"""
+
+CONSUMER_CHECKED = """\
+get = Q_data.get
+while True:
+    n, t_go = ctrl_get()
+    if n < 0:
+        break
+    report(("ready", ME, 0.0, 0))
+    c = 0
+    s = 0
+    if t_go < 0:
+        total = NPROD * n
+        seen = bytearray(total)
+        last = [-1] * NPROD
+        foreign = 0
+        reordered = 0
+        while True:
+            x = get()
+            if x is None:
+                s += 1
+                if s == NPROD:
+                    break
+                continue
+            c += 1
+            if type(x) is not int or not 0 <= x < total:
+                foreign += 1
+                continue
+            if seen[x] < 255:
+                seen[x] += 1
+            p, i = divmod(x, n)
+            if i <= last[p]:
+                reordered += 1
+            last[p] = i
+        report(("done", ME, perf_counter(), c, bytes(seen), foreign, reordered))
+        seen = None
+        continue
+    while True:
+        x = get()
+        if x is None:
+            s += 1
+            if s == NPROD:
+                break
+            continue
+        c += 1
+    x = None
+    report(("done", ME, perf_counter(), c))
+"""
+
 SELECT_CONSUMER = """\
 qs = [globals()["Q_d%d" % i] for i in range(NPROD)]
 while True:
@@ -220,6 +300,10 @@ class Workload:
     # The producers cycle through distinct payloads larger than the LLC in
     # total (PRODUCER_CYCLE, peers.distinct_count) instead of one object.
     distinct: bool = False
+    # After the timed rounds, one untimed round of distinct ints checks that
+    # no item was lost or duplicated (roles PRODUCER_CHECKED and
+    # CONSUMER_CHECKED; cell.Cell.check_round).
+    check: bool = False
 
     @property
     def payload_bytes(self) -> int:
@@ -273,15 +357,17 @@ WORKLOADS: list[Workload] = [
     ),
     Workload(
         name="mpmc-2x2",
-        description="2 producers -> 1 shared queue -> 2 consumers, int; items/s in total",
+        description="2 producers -> 1 shared queue -> 2 consumers, int; items/s in total; "
+        "then an untimed round of distinct ints checks that no item is lost or duplicated",
         producers=2,
         consumers=2,
         payload="int",
-        producer_role=PRODUCER,
-        consumer_role=CONSUMER,
+        producer_role=PRODUCER_CHECKED,
+        consumer_role=CONSUMER_CHECKED,
         topology="shared",
         n0=1000,
         n_max=10_000_000,
+        check=True,
     ),
     Workload(
         name="fanout-1x2",

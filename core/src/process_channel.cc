@@ -15,6 +15,7 @@
 #include <cstring>
 #include <ctime>
 #include <new>
+#include <time.h>
 
 namespace xchannels {
 
@@ -410,6 +411,96 @@ bool ProcessChannel::Close() {
   FutexWakeShared(&h->data_seq, INT_MAX);
   FutexWakeShared(&h->space_seq, INT_MAX);
   return !was;
+}
+
+ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
+                                 std::vector<uint8_t>* out, size_t* index,
+                                 const Deadline& deadline, bool interruptible) {
+  const size_t n = chans.size();
+  if (n == 0 || n > FUTEX_WAITV_MAX) return ShmStatus::kUnsupported;
+  static thread_local uint32_t rotation = 0;
+  const size_t start = rotation++ % n;
+  std::vector<futex_waitv> waits(n);
+  std::vector<uint8_t> open(n);
+  for (;;) {
+    size_t nopen = 0;
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (start + k) % n;
+      const ShmStatus s = chans[i]->TryRecv(out);
+      if (s == ShmStatus::kOk || s == ShmStatus::kCorrupt) {
+        *index = i;
+        return s;
+      }
+      open[i] = s != ShmStatus::kClosed;
+      nopen += open[i];
+    }
+    if (nopen == 0) return ShmStatus::kClosed;
+    if (DeadlinePassed(deadline)) return ShmStatus::kEmpty;
+    // Register on every open channel, reading its data word under its
+    // mutex; a record that arrived meanwhile sends us round again.
+    size_t registered = 0;
+    bool ready = false;
+    ShmStatus failure = ShmStatus::kOk;
+    for (size_t i = 0; i < n && !ready; ++i) {
+      if (!open[i]) continue;
+      ProcessChannel* c = chans[i];
+      Header* h = c->header();
+      if (!c->Lock()) {
+        failure = ShmStatus::kCorrupt;
+        *index = i;
+        break;
+      }
+      if (h->tail.load(std::memory_order_relaxed) !=
+              h->head.load(std::memory_order_relaxed) ||
+          h->closed.load(std::memory_order_relaxed) != 0) {
+        ready = true;
+      } else {
+        ++h->recv_waiters;
+        waits[registered].val = h->data_seq.load(std::memory_order_relaxed);
+        waits[registered].uaddr = reinterpret_cast<uintptr_t>(&h->data_seq);
+        waits[registered].flags = FUTEX_32;  // shared: no FUTEX_PRIVATE_FLAG
+        waits[registered].__reserved = 0;
+        open[i] = 2;  // registered
+        ++registered;
+      }
+      c->Unlock();
+    }
+    int err = 0;
+    if (!ready && failure == ShmStatus::kOk) {
+      timespec ts{};
+      timespec* tsp = nullptr;
+      if (deadline.has_value()) {
+        // futex_waitv takes an absolute CLOCK_MONOTONIC time, the clock
+        // behind steady_clock.
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            deadline->time_since_epoch())
+                            .count();
+        ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+        ts.tv_nsec = static_cast<long>(ns % 1000000000);
+        tsp = &ts;
+      }
+      const long r = syscall(SYS_futex_waitv, waits.data(),
+                             static_cast<unsigned>(registered), 0u, tsp,
+                             CLOCK_MONOTONIC);
+      err = r >= 0 ? 0 : errno;
+    }
+    // Unregister; pass a wake-up on where records wait for other readers.
+    for (size_t i = 0; i < n; ++i) {
+      if (open[i] != 2) continue;
+      ProcessChannel* c = chans[i];
+      Header* h = c->header();
+      if (!c->Lock()) continue;
+      if (h->recv_waiters > 0) --h->recv_waiters;
+      const bool pass_on = h->tail.load(std::memory_order_relaxed) !=
+                               h->head.load(std::memory_order_relaxed) &&
+                           h->recv_waiters > 0;
+      c->Unlock();
+      if (pass_on) FutexWakeShared(&h->data_seq, 1);
+    }
+    if (failure != ShmStatus::kOk) return failure;
+    if (err == ENOSYS) return ShmStatus::kUnsupported;
+    if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
+  }
 }
 
 bool ProcessChannel::closed() const {

@@ -276,6 +276,33 @@ def test_pickled_outside_multiprocessing():
     assert ch.get() == "through another handle"
 
 
+def _put_later(ch: ProcessChannel, value: object, delay: float) -> None:
+    time.sleep(delay)
+    ch.put(value)
+
+
+def test_select_over_process_channels():
+    a, b = ProcessChannel(), ProcessChannel()
+    ctx = multiprocessing.get_context("forkserver")
+    p = ctx.Process(target=_put_later, args=(b, {"from": "child"}, 0.2))
+    p.start()
+    got = xchannels.select([a, b], timeout=30)
+    p.join(30)
+    assert got[0] is b and got[1] == {"from": "child"}
+    with pytest.raises(xchannels.ChannelEmpty):
+        xchannels.select([a, b], timeout=0.02)
+    with pytest.raises(TypeError, match="not a mix"):
+        xchannels.select([a, xchannels.Channel()])
+    with pytest.raises(TypeError, match="not a mix"):
+        xchannels.select([xchannels.Channel(), a])
+    a.put(1)
+    a.close()
+    b.close()
+    assert xchannels.select([a, b]) == (a, 1)
+    with pytest.raises(xchannels.ChannelClosed):
+        xchannels.select([a, b])
+
+
 # ---- untrusted shared memory ------------------------------------------------
 
 

@@ -78,6 +78,7 @@ enum class ShmStatus : uint8_t {
   kInterrupted,  // an interruptible wait returned EINTR
   kTooLarge,     // the record can never fit the ring
   kCorrupt,      // the segment's state fails a check
+  kUnsupported,  // select: the kernel has no futex_waitv (before 5.16)
 };
 
 class ProcessChannel final : public RefCounted {
@@ -115,6 +116,19 @@ class ProcessChannel final : public RefCounted {
   // Closes the channel for every process and wakes every waiter. Returns
   // false if it was closed already.
   bool Close();
+
+  // Waits until one of `chans` has a record and takes it: *index says
+  // which. Fair: the probe starts at a rotating position. Skips closed,
+  // drained channels while others are open; kClosed when all are; kEmpty
+  // when the deadline passes; kCorrupt (with *index) for a corrupted one.
+  // Sleeps on every channel's data word at once (futex_waitv, Linux 5.16+;
+  // on older kernels it returns kUnsupported). The waiter registers on
+  // each channel like Recv, and on leaving passes a wake-up on to another
+  // reader of any channel that still has records, so a put's single wake
+  // that reached this selector is not lost to the others.
+  static ShmStatus Select(std::span<ProcessChannel* const> chans,
+                          std::vector<uint8_t>* out, size_t* index,
+                          const Deadline& deadline, bool interruptible);
 
   bool closed() const;
   uint64_t size() const;  // records queued (a snapshot)
