@@ -106,7 +106,8 @@ py-test: install
 	  .venv-$${v%.*}/bin/python -m pytest -q -m "not stress" tests/python; \
 	done
 
-# libFuzzer over the message decoder (clang, with ASan + UBSan).
+# libFuzzer over the message decoder and over a ProcessChannel's corrupted
+# shared segment (clang, with ASan + UBSan), FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 30
 fuzz-build: deps venvs
 	$(CMAKE) -S . -B $(BUILD)/fuzz -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
@@ -115,11 +116,13 @@ fuzz-build: deps venvs
 	$(CMAKE) --build $(BUILD)/fuzz -j $(JOBS)
 
 fuzz-short: fuzz-build
-	@echo "== fuzzing the decoder for $(FUZZ_SECONDS) s"
-	@mkdir -p $(BUILD)/fuzz/corpus
-	@$(BUILD)/fuzz/decoder_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  $(BUILD)/fuzz/corpus > $(BUILD)/fuzz/log 2>&1 || { tail -60 $(BUILD)/fuzz/log; exit 1; }
-	@grep -E "^(Done|stat::number_of_executed_units)" $(BUILD)/fuzz/log
+	@for f in decoder segment; do \
+	  echo "== fuzzing the $$f for $(FUZZ_SECONDS) s"; \
+	  mkdir -p $(BUILD)/fuzz/corpus-$$f; \
+	  $(BUILD)/fuzz/$${f}_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $(BUILD)/fuzz/corpus-$$f > $(BUILD)/fuzz/log-$$f 2>&1 || { tail -60 $(BUILD)/fuzz/log-$$f; exit 1; }; \
+	  grep -E "^(Done|stat::number_of_executed_units)" $(BUILD)/fuzz/log-$$f; \
+	done
 
 fuzz:
 	$(MAKE) fuzz-short FUZZ_SECONDS=600

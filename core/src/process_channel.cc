@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <chrono>
 #include <climits>
 #include <cstring>
@@ -87,6 +88,13 @@ struct ProcessChannel::Header {
 ProcessChannel::Header* ProcessChannel::header() const noexcept {
   static_assert(sizeof(Header) <= kHeaderBytes);
   return reinterpret_cast<Header*>(base_);
+}
+
+size_t ProcessChannel::state_offset_for_testing() {
+  return offsetof(Header, head);
+}
+size_t ProcessChannel::state_bytes_for_testing() {
+  return offsetof(Header, data_seq) - offsetof(Header, head);
 }
 
 ProcessChannel::ProcessChannel(int fd, uint8_t* base, size_t ring,

@@ -144,6 +144,11 @@ class ProcessChannel final : public RefCounted {
   size_t segment_bytes_for_testing() const noexcept {
     return kHeaderBytes + ring_;
   }
+  // Where the mutex-guarded state (head, tail, count, closed, corrupt, the
+  // waiter counts) lies in the segment: what a faulty process could
+  // scribble over without breaking the mutex itself.
+  static size_t state_offset_for_testing();
+  static size_t state_bytes_for_testing();
 
  private:
   struct Header;
