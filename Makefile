@@ -50,7 +50,7 @@ $(call VENV,$(1))/.stamp: pyproject.toml
 	"$$$$py" -m venv $(call VENV,$(1)); \
 	$(call VPY,$(1)) -m pip install -q --upgrade pip; \
 	$(call VPY,$(1)) -m pip install -q "scikit-build-core>=0.10" "pybind11>=3.1" cmake ninja \
-	  pytest pytest-timeout hypothesis mypy matplotlib "hypercorn>=0.18"
+	  pytest pytest-timeout hypothesis mypy matplotlib "hypercorn>=0.18" numpy
 	@touch $$@
 endef
 $(foreach v,$(PY_VERSIONS),$(eval $(call VENV_RULE,$(v))))

@@ -138,28 +138,29 @@ PyObject* PcFromFd(PyObject* type, PyObject* arg) {
 
 const char* const kPutNames[] = {"item", "block", "timeout"};
 
-ShmStatus SendRecord(PyProcessChannel* self, const std::vector<uint8_t>& rec,
-                     const BlockArgs& ba) {
-  ProcessChannel* ch = self->ch;
-  ShmStatus s = ch->TrySend(rec);
-  if (s != ShmStatus::kFull || !ba.block) return s;
-  const Deadline deadline = ba.deadline();
-  return BlockingCall(self->state, [&](bool intr) {
-    return ch->Send(rec, deadline, intr);
-  });
-}
-
-PyObject* PcPutImpl(PyProcessChannel* self, PyObject* item,
+PyObject* PcPutImpl(PyProcessChannel* self, PyObject* obj,
                     const BlockArgs& ba, const char* what) {
-  std::vector<uint8_t> rec;
-  if (!EncodeFlat(self->state, item,
+  Item item;
+  RecordBuffer head;  // on the stack: a small record allocates nothing
+  std::span<const uint8_t> payload;
+  if (!EncodeFlat(self->state, obj,
                   (self->ch->flags() & ProcessChannel::kFlagPickle) != 0,
-                  &rec)) {
+                  &item, &head, &payload)) {
     return nullptr;
   }
-  const ShmStatus s = SendRecord(self, rec, ba);
+  ProcessChannel* ch = self->ch;
+  ShmStatus s = ch->Send(head, payload, Deadline(Clock::time_point::min()),
+                         false);
+  if (s == ShmStatus::kFull && ba.block) {
+    const Deadline deadline = ba.deadline();
+    s = BlockingCall(self->state, [&](bool intr) {
+      return ch->Send(head, payload, deadline, intr);
+    });
+  }
   if (s == ShmStatus::kOk) Py_RETURN_NONE;
-  if (s != ShmStatus::kInterrupted) RaiseShm(self, s, what, rec.size());
+  if (s != ShmStatus::kInterrupted) {
+    RaiseShm(self, s, what, head.size() + payload.size());
+  }
   return nullptr;
 }
 
@@ -195,7 +196,7 @@ const char* const kGetNames[] = {"block", "timeout"};
 PyObject* PcGetImpl(PyProcessChannel* self, const BlockArgs& ba,
                     const char* what) {
   ProcessChannel* ch = self->ch;
-  std::vector<uint8_t> rec;
+  RecordBuffer rec;
   ShmStatus s = ch->TryRecv(&rec);
   if (s == ShmStatus::kEmpty && ba.block) {
     const Deadline deadline = ba.deadline();
@@ -203,7 +204,7 @@ PyObject* PcGetImpl(PyProcessChannel* self, const BlockArgs& ba,
       return ch->Recv(&rec, deadline, intr);
     });
   }
-  if (s == ShmStatus::kOk) return DecodeFlat(self->state, rec);
+  if (s == ShmStatus::kOk) return DecodeFlat(self->state, rec.span());
   if (s != ShmStatus::kInterrupted) RaiseShm(self, s, what);
   return nullptr;
 }
@@ -405,7 +406,7 @@ PyObject* SelectProcessChannels(ModuleState* st, PyObject* seq,
   }
   Deadline deadline;
   if (timeout != Py_None && !ParseTimeout(timeout, &deadline)) return nullptr;
-  std::vector<uint8_t> rec;
+  RecordBuffer rec;
   size_t index = 0;
   const std::span<ProcessChannel* const> span(raw.data(), raw.size());
   ShmStatus s = ProcessChannel::Select(
@@ -430,7 +431,7 @@ PyObject* SelectProcessChannels(ModuleState* st, PyObject* seq,
     }
     return nullptr;
   }
-  PyObject* value = DecodeFlat(st, rec);
+  PyObject* value = DecodeFlat(st, rec.span());
   if (value == nullptr) return nullptr;
   PyObject* ch = PySequence_Fast_GET_ITEM(seq, static_cast<Py_ssize_t>(index));
   PyObject* pair = PyTuple_Pack(2, ch, value);

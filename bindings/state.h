@@ -169,10 +169,12 @@ Item Encode(ModuleState* st, PyObject* obj, bool pickle_fallback = false);
 // Decodes an Item into a new Python object owned by the caller's
 // interpreter. Consumes the item. Returns nullptr with an exception set.
 PyObject* Decode(ModuleState* st, Item&& item);
-// The flat form for a ProcessChannel (xchannels/process_channel.h): Encode,
-// then flatten; a Channel inside raises NotShareableError. Appends to *out.
+// The flat form for a ProcessChannel (xchannels/process_channel.h): Encode
+// into *item, then flatten: the record is *head then *payload (a view into
+// *item). A Channel inside raises NotShareableError.
 bool EncodeFlat(ModuleState* st, PyObject* obj, bool pickle_fallback,
-                std::vector<uint8_t>* out);
+                Item* item, RecordBuffer* head,
+                std::span<const uint8_t>* payload);
 // Decodes a record read from a ProcessChannel: untrusted bytes, so a
 // malformed record raises ChannelError.
 PyObject* DecodeFlat(ModuleState* st, std::span<const uint8_t> record);

@@ -876,10 +876,11 @@ bool IsShareable(ModuleState* st, PyObject* obj) {
 }
 
 bool EncodeFlat(ModuleState* st, PyObject* obj, bool pickle_fallback,
-                std::vector<uint8_t>* out) {
-  Item it = Encode(st, obj, pickle_fallback);
-  if (it.kind() == Item::Kind::kEmpty) return false;
-  if (!FlattenItem(it, out)) {
+                Item* item, RecordBuffer* head,
+                std::span<const uint8_t>* payload) {
+  *item = Encode(st, obj, pickle_fallback);
+  if (item->kind() == Item::Kind::kEmpty) return false;
+  if (!FlattenItem(*item, head, payload)) {
     PyErr_SetString(st->NotShareableError,
                     "a Channel cannot travel to another process: it lives in "
                     "this process's memory (send values, or use a "

@@ -254,10 +254,12 @@ bool ProcessChannel::Recover() {
   return true;
 }
 
-ShmStatus ProcessChannel::Send(std::span<const uint8_t> record,
+ShmStatus ProcessChannel::Send(std::span<const uint8_t> head_part,
+                               std::span<const uint8_t> tail_part,
                                const Deadline& deadline, bool interruptible) {
-  const size_t need = 8 + RoundUp8(record.size());
-  if (record.size() > UINT32_MAX || need > ring_) return ShmStatus::kTooLarge;
+  const size_t size = head_part.size() + tail_part.size();
+  const size_t need = 8 + RoundUp8(size);
+  if (size > UINT32_MAX || need > ring_) return ShmStatus::kTooLarge;
   Header* h = header();
   for (;;) {
     if (!Lock()) return ShmStatus::kCorrupt;
@@ -275,15 +277,18 @@ ShmStatus ProcessChannel::Send(std::span<const uint8_t> record,
     if (tail - head + need <= ring_ &&
         (max_items_ == 0 || count < max_items_)) {
       // Copy beyond tail, then publish by advancing tail (the commit).
-      const uint32_t len = static_cast<uint32_t>(record.size());
+      const uint32_t len = static_cast<uint32_t>(size);
       const uint32_t hdr[2] = {len, ~len};
       const size_t pos = tail % ring_;
       std::memcpy(ring() + pos, hdr, 8);
-      const size_t start = (pos + 8) % ring_;
-      const size_t first = std::min(record.size(), ring_ - start);
-      if (first > 0) std::memcpy(ring() + start, record.data(), first);
-      if (record.size() > first) {
-        std::memcpy(ring(), record.data() + first, record.size() - first);
+      size_t at = (pos + 8) % ring_;
+      for (std::span<const uint8_t> part : {head_part, tail_part}) {
+        const size_t first = std::min(part.size(), ring_ - at);
+        if (first > 0) std::memcpy(ring() + at, part.data(), first);
+        if (part.size() > first) {
+          std::memcpy(ring(), part.data() + first, part.size() - first);
+        }
+        at = (at + part.size()) % ring_;
       }
       h->tail.store(tail + need, std::memory_order_release);
       h->count.store(count + 1, std::memory_order_release);
@@ -325,7 +330,7 @@ ShmStatus ProcessChannel::Send(std::span<const uint8_t> record,
   }
 }
 
-ShmStatus ProcessChannel::Recv(std::vector<uint8_t>* out,
+ShmStatus ProcessChannel::Recv(RecordBuffer* out,
                                const Deadline& deadline, bool interruptible) {
   Header* h = header();
   for (;;) {
@@ -351,6 +356,7 @@ ShmStatus ProcessChannel::Recv(std::vector<uint8_t>* out,
         Unlock();
         throw;
       }
+      // (resize may move the bytes: take the pointer after it.)
       const size_t start = (pos + 8) % ring_;
       const size_t first = std::min<size_t>(len, ring_ - start);
       if (first > 0) std::memcpy(out->data(), ring() + start, first);
@@ -422,7 +428,7 @@ bool ProcessChannel::Close() {
 }
 
 ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
-                                 std::vector<uint8_t>* out, size_t* index,
+                                 RecordBuffer* out, size_t* index,
                                  const Deadline& deadline, bool interruptible) {
   const size_t n = chans.size();
   if (n == 0 || n > FUTEX_WAITV_MAX) return ShmStatus::kUnsupported;
@@ -523,7 +529,7 @@ uint64_t ProcessChannel::size() const {
 
 namespace {
 
-void PutVarint(std::vector<uint8_t>* out, uint64_t v) {
+void PutVarint(RecordBuffer* out, uint64_t v) {
   while (v >= 0x80) {
     out->push_back(static_cast<uint8_t>(v) | 0x80);
     v >>= 7;
@@ -560,15 +566,15 @@ struct Reader {
   }
 };
 
-void PutBuffer(std::vector<uint8_t>* out, const SharedBuffer& b) {
+void PutBuffer(RecordBuffer* out, const SharedBuffer& b) {
   const BufferLayout& l = b.layout();
   PutVarint(out, l.format.size());
-  out->insert(out->end(), l.format.begin(), l.format.end());
+  out->append(l.format.data(), l.format.size());
   PutVarint(out, l.itemsize);
   PutVarint(out, l.shape.size());
   for (int64_t e : l.shape) PutVarint(out, static_cast<uint64_t>(e));
   PutVarint(out, b.size());
-  out->insert(out->end(), b.data(), b.data() + b.size());
+  out->append(b.data(), b.size());
 }
 
 // Returns nullptr on a malformed buffer (*oom set if memory ran out).
@@ -594,7 +600,16 @@ Ref<SharedBuffer> GetBuffer(Reader* r, bool* oom) {
 
 }  // namespace
 
-bool FlattenItem(const Item& item, std::vector<uint8_t>* out) {
+bool FlattenItem(const Item& item, RecordBuffer* out) {
+  std::span<const uint8_t> payload;
+  if (!FlattenItem(item, out, &payload)) return false;
+  out->append(payload.data(), payload.size());
+  return true;
+}
+
+bool FlattenItem(const Item& item, RecordBuffer* out,
+                 std::span<const uint8_t>* payload) {
+  *payload = {};
   const size_t mark = out->size();
   out->push_back(static_cast<uint8_t>(item.kind()));
   switch (item.kind()) {
@@ -606,7 +621,7 @@ bool FlattenItem(const Item& item, std::vector<uint8_t>* out) {
     case Item::Kind::kFloat: {
       const int64_t v = item.AsInt();  // the raw 64 bits either way
       const auto* b = reinterpret_cast<const uint8_t*>(&v);
-      out->insert(out->end(), b, b + 8);
+      out->append(b, 8);
       return true;
     }
     case Item::Kind::kBuffer:
@@ -624,7 +639,7 @@ bool FlattenItem(const Item& item, std::vector<uint8_t>* out) {
       for (const MessageRef& ref : m->refs()) {
         PutBuffer(out, *static_cast<const SharedBuffer*>(ref.object));
       }
-      out->insert(out->end(), m->payload().begin(), m->payload().end());
+      *payload = m->payload();
       return true;
     }
     case Item::Kind::kChannel:

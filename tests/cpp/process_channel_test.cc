@@ -33,8 +33,8 @@ Ref<ProcessChannel> Make(size_t ring = 4096, uint64_t max_items = 0) {
 std::vector<uint8_t> Rec(const std::string& s) {
   return std::vector<uint8_t>(s.begin(), s.end());
 }
-std::string Str(const std::vector<uint8_t>& v) {
-  return std::string(v.begin(), v.end());
+std::string Str(const RecordBuffer& v) {
+  return std::string(v.data(), v.data() + v.size());
 }
 Deadline In(std::chrono::milliseconds d) { return Clock::now() + d; }
 
@@ -47,14 +47,14 @@ std::vector<uint8_t> Numbered(uint64_t i, size_t len) {
   for (size_t k = 16; k < r.size(); ++k) r[k] = static_cast<uint8_t>(i * 31 + k);
   return r;
 }
-bool Intact(const std::vector<uint8_t>& r, uint64_t* index) {
+bool Intact(const RecordBuffer& r, uint64_t* index) {
   if (r.size() < 16) return false;
   uint64_t i, n;
   std::memcpy(&i, r.data(), 8);
   std::memcpy(&n, r.data() + 8, 8);
   if (n != r.size()) return false;
   for (size_t k = 16; k < r.size(); ++k) {
-    if (r[k] != static_cast<uint8_t>(i * 31 + k)) return false;
+    if (r.data()[k] != static_cast<uint8_t>(i * 31 + k)) return false;
   }
   *index = i;
   return true;
@@ -62,7 +62,7 @@ bool Intact(const std::vector<uint8_t>& r, uint64_t* index) {
 
 TEST(ProcessChannelTest, RecordsComeOutInOrderAcrossTheRingsWrap) {
   Ref<ProcessChannel> ch = Make(256);
-  std::vector<uint8_t> out;
+  RecordBuffer out;
   for (int round = 0; round < 200; ++round) {
     const std::string a(static_cast<size_t>(round % 37), 'a' + round % 26);
     const std::string b(static_cast<size_t>(round % 53), 'A' + round % 26);
@@ -89,14 +89,14 @@ TEST(ProcessChannelTest, BoundedByBytesAndByItems) {
   EXPECT_EQ(items->TrySend(Rec("a")), ShmStatus::kOk);
   EXPECT_EQ(items->TrySend(Rec("b")), ShmStatus::kOk);
   EXPECT_EQ(items->TrySend(Rec("c")), ShmStatus::kFull);
-  std::vector<uint8_t> out;
+  RecordBuffer out;
   EXPECT_EQ(items->TryRecv(&out), ShmStatus::kOk);
   EXPECT_EQ(items->TrySend(Rec("c")), ShmStatus::kOk);
 }
 
 TEST(ProcessChannelTest, CloseDrainsThenReportsClosedAndWakesWaiters) {
   Ref<ProcessChannel> ch = Make();
-  std::vector<uint8_t> out;
+  RecordBuffer out;
   ShmStatus got = ShmStatus::kOk;
   std::thread waiter([&] { got = ch->Recv(&out, std::nullopt, false); });
   std::this_thread::sleep_for(50ms);
@@ -116,7 +116,7 @@ TEST(ProcessChannelTest, CloseDrainsThenReportsClosedAndWakesWaiters) {
 
 TEST(ProcessChannelTest, RecvTimesOutOnTheMonotonicClock) {
   Ref<ProcessChannel> ch = Make();
-  std::vector<uint8_t> out;
+  RecordBuffer out;
   const auto t0 = Clock::now();
   EXPECT_EQ(ch->Recv(&out, In(30ms), false), ShmStatus::kEmpty);
   EXPECT_GE(Clock::now() - t0, 30ms);
@@ -135,7 +135,7 @@ TEST(ProcessChannelTest, AttachChecksTheSegment) {
   Ref<ProcessChannel> again = ProcessChannel::Attach(dup(ch->fd()), &err);
   ASSERT_TRUE(again) << err;
   ASSERT_EQ(ch->TrySend(Rec("via one handle")), ShmStatus::kOk);
-  std::vector<uint8_t> out;
+  RecordBuffer out;
   ASSERT_EQ(again->TryRecv(&out), ShmStatus::kOk);
   EXPECT_EQ(Str(out), "via one handle");
 }
@@ -161,12 +161,12 @@ TEST(ProcessChannelTest, StreamsBetweenForkedProcessesBothWays) {
   Ref<ProcessChannel> back = Make(1024, 8);
   constexpr uint64_t kN = 20000;
   const pid_t pid = Fork([&] {
-    std::vector<uint8_t> out;
+    RecordBuffer out;
     for (;;) {
       ShmStatus s = ch->Recv(&out, std::nullopt, false);
       if (s == ShmStatus::kClosed) break;
       if (s != ShmStatus::kOk) _exit(2);
-      if (back->Send(out, std::nullopt, false) != ShmStatus::kOk) _exit(3);
+      if (back->Send(out.span(), std::nullopt, false) != ShmStatus::kOk) _exit(3);
     }
     back->Close();
   });
@@ -177,7 +177,7 @@ TEST(ProcessChannelTest, StreamsBetweenForkedProcessesBothWays) {
     }
     ch->Close();
   });
-  std::vector<uint8_t> out;
+  RecordBuffer out;
   uint64_t next = 0;
   while (back->Recv(&out, std::nullopt, false) == ShmStatus::kOk) {
     uint64_t i;
@@ -224,14 +224,14 @@ TEST(ProcessChannelTest, ProcessesKilledMidCallLeaveTheChannelUsable) {
     close(commit_pipe[1]);
     // Consumers forward what they got to `results`, then exit.
     auto consumer = [&] {
-      std::vector<uint8_t> out;
+      RecordBuffer out;
       for (;;) {
         ShmStatus s = ch->Recv(&out, std::nullopt, false);
         if (s == ShmStatus::kClosed) return;
         if (s != ShmStatus::kOk) _exit(4);
         uint64_t i;
         if (!Intact(out, &i)) _exit(5);
-        if (results->Send(out, std::nullopt, false) != ShmStatus::kOk) _exit(6);
+        if (results->Send(out.span(), std::nullopt, false) != ShmStatus::kOk) _exit(6);
       }
     };
     const pid_t victim_consumer = Fork(consumer);
@@ -276,7 +276,7 @@ TEST(ProcessChannelTest, ProcessesKilledMidCallLeaveTheChannelUsable) {
     }
     results->Close();
     std::set<uint64_t> received;
-    std::vector<uint8_t> out;
+    RecordBuffer out;
     while (results->TryRecv(&out) == ShmStatus::kOk) {
       ASSERT_TRUE(Intact(out, &i));
       ASSERT_TRUE(received.insert(i).second) << "duplicate " << i;
@@ -308,7 +308,7 @@ TEST(ProcessChannelTest, AHolderOfTheLockKilledIsRecoveredFrom) {
     raise(SIGKILL);
   });
   Wait(pid);
-  std::vector<uint8_t> out;
+  RecordBuffer out;
   ASSERT_EQ(ch->TryRecv(&out), ShmStatus::kOk);
   EXPECT_EQ(Str(out), "before");
   EXPECT_EQ(ch->TrySend(Rec("after")), ShmStatus::kOk);
@@ -324,7 +324,7 @@ TEST(ProcessChannelTest, ACorruptedSegmentGivesKCorruptNeverACrash) {
       ASSERT_EQ(ch->TrySend(std::vector<uint8_t>(rng() % 60, 7)),
                 ShmStatus::kOk);
     }
-    std::vector<uint8_t> out;
+    RecordBuffer out;
     ASSERT_EQ(ch->TryRecv(&out), ShmStatus::kOk);
     // Scribble over head/tail/count or over record headers (the mutex and
     // the futex words are left: corrupting a pthread mutex is not something
@@ -358,7 +358,7 @@ TEST(ProcessChannelTest, ACorruptedSegmentGivesKCorruptNeverACrash) {
 TEST(ProcessChannelTest, SelectWaitsOnEveryChannelAcrossProcesses) {
   Ref<ProcessChannel> a = Make(), b = Make();
   ProcessChannel* both[] = {a.get(), b.get()};
-  std::vector<uint8_t> out;
+  RecordBuffer out;
   size_t index = 99;
   EXPECT_EQ(ProcessChannel::Select(both, &out, &index, In(20ms), false),
             ShmStatus::kEmpty);
@@ -405,7 +405,7 @@ TEST(ProcessChannelTest, SelectingReadersDoNotStrandRecords) {
   std::atomic<int> taken{0};
   auto selector = [&] {
     ProcessChannel* both[] = {a.get(), b.get()};
-    std::vector<uint8_t> out;
+    RecordBuffer out;
     size_t index;
     while (ProcessChannel::Select(both, &out, &index, std::nullopt, false) ==
            ShmStatus::kOk) {
@@ -413,7 +413,7 @@ TEST(ProcessChannelTest, SelectingReadersDoNotStrandRecords) {
     }
   };
   auto reader = [&] {
-    std::vector<uint8_t> out;
+    RecordBuffer out;
     while (a->Recv(&out, std::nullopt, false) == ShmStatus::kOk) {
       taken.fetch_add(1);
     }
@@ -438,18 +438,18 @@ TEST(ProcessChannelTest, SelectingReadersDoNotStrandRecords) {
 }
 
 TEST(FlatItemTest, RoundTripsScalarsBuffersAndMessages) {
-  std::vector<uint8_t> flat;
+  RecordBuffer flat;
   FlatItem f;
   bool oom = false;
   ASSERT_TRUE(FlattenItem(Item::Int(-42), &flat));
-  ASSERT_TRUE(UnflattenItem(flat, &f, &oom));
+  ASSERT_TRUE(UnflattenItem(flat.span(), &f, &oom));
   EXPECT_EQ(f.scalar.kind(), Item::Kind::kInt);
   EXPECT_EQ(f.scalar.AsInt(), -42);
 
   flat.clear();
   f = FlatItem();
   ASSERT_TRUE(FlattenItem(Item::Float(2.5), &flat));
-  ASSERT_TRUE(UnflattenItem(flat, &f, &oom));
+  ASSERT_TRUE(UnflattenItem(flat.span(), &f, &oom));
   EXPECT_EQ(f.scalar.AsFloat(), 2.5);
 
   flat.clear();
@@ -462,7 +462,7 @@ TEST(FlatItemTest, RoundTripsScalarsBuffersAndMessages) {
   Ref<SharedBuffer> b = SharedBuffer::Copy(data, 16, layout);
   ASSERT_TRUE(FlattenItem(Item::FromRef(Item::Kind::kBuffer, Ref<RefCounted>(Ref<SharedBuffer>(b))),
                           &flat));
-  ASSERT_TRUE(UnflattenItem(flat, &f, &oom));
+  ASSERT_TRUE(UnflattenItem(flat.span(), &f, &oom));
   ASSERT_TRUE(f.is_buffer);
   EXPECT_EQ(f.buffers[0]->layout().format, "i");
   EXPECT_EQ(f.buffers[0]->shape(), (std::vector<int64_t>{2, 2}));

@@ -38,14 +38,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::memcpy(seg + ProcessChannel::kHeaderBytes, data + nstate,
                 std::min(size - nstate, kRing));
   }
-  std::vector<uint8_t> out;
+  xchannels::RecordBuffer out;
   for (int k = 0; k < 4; ++k) {
     const ShmStatus s = ch->TryRecv(&out);
     if (s != ShmStatus::kOk) break;
     if (out.size() > kRing) __builtin_trap();  // never more than the ring
     FlatItem f;
     bool oom = false;
-    xchannels::UnflattenItem(out, &f, &oom);
+    xchannels::UnflattenItem(out.span(), &f, &oom);
   }
   const uint8_t rec[24] = {3};
   ch->TrySend(rec);

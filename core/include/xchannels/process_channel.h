@@ -55,9 +55,12 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -69,6 +72,53 @@
 #include "xchannels/shared_buffer.h"
 
 namespace xchannels {
+
+// A byte buffer with 256 bytes inline, so a small record costs no
+// allocation. Grows on the heap (uninitialised) beyond that.
+class RecordBuffer {
+ public:
+  RecordBuffer() = default;
+  RecordBuffer(const RecordBuffer&) = delete;
+  RecordBuffer& operator=(const RecordBuffer&) = delete;
+
+  size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  uint8_t* data() noexcept { return heap_ ? heap_.get() : inline_; }
+  const uint8_t* data() const noexcept { return heap_ ? heap_.get() : inline_; }
+  std::span<const uint8_t> span() const noexcept { return {data(), size_}; }
+  operator std::span<const uint8_t>() const noexcept { return span(); }
+  void clear() noexcept { size_ = 0; }
+  // Keeps the first min(size(), n) bytes; the rest is uninitialised.
+  // Throws std::bad_alloc.
+  void resize(size_t n) {
+    if (n > capacity()) Grow(n);
+    size_ = n;
+  }
+  void push_back(uint8_t b) {
+    resize(size_ + 1);
+    data()[size_ - 1] = b;
+  }
+  void append(const void* p, size_t n) {
+    const size_t at = size_;
+    resize(size_ + n);
+    if (n > 0) std::memcpy(data() + at, p, n);
+  }
+
+ private:
+  static constexpr size_t kInline = 256;
+  size_t capacity() const noexcept { return heap_ ? heap_cap_ : kInline; }
+  void Grow(size_t n) {
+    const size_t cap = std::max(n, 2 * capacity());
+    std::unique_ptr<uint8_t[]> bigger(new uint8_t[cap]);
+    std::memcpy(bigger.get(), data(), size_);
+    heap_ = std::move(bigger);
+    heap_cap_ = cap;
+  }
+  uint8_t inline_[kInline];
+  std::unique_ptr<uint8_t[]> heap_;
+  size_t heap_cap_ = 0;
+  size_t size_ = 0;
+};
 
 enum class ShmStatus : uint8_t {
   kOk,
@@ -99,19 +149,25 @@ class ProcessChannel final : public RefCounted {
 
   // Non-blocking put of one record.
   ShmStatus TrySend(std::span<const uint8_t> record) {
-    return Send(record, Deadline(Clock::time_point::min()), false);
+    return Send(record, {}, Deadline(Clock::time_point::min()), false);
   }
   // Blocks until there is room, the deadline passes (kFull), the channel is
-  // closed (kClosed) or, when interruptible, a signal arrives.
+  // closed (kClosed) or, when interruptible, a signal arrives. The record
+  // is `head` followed by `tail` (two pieces, so a message payload is
+  // copied once, straight into the ring).
+  ShmStatus Send(std::span<const uint8_t> head, std::span<const uint8_t> tail,
+                 const Deadline& deadline, bool interruptible);
   ShmStatus Send(std::span<const uint8_t> record, const Deadline& deadline,
-                 bool interruptible);
-  ShmStatus TryRecv(std::vector<uint8_t>* out) {
+                 bool interruptible) {
+    return Send(record, {}, deadline, interruptible);
+  }
+  ShmStatus TryRecv(RecordBuffer* out) {
     return Recv(out, Deadline(Clock::time_point::min()), false);
   }
   // Blocks until a record arrives (copied into *out), the deadline passes
   // (kEmpty), the channel is closed and drained (kClosed) or, when
   // interruptible, a signal arrives.
-  ShmStatus Recv(std::vector<uint8_t>* out, const Deadline& deadline,
+  ShmStatus Recv(RecordBuffer* out, const Deadline& deadline,
                  bool interruptible);
   // Closes the channel for every process and wakes every waiter. Returns
   // false if it was closed already.
@@ -127,7 +183,7 @@ class ProcessChannel final : public RefCounted {
   // reader of any channel that still has records, so a put's single wake
   // that reached this selector is not lost to the others.
   static ShmStatus Select(std::span<ProcessChannel* const> chans,
-                          std::vector<uint8_t>* out, size_t* index,
+                          RecordBuffer* out, size_t* index,
                           const Deadline& deadline, bool interruptible);
 
   bool closed() const;
@@ -185,9 +241,14 @@ class ProcessChannel final : public RefCounted {
 // A message's refs must all be buffers (kBufferRef / kBytesRef); a channel
 // cannot leave its process.
 
-// Appends the flat form of `item` to *out. Returns false (out unchanged) if
-// the item holds a channel.
-bool FlattenItem(const Item& item, std::vector<uint8_t>* out);
+// Appends the flat form of `item` to *out, except a message's payload,
+// which *payload then views (valid while `item` lives): the record is *out
+// followed by *payload. Returns false (out unchanged) if the item holds a
+// channel.
+bool FlattenItem(const Item& item, RecordBuffer* out,
+                 std::span<const uint8_t>* payload);
+// The same, whole, into *out.
+bool FlattenItem(const Item& item, RecordBuffer* out);
 
 // The parsed flat form: scalars are returned as an Item; a buffer or message
 // comes with its buffers (copied out of the record) and, for a message, the
