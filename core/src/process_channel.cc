@@ -24,7 +24,28 @@ namespace {
 
 constexpr uint64_t kMagic = 0x314e4843'4d485358ull;  // "XSHMCHN1"
 constexpr uint32_t kVersion = 1;
-constexpr int kSpinRounds = 200;  // re-checks of the seq word before sleeping
+// How long a waiter watches the seq word before it sleeps. The other side
+// is a process on another core (a Python put or get takes a microsecond or
+// two): a futex sleep and wake-up cost more than that, so a stream or a
+// ping-pong should never sleep. Not on a single CPU, where spinning only
+// delays the process that would make progress.
+constexpr int64_t kSpinNanos = 30'000;
+
+bool SpinUntilChanged(const std::atomic<uint32_t>& word, uint32_t seq) {
+  static const bool multi_cpu = sysconf(_SC_NPROCESSORS_ONLN) > 1;
+  const int64_t budget = multi_cpu ? kSpinNanos : 0;
+  const auto start = Clock::now();
+  for (int i = 1;; ++i) {
+    if (word.load(std::memory_order_acquire) != seq) return true;
+    detail::CpuRelax();
+    if ((i & 31) == 0 &&
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() -
+                                                             start)
+                .count() >= budget) {
+      return false;
+    }
+  }
+}
 
 static_assert(std::atomic<uint32_t>::is_always_lock_free &&
                   std::atomic<uint64_t>::is_always_lock_free,
@@ -304,17 +325,8 @@ ShmStatus ProcessChannel::Send(std::span<const uint8_t> head_part,
     }
     const uint32_t seq = h->space_seq.load(std::memory_order_relaxed);
     Unlock();
-    // Spin a little: a getter in another process often frees room within
-    // microseconds, and a futex sleep costs more than that.
-    bool moved = false;
-    for (int i = 0; i < kSpinRounds; ++i) {
-      if (h->space_seq.load(std::memory_order_acquire) != seq) {
-        moved = true;
-        break;
-      }
-      detail::CpuRelax();
-    }
-    if (moved) continue;
+    // Spin a little first (see kSpinNanos).
+    if (SpinUntilChanged(h->space_seq, seq)) continue;
     if (!Lock()) return ShmStatus::kCorrupt;
     if (h->space_seq.load(std::memory_order_relaxed) != seq) {
       Unlock();
@@ -383,15 +395,7 @@ ShmStatus ProcessChannel::Recv(RecordBuffer* out,
     }
     const uint32_t seq = h->data_seq.load(std::memory_order_relaxed);
     Unlock();
-    bool moved = false;
-    for (int i = 0; i < kSpinRounds; ++i) {
-      if (h->data_seq.load(std::memory_order_acquire) != seq) {
-        moved = true;
-        break;
-      }
-      detail::CpuRelax();
-    }
-    if (moved) continue;
+    if (SpinUntilChanged(h->data_seq, seq)) continue;
     if (!Lock()) return ShmStatus::kCorrupt;
     if (h->data_seq.load(std::memory_order_relaxed) != seq) {
       Unlock();

@@ -73,7 +73,7 @@
 
 namespace xchannels {
 
-// A byte buffer with 256 bytes inline, so a small record costs no
+// A byte buffer with 2 KiB inline, so a small record costs no
 // allocation. Grows on the heap (uninitialised) beyond that.
 class RecordBuffer {
  public:
@@ -105,7 +105,7 @@ class RecordBuffer {
   }
 
  private:
-  static constexpr size_t kInline = 256;
+  static constexpr size_t kInline = 2048;
   size_t capacity() const noexcept { return heap_ ? heap_cap_ : kInline; }
   void Grow(size_t n) {
     const size_t cap = std::max(n, 2 * capacity());
