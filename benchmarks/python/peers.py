@@ -628,13 +628,19 @@ class XChannelsProcessPeer(_ProcessPeer):
     label = "xchannels ProcessChannel"
     where = "each actor in its own process (multiprocessing, spawn); items copied through a shared-memory ring"
     batch = "emulated: one 100-int tuple per message (ProcessChannel has no put_many/get_many)"
-    select_how = "emulated: round-robin get_nowait + 50 us sleep (xchannels.select takes Channels only)"
+    select_how = "xchannels.select (over ProcessChannels: futex_waitv, Linux 5.16+)"
 
     def __init__(self) -> None:
         super().__init__()
         import xchannels
 
         self.mod = xchannels
+
+    def unsupported(self, workload, payload):
+        if payload == "SharedBuffer-64MiB":
+            return ("no zero-copy across processes: a SharedBuffer is copied through the ring like "
+                    "bytes (see bytes-64MiB)")
+        return None
 
     def make_queue(self, payload_bytes: int | None = None, payload: str | None = None) -> Any:
         # The ring is fixed at creation and an item larger than it raises
@@ -645,16 +651,18 @@ class XChannelsProcessPeer(_ProcessPeer):
             return self.mod.ProcessChannel()
         return self.mod.ProcessChannel(capacity=max(64 * MiB, 3 * payload_bytes + MiB))
 
-    # xchannels.ChannelEmpty is a queue.Empty: the harness's main_get and
-    # poll_select (which catches queue.Empty) work unchanged.
+    # xchannels.ChannelEmpty is a queue.Empty: the harness's main_get works
+    # unchanged.
     _PROC_PRELUDE = """\
+        import xchannels
         ctrl_get = Q_ctrl.get
         report = Q_out.put
         def batch_putter(q):
             return q.put
         def batch_getter(q):
             return q.get
-        select = poll_select
+        def select(qs, _sel=xchannels.select):
+            return _sel(qs)[1]
         NATIVE_BATCH = False
         """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -381,14 +382,15 @@ def process_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
     # Ping-pong between two processes: the median round trip.
     name = f"pingpong between two processes: {lx} median round trip <= 5 µs"
     c = cells.get(("pingpong", px))
-    if figure(c) is None:
+    if c is None or figure(c) is None:
         add(name, None, missing("pingpong", [px]))
     else:
         others = []
         for p in PROCESS_REFS:
-            o = cells.get(("pingpong", p))
-            others.append(f"{_label(data, p)} {us(o['rt_median_us'])} (p99 {us(o['rt_p99_us'])})"
-                          if figure(o) is not None else f"{_label(data, p)}: {status_text(o) or 'no figure'}")
+            oc = cells.get(("pingpong", p))
+            others.append(f"{_label(data, p)} {us(oc['rt_median_us'])} (p99 {us(oc['rt_p99_us'])})"
+                          if oc is not None and figure(oc) is not None
+                          else f"{_label(data, p)}: {status_text(oc) or 'no figure'}")
         add(name, c["rt_median_us"] <= 5,
             f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}; medians of the other process peers: "
             + ", ".join(others))
@@ -405,8 +407,8 @@ def process_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
         if x is not None:
             detail += f"; {si(x)} items/s"
             for p in PROCESS_REFS:
-                o = figure(cells.get(("mpmc-2x2", p)))
-                detail += (f", {ratio_str(x / o)} {_label(data, p)} ({si(o)}/s)" if o
+                of = figure(cells.get(("mpmc-2x2", p)))
+                detail += (f", {ratio_str(x / of)} {_label(data, p)} ({si(of)}/s)" if of
                            else f", {_label(data, p)}: {status_text(cells.get(('mpmc-2x2', p))) or 'no figure'}")
         elif c and c.get("status") != "ok":
             detail += f" ({c.get('status')})"
@@ -773,10 +775,11 @@ def plots(data: dict[str, Any], outdir: Path = RESULTS) -> list[Path]:
              ha="center", va="bottom", fontsize=7, color="dimgray")
     save(fig, "throughput.png", rect=(0, 0.03, 1, 1))
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
     cells = cells_by(data)
     peers = data["peers_order"]
-    labels = [data["peer_info"][q]["label"] for q in peers]
+    # Room for six peers' labels ("xchannels ProcessChannel" is long).
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.6 * len(peers)), 4.5))
+    labels = ["\n".join(textwrap.wrap(data["peer_info"][q]["label"], 18, break_long_words=False)) for q in peers]
     med = [ok(cells.get(("pingpong", q)), "rt_median_us") for q in peers]
     p99 = [ok(cells.get(("pingpong", q)), "rt_p99_us") for q in peers]
     xs = range(len(peers))
@@ -1010,8 +1013,9 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
         "shared `memoryview` of a 64 MiB `bytearray`, their nearest zero-copy equivalent "
         "(it must not outlive the interpreter that made it).",
         "- `SharedBuffer-64MiB` hands over a reference to the same 64 MiB block: its MB/s "
-        "is nominal (the consumer does not read the bytes). The processes peers cannot "
-        "carry it without pickling it (n/a; see `bytes-64MiB`).",
+        "is nominal (the consumer does not read the bytes). The process peers cannot "
+        "hand it over without copying it (multiprocessing.Queue and faster-fifo pickle it, "
+        "ProcessChannel copies it through its ring): n/a; see `bytes-64MiB`.",
         "- multiprocessing.Queue and faster-fifo pickle every item and run their actors in "
         "processes started with `spawn` (start-up excluded). `select-4` and, except for "
         "xchannels and faster-fifo, `batch` are emulated where a peer has no such API; "
@@ -1022,8 +1026,9 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
         "(no pickle), copied into a ring in a shared-memory segment (a memfd) that every actor "
         "maps, and decoded into a new object by the consumer; the channel reaches each spawned "
         "process as a duplicated file descriptor. Its data rings hold max(64 MiB, 3 x the payload "
-        "+ 1 MiB), as faster-fifo's buffers do; its control queues the default 1 MiB. It has no "
-        "batch or select API: `batch` and `select-4` are emulated as for multiprocessing.Queue.",
+        "+ 1 MiB), as faster-fifo's buffers do; its control queues the default 1 MiB. `select-4` "
+        "uses `xchannels.select`, which takes ProcessChannels too; there is no batch API, so "
+        "`batch` is emulated as for multiprocessing.Queue.",
         "- `mpmc-2x2` ends, for every peer, with an untimed check round: each producer puts "
         "distinct ints in order and the consumers count every one they get; any int lost, "
         "received twice or never put fails the cell.",

@@ -16,8 +16,11 @@ driven in rounds by ``cell.py``. One round:
 Elapsed = latest consumer end - earliest producer start, so start-up
 (interpreter and process creation) and control traffic are outside it. Every
 consumer counts items; a round whose total is not the number put is an
-error. The first rounds warm up and calibrate ``n`` so that one timed round
-lasts about ``target`` seconds; then up to three timed rounds, median kept.
+error. A workload with ``check`` (mpmc-2x2) then runs one untimed round of
+distinct ints in which every int must reach exactly one consumer (see
+``PRODUCER_CHECKED``). The first rounds warm up and calibrate ``n`` so
+that one timed round lasts about ``target`` seconds; then up to three timed
+rounds, median kept.
 
 Ping-pong is the exception: the pinger times every round trip itself and
 reports the median and p99, stopping at ``n`` or after ``target`` seconds.
