@@ -275,6 +275,71 @@ PyObject* PcNext(PyObject* op) {
   return v;
 }
 
+// _seq(data) -> int: the data (True) or space (False) word now.
+PyObject* PcSeq(PyObject* op, PyObject* arg) {
+  const int data = PyObject_IsTrue(arg);
+  if (data < 0) return nullptr;
+  return PyLong_FromUnsignedLong(AsPc(op)->ch->Seq(data != 0));
+}
+
+// _wait_seq(data, seq, timeout) -> bool: waits (GIL released) until the
+// word differs from seq; False if the timeout passed first.
+PyObject* PcWaitSeq(PyObject* op, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError, "_wait_seq(data, seq, timeout)");
+    return nullptr;
+  }
+  PyProcessChannel* self = AsPc(op);
+  const int data = PyObject_IsTrue(args[0]);
+  if (data < 0) return nullptr;
+  const unsigned long seq = PyLong_AsUnsignedLong(args[1]);
+  if (seq == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
+  Deadline deadline;
+  if (args[2] != Py_None && !ParseTimeout(args[2], &deadline)) return nullptr;
+  ProcessChannel* ch = self->ch;
+  const ShmStatus s = BlockingCall(self->state, [&](bool intr) {
+    return ch->WaitSeq(data != 0, static_cast<uint32_t>(seq), deadline, intr);
+  });
+  if (s == ShmStatus::kOk) Py_RETURN_TRUE;
+  if (s == ShmStatus::kEmpty) Py_RETURN_FALSE;
+  if (s != ShmStatus::kInterrupted) RaiseShm(self, s, "_wait_seq");
+  return nullptr;
+}
+
+PyObject* PcNudge(PyObject* op, PyObject*) {
+  AsPc(op)->ch->Nudge();
+  Py_RETURN_NONE;
+}
+
+// get_async / put_async: coroutines of xchannels._process.
+PyObject* ForwardAsync(const char* fn, PyObject* self, PyObject* const* args,
+                       Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* mod = PyImport_ImportModule("xchannels._process");
+  if (mod == nullptr) return nullptr;
+  PyObject* f = PyObject_GetAttrString(mod, fn);
+  Py_DECREF(mod);
+  if (f == nullptr) return nullptr;
+  const Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+  std::vector<PyObject*> all(static_cast<size_t>(n) + 2);
+  all[1] = self;
+  for (Py_ssize_t i = 0; i < n; ++i) all[static_cast<size_t>(i) + 2] = args[i];
+  PyObject* r = PyObject_Vectorcall(f, all.data() + 1,
+                                    (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                    kwnames);
+  Py_DECREF(f);
+  return r;
+}
+
+PyObject* PcGetAsync(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
+                     PyObject* kwnames) {
+  return ForwardAsync("get_async", op, args, nargs, kwnames);
+}
+
+PyObject* PcPutAsync(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
+                     PyObject* kwnames) {
+  return ForwardAsync("put_async", op, args, nargs, kwnames);
+}
+
 PyObject* PcClosed(PyObject* op, void*) {
   return PyBool_FromLong(AsPc(op)->ch->closed());
 }
@@ -283,6 +348,9 @@ PyObject* PcMaxsize(PyObject* op, void*) {
 }
 PyObject* PcCapacity(PyObject* op, void*) {
   return PyLong_FromSize_t(AsPc(op)->ch->ring_bytes());
+}
+PyObject* PcSegmentId(PyObject* op, void*) {
+  return PyLong_FromUnsignedLongLong(AsPc(op)->ch->segment_id());
 }
 PyObject* PcFallback(PyObject* op, void*) {
   if (AsPc(op)->ch->flags() & ProcessChannel::kFlagPickle) {
@@ -337,6 +405,23 @@ PyMethodDef kPcMethods[] = {
      "fileno($self, /)\n--\n\nThe segment's file descriptor (a memfd)."},
     {"_from_fd", NoExcept<PcFromFd>::Call, METH_O | METH_CLASS,
      "_from_fd($type, fd, /)\n--\n\nA new handle on the segment behind fd (duplicated)."},
+    {"get_async", FASTKW(NoExcept<PcGetAsync>::Call), METH_FASTCALL | METH_KEYWORDS,
+     "get_async($self, /, timeout=None)\n--\n\n"
+     "Awaitable get(): waits without blocking the event loop (a helper\n"
+     "thread sleeps on the segment meanwhile). ChannelEmpty on timeout."},
+    {"put_async", FASTKW(NoExcept<PcPutAsync>::Call), METH_FASTCALL | METH_KEYWORDS,
+     "put_async($self, /, item, timeout=None)\n--\n\n"
+     "Awaitable put(): waits for room without blocking the event loop.\n"
+     "ChannelFull on timeout."},
+    {"_seq", NoExcept<PcSeq>::Call, METH_O,
+     "_seq($self, data, /)\n--\n\nThe data (True) or space (False) word now."},
+    {"_wait_seq", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+                      NoExcept<PcWaitSeq>::Call)),
+     METH_FASTCALL,
+     "_wait_seq($self, data, seq, timeout, /)\n--\n\n"
+     "Wait until the word moves from seq; False on timeout."},
+    {"_nudge", NoExcept<PcNudge>::Call, METH_NOARGS,
+     "_nudge($self, /)\n--\n\nMove both words and wake every waiter."},
     {"__reduce__", NoExcept<PcReduce>::Call, METH_NOARGS, nullptr},
     {"__enter__", PcEnter, METH_NOARGS, nullptr},
     {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(PcExit)),
@@ -351,6 +436,8 @@ PyGetSetDef kPcGetSet[] = {
     {"capacity", PcCapacity, nullptr, "The bytes the segment holds for items.",
      nullptr},
     {"fallback", PcFallback, nullptr, "'pickle' or None.", nullptr},
+    {"_segment_id", PcSegmentId, nullptr,
+     "A random number drawn at creation, the same in every handle.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 

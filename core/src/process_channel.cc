@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -58,19 +59,12 @@ size_t RoundUp8(size_t n) { return (n + 7) & ~size_t{7}; }
 int FutexWaitShared(std::atomic<uint32_t>* word, uint32_t expected,
                     const Deadline& deadline) {
   timespec ts{};
-  timespec* tsp = nullptr;
-  if (deadline.has_value()) {
-    const Clock::time_point now = Clock::now();
-    if (now >= *deadline) return ETIMEDOUT;
-    const int64_t ns =
-        std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - now)
-            .count();
-    ts.tv_sec = static_cast<time_t>(ns / 1000000000);
-    ts.tv_nsec = static_cast<long>(ns % 1000000000);
-    tsp = &ts;
+  if (deadline.has_value() && !detail::TimeLeft(*deadline, &ts)) {
+    return ETIMEDOUT;
   }
   const long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(word),
-                         FUTEX_WAIT, expected, tsp, nullptr, 0);
+                         FUTEX_WAIT, expected,
+                         deadline.has_value() ? &ts : nullptr, nullptr, 0);
   return r == 0 ? 0 : errno;
 }
 
@@ -104,6 +98,7 @@ struct ProcessChannel::Header {
   // Futex words: bumped under the mutex, waited on without it.
   std::atomic<uint32_t> data_seq;
   std::atomic<uint32_t> space_seq;
+  uint64_t segment_id;  // random, set at creation: tells segments apart
 };
 
 ProcessChannel::Header* ProcessChannel::header() const noexcept {
@@ -119,9 +114,10 @@ size_t ProcessChannel::state_bytes_for_testing() {
 }
 
 ProcessChannel::ProcessChannel(int fd, uint8_t* base, size_t ring,
-                               uint64_t max_items, uint32_t flags)
+                               uint64_t max_items, uint32_t flags,
+                               uint64_t segment_id)
     : fd_(fd), base_(base), ring_(ring), max_items_(max_items),
-      flags_(flags) {}
+      flags_(flags), segment_id_(segment_id) {}
 
 ProcessChannel::~ProcessChannel() {
   munmap(base_, kHeaderBytes + ring_);
@@ -158,6 +154,11 @@ Ref<ProcessChannel> ProcessChannel::Create(size_t ring_bytes,
   h->magic = kMagic;
   h->version = kVersion;
   h->flags = flags;
+  if (getrandom(&h->segment_id, sizeof h->segment_id, 0) !=
+      static_cast<ssize_t>(sizeof h->segment_id)) {
+    h->segment_id = static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^
+                    (static_cast<uint64_t>(getpid()) << 40);
+  }
   h->ring_bytes = ring;
   h->max_items = max_items;
   pthread_mutexattr_t attr;
@@ -171,8 +172,8 @@ Ref<ProcessChannel> ProcessChannel::Create(size_t ring_bytes,
     errno = rc;
     return fail("pthread_mutex_init");
   }
-  auto* ch = new (std::nothrow)
-      ProcessChannel(fd, static_cast<uint8_t*>(p), ring, max_items, flags);
+  auto* ch = new (std::nothrow) ProcessChannel(
+      fd, static_cast<uint8_t*>(p), ring, max_items, flags, h->segment_id);
   if (ch == nullptr) {
     munmap(p, kHeaderBytes + ring);
     close(fd);
@@ -208,8 +209,9 @@ Ref<ProcessChannel> ProcessChannel::Attach(int fd, std::string* error) {
     munmap(p, size);
     return fail("not a ProcessChannel segment (bad header)");
   }
-  auto* ch = new (std::nothrow) ProcessChannel(
-      fd, static_cast<uint8_t*>(p), ring, h->max_items, h->flags);
+  auto* ch = new (std::nothrow)
+      ProcessChannel(fd, static_cast<uint8_t*>(p), ring, h->max_items,
+                     h->flags, h->segment_id);
   if (ch == nullptr) {
     munmap(p, size);
     return fail("out of memory");
@@ -323,22 +325,9 @@ ShmStatus ProcessChannel::Send(std::span<const uint8_t> head_part,
       Unlock();
       return ShmStatus::kFull;
     }
-    const uint32_t seq = h->space_seq.load(std::memory_order_relaxed);
-    Unlock();
-    // Spin a little first (see kSpinNanos).
-    if (SpinUntilChanged(h->space_seq, seq)) continue;
-    if (!Lock()) return ShmStatus::kCorrupt;
-    if (h->space_seq.load(std::memory_order_relaxed) != seq) {
-      Unlock();
-      continue;
-    }
-    ++h->send_waiters;
-    Unlock();
-    const int err = FutexWaitShared(&h->space_seq, seq, deadline);
-    if (!Lock()) return ShmStatus::kCorrupt;
-    if (h->send_waiters > 0) --h->send_waiters;
-    Unlock();
-    if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
+    const ShmStatus w =
+        AwaitChange(&h->space_seq, &h->send_waiters, deadline, interruptible);
+    if (w != ShmStatus::kOk) return w;
   }
 }
 
@@ -393,22 +382,33 @@ ShmStatus ProcessChannel::Recv(RecordBuffer* out,
       Unlock();
       return ShmStatus::kEmpty;
     }
-    const uint32_t seq = h->data_seq.load(std::memory_order_relaxed);
-    Unlock();
-    if (SpinUntilChanged(h->data_seq, seq)) continue;
-    if (!Lock()) return ShmStatus::kCorrupt;
-    if (h->data_seq.load(std::memory_order_relaxed) != seq) {
-      Unlock();
-      continue;
-    }
-    ++h->recv_waiters;
-    Unlock();
-    const int err = FutexWaitShared(&h->data_seq, seq, deadline);
-    if (!Lock()) return ShmStatus::kCorrupt;
-    if (h->recv_waiters > 0) --h->recv_waiters;
-    Unlock();
-    if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
+    const ShmStatus w =
+        AwaitChange(&h->data_seq, &h->recv_waiters, deadline, interruptible);
+    if (w != ShmStatus::kOk) return w;
   }
+}
+
+ShmStatus ProcessChannel::AwaitChange(std::atomic<uint32_t>* word,
+                                      uint32_t* waiters,
+                                      const Deadline& deadline,
+                                      bool interruptible) {
+  const uint32_t seq = word->load(std::memory_order_relaxed);
+  Unlock();
+  // Spin a little first (see kSpinNanos).
+  if (SpinUntilChanged(*word, seq)) return ShmStatus::kOk;
+  if (!Lock()) return ShmStatus::kCorrupt;
+  if (word->load(std::memory_order_relaxed) != seq) {
+    Unlock();
+    return ShmStatus::kOk;
+  }
+  ++*waiters;
+  Unlock();
+  const int err = FutexWaitShared(word, seq, deadline);
+  if (!Lock()) return ShmStatus::kCorrupt;
+  if (*waiters > 0) --*waiters;
+  Unlock();
+  return err == EINTR && interruptible ? ShmStatus::kInterrupted
+                                       : ShmStatus::kOk;
 }
 
 bool ProcessChannel::Close() {
@@ -519,6 +519,40 @@ ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
     if (err == ENOSYS) return ShmStatus::kUnsupported;
     if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
   }
+}
+
+uint32_t ProcessChannel::Seq(bool data) const {
+  const Header* h = header();
+  return (data ? h->data_seq : h->space_seq).load(std::memory_order_acquire);
+}
+
+ShmStatus ProcessChannel::WaitSeq(bool data, uint32_t seq,
+                                  const Deadline& deadline,
+                                  bool interruptible) {
+  Header* h = header();
+  std::atomic<uint32_t>* word = data ? &h->data_seq : &h->space_seq;
+  uint32_t* waiters = data ? &h->recv_waiters : &h->send_waiters;
+  if (!Lock()) return ShmStatus::kCorrupt;
+  if (word->load(std::memory_order_relaxed) != seq) {
+    Unlock();
+    return ShmStatus::kOk;
+  }
+  ++*waiters;
+  Unlock();
+  const int err = FutexWaitShared(word, seq, deadline);
+  if (!Lock()) return ShmStatus::kCorrupt;
+  if (*waiters > 0) --*waiters;
+  Unlock();
+  if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
+  return err == ETIMEDOUT ? ShmStatus::kEmpty : ShmStatus::kOk;
+}
+
+void ProcessChannel::Nudge() {
+  Header* h = header();
+  h->data_seq.fetch_add(1, std::memory_order_release);
+  h->space_seq.fetch_add(1, std::memory_order_release);
+  FutexWakeShared(&h->data_seq, INT_MAX);
+  FutexWakeShared(&h->space_seq, INT_MAX);
 }
 
 bool ProcessChannel::closed() const {

@@ -19,21 +19,25 @@ static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) &&
 
 void YieldCpu() { sched_yield(); }
 
+bool TimeLeft(Clock::time_point deadline, timespec* out) {
+  const Clock::time_point now = Clock::now();
+  if (now >= deadline) return false;
+  const int64_t ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now)
+          .count();
+  out->tv_sec = static_cast<time_t>(ns / 1000000000);
+  out->tv_nsec = static_cast<long>(ns % 1000000000);
+  return true;
+}
+
 WaitResult Park(Parker& parker, const Deadline& deadline, bool interruptible) {
   for (;;) {
     if (parker.notified()) return WaitResult::kNotified;
+    // Recomputed on every round.
     timespec ts{};
     timespec* tsp = nullptr;
     if (deadline.has_value()) {
-      const Clock::time_point now = Clock::now();
-      if (now >= *deadline) return WaitResult::kTimeout;
-      // FUTEX_WAIT takes a relative timeout measured on CLOCK_MONOTONIC,
-      // the clock behind steady_clock; recomputed on every round.
-      const int64_t ns =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - now)
-              .count();
-      ts.tv_sec = static_cast<time_t>(ns / 1000000000);
-      ts.tv_nsec = static_cast<long>(ns % 1000000000);
+      if (!TimeLeft(*deadline, &ts)) return WaitResult::kTimeout;
       tsp = &ts;
     }
     const long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(&parker.word),

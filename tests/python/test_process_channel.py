@@ -276,6 +276,38 @@ def test_pickled_outside_multiprocessing():
     assert ch.get() == "through another handle"
 
 
+def test_unpickling_after_the_handle_is_gone_is_a_clear_error():
+    ch = ProcessChannel()
+    data = pickle.dumps(ch)
+    del ch
+    with pytest.raises(xchannels.ChannelError, match="keep a handle open"):
+        pickle.loads(data)
+    # The descriptor number now names another channel's segment: refused too.
+    ch = ProcessChannel()
+    data = pickle.dumps(ch)
+    fd = ch.fileno()
+    del ch
+    other = ProcessChannel()
+    assert other.fileno() == fd  # the lowest free number, reused
+    with pytest.raises(xchannels.ChannelError, match="another channel's segment"):
+        pickle.loads(data)
+
+
+def test_pickled_into_a_sub_interpreter(sub):
+    # multiprocessing's resource sharer would refuse this (each interpreter
+    # has its own authkey); the pickle names the descriptor instead.
+    ch = ProcessChannel()
+    sub.run(
+        """
+        import pickle
+        ch = pickle.loads(data)
+        ch.put(("from a sub-interpreter", 2))
+        """,
+        data=pickle.dumps(ch),
+    )
+    assert ch.get(timeout=10) == ("from a sub-interpreter", 2)
+
+
 def _put_later(ch: ProcessChannel, value: object, delay: float) -> None:
     time.sleep(delay)
     ch.put(value)
@@ -301,6 +333,99 @@ def test_select_over_process_channels():
     assert xchannels.select([a, b]) == (a, 1)
     with pytest.raises(xchannels.ChannelClosed):
         xchannels.select([a, b])
+
+
+# ---- asyncio -------------------------------------------------------------------
+
+
+def test_get_async_waits_for_another_process_without_blocking_the_loop():
+    import asyncio
+
+    ch = ProcessChannel()
+    ctx = multiprocessing.get_context("forkserver")
+    p = ctx.Process(target=_put_later, args=(ch, {"async": True}, 0.3))
+
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        t = asyncio.create_task(ticker())
+        p.start()
+        got = await ch.get_async(timeout=30)
+        t.cancel()
+        return got, ticks
+
+    got, ticks = asyncio.run(main())
+    p.join(30)
+    assert got == {"async": True}
+    assert ticks >= 5  # the loop kept running while the coroutine waited
+
+
+def test_async_timeouts_close_and_bad_values():
+    import asyncio
+
+    async def main():
+        ch = ProcessChannel(1)
+        with pytest.raises(xchannels.ChannelEmpty):
+            await ch.get_async(timeout=0.05)
+        await ch.put_async(1)
+        with pytest.raises(xchannels.ChannelFull):
+            await ch.put_async(2, timeout=0.05)
+        with pytest.raises(xchannels.NotShareableError):
+            await ch.put_async(object())
+        with pytest.raises(ValueError):
+            await ch.get_async(timeout=-1)
+        assert await ch.get_async() == 1
+        waiter = asyncio.create_task(ch.get_async())
+        await asyncio.sleep(0.05)
+        ch.close()
+        with pytest.raises(xchannels.ChannelClosed):
+            await waiter
+
+    asyncio.run(main())
+
+
+def test_put_async_waits_for_room():
+    import asyncio
+
+    async def main():
+        ch = ProcessChannel(1)
+        ch.put("first")
+        pending = asyncio.create_task(ch.put_async("second"))
+        await asyncio.sleep(0.05)
+        assert not pending.done()
+        assert ch.get() == "first"
+        await asyncio.wait_for(pending, 10)
+        return ch.get_nowait()
+
+    assert asyncio.run(main()) == "second"
+
+
+def test_a_cancelled_get_async_takes_nothing_and_leaves_no_thread():
+    import asyncio
+
+    ch = ProcessChannel()
+    before = threading.active_count()
+
+    async def main():
+        task = asyncio.create_task(ch.get_async())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    ch.put("kept")
+    assert ch.get_nowait() == "kept"
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
 
 
 # ---- untrusted shared memory ------------------------------------------------

@@ -186,12 +186,25 @@ class ProcessChannel final : public RefCounted {
                           RecordBuffer* out, size_t* index,
                           const Deadline& deadline, bool interruptible);
 
+  // For a waiter that does not take the record itself (an asyncio watcher
+  // thread): the data (or space) word now; a wait, registered like Recv's
+  // (or Send's), until the word differs from `seq` (kOk), the deadline
+  // passes (kEmpty) or a signal arrives (kInterrupted), taking nothing; and
+  // a nudge that moves both words and wakes every waiter (they re-check).
+  uint32_t Seq(bool data) const;
+  ShmStatus WaitSeq(bool data, uint32_t seq, const Deadline& deadline,
+                    bool interruptible);
+  void Nudge();
+
   bool closed() const;
   uint64_t size() const;  // records queued (a snapshot)
   size_t ring_bytes() const noexcept { return ring_; }
   uint64_t max_items() const noexcept { return max_items_; }
   uint32_t flags() const noexcept { return flags_; }
   int fd() const noexcept { return fd_; }
+  // A random number drawn at creation, the same in every handle: tells
+  // whether a descriptor reached by number is still this channel's segment.
+  uint64_t segment_id() const noexcept { return segment_id_; }
   // The largest record that fits an empty ring.
   size_t max_record_bytes() const noexcept { return ring_ - 8; }
 
@@ -209,7 +222,7 @@ class ProcessChannel final : public RefCounted {
  private:
   struct Header;
   ProcessChannel(int fd, uint8_t* base, size_t ring, uint64_t max_items,
-                 uint32_t flags);
+                 uint32_t flags, uint64_t segment_id);
   ~ProcessChannel() override;
   Header* header() const noexcept;
   uint8_t* ring() const noexcept { return base_ + kHeaderBytes; }
@@ -217,6 +230,12 @@ class ProcessChannel final : public RefCounted {
   // (unlocked) if the segment is unusable.
   bool Lock();
   void Unlock();
+  // With the lock held, when no progress is possible: releases it, spins,
+  // then sleeps on `word` registered in *waiters until the word moves (the
+  // wait protocol in the header comment). Returns with the lock released:
+  // kOk to look again, kCorrupt, or kInterrupted.
+  ShmStatus AwaitChange(std::atomic<uint32_t>* word, uint32_t* waiters,
+                        const Deadline& deadline, bool interruptible);
   // With the lock held: checks head/tail/count; false if corrupt.
   bool StateValid() const;
   // With the lock held, after EOWNERDEAD: re-derives count from the records.
@@ -227,6 +246,7 @@ class ProcessChannel final : public RefCounted {
   size_t ring_;          // read once at attach, never again from the segment
   uint64_t max_items_;   // likewise
   uint32_t flags_;
+  uint64_t segment_id_;  // likewise
 };
 
 // ---- the flat form of an Item ------------------------------------------------

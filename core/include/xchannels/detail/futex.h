@@ -23,6 +23,8 @@
 #ifndef XCHANNELS_DETAIL_FUTEX_H_
 #define XCHANNELS_DETAIL_FUTEX_H_
 
+#include <time.h>
+
 #include <atomic>
 #include <cstdint>
 
@@ -92,6 +94,11 @@ enum class WaitResult : uint8_t { kNotified, kTimeout, kInterrupted };
 // Thread-safe. Blocks until the parker is notified, the deadline passes, or
 // (interruptible only) a signal handler runs on this thread. Never allocates.
 WaitResult Park(Parker& parker, const Deadline& deadline, bool interruptible);
+
+// The time left until `deadline` as the relative timeout FUTEX_WAIT takes
+// (measured on CLOCK_MONOTONIC, the clock behind steady_clock). Returns
+// false if the deadline has passed.
+bool TimeLeft(Clock::time_point deadline, timespec* out);
 
 // Thread-safe. Never blocks. Wakes up to `count` threads parked on `word`.
 void FutexWake(std::atomic<uint32_t>* word, int count) noexcept;
