@@ -719,9 +719,15 @@ PyObject* WrapChannel(ModuleState* st, Ref<ItemChannel> ch) {
 }
 
 PyObject* Select(ModuleState* st, PyObject* channels, PyObject* timeout) {
-  PyObject* seq = PySequence_Fast(channels, "select() needs a sequence of "
-                                            "channels");
-  if (seq == nullptr) return nullptr;
+  // A tuple of our own: another thread may change a list argument while
+  // this one waits without the GIL.
+  PyObject* seq = PySequence_Tuple(channels);
+  if (seq == nullptr) {
+    if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+      PyErr_SetString(PyExc_TypeError, "select() needs a sequence of channels");
+    }
+    return nullptr;
+  }
   Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
   if (n == 0) {
     Py_DECREF(seq);

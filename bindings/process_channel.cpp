@@ -204,7 +204,8 @@ PyObject* PcGetImpl(PyProcessChannel* self, const BlockArgs& ba,
       return ch->Recv(&rec, deadline, intr);
     });
   }
-  if (s == ShmStatus::kOk) return DecodeFlat(self->state, rec.span());
+  if (s == ShmStatus::kOk) return DecodeFlat(self->state, rec.span(),
+                                          (ch->flags() & ProcessChannel::kFlagPickle) != 0);
   if (s != ShmStatus::kInterrupted) RaiseShm(self, s, what);
   return nullptr;
 }
@@ -477,11 +478,16 @@ PyType_Spec kPcSpec = {
 
 PyObject* SelectProcessChannels(ModuleState* st, PyObject* seq,
                                 PyObject* timeout) {
-  const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  // `seq` is a tuple (the caller made it): another thread may change the
+  // caller's list while this one waits without the GIL, so the channels are
+  // held by references of our own, and the tuple holds the Python objects.
+  const Py_ssize_t n = PyTuple_GET_SIZE(seq);
+  std::vector<Ref<ProcessChannel>> refs;
   std::vector<ProcessChannel*> raw;
+  refs.reserve(static_cast<size_t>(n));
   raw.reserve(static_cast<size_t>(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* o = PySequence_Fast_GET_ITEM(seq, i);
+    PyObject* o = PyTuple_GET_ITEM(seq, i);
     if (Py_TYPE(o) != st->ProcessChannelType) {
       PyErr_Format(PyExc_TypeError,
                    "select(): channels[%zd] is %s, not a ProcessChannel "
@@ -489,7 +495,8 @@ PyObject* SelectProcessChannels(ModuleState* st, PyObject* seq,
                    i, Py_TYPE(o)->tp_name);
       return nullptr;
     }
-    raw.push_back(AsPc(o)->ch);  // `seq` holds the Python objects alive
+    refs.push_back(Ref<ProcessChannel>::Share(AsPc(o)->ch));
+    raw.push_back(AsPc(o)->ch);
   }
   Deadline deadline;
   if (timeout != Py_None && !ParseTimeout(timeout, &deadline)) return nullptr;
@@ -506,21 +513,24 @@ PyObject* SelectProcessChannels(ModuleState* st, PyObject* seq,
   if (s == ShmStatus::kUnsupported) {
     PyErr_Format(PyExc_OSError,
                  "select() over %zd ProcessChannels needs futex_waitv (Linux "
-                 "5.16 or later) and at most 128 channels",
+                 "5.16 or later, not blocked by a seccomp filter) and at most "
+                 "128 channels",
                  n);
     return nullptr;
   }
   if (s != ShmStatus::kOk) {
     if (s != ShmStatus::kInterrupted) {
-      RaiseShm(AsPc(PySequence_Fast_GET_ITEM(seq, static_cast<Py_ssize_t>(
+      RaiseShm(AsPc(PyTuple_GET_ITEM(seq, static_cast<Py_ssize_t>(
                         s == ShmStatus::kCorrupt ? index : 0))),
                s, "select");
     }
     return nullptr;
   }
-  PyObject* value = DecodeFlat(st, rec.span());
+  PyObject* ch = PyTuple_GET_ITEM(seq, static_cast<Py_ssize_t>(index));
+  PyObject* value = DecodeFlat(
+      st, rec.span(),
+      (raw[index]->flags() & ProcessChannel::kFlagPickle) != 0);
   if (value == nullptr) return nullptr;
-  PyObject* ch = PySequence_Fast_GET_ITEM(seq, static_cast<Py_ssize_t>(index));
   PyObject* pair = PyTuple_Pack(2, ch, value);
   Py_DECREF(value);
   return pair;

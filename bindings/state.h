@@ -176,8 +176,10 @@ bool EncodeFlat(ModuleState* st, PyObject* obj, bool pickle_fallback,
                 Item* item, RecordBuffer* head,
                 std::span<const uint8_t>* payload);
 // Decodes a record read from a ProcessChannel: untrusted bytes, so a
-// malformed record raises ChannelError.
-PyObject* DecodeFlat(ModuleState* st, std::span<const uint8_t> record);
+// malformed record raises ChannelError, and so does a pickled value unless
+// the channel opted in (allow_pickle).
+PyObject* DecodeFlat(ModuleState* st, std::span<const uint8_t> record,
+                     bool allow_pickle);
 // Deep check, never raises for an unshareable value.
 bool IsShareable(ModuleState* st, PyObject* obj);
 
@@ -251,15 +253,33 @@ struct NoExcept<F> {
 // signals that raise nothing. Returns the final status (OpStatus or
 // ShmStatus); kInterrupted means a signal handler raised (the exception is
 // set).
+// A C++ exception from the call (std::bad_alloc) is caught while the GIL
+// is released and raised once it is held again (kInterrupted, with the
+// exception set): it must not unwind past Py_END_ALLOW_THREADS.
 template <class F>
 auto BlockingCall(ModuleState* st, F&& call) {
   using Status = decltype(call(false));
   const bool interruptible = CallerHandlesSignals(st);
   for (;;) {
-    Status s;
+    Status s = Status::kInterrupted;
+    int thrown = 0;  // 1: bad_alloc, 2: anything else
     Py_BEGIN_ALLOW_THREADS
-    s = call(interruptible);
+    try {
+      s = call(interruptible);
+    } catch (const std::bad_alloc&) {
+      thrown = 1;
+    } catch (...) {
+      thrown = 2;
+    }
     Py_END_ALLOW_THREADS
+    if (thrown != 0) {
+      if (thrown == 1) {
+        PyErr_NoMemory();
+      } else {
+        PyErr_SetString(PyExc_SystemError, "xchannels internal error");
+      }
+      return Status::kInterrupted;
+    }
     if (s != Status::kInterrupted) return s;
     if (PyErr_CheckSignals() < 0) return Status::kInterrupted;
   }

@@ -665,6 +665,15 @@ struct PyVisitor {
     return rc == 0;
   }
   Value Pickled(const uint8_t* p, size_t n) {
+    if (!allow_pickle) {
+      // A record from shared memory on a channel that did not opt in:
+      // unpickling it would run whatever code its writer chose.
+      PyErr_SetString(st->ChannelError,
+                      "ProcessChannel: a pickled value in a record of a channel "
+                      "without fallback='pickle' (written by a faulty or hostile "
+                      "process); not unpickled");
+      return nullptr;
+    }
     if (!LoadPickle(st)) return nullptr;
     // A bytes copy, not a view of the message: what loads makes may keep
     // its argument, and the message is freed after decoding.
@@ -677,6 +686,8 @@ struct PyVisitor {
     return v;
   }
   bool unpickle_failed = false;
+  // False for records of a ProcessChannel without fallback='pickle'.
+  bool allow_pickle = true;
   Value Buffer(SharedBuffer* b) {
     b->AddRef();
     return WrapSharedBuffer(st, Ref<SharedBuffer>::Adopt(b));
@@ -813,8 +824,9 @@ namespace {
 // Decodes a message payload; a malformed one raises `corrupt_exc`.
 PyObject* DecodePayload(ModuleState* st, std::span<const uint8_t> payload,
                         std::span<const MessageRef> refs,
-                        PyObject* corrupt_exc) {
+                        PyObject* corrupt_exc, bool allow_pickle = true) {
   PyVisitor v{st};
+  v.allow_pickle = allow_pickle;
   Decoder<PyVisitor> d(payload, refs, v);
   PyObject* out = d.Run();
   if (out == nullptr) {
@@ -890,7 +902,8 @@ bool EncodeFlat(ModuleState* st, PyObject* obj, bool pickle_fallback,
   return true;
 }
 
-PyObject* DecodeFlat(ModuleState* st, std::span<const uint8_t> record) {
+PyObject* DecodeFlat(ModuleState* st, std::span<const uint8_t> record,
+                     bool allow_pickle) {
   FlatItem flat;
   bool oom = false;
   if (!UnflattenItem(record, &flat, &oom)) {
@@ -904,7 +917,8 @@ PyObject* DecodeFlat(ModuleState* st, std::span<const uint8_t> record) {
     return Decode(st, std::move(flat.scalar));
   }
   if (flat.is_buffer) return WrapSharedBuffer(st, std::move(flat.buffers[0]));
-  return DecodePayload(st, flat.payload, flat.refs, st->ChannelError);
+  return DecodePayload(st, flat.payload, flat.refs, st->ChannelError,
+                       allow_pickle);
 }
 
 }  // namespace xchannels::py

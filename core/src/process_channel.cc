@@ -17,6 +17,7 @@
 #include <cstring>
 #include <ctime>
 #include <new>
+#include <string_view>
 #include <time.h>
 
 namespace xchannels {
@@ -31,6 +32,16 @@ constexpr uint32_t kVersion = 1;
 // ping-pong should never sleep. Not on a single CPU, where spinning only
 // delays the process that would make progress.
 constexpr int64_t kSpinNanos = 30'000;
+
+// A sleeper wakes at least this often to look again: a process killed just
+// after a put's single wake-up reached it would otherwise leave the record
+// to sleepers that nobody wakes until the next put or close.
+constexpr auto kRecheck = std::chrono::milliseconds(250);
+
+Deadline Capped(const Deadline& deadline) {
+  const Clock::time_point cap = Clock::now() + kRecheck;
+  return deadline.has_value() && *deadline < cap ? deadline : Deadline(cap);
+}
 
 bool SpinUntilChanged(const std::atomic<uint32_t>& word, uint32_t seq) {
   static const bool multi_cpu = sysconf(_SC_NPROCESSORS_ONLN) > 1;
@@ -132,8 +143,8 @@ Ref<ProcessChannel> ProcessChannel::Create(size_t ring_bytes,
     return nullptr;
   }
   const size_t ring = RoundUp8(ring_bytes);
-  const int fd = static_cast<int>(
-      syscall(SYS_memfd_create, "xchannels", MFD_CLOEXEC));
+  const int fd = static_cast<int>(syscall(
+      SYS_memfd_create, "xchannels", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (fd < 0) {
     *error = std::string("memfd_create: ") + std::strerror(errno);
     return nullptr;
@@ -146,6 +157,11 @@ Ref<ProcessChannel> ProcessChannel::Create(size_t ring_bytes,
   if (fchmod(fd, 0600) != 0) return fail("fchmod");
   if (ftruncate(fd, static_cast<off_t>(kHeaderBytes + ring)) != 0) {
     return fail("ftruncate");
+  }
+  // Sealed at its size: a process holding a descriptor cannot shrink the
+  // segment under the others' mappings (that would be SIGBUS for them).
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    return fail("fcntl(F_ADD_SEALS)");
   }
   void* p = mmap(nullptr, kHeaderBytes + ring, PROT_READ | PROT_WRITE,
                  MAP_SHARED, fd, 0);
@@ -192,6 +208,10 @@ Ref<ProcessChannel> ProcessChannel::Attach(int fd, std::string* error) {
   struct stat sb;
   if (fstat(fd, &sb) != 0) {
     return fail(std::string("fstat: ") + std::strerror(errno));
+  }
+  const int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || (seals & F_SEAL_SHRINK) == 0) {
+    return fail("not a ProcessChannel segment (not a sealed memfd)");
   }
   const auto size = static_cast<uint64_t>(sb.st_size);
   if (size < kHeaderBytes + kMinRingBytes ||
@@ -250,14 +270,32 @@ bool ProcessChannel::Lock() {
 
 void ProcessChannel::Unlock() { pthread_mutex_unlock(&header()->mutex); }
 
-bool ProcessChannel::StateValid() const {
+bool ProcessChannel::StateValid(State* out) const {
+  // One read of each field: another process may change them at any time,
+  // so only the values checked here may be used afterwards.
   const Header* h = header();
   const uint64_t head = h->head.load(std::memory_order_relaxed);
   const uint64_t tail = h->tail.load(std::memory_order_relaxed);
   const uint64_t count = h->count.load(std::memory_order_relaxed);
-  return tail >= head && tail - head <= ring_ && head % 8 == 0 &&
-         tail % 8 == 0 && count <= (tail - head) / 8 &&
-         (count == 0) == (tail == head);
+  if (!(tail >= head && tail - head <= ring_ && head % 8 == 0 &&
+        tail % 8 == 0 && count <= (tail - head) / 8 &&
+        (count == 0) == (tail == head))) {
+    return false;
+  }
+  *out = State{head, tail, count};
+  return true;
+}
+
+ShmStatus ProcessChannel::CorruptUnlock() {
+  // Every later call fails too: wake the sleepers so they learn it now.
+  Header* h = header();
+  h->corrupt.store(1, std::memory_order_relaxed);
+  h->data_seq.fetch_add(1, std::memory_order_release);
+  h->space_seq.fetch_add(1, std::memory_order_release);
+  Unlock();
+  FutexWakeShared(&h->data_seq, INT_MAX);
+  FutexWakeShared(&h->space_seq, INT_MAX);
+  return ShmStatus::kCorrupt;
 }
 
 bool ProcessChannel::Recover() {
@@ -286,17 +324,13 @@ ShmStatus ProcessChannel::Send(std::span<const uint8_t> head_part,
   Header* h = header();
   for (;;) {
     if (!Lock()) return ShmStatus::kCorrupt;
-    if (!StateValid()) {
-      Unlock();
-      return ShmStatus::kCorrupt;
-    }
+    State st;
+    if (!StateValid(&st)) return CorruptUnlock();
     if (h->closed.load(std::memory_order_relaxed) != 0) {
       Unlock();
       return ShmStatus::kClosed;
     }
-    const uint64_t head = h->head.load(std::memory_order_relaxed);
-    const uint64_t tail = h->tail.load(std::memory_order_relaxed);
-    const uint64_t count = h->count.load(std::memory_order_relaxed);
+    const uint64_t head = st.head, tail = st.tail, count = st.count;
     if (tail - head + need <= ring_ &&
         (max_items_ == 0 || count < max_items_)) {
       // Copy beyond tail, then publish by advancing tail (the commit).
@@ -336,21 +370,15 @@ ShmStatus ProcessChannel::Recv(RecordBuffer* out,
   Header* h = header();
   for (;;) {
     if (!Lock()) return ShmStatus::kCorrupt;
-    if (!StateValid()) {
-      Unlock();
-      return ShmStatus::kCorrupt;
-    }
-    const uint64_t head = h->head.load(std::memory_order_relaxed);
-    const uint64_t tail = h->tail.load(std::memory_order_relaxed);
+    State st;
+    if (!StateValid(&st)) return CorruptUnlock();
+    const uint64_t head = st.head, tail = st.tail;
     if (tail != head) {
       uint32_t hdr[2];
       const size_t pos = head % ring_;
       std::memcpy(hdr, ring() + pos, 8);
       const uint32_t len = hdr[0];
-      if (hdr[1] != ~len || len > tail - head - 8) {
-        Unlock();
-        return ShmStatus::kCorrupt;
-      }
+      if (hdr[1] != ~len || len > tail - head - 8) return CorruptUnlock();
       try {
         out->resize(len);
       } catch (const std::bad_alloc&) {
@@ -362,7 +390,7 @@ ShmStatus ProcessChannel::Recv(RecordBuffer* out,
       const size_t first = std::min<size_t>(len, ring_ - start);
       if (first > 0) std::memcpy(out->data(), ring() + start, first);
       if (len > first) std::memcpy(out->data() + first, ring(), len - first);
-      const uint64_t count = h->count.load(std::memory_order_relaxed);
+      const uint64_t count = st.count;
       h->head.store(head + 8 + RoundUp8(len), std::memory_order_release);
       h->count.store(count - 1, std::memory_order_release);
       h->space_seq.fetch_add(1, std::memory_order_release);
@@ -403,7 +431,7 @@ ShmStatus ProcessChannel::AwaitChange(std::atomic<uint32_t>* word,
   }
   ++*waiters;
   Unlock();
-  const int err = FutexWaitShared(word, seq, deadline);
+  const int err = FutexWaitShared(word, seq, Capped(deadline));
   if (!Lock()) return ShmStatus::kCorrupt;
   if (*waiters > 0) --*waiters;
   Unlock();
@@ -485,18 +513,16 @@ ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
     }
     int err = 0;
     if (!ready && failure == ShmStatus::kOk) {
+      // futex_waitv takes an absolute CLOCK_MONOTONIC time, the clock
+      // behind steady_clock; capped so the selector looks again (kRecheck).
+      const Deadline until = Capped(deadline);
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          until->time_since_epoch())
+                          .count();
       timespec ts{};
-      timespec* tsp = nullptr;
-      if (deadline.has_value()) {
-        // futex_waitv takes an absolute CLOCK_MONOTONIC time, the clock
-        // behind steady_clock.
-        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            deadline->time_since_epoch())
-                            .count();
-        ts.tv_sec = static_cast<time_t>(ns / 1000000000);
-        ts.tv_nsec = static_cast<long>(ns % 1000000000);
-        tsp = &ts;
-      }
+      ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+      ts.tv_nsec = static_cast<long>(ns % 1000000000);
+      timespec* tsp = &ts;
       const long r = syscall(SYS_futex_waitv, waits.data(),
                              static_cast<unsigned>(registered), 0u, tsp,
                              CLOCK_MONOTONIC);
@@ -516,7 +542,11 @@ ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
       if (pass_on) FutexWakeShared(&h->data_seq, 1);
     }
     if (failure != ShmStatus::kOk) return failure;
-    if (err == ENOSYS) return ShmStatus::kUnsupported;
+    // ENOSYS (before Linux 5.16), EPERM (a seccomp filter), anything else
+    // unexpected: never spin on it.
+    if (err != 0 && err != EAGAIN && err != ETIMEDOUT && err != EINTR) {
+      return ShmStatus::kUnsupported;
+    }
     if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
   }
 }
@@ -539,12 +569,13 @@ ShmStatus ProcessChannel::WaitSeq(bool data, uint32_t seq,
   }
   ++*waiters;
   Unlock();
-  const int err = FutexWaitShared(word, seq, deadline);
+  const int err = FutexWaitShared(word, seq, Capped(deadline));
   if (!Lock()) return ShmStatus::kCorrupt;
   if (*waiters > 0) --*waiters;
   Unlock();
   if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
-  return err == ETIMEDOUT ? ShmStatus::kEmpty : ShmStatus::kOk;
+  // A re-check (kRecheck) returns kOk too: the caller looks again.
+  return DeadlinePassed(deadline) ? ShmStatus::kEmpty : ShmStatus::kOk;
 }
 
 void ProcessChannel::Nudge() {
@@ -615,6 +646,35 @@ void PutBuffer(RecordBuffer* out, const SharedBuffer& b) {
   out->append(b.data(), b.size());
 }
 
+// For a format that CPython's memoryview unpacks itself (one type code,
+// after an optional byte-order mark), the size the code implies must be
+// the item size: memoryview trusts an exporter's format and would read past
+// each item otherwise. Other formats are not unpacked by memoryview.
+bool FormatFitsItemsize(const std::string& format, size_t itemsize) {
+  std::string_view f = format;
+  bool native = true;
+  if (!f.empty() && std::strchr("@=<>!", f[0]) != nullptr) {
+    native = f[0] == '@';
+    f.remove_prefix(1);
+  }
+  if (f.size() != 1) return true;
+  size_t n;
+  switch (f[0]) {
+    case 'c': case 'b': case 'B': case '?': case 'x': n = 1; break;
+    case 'h': case 'H': case 'e': n = 2; break;
+    case 'i': case 'I': case 'f': n = 4; break;
+    case 'l': case 'L': n = native ? sizeof(long) : 4; break;
+    case 'q': case 'Q': case 'd': n = 8; break;
+    case 'n': case 'N': case 'P':
+      if (!native) return false;  // native-only codes
+      n = sizeof(void*);
+      break;
+    default:
+      return true;
+  }
+  return n == itemsize;
+}
+
 // Returns nullptr on a malformed buffer (*oom set if memory ran out).
 Ref<SharedBuffer> GetBuffer(Reader* r, bool* oom) {
   uint64_t flen, itemsize, ndim, nbytes;
@@ -630,7 +690,10 @@ Ref<SharedBuffer> GetBuffer(Reader* r, bool* oom) {
     layout.shape.push_back(static_cast<int64_t>(e));
   }
   if (!r->Varint(&nbytes) || !r->Bytes(nbytes, &p)) return nullptr;
-  if (!layout.Fits(nbytes)) return nullptr;
+  if (!layout.Fits(nbytes) ||
+      !FormatFitsItemsize(layout.format, layout.itemsize)) {
+    return nullptr;
+  }
   Ref<SharedBuffer> b = SharedBuffer::Copy(p, nbytes, std::move(layout));
   if (!b) *oom = true;
   return b;

@@ -161,8 +161,10 @@ async def _sleep_on(loop: Any, ch: ProcessChannel, data: bool, seq: int, remaini
         finally:
             try:
                 loop.call_soon_threadsafe(wake)
-            except RuntimeError:  # the loop is closed: nobody is waiting
-                pass
+            except RuntimeError:
+                # The loop is closed: nobody will retry. If a put's single
+                # wake-up came here, hand it on to the other waiters.
+                ch._nudge()
 
     thread = threading.Thread(target=watch, name="xchannels-process-aio", daemon=True)
     try:

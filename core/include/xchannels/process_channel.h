@@ -36,8 +36,9 @@
 //     wakes after unlocking. The bump after the read is what the futex
 //     compares, so no wake-up is lost. A put wakes one receiver, a get one
 //     sender, close() every waiter; a receiver that leaves items behind
-//     wakes one more, so a woken process that dies before taking its item
-//     delays the next reader only until then. A process killed while
+//     wakes one more; and a sleeper looks again every 250 ms, so a woken
+//     process that dies before taking its item delays the others at most
+//     that long. A process killed while
 //     registered as a waiter leaves its count behind: that costs later
 //     calls a needless FUTEX_WAKE, nothing else.
 //
@@ -236,8 +237,15 @@ class ProcessChannel final : public RefCounted {
   // kOk to look again, kCorrupt, or kInterrupted.
   ShmStatus AwaitChange(std::atomic<uint32_t>* word, uint32_t* waiters,
                         const Deadline& deadline, bool interruptible);
-  // With the lock held: checks head/tail/count; false if corrupt.
-  bool StateValid() const;
+  struct State {
+    uint64_t head, tail, count;
+  };
+  // With the lock held: reads head/tail/count once each and checks them;
+  // false if corrupt. Only the snapshot in *out may be used afterwards.
+  bool StateValid(State* out) const;
+  // With the lock held, on finding the state corrupt: marks the segment
+  // corrupt, wakes every waiter, unlocks. Returns kCorrupt.
+  ShmStatus CorruptUnlock();
   // With the lock held, after EOWNERDEAD: re-derives count from the records.
   bool Recover();
 
