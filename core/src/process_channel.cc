@@ -425,18 +425,25 @@ ShmStatus ProcessChannel::AwaitChange(std::atomic<uint32_t>* word,
   // Spin a little first (see kSpinNanos).
   if (SpinUntilChanged(*word, seq)) return ShmStatus::kOk;
   if (!Lock()) return ShmStatus::kCorrupt;
+  const int err = SleepOn(word, waiters, seq, deadline);
+  if (err < 0) return ShmStatus::kCorrupt;
+  return err == EINTR && interruptible ? ShmStatus::kInterrupted
+                                       : ShmStatus::kOk;
+}
+
+int ProcessChannel::SleepOn(std::atomic<uint32_t>* word, uint32_t* waiters,
+                            uint32_t seq, const Deadline& deadline) {
   if (word->load(std::memory_order_relaxed) != seq) {
     Unlock();
-    return ShmStatus::kOk;
+    return 0;
   }
   ++*waiters;
   Unlock();
   const int err = FutexWaitShared(word, seq, Capped(deadline));
-  if (!Lock()) return ShmStatus::kCorrupt;
+  if (!Lock()) return -1;
   if (*waiters > 0) --*waiters;
   Unlock();
-  return err == EINTR && interruptible ? ShmStatus::kInterrupted
-                                       : ShmStatus::kOk;
+  return err;
 }
 
 bool ProcessChannel::Close() {
@@ -560,19 +567,11 @@ ShmStatus ProcessChannel::WaitSeq(bool data, uint32_t seq,
                                   const Deadline& deadline,
                                   bool interruptible) {
   Header* h = header();
-  std::atomic<uint32_t>* word = data ? &h->data_seq : &h->space_seq;
-  uint32_t* waiters = data ? &h->recv_waiters : &h->send_waiters;
   if (!Lock()) return ShmStatus::kCorrupt;
-  if (word->load(std::memory_order_relaxed) != seq) {
-    Unlock();
-    return ShmStatus::kOk;
-  }
-  ++*waiters;
-  Unlock();
-  const int err = FutexWaitShared(word, seq, Capped(deadline));
-  if (!Lock()) return ShmStatus::kCorrupt;
-  if (*waiters > 0) --*waiters;
-  Unlock();
+  const int err = SleepOn(data ? &h->data_seq : &h->space_seq,
+                          data ? &h->recv_waiters : &h->send_waiters, seq,
+                          deadline);
+  if (err < 0) return ShmStatus::kCorrupt;
   if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
   // A re-check (kRecheck) returns kOk too: the caller looks again.
   return DeadlinePassed(deadline) ? ShmStatus::kEmpty : ShmStatus::kOk;

@@ -237,6 +237,12 @@ class ProcessChannel final : public RefCounted {
   // kOk to look again, kCorrupt, or kInterrupted.
   ShmStatus AwaitChange(std::atomic<uint32_t>* word, uint32_t* waiters,
                         const Deadline& deadline, bool interruptible);
+  // With the lock held: unless `word` has moved from `seq`, registers in
+  // *waiters, unlocks, sleeps (at most kRecheck), unregisters. Returns with
+  // the lock released: the futex errno (0 if it did not sleep), or -1 if
+  // the segment became unusable.
+  int SleepOn(std::atomic<uint32_t>* word, uint32_t* waiters, uint32_t seq,
+              const Deadline& deadline);
   struct State {
     uint64_t head, tail, count;
   };
