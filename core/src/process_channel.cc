@@ -427,8 +427,12 @@ ShmStatus ProcessChannel::AwaitChange(std::atomic<uint32_t>* word,
   if (!Lock()) return ShmStatus::kCorrupt;
   const int err = SleepOn(word, waiters, seq, deadline);
   if (err < 0) return ShmStatus::kCorrupt;
-  return err == EINTR && interruptible ? ShmStatus::kInterrupted
-                                       : ShmStatus::kOk;
+  // The periodic re-check (ETIMEDOUT) returns to the caller's signal
+  // check too: a signal that arrived while this thread was between two
+  // sleeps interrupted no system call, and would otherwise be noticed never.
+  return interruptible && (err == EINTR || err == ETIMEDOUT)
+             ? ShmStatus::kInterrupted
+             : ShmStatus::kOk;
 }
 
 int ProcessChannel::SleepOn(std::atomic<uint32_t>* word, uint32_t* waiters,
@@ -554,7 +558,9 @@ ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
     if (err != 0 && err != EAGAIN && err != ETIMEDOUT && err != EINTR) {
       return ShmStatus::kUnsupported;
     }
-    if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
+    if (interruptible && (err == EINTR || err == ETIMEDOUT)) {
+      return ShmStatus::kInterrupted;  // see AwaitChange
+    }
   }
 }
 

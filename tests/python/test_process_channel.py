@@ -207,6 +207,39 @@ def test_close_wakes_a_waiter_in_another_process():
     assert p.exitcode == 0
 
 
+def test_ctrl_c_between_two_sleeps_is_not_lost(tmp_path):
+    # A blocked call sleeps in 250 ms slices; a SIGINT that lands between
+    # two (here: 0.5 s in, right at a slice boundary) must still interrupt
+    # it. Both a put and a get, in a script that imports the usual peers.
+    script = tmp_path / "boundary.py"
+    script.write_text(textwrap.dedent("""
+        import asyncio, multiprocessing, queue
+        import xchannels
+        ch = xchannels.ProcessChannel(1)
+        ch.put("x")
+        for what in ("put", "get"):
+            print("ready", flush=True)
+            try:
+                ch.put("y") if what == "put" else ch.get()
+            except KeyboardInterrupt:
+                print("interrupted", what, flush=True)
+            if what == "put":
+                assert ch.get_nowait() == "x"
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        for what in ("put", "get"):
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            assert proc.stdout.readline().strip() == f"interrupted {what}"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+
+
 def test_a_killed_producer_leaves_the_channel_usable():
     ctx = multiprocessing.get_context("forkserver")
     ch = ProcessChannel(16, capacity=4096)

@@ -126,7 +126,8 @@ enum class ShmStatus : uint8_t {
   kEmpty,        // nothing to get (try, or the deadline passed)
   kFull,         // no room (try, or the deadline passed)
   kClosed,       // put on a closed channel; get on a closed, drained one
-  kInterrupted,  // an interruptible wait returned EINTR
+  kInterrupted,  // an interruptible wait returned EINTR, or reached a re-check
+                 // (kRecheck): the caller checks for signals and calls again
   kTooLarge,     // the record can never fit the ring
   kCorrupt,      // the segment's state fails a check
   kUnsupported,  // select: the kernel has no futex_waitv (before 5.16)
