@@ -25,9 +25,8 @@ starts):
   ``bytes`` of ``data-bytes``.
 - ``data-records``: 48 tasks ``records_sum(records)``, each given 10,000
   records ``(i, float, short str, bool, None)``, returning ``(len, sum of
-  the ints)``. The container is ``RECORDS_CONTAINER``: a tuple of 5-tuples
-  for now, because lists do not travel through xchannels yet; it becomes a
-  list once they do (change that one constant).
+  the ints)``. The container is ``RECORDS_CONTAINER``: a list of 5-tuples,
+  the way real records arrive (a tuple until lists travelled natively).
 
 Memory (``memory``, not timed): the memory a 2-worker pool adds, each peer
 measured in a fresh child process (``_memory_probe``): the PSS (from
@@ -71,10 +70,9 @@ MiB = 1024 * 1024
 DATA_TASKS = 48
 DATA_BYTES = MiB
 RECORDS_PER_TASK = 10_000
-# The container of a data-records task's argument. A tuple of 5-tuples for
-# now: lists do not travel through xchannels yet. Switch to ``list`` once
-# they do (the docs' wording follows this constant).
-RECORDS_CONTAINER = tuple
+# The container of a data-records task's argument: a list of 5-tuples (the
+# docs' wording follows this constant).
+RECORDS_CONTAINER = list
 
 
 # ---- task functions (run in the workers) ------------------------------------------
@@ -162,10 +160,7 @@ def _records_payloads() -> list[Any]:
 
 def records_label() -> str:
     """How the data-records argument is described in the report."""
-    text = f"{RECORDS_CONTAINER.__name__} of {RECORDS_PER_TASK:,} 5-tuples"
-    if RECORDS_CONTAINER is tuple:
-        text += " (becomes a list once lists travel natively)"
-    return text
+    return f"{RECORDS_CONTAINER.__name__} of {RECORDS_PER_TASK:,} 5-tuples"
 
 
 # ---- one timed run per peer ------------------------------------------------------
