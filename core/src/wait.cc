@@ -31,13 +31,23 @@ bool TimeLeft(Clock::time_point deadline, timespec* out) {
 }
 
 WaitResult Park(Parker& parker, const Deadline& deadline, bool interruptible) {
+  // Interruptible: wake at kSignalRecheck at the latest (see futex.h).
+  Deadline until = deadline;
+  if (interruptible) {
+    const Clock::time_point cap = Clock::now() + kSignalRecheck;
+    if (!deadline.has_value() || cap < *deadline) until = cap;
+  }
   for (;;) {
     if (parker.notified()) return WaitResult::kNotified;
     // Recomputed on every round.
     timespec ts{};
     timespec* tsp = nullptr;
-    if (deadline.has_value()) {
-      if (!TimeLeft(*deadline, &ts)) return WaitResult::kTimeout;
+    if (until.has_value()) {
+      if (!TimeLeft(*until, &ts)) {
+        if (until == deadline) return WaitResult::kTimeout;
+        return parker.notified() ? WaitResult::kNotified
+                                 : WaitResult::kInterrupted;
+      }
       tsp = &ts;
     }
     const long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(&parker.word),

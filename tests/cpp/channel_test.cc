@@ -382,6 +382,43 @@ TYPED_TEST(ChannelTest, Interrupted) {
   }
 }
 
+// A signal that lands just before an interruptible wait starts interrupts
+// no system call: the wait must still return to its caller (who looks at
+// its signal flags) within detail::kSignalRecheck, with nothing lost.
+TYPED_TEST(ChannelTest, InterruptibleWaitReturnsAtTheRecheck) {
+  auto ch = this->Make();
+  int64_t out = 0;
+  auto t0 = Clock::now();
+  EXPECT_EQ(ch->recv(out, kForever, true), OpStatus::kInterrupted);
+  auto took = Clock::now() - t0;
+  EXPECT_GE(took, detail::kSignalRecheck - milliseconds(5));
+  EXPECT_LT(took, detail::kSignalRecheck + milliseconds(2000));
+  // A deadline before the re-check is a plain timeout.
+  EXPECT_EQ(ch->recv(out, In(milliseconds(20)), true), OpStatus::kEmpty);
+  // Not interruptible: no re-check, the deadline decides.
+  t0 = Clock::now();
+  EXPECT_EQ(ch->recv(out, In(detail::kSignalRecheck + milliseconds(150)), false),
+            OpStatus::kEmpty);
+  EXPECT_GE(Clock::now() - t0, detail::kSignalRecheck + milliseconds(145));
+  // An item sent while a re-checking receiver sleeps reaches it.
+  std::thread sender([&] {
+    std::this_thread::sleep_for(detail::kSignalRecheck + milliseconds(100));
+    int64_t v = 7;
+    EXPECT_EQ(ch->send(v, kForever), OpStatus::kOk);
+  });
+  OpStatus st;
+  int rounds = 0;
+  while ((st = ch->recv(out, In(std::chrono::seconds(10)), true)) ==
+         OpStatus::kInterrupted) {
+    ++rounds;
+  }
+  sender.join();
+  EXPECT_EQ(st, OpStatus::kOk);
+  EXPECT_EQ(out, 7);
+  EXPECT_GE(rounds, 1);
+  EXPECT_EQ(ch->try_recv(out), OpStatus::kEmpty);
+}
+
 // ---- timeouts, table-driven --------------------------------------------------
 
 struct TimeoutCase {

@@ -42,7 +42,9 @@
 //   counted_close() is close().
 //
 //   kInterrupted only with interruptible=true, when a signal handler ran on
-//   the blocked thread (FUTEX_WAIT returned EINTR). Nothing was sent or
+//   the blocked thread (FUTEX_WAIT returned EINTR) or, at the latest, after
+//   each detail::kSignalRecheck (250 ms) of sleep: a signal that landed
+//   just before the sleep began interrupted nothing. Nothing was sent or
 //   received; the caller checks its signals and may call again.
 #ifndef XCHANNELS_CHANNEL_H_
 #define XCHANNELS_CHANNEL_H_

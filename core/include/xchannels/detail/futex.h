@@ -91,8 +91,16 @@ struct Parker {
 
 enum class WaitResult : uint8_t { kNotified, kTimeout, kInterrupted };
 
+// An interruptible park sleeps at most this long at a time, then returns
+// kInterrupted so that its caller looks at its signal flags and calls again.
+// A signal that lands after the caller's last look but before the futex
+// call interrupts no system call: without the cap, Ctrl-C would wait for
+// the next wake-up, which may never come.
+inline constexpr auto kSignalRecheck = std::chrono::milliseconds(250);
+
 // Thread-safe. Blocks until the parker is notified, the deadline passes, or
-// (interruptible only) a signal handler runs on this thread. Never allocates.
+// (interruptible only) a signal handler runs on this thread or
+// kSignalRecheck passes (kInterrupted). Never allocates.
 WaitResult Park(Parker& parker, const Deadline& deadline, bool interruptible);
 
 // The time left until `deadline` as the relative timeout FUTEX_WAIT takes
