@@ -103,6 +103,7 @@ ModuleState::~ModuleState() {
   Py_XDECREF(NotShareableError);
   Py_XDECREF(UnionType);
   ClearCaches();
+  if (main_interpreter) DrainLoans();
 }
 
 void ModuleState::ClearCaches() {
@@ -489,6 +490,7 @@ void InitModule(pyb::module_& m, ModuleState* st) {
   m.doc() = "xchannels core bindings: channels and shared buffers for "
             "own-GIL sub-interpreters. Use the xchannels package.";
   st->main_interpreter = PyInterpreterState_Get() == PyInterpreterState_Main();
+  if (st->main_interpreter) OpenLoans();
   if (st->main_interpreter) {
     // The main interpreter's import may run on any thread; ask threading
     // which one handles signals.
@@ -583,6 +585,14 @@ void InitModule(pyb::module_& m, ModuleState* st) {
       "_live_buffers",
       []() { return xchannels::SharedBuffer::LiveCountForTesting(); },
       "SharedBuffers alive in the process (for leak tests).");
+  m.def(
+      "_lent_bytes",
+      []() {
+        return pyb::make_tuple(LentForTesting(), ReturnedForTesting());
+      },
+      "(lent, returned): large bytes objects of the main interpreter that "
+      "messages borrow, and those given back that wait for the main "
+      "interpreter to drop them (for leak tests).");
   m.def(
       "_asymmetric_barriers",
       []() {

@@ -249,6 +249,15 @@ struct NoExcept<F> {
 // PyMethodDef holds.
 #define FASTKW(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
+// ---- lent bytes (values.cpp) --------------------------------------------------
+// Large bytes put by the main interpreter are lent to the message instead of
+// copied; the main interpreter gets its references back later. OpenLoans at
+// the main interpreter's module init; DrainLoans with its GIL held.
+void OpenLoans();
+void DrainLoans();
+int64_t LentForTesting();      // lent objects not yet given back
+size_t ReturnedForTesting();   // given back, waiting for the main interpreter
+
 // Runs a blocking core call with the GIL released, restarting it after
 // signals that raise nothing. Returns the final status (OpStatus or
 // ShmStatus); kInterrupted means a signal handler raised (the exception is
@@ -272,6 +281,7 @@ auto BlockingCall(ModuleState* st, F&& call) {
       thrown = 2;
     }
     Py_END_ALLOW_THREADS
+    if (st->main_interpreter) DrainLoans();  // returned while we waited
     if (thrown != 0) {
       if (thrown == 1) {
         PyErr_NoMemory();

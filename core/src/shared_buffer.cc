@@ -112,6 +112,7 @@ SharedBuffer::SharedBuffer(const uint8_t* data, size_t size,
 
 SharedBuffer::~SharedBuffer() {
   if (owned_ != nullptr && !Cache().Give(owned_, capacity_)) std::free(owned_);
+  if (release_ != nullptr) release_(release_context_);
   g_live.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -138,6 +139,17 @@ Ref<SharedBuffer> SharedBuffer::Copy(const void* data, size_t size,
   Ref<SharedBuffer> buf = Allocate(size, &dst, std::move(layout));
   if (buf && size > 0) std::memcpy(dst, data, size);
   return buf;
+}
+
+Ref<SharedBuffer> SharedBuffer::Borrow(const void* data, size_t size,
+                                       ReleaseFn release, void* context) {
+  auto* buf = new (std::nothrow)
+      SharedBuffer(static_cast<const uint8_t*>(data), size, BufferLayout{},
+                   nullptr, nullptr);
+  if (buf == nullptr) return nullptr;
+  buf->release_ = release;
+  buf->release_context_ = context;
+  return Ref<SharedBuffer>::Adopt(buf);
 }
 
 Ref<SharedBuffer> SharedBuffer::Slice(const Ref<SharedBuffer>& base,

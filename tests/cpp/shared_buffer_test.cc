@@ -3,9 +3,11 @@
 // the cache of large blocks, without Python.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "xchannels/shared_buffer.h"
@@ -30,6 +32,35 @@ TEST(SharedBuffer, CopySliceAndLifetime) {
             "23456");
   slice = nullptr;
   EXPECT_EQ(SharedBuffer::LiveCountForTesting(), before);
+}
+
+// Borrowed storage is read in place and given back exactly once, when the
+// last reference (the buffer's or a slice's, on any thread) goes.
+TEST(SharedBuffer, BorrowGivesTheStorageBackOnce) {
+  static std::atomic<int> returned{0};
+  static const void* returned_context = nullptr;
+  returned = 0;
+  std::string owner = "borrowed bytes, never copied";
+  Ref<SharedBuffer> slice;
+  {
+    Ref<SharedBuffer> b = SharedBuffer::Borrow(
+        owner.data(), owner.size(),
+        [](void* context) noexcept {
+          returned_context = context;
+          returned.fetch_add(1);
+        },
+        &owner);
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->data(), reinterpret_cast<const uint8_t*>(owner.data()));
+    EXPECT_EQ(b->size(), owner.size());
+    EXPECT_EQ(b->layout().format, "B");
+    slice = SharedBuffer::Slice(b, 9, 5);
+  }
+  EXPECT_EQ(returned.load(), 0);  // the slice keeps the loan
+  std::thread other([s = std::move(slice)]() mutable { s = nullptr; });
+  other.join();
+  EXPECT_EQ(returned.load(), 1);
+  EXPECT_EQ(returned_context, &owner);
 }
 
 TEST(SharedBuffer, LayoutChecks) {

@@ -8,9 +8,14 @@ import collections
 import decimal
 import enum
 import fractions
+import gc
 import math
+import os
 import struct
+import subprocess
 import sys
+import textwrap
+import time
 from collections import namedtuple
 
 import pytest
@@ -20,6 +25,7 @@ from hypothesis import strategies as st
 import subinterp
 import xchannels
 from xchannels import Channel, NotShareableError
+from xchannels import _xchannels as core
 
 # ---- exact comparison -------------------------------------------------------
 
@@ -610,3 +616,148 @@ def test_repeated_dict_keys_are_shared_and_always_right():
         got = roundtrip_local(value)
         assert same(got, value)
         assert list(got) == list(value)
+
+
+# ---- large bytes lent by the main interpreter (bindings/values.cpp, Loans) ----
+
+
+def _wait_loans_returned(timeout: float = 10.0) -> tuple[int, int]:
+    """Run Python code in the main thread (pending calls run between
+    bytecodes) until every lent object is back and dropped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lent = core._lent_bytes()
+        if lent == (0, 0) or time.monotonic() > deadline:
+            return lent
+        time.sleep(0.001)
+
+
+def test_large_bytes_from_the_main_interpreter_are_lent_and_given_back():
+    """bytes >= 64 KiB put by the main interpreter are not copied: the
+    message holds the object itself, whose reference comes back once the
+    receiver (here a sub-interpreter's thread) has its own copy."""
+    assert _wait_loans_returned() == (0, 0)
+    payloads = [bytes([i]) * (64 * 1024 + i) for i in range(50)]
+    refs = [sys.getrefcount(p) for p in payloads]
+    inbox, outbox = Channel(), Channel()
+    w = subinterp.start(FORWARD, src_id=inbox.id, dst_id=outbox.id)
+    inbox.put_many(payloads)
+    lent, _ = core._lent_bytes()
+    assert 0 < lent <= len(payloads)
+    back = [outbox.get(timeout=60) for _ in payloads]
+    inbox.close()
+    w.join()
+    assert back == payloads
+    assert all(b is not p for b, p in zip(back, payloads))
+    assert _wait_loans_returned() == (0, 0)
+    assert [sys.getrefcount(p) for p in payloads] == refs
+
+
+def test_a_main_thread_parked_in_get_gives_lent_bytes_back_while_it_waits():
+    """The references a worker gives back wait for the main thread, which
+    runs no pending call while it is parked in a channel wait: the wait's
+    250 ms re-checks drop them, so they are not held until get() returns."""
+    import threading
+
+    assert _wait_loans_returned() == (0, 0)
+    inbox, wake = Channel(), Channel()
+    inbox.put_many([bytes([i]) * 100_000 for i in range(10)])  # only the messages hold them
+    seen: list[tuple[float, tuple[int, int]]] = []
+
+    def watcher() -> None:
+        try:
+            subinterp.run(
+                """
+                import xchannels
+                ch = xchannels.Channel.from_id(cid)
+                for _ in range(10):
+                    ch.get()
+                """,
+                cid=inbox.id,
+            )
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 3 and core._lent_bytes() != (0, 0):
+                time.sleep(0.01)
+            seen.append((time.monotonic() - t0, core._lent_bytes()))
+        finally:
+            wake.put("done")
+
+    t = threading.Thread(target=watcher)
+    t.start()
+    assert wake.get(timeout=60) == "done"  # parked here while the worker takes them
+    t.join()
+    took, lent = seen[0]
+    assert lent == (0, 0), f"still lent/waiting after {took:.2f} s: {lent}"
+    assert took < 2
+
+
+def test_a_lent_bytes_outlives_the_senders_reference():
+    ch = Channel()
+    ch.put(bytes(range(256)) * 1024)  # the only reference is the message's
+    gc.collect()
+    assert ch.get() == bytes(range(256)) * 1024
+    assert _wait_loans_returned() == (0, 0)
+
+
+def test_only_the_main_interpreter_lends_and_only_exact_bytes():
+    class B(bytes):
+        pass
+
+    ch = Channel()
+    ch.put(B(b"s" * 100_000))  # a subclass: copied (arrives as bytes)
+    assert core._lent_bytes() == (0, 0)
+    assert ch.get() == b"s" * 100_000
+    subinterp.run(
+        """
+        import xchannels
+        from xchannels import _xchannels as core
+        ch = xchannels.Channel.from_id(cid)
+        ch.put(b"q" * 100_000)
+        assert core._lent_bytes() == (0, 0), core._lent_bytes()
+        """,
+        cid=ch.id,
+    )
+    assert ch.get() == b"q" * 100_000
+
+
+def test_lent_bytes_through_a_process_channel_and_the_pickle_fallback():
+    pc = xchannels.ProcessChannel(capacity=4 * 1024 * 1024)
+    data = bytes(range(256)) * 4096
+    pc.put(data)
+    assert pc.get() == data
+    ch = Channel(fallback="pickle")
+    ch.put((data, {1, 2}, PointNT(1, 2)))
+    got = ch.get()
+    assert got == (data, {1, 2}, PointNT(1, 2)) and type(got[2]) is PointNT
+    assert _wait_loans_returned() == (0, 0)
+
+
+def test_lent_bytes_queued_at_exit_do_not_crash_the_exit():
+    """A channel still holding lent bytes when the interpreter finalizes:
+    the references are left alone after Py_AtExit, never dropped without
+    the GIL."""
+    code = textwrap.dedent(
+        """
+        import xchannels, sys
+        sys.path[:0] = [{tests!r}]
+        import subinterp
+        ch = xchannels.Channel()
+        keep = xchannels.Channel()
+        for i in range(20):
+            ch.put(bytes([i]) * 200_000)
+        # A sub-interpreter takes some and drops them: their references come
+        # back through the pending-call path while the main thread exits.
+        subinterp.run('''
+        import xchannels
+        ch = xchannels.Channel.from_id(cid)
+        for _ in range(10):
+            ch.get()
+        ''', cid=ch.id)
+        print("exiting with", ch.qsize(), "queued", flush=True)
+        """
+    ).format(tests=os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0, r.stderr
+    assert "exiting with 10 queued" in r.stdout
+    assert "Fatal" not in r.stderr

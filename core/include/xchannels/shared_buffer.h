@@ -6,6 +6,8 @@
 //     (the writable pointer of Allocate() is used only before publishing).
 //   - A slice holds a reference to its base, so the base's storage outlives
 //     every slice; slices of slices point at the root block directly.
+//   - Borrowed storage (Borrow) stays its owner's: it is given back through
+//     the release function when the buffer goes, never freed here.
 //   - layout().shape's product times layout().itemsize == size(), and the data
 //     is C-contiguous.
 //
@@ -49,6 +51,18 @@ class SharedBuffer final : public RefCounted {
   static Ref<SharedBuffer> Allocate(size_t size, uint8_t** writable,
                                     BufferLayout layout = {});
 
+  // Called once, from whichever thread drops the last reference of a
+  // Borrow()ed buffer, with no lock of this library held. Must not block.
+  using ReleaseFn = void (*)(void* context) noexcept;
+
+  // Thread-safe. Zero-copy: a buffer over `size` bytes at `data`, flat
+  // unsigned bytes, that somebody else owns and keeps unchanged until
+  // `release(context)` runs (once, when the last reference goes). Returns
+  // nullptr if memory runs out; `release` is then never called and the
+  // loan stays the caller's.
+  static Ref<SharedBuffer> Borrow(const void* data, size_t size,
+                                  ReleaseFn release, void* context);
+
   // Thread-safe. Zero-copy view of bytes [offset, offset + length) of `base`,
   // laid out as flat unsigned bytes. Requires offset + length <= base size.
   static Ref<SharedBuffer> Slice(const Ref<SharedBuffer>& base, size_t offset,
@@ -78,6 +92,8 @@ class SharedBuffer final : public RefCounted {
   uint8_t* owned_;         // storage freed with this object, or nullptr
   size_t capacity_ = 0;    // bytes allocated at owned_
   Ref<SharedBuffer> base_;  // for slices: the root block
+  ReleaseFn release_ = nullptr;  // Borrow()ed storage: given back with this
+  void* release_context_ = nullptr;
 };
 
 }  // namespace xchannels
