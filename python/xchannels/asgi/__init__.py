@@ -518,11 +518,18 @@ def serve(app: str, **options: Any) -> Mapping[int, int]:
 class _Counted:
     """Hypercorn's app wrapper in a worker: counts HTTP requests, and turns
     an app's SystemExit or KeyboardInterrupt into the worker's end (``die``
-    set, the exception kept in ``fatal``)."""
+    set, the exception kept in ``fatal``).
 
-    def __init__(self, app: Any, die: Any) -> None:
+    A dying worker stops accepting at once (``stop_accepting``): its loop
+    would otherwise go on accepting until Hypercorn's shutdown closes the
+    listener, and drop what it accepted in between, unread (the client
+    sees a reset). Connections still queued go to the worker that replaces
+    it, as the supervisor keeps the listening socket open."""
+
+    def __init__(self, app: Any, die: Any, stop_accepting: Any = None) -> None:
         self.app = app
         self.die = die
+        self.stop_accepting = stop_accepting
         self.served = 0
         self.fatal: list[BaseException] = []
 
@@ -532,6 +539,8 @@ class _Counted:
         try:
             await self.app(scope, receive, send, sync_spawn, call_soon)
         except (SystemExit, KeyboardInterrupt) as e:
+            if self.stop_accepting is not None:
+                self.stop_accepting()
             self.fatal.append(e)
             self.die.set()
 
@@ -581,7 +590,13 @@ def _worker_main(
     # An app that raises SystemExit or KeyboardInterrupt ends this worker (as
     # it would end a process worker), but through a graceful stop of the
     # worker's loop, not by tearing it down with tasks still pending.
-    counted = _Counted(app, asyncio.Event())
+    def stop_accepting() -> None:
+        try:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+        except (RuntimeError, ValueError, OSError):  # no loop, or closed already
+            pass
+
+    counted = _Counted(app, asyncio.Event(), stop_accepting)
 
     async def report() -> None:
         while True:
