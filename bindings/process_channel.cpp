@@ -73,6 +73,7 @@ void RaiseShm(PyProcessChannel* self, ShmStatus s, const char* what,
       return;
     case ShmStatus::kOk:
     case ShmStatus::kUnsupported:
+    case ShmStatus::kBusy:
       break;
   }
   PyErr_SetString(PyExc_SystemError, "xchannels: unexpected status");
@@ -149,10 +150,14 @@ PyObject* PcPutImpl(PyProcessChannel* self, PyObject* obj,
     return nullptr;
   }
   ProcessChannel* ch = self->ch;
-  ShmStatus s = ch->Send(head, payload, Deadline(Clock::time_point::min()),
-                         false);
-  if (s == ShmStatus::kFull && ba.block) {
-    const Deadline deadline = ba.deadline();
+  // First try with the GIL held, without waiting for the segment's mutex:
+  // another process may hold it stopped (SIGSTOP, a debugger), and waiting
+  // for it here would freeze every thread of this interpreter. If it is
+  // held, or if a blocking put finds the ring full, wait without the GIL.
+  ShmStatus s = ch->TrySendNoLockWait(head, payload);
+  if (s == ShmStatus::kBusy || (s == ShmStatus::kFull && ba.block)) {
+    const Deadline deadline =
+        ba.block ? ba.deadline() : Deadline(Clock::time_point::min());
     s = BlockingCall(self->state, [&](bool intr) {
       return ch->Send(head, payload, deadline, intr);
     });
@@ -197,9 +202,11 @@ PyObject* PcGetImpl(PyProcessChannel* self, const BlockArgs& ba,
                     const char* what) {
   ProcessChannel* ch = self->ch;
   RecordBuffer rec;
-  ShmStatus s = ch->TryRecv(&rec);
-  if (s == ShmStatus::kEmpty && ba.block) {
-    const Deadline deadline = ba.deadline();
+  // As in put: the mutex is waited for without the GIL.
+  ShmStatus s = ch->TryRecvNoLockWait(&rec);
+  if (s == ShmStatus::kBusy || (s == ShmStatus::kEmpty && ba.block)) {
+    const Deadline deadline =
+        ba.block ? ba.deadline() : Deadline(Clock::time_point::min());
     s = BlockingCall(self->state, [&](bool intr) {
       return ch->Recv(&rec, deadline, intr);
     });

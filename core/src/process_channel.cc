@@ -239,9 +239,14 @@ Ref<ProcessChannel> ProcessChannel::Attach(int fd, std::string* error) {
   return Ref<ProcessChannel>::Adopt(ch);
 }
 
-bool ProcessChannel::Lock() {
+bool ProcessChannel::Lock(bool* busy) {
   Header* h = header();
-  const int rc = pthread_mutex_lock(&h->mutex);
+  const int rc = busy != nullptr ? pthread_mutex_trylock(&h->mutex)
+                                 : pthread_mutex_lock(&h->mutex);
+  if (rc == EBUSY && busy != nullptr) {
+    *busy = true;
+    return false;
+  }
   if (rc == 0) {
     if (h->corrupt.load(std::memory_order_relaxed) != 0) {
       pthread_mutex_unlock(&h->mutex);
@@ -315,15 +320,19 @@ bool ProcessChannel::Recover() {
   return true;
 }
 
-ShmStatus ProcessChannel::Send(std::span<const uint8_t> head_part,
-                               std::span<const uint8_t> tail_part,
-                               const Deadline& deadline, bool interruptible) {
+ShmStatus ProcessChannel::SendImpl(std::span<const uint8_t> head_part,
+                                   std::span<const uint8_t> tail_part,
+                                   const Deadline& deadline,
+                                   bool interruptible, bool no_lock_wait) {
   const size_t size = head_part.size() + tail_part.size();
   const size_t need = 8 + RoundUp8(size);
   if (size > UINT32_MAX || need > ring_) return ShmStatus::kTooLarge;
   Header* h = header();
   for (;;) {
-    if (!Lock()) return ShmStatus::kCorrupt;
+    bool busy = false;
+    if (!Lock(no_lock_wait ? &busy : nullptr)) {
+      return busy ? ShmStatus::kBusy : ShmStatus::kCorrupt;
+    }
     State st;
     if (!StateValid(&st)) return CorruptUnlock();
     if (h->closed.load(std::memory_order_relaxed) != 0) {
@@ -365,11 +374,14 @@ ShmStatus ProcessChannel::Send(std::span<const uint8_t> head_part,
   }
 }
 
-ShmStatus ProcessChannel::Recv(RecordBuffer* out,
-                               const Deadline& deadline, bool interruptible) {
+ShmStatus ProcessChannel::RecvImpl(RecordBuffer* out, const Deadline& deadline,
+                                   bool interruptible, bool no_lock_wait) {
   Header* h = header();
   for (;;) {
-    if (!Lock()) return ShmStatus::kCorrupt;
+    bool busy = false;
+    if (!Lock(no_lock_wait ? &busy : nullptr)) {
+      return busy ? ShmStatus::kBusy : ShmStatus::kCorrupt;
+    }
     State st;
     if (!StateValid(&st)) return CorruptUnlock();
     const uint64_t head = st.head, tail = st.tail;

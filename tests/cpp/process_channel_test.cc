@@ -296,6 +296,38 @@ TEST(ProcessChannelTest, ProcessesKilledMidCallLeaveTheChannelUsable) {
   }
 }
 
+TEST(ProcessChannelTest, NoLockWaitCallsReturnBusyWhileAnotherHoldsTheMutex) {
+  // A caller holding a lock of its own (an interpreter's GIL) tries first
+  // without waiting for the segment's mutex: a stopped holder must not
+  // freeze it. Here another thread holds the mutex; the plain calls wait for
+  // it, the NoLockWait ones return kBusy and take or leave nothing.
+  Ref<ProcessChannel> ch = Make(4096, 0);
+  ASSERT_EQ(ch->TrySend(Rec("queued")), ShmStatus::kOk);
+  auto* mutex = reinterpret_cast<pthread_mutex_t*>(
+      ch->segment_for_testing() + 32);  // after magic .. max_items
+  ASSERT_EQ(pthread_mutex_lock(mutex), 0);
+  RecordBuffer out;
+  const std::vector<uint8_t> more = Rec("more");
+  EXPECT_EQ(ch->TryRecvNoLockWait(&out), ShmStatus::kBusy);
+  EXPECT_EQ(ch->TrySendNoLockWait(more, {}), ShmStatus::kBusy);
+  std::atomic<bool> got{false};
+  std::thread waiter([&] {
+    RecordBuffer o;
+    EXPECT_EQ(ch->TryRecv(&o), ShmStatus::kOk);  // waits for the mutex
+    EXPECT_EQ(Str(o), "queued");
+    got = true;
+  });
+  std::this_thread::sleep_for(50ms);
+  EXPECT_FALSE(got.load());
+  pthread_mutex_unlock(mutex);
+  waiter.join();
+  EXPECT_TRUE(got.load());
+  EXPECT_EQ(ch->TrySendNoLockWait(more, {}), ShmStatus::kOk);
+  ASSERT_EQ(ch->TryRecvNoLockWait(&out), ShmStatus::kOk);
+  EXPECT_EQ(Str(out), "more");
+  EXPECT_EQ(ch->TryRecvNoLockWait(&out), ShmStatus::kEmpty);
+}
+
 TEST(ProcessChannelTest, AHolderOfTheLockKilledIsRecoveredFrom) {
   // A child takes the lock and dies holding it, in the middle of a put: it
   // has written bytes past tail and a wrong count. The robust mutex hands

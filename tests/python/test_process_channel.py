@@ -547,3 +547,69 @@ def test_blocking_between_interpreters_and_threads(sub):
     ch.close()
     assert back.get(timeout=30) == sum(range(1000))
     t.join(30)
+
+
+def test_a_stopped_process_holding_the_mutex_does_not_freeze_the_interpreter():
+    """A process stopped (SIGSTOP, a debugger) while it holds the segment's
+    mutex: a get_nowait() here waits for the mutex without the GIL, so the
+    interpreter's other threads run on; it takes the item once the holder
+    dies (robust mutex). Before, it waited with the GIL held and every
+    thread of the interpreter froze until a watchdog killed the holder (4 s
+    later): the ticker thread's longest gap shows it."""
+    pc = ProcessChannel()
+    pc.put("queued")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import ctypes, mmap, os, signal, sys, time
+            m = mmap.mmap(int(sys.argv[1]), 4096)
+            addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+            if ctypes.CDLL(None).pthread_mutex_lock(ctypes.c_void_p(addr + 32)) != 0:
+                sys.exit(3)
+            me = os.getpid()
+            if os.fork() == 0:  # the watchdog: a frozen test must not hang
+                time.sleep(4)
+                if os.getppid() == me:
+                    os.kill(me, signal.SIGKILL)
+                os._exit(0)
+            print("locked", flush=True)
+            os.kill(me, signal.SIGSTOP)
+            """), str(pc.fileno())],
+        pass_fds=[pc.fileno()], stdout=subprocess.PIPE, text=True)
+    stamps: list[float] = []
+    stop = False
+    result: list[object] = []
+
+    def ticker() -> None:
+        while not stop:
+            stamps.append(time.monotonic())
+            time.sleep(0.002)
+
+    t = threading.Thread(target=ticker)
+    g = threading.Thread(target=lambda: result.append(pc.get_nowait()))
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        deadline = time.monotonic() + 10
+        while open(f"/proc/{holder.pid}/stat").read().split()[2] != "T":
+            assert time.monotonic() < deadline, "the holder did not stop"
+            time.sleep(0.01)
+        t.start()
+        g.start()
+        time.sleep(0.6)
+        waited = g.is_alive() and result == []
+        holder.kill()  # dies holding the mutex: the next locker repairs and goes on
+        g.join(10)
+    finally:
+        stop = True
+        holder.kill()
+        holder.wait()
+        if t.ident is not None:
+            t.join()
+        if g.ident is not None:
+            g.join(10)
+    gap = max(b - a for a, b in zip(stamps, stamps[1:]))
+    assert gap < 1.0, f"the interpreter froze for {gap:.1f} s while get_nowait() waited for the mutex"
+    assert waited, "get_nowait() returned while a stopped process held the mutex"
+    assert result == ["queued"]
+    pc.put("after")
+    assert pc.get_nowait() == "after"

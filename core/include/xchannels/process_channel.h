@@ -131,6 +131,7 @@ enum class ShmStatus : uint8_t {
   kTooLarge,     // the record can never fit the ring
   kCorrupt,      // the segment's state fails a check
   kUnsupported,  // select: the kernel has no futex_waitv (before 5.16)
+  kBusy,         // a *NoLockWait call found the mutex held by another caller
 };
 
 class ProcessChannel final : public RefCounted {
@@ -158,7 +159,9 @@ class ProcessChannel final : public RefCounted {
   // is `head` followed by `tail` (two pieces, so a message payload is
   // copied once, straight into the ring).
   ShmStatus Send(std::span<const uint8_t> head, std::span<const uint8_t> tail,
-                 const Deadline& deadline, bool interruptible);
+                 const Deadline& deadline, bool interruptible) {
+    return SendImpl(head, tail, deadline, interruptible, false);
+  }
   ShmStatus Send(std::span<const uint8_t> record, const Deadline& deadline,
                  bool interruptible) {
     return Send(record, {}, deadline, interruptible);
@@ -166,11 +169,26 @@ class ProcessChannel final : public RefCounted {
   ShmStatus TryRecv(RecordBuffer* out) {
     return Recv(out, Deadline(Clock::time_point::min()), false);
   }
+  // TrySend / TryRecv that do not wait for the mutex either: kBusy when
+  // another caller holds it. For callers that hold a lock of their own (an
+  // interpreter's GIL): a process stopped (SIGSTOP, a debugger) while it
+  // holds the mutex must not freeze them; on kBusy they call TrySend /
+  // TryRecv again without their lock.
+  ShmStatus TrySendNoLockWait(std::span<const uint8_t> head,
+                              std::span<const uint8_t> tail) {
+    return SendImpl(head, tail, Deadline(Clock::time_point::min()), false,
+                    true);
+  }
+  ShmStatus TryRecvNoLockWait(RecordBuffer* out) {
+    return RecvImpl(out, Deadline(Clock::time_point::min()), false, true);
+  }
   // Blocks until a record arrives (copied into *out), the deadline passes
   // (kEmpty), the channel is closed and drained (kClosed) or, when
   // interruptible, a signal arrives.
   ShmStatus Recv(RecordBuffer* out, const Deadline& deadline,
-                 bool interruptible);
+                 bool interruptible) {
+    return RecvImpl(out, deadline, interruptible, false);
+  }
   // Closes the channel for every process and wakes every waiter. Returns
   // false if it was closed already.
   bool Close();
@@ -229,8 +247,14 @@ class ProcessChannel final : public RefCounted {
   Header* header() const noexcept;
   uint8_t* ring() const noexcept { return base_ + kHeaderBytes; }
   // Locks the mutex, repairing the state after a dead owner. Returns false
-  // (unlocked) if the segment is unusable.
-  bool Lock();
+  // (unlocked) if the segment is unusable, or, with `busy` given, if
+  // another caller holds the mutex (*busy set; nothing waited for).
+  bool Lock(bool* busy = nullptr);
+  ShmStatus SendImpl(std::span<const uint8_t> head,
+                     std::span<const uint8_t> tail, const Deadline& deadline,
+                     bool interruptible, bool no_lock_wait);
+  ShmStatus RecvImpl(RecordBuffer* out, const Deadline& deadline,
+                     bool interruptible, bool no_lock_wait);
   void Unlock();
   // With the lock held, when no progress is possible: releases it, spins,
   // then sleeps on `word` registered in *waiters until the word moves (the
