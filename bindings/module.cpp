@@ -103,7 +103,7 @@ ModuleState::~ModuleState() {
   Py_XDECREF(NotShareableError);
   Py_XDECREF(UnionType);
   ClearCaches();
-  if (main_interpreter) DrainLoans();
+  if (loans_open) CloseLoans();
 }
 
 void ModuleState::ClearCaches() {
@@ -490,7 +490,10 @@ void InitModule(pyb::module_& m, ModuleState* st) {
   m.doc() = "xchannels core bindings: channels and shared buffers for "
             "own-GIL sub-interpreters. Use the xchannels package.";
   st->main_interpreter = PyInterpreterState_Get() == PyInterpreterState_Main();
-  if (st->main_interpreter) OpenLoans();
+  if (st->main_interpreter) {
+    OpenLoans();
+    st->loans_open = true;
+  }
   if (st->main_interpreter) {
     // The main interpreter's import may run on any thread; ask threading
     // which one handles signals.

@@ -62,6 +62,7 @@ struct ModuleState {
   static constexpr size_t kKeyCacheSlots = 512;
   PyObject** key_cache = nullptr;
   bool main_interpreter = false;
+  bool loans_open = false;  // this state counts in the lent-bytes users
 
   ~ModuleState();
   // The module's m_traverse / m_clear: visits every owned reference; drops
@@ -252,8 +253,10 @@ struct NoExcept<F> {
 // ---- lent bytes (values.cpp) --------------------------------------------------
 // Large bytes put by the main interpreter are lent to the message instead of
 // copied; the main interpreter gets its references back later. OpenLoans at
-// the main interpreter's module init; DrainLoans with its GIL held.
+// a main-interpreter module state's creation, CloseLoans at its end;
+// DrainLoans with the main interpreter's GIL held (cheap when nothing waits).
 void OpenLoans();
+void CloseLoans();
 void DrainLoans();
 int64_t LentForTesting();      // lent objects not yet given back
 size_t ReturnedForTesting();   // given back, waiting for the main interpreter

@@ -39,40 +39,33 @@ namespace {
 // Giving the reference back needs the main interpreter's GIL. The last
 // holder of the buffer is often a worker thread, so:
 //   - on a thread that holds the main interpreter's GIL: Py_DECREF at once;
-//   - elsewhere: the object joins the Loans list, and one pending call
-//     (Py_AddPendingCall, which runs in the main interpreter's main thread)
-//     drains it; the main interpreter also drains it whenever it lends,
-//     and after each wait of a blocking call (at most 250 ms apart in the
-//     main thread), so a main thread parked in get() holds nothing long.
-// Unlike CPython's interpreter queues (a fixed array of pending calls whose
-// overflow leaks references, gh-110693), the list is unbounded and one
-// pending call at a time is enough: a failed Py_AddPendingCall is retried
-// by the next return, lend or wait.
+//   - elsewhere: the object joins the Loans list, under a mutex of its own,
+//     and nothing else happens on that thread: no call into CPython (a
+//     Py_AddPendingCall may release the caller's GIL on 3.13, mid-way
+//     through whatever it is doing). The main interpreter drops the list's
+//     references whenever one of its threads lends, or returns from a wait
+//     of a blocking call (the Pool's collector does after every result
+//     batch; the main thread at least every 250 ms while it waits), and
+//     when its module goes.
 // Only exact bytes are lent: their deallocation runs no Python code, so a
 // decref inside a channel operation is safe. Sub-interpreters copy: their
 // objects cannot outlive them, and nothing would drain their list once they
-// are gone. After the main interpreter is finalized (Py_AtExit) returned
-// objects are left alone: the process is exiting.
+// are gone. Once the main interpreter's last module state is gone (at
+// finalization), returned objects are left alone: the process is exiting.
+// fork(): the list's mutex is taken around it (pthread_atfork), so the
+// child never inherits it locked.
 class Loans {
  public:
-  // Any thread, any GIL or none.
+  // Any thread, any GIL or none. Never calls into CPython.
   void Give(PyObject* obj) noexcept {
-    bool schedule = false;
-    {
-      detail::MutexLock lock(&mu_);
-      if (closed_) return;  // the main interpreter is gone: exiting
-      try {
-        returned_.push_back(obj);
-      } catch (...) {
-        return;  // out of memory: keep the object rather than crash
-      }
-      waiting_.store(true, std::memory_order_release);
-      if (!scheduled_) scheduled_ = schedule = true;
+    detail::MutexLock lock(&mu_);
+    if (users_ == 0) return;  // the main interpreter is gone: exiting
+    try {
+      returned_.push_back(obj);
+    } catch (...) {
+      return;  // out of memory: keep the object rather than crash
     }
-    if (schedule && Py_AddPendingCall(&Loans::DrainCall, this) != 0) {
-      detail::MutexLock lock(&mu_);
-      scheduled_ = false;  // queue full: the next Give or lend drains
-    }
+    waiting_.store(true, std::memory_order_release);
   }
   // The main interpreter, GIL held.
   void Drain() {
@@ -85,42 +78,41 @@ class Loans {
     }
     for (PyObject* obj : out) Py_DECREF(obj);
   }
-  // Returns true if the loans were closed (first use, or after a
-  // finalization): the caller registers Close with Py_AtExit again.
-  bool Open() {
+  // A module state of the main interpreter is made / goes (GIL held).
+  void Open() {
     detail::MutexLock lock(&mu_);
-    return std::exchange(closed_, false);
+    ++users_;
   }
   void Close() {
+    Drain();
     detail::MutexLock lock(&mu_);
-    closed_ = true;
-    waiting_.store(false, std::memory_order_relaxed);
-    returned_.clear();
+    if (users_ > 0 && --users_ == 0) {
+      waiting_.store(false, std::memory_order_relaxed);
+      returned_.clear();  // only objects returned since the Drain: left
+    }
   }
   size_t PendingForTesting() {
     detail::MutexLock lock(&mu_);
     return returned_.size();
   }
+  void BeforeFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Lock(); }
+  void AfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); }
 
  private:
-  static int DrainCall(void* self) {
-    auto* loans = static_cast<Loans*>(self);
-    {
-      detail::MutexLock lock(&loans->mu_);
-      loans->scheduled_ = false;
-    }
-    loans->Drain();
-    return 0;
-  }
   detail::Mutex mu_;
   std::atomic<bool> waiting_{false};  // returned_ may be non-empty
   std::vector<PyObject*> returned_ ABSL_GUARDED_BY(mu_);
-  bool scheduled_ ABSL_GUARDED_BY(mu_) = false;
-  bool closed_ ABSL_GUARDED_BY(mu_) = true;
+  int users_ ABSL_GUARDED_BY(mu_) = 0;  // live main-interpreter module states
 };
 
 Loans& TheLoans() {
-  static Loans* loans = new Loans();  // never destroyed: safe at exit
+  static Loans* loans = [] {
+    auto* l = new Loans();  // never destroyed: safe at exit
+    pthread_atfork([] { TheLoans().BeforeFork(); },
+                   [] { TheLoans().AfterFork(); },
+                   [] { TheLoans().AfterFork(); });
+    return l;
+  }();
   return *loans;
 }
 
@@ -161,7 +153,6 @@ Ref<SharedBuffer> LendBytes(PyObject* obj) {
   return b;
 }
 
-void CloseLoansAtExit() { TheLoans().Close(); }
 
 // bytes of at least this size travel as a SharedBuffer reference instead of
 // being copied into the message (keeps messages small; measured in
@@ -1069,11 +1060,9 @@ PyObject* DecodeFlat(ModuleState* st, std::span<const uint8_t> record,
 
 // ---- lent bytes: the module's side (see Loans) ------------------------------
 
-void OpenLoans() {
-  // Py_AtExit functions run once, at the end of Py_FinalizeEx: an embedding
-  // application that initializes Python again registers again.
-  if (TheLoans().Open()) Py_AtExit(&CloseLoansAtExit);
-}
+void OpenLoans() { TheLoans().Open(); }
+
+void CloseLoans() { TheLoans().Close(); }
 
 void DrainLoans() { TheLoans().Drain(); }
 

@@ -761,3 +761,47 @@ def test_lent_bytes_queued_at_exit_do_not_crash_the_exit():
     assert r.returncode == 0, r.stderr
     assert "exiting with 10 queued" in r.stdout
     assert "Fatal" not in r.stderr
+
+
+def test_fork_while_lent_bytes_are_given_back_on_other_threads():
+    """Lent bytes dropped without the main GIL (here: close(immediate=True)
+    drops queued messages with the GIL released) go through the loans
+    list's mutex; fork() takes that mutex around itself, so a child never
+    inherits it locked and can lend and drain."""
+    code = textwrap.dedent(
+        """
+        import os, threading, xchannels
+        from xchannels import _xchannels as core
+        stop = False
+        def dropper():
+            while not stop:
+                ch = xchannels.Channel()
+                for i in range(20):
+                    ch.put(bytes([i]) * 70_000)
+                ch.close(immediate=True)  # returns the loans without the GIL
+        t = threading.Thread(target=dropper)
+        t.start()
+        try:
+            for i in range(40):
+                pid = os.fork()
+                if pid == 0:
+                    c = xchannels.Channel()
+                    c.put(b"y" * 100_000)
+                    ok = c.get() == b"y" * 100_000
+                    os._exit(0 if ok else 1)
+                _, status = os.waitpid(pid, 0)
+                assert status == 0, status
+        finally:
+            stop = True
+            t.join()
+        ch = xchannels.Channel()
+        ch.put(b"z" * 100_000)  # lending drains what the dropper gave back
+        ch.get()
+        print("lent", core._lent_bytes(), flush=True)
+        """
+    )
+    r = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c", code],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0, r.stderr
+    assert "lent (0, 0)" in r.stdout
