@@ -493,8 +493,6 @@ void InitModule(pyb::module_& m, ModuleState* st) {
   if (st->main_interpreter) {
     OpenLoans();
     st->loans_open = true;
-  }
-  if (st->main_interpreter) {
     // The main interpreter's import may run on any thread; ask threading
     // which one handles signals.
     PyObject* main_thread = ImportAttr("threading", "main_thread");

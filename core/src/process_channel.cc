@@ -33,15 +33,10 @@ constexpr uint32_t kVersion = 1;
 // delays the process that would make progress.
 constexpr int64_t kSpinNanos = 30'000;
 
-// A sleeper wakes at least this often to look again: a process killed just
-// after a put's single wake-up reached it would otherwise leave the record
-// to sleepers that nobody wakes until the next put or close.
-constexpr auto kRecheck = std::chrono::milliseconds(250);
-
-Deadline Capped(const Deadline& deadline) {
-  const Clock::time_point cap = Clock::now() + kRecheck;
-  return deadline.has_value() && *deadline < cap ? deadline : Deadline(cap);
-}
+// A sleeper wakes at least every detail::kSignalRecheck to look again
+// (detail::CappedForRecheck): a process killed just after a put's single
+// wake-up reached it would otherwise leave the record to sleepers that
+// nobody wakes until the next put or close.
 
 bool SpinUntilChanged(const std::atomic<uint32_t>& word, uint32_t seq) {
   static const bool multi_cpu = sysconf(_SC_NPROCESSORS_ONLN) > 1;
@@ -455,7 +450,8 @@ int ProcessChannel::SleepOn(std::atomic<uint32_t>* word, uint32_t* waiters,
   }
   ++*waiters;
   Unlock();
-  const int err = FutexWaitShared(word, seq, Capped(deadline));
+  const int err =
+      FutexWaitShared(word, seq, detail::CappedForRecheck(deadline));
   if (!Lock()) return -1;
   if (*waiters > 0) --*waiters;
   Unlock();
@@ -537,8 +533,9 @@ ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
     int err = 0;
     if (!ready && failure == ShmStatus::kOk) {
       // futex_waitv takes an absolute CLOCK_MONOTONIC time, the clock
-      // behind steady_clock; capped so the selector looks again (kRecheck).
-      const Deadline until = Capped(deadline);
+      // behind steady_clock; capped so the selector looks again
+      // (detail::kSignalRecheck).
+      const Deadline until = detail::CappedForRecheck(deadline);
       const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                           until->time_since_epoch())
                           .count();
@@ -591,7 +588,8 @@ ShmStatus ProcessChannel::WaitSeq(bool data, uint32_t seq,
                           deadline);
   if (err < 0) return ShmStatus::kCorrupt;
   if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
-  // A re-check (kRecheck) returns kOk too: the caller looks again.
+  // A re-check (detail::kSignalRecheck) returns kOk too: the caller looks
+  // again.
   return DeadlinePassed(deadline) ? ShmStatus::kEmpty : ShmStatus::kOk;
 }
 

@@ -30,13 +30,14 @@ bool TimeLeft(Clock::time_point deadline, timespec* out) {
   return true;
 }
 
+Deadline CappedForRecheck(const Deadline& deadline) {
+  const Clock::time_point cap = Clock::now() + kSignalRecheck;
+  return deadline.has_value() && *deadline <= cap ? deadline : Deadline(cap);
+}
+
 WaitResult Park(Parker& parker, const Deadline& deadline, bool interruptible) {
   // Interruptible: wake at kSignalRecheck at the latest (see futex.h).
-  Deadline until = deadline;
-  if (interruptible) {
-    const Clock::time_point cap = Clock::now() + kSignalRecheck;
-    if (!deadline.has_value() || cap < *deadline) until = cap;
-  }
+  const Deadline until = interruptible ? CappedForRecheck(deadline) : deadline;
   for (;;) {
     if (parker.notified()) return WaitResult::kNotified;
     // Recomputed on every round.

@@ -127,7 +127,7 @@ enum class ShmStatus : uint8_t {
   kFull,         // no room (try, or the deadline passed)
   kClosed,       // put on a closed channel; get on a closed, drained one
   kInterrupted,  // an interruptible wait returned EINTR, or reached a re-check
-                 // (kRecheck): the caller checks for signals and calls again
+                 // (every 250 ms): the caller checks signals, calls again
   kTooLarge,     // the record can never fit the ring
   kCorrupt,      // the segment's state fails a check
   kUnsupported,  // select: the kernel has no futex_waitv (before 5.16)
@@ -263,9 +263,9 @@ class ProcessChannel final : public RefCounted {
   ShmStatus AwaitChange(std::atomic<uint32_t>* word, uint32_t* waiters,
                         const Deadline& deadline, bool interruptible);
   // With the lock held: unless `word` has moved from `seq`, registers in
-  // *waiters, unlocks, sleeps (at most kRecheck), unregisters. Returns with
-  // the lock released: the futex errno (0 if it did not sleep), or -1 if
-  // the segment became unusable.
+  // *waiters, unlocks, sleeps (at most detail::kSignalRecheck), unregisters.
+  // Returns with the lock released: the futex errno (0 if it did not
+  // sleep), or -1 if the segment became unusable.
   int SleepOn(std::atomic<uint32_t>* word, uint32_t* waiters, uint32_t seq,
               const Deadline& deadline);
   struct State {

@@ -95,8 +95,12 @@ enum class WaitResult : uint8_t { kNotified, kTimeout, kInterrupted };
 // kInterrupted so that its caller looks at its signal flags and calls again.
 // A signal that lands after the caller's last look but before the futex
 // call interrupts no system call: without the cap, Ctrl-C would wait for
-// the next wake-up, which may never come.
+// the next wake-up, which may never come. ProcessChannel's sleepers use the
+// same period, for that reason and to look again after a woken process died.
 inline constexpr auto kSignalRecheck = std::chrono::milliseconds(250);
+
+// `deadline`, or kSignalRecheck from now if that comes first.
+Deadline CappedForRecheck(const Deadline& deadline);
 
 // Thread-safe. Blocks until the parker is notified, the deadline passes, or
 // (interruptible only) a signal handler runs on this thread or
