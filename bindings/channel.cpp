@@ -42,10 +42,6 @@ OpStatus SendItem(PyChannel* self, Item& it, const BlockArgs& ba,
 }
 
 OpStatus RecvItem(PyChannel* self, Item& out, const BlockArgs& ba) {
-  // The main interpreter takes back the lent bytes returned meanwhile (an
-  // atomic load when there are none): a receiver that always finds items
-  // would otherwise never reach the drain after BlockingCall's wait.
-  if (self->state->main_interpreter) DrainLoans();
   OpStatus s = self->ch->try_recv(out);
   if (s != OpStatus::kEmpty || !ba.block) return s;
   ItemChannel* ch = self->ch;

@@ -43,10 +43,10 @@ namespace {
 //     and nothing else happens on that thread: no call into CPython (a
 //     Py_AddPendingCall may release the caller's GIL on 3.13, mid-way
 //     through whatever it is doing). The main interpreter drops the list's
-//     references whenever one of its threads lends, or returns from a wait
-//     of a blocking call (the Pool's collector does after every result
-//     batch; the main thread at least every 250 ms while it waits), and
-//     when its module goes.
+//     references whenever one of its threads lends, receives (Decode,
+//     DecodeFlat: get, get_many, get_async, select) or returns from a wait
+//     of a blocking call (a main thread parked in get() at least every
+//     250 ms), and when its module goes.
 // Only exact bytes are lent: their deallocation runs no Python code, so a
 // decref inside a channel operation is safe. Sub-interpreters copy: their
 // objects cannot outlive them, and nothing would drain their list once they
@@ -982,6 +982,11 @@ PyObject* DecodePayload(ModuleState* st, std::span<const uint8_t> payload,
 }  // namespace
 
 PyObject* Decode(ModuleState* st, Item&& item) {
+  // Every receive of the main interpreter (get, get_many, get_async,
+  // select) decodes here: it takes back the lent bytes returned meanwhile
+  // (an atomic load when there are none). A receiver that always finds
+  // items would otherwise never reach the drain after BlockingCall's wait.
+  if (st->main_interpreter) DrainLoans();
   Item it = std::move(item);
   switch (it.kind()) {
     case Item::Kind::kNone:
@@ -1041,6 +1046,7 @@ bool EncodeFlat(ModuleState* st, PyObject* obj, bool pickle_fallback,
 
 PyObject* DecodeFlat(ModuleState* st, std::span<const uint8_t> record,
                      bool allow_pickle) {
+  if (st->main_interpreter) DrainLoans();  // as in Decode
   FlatItem flat;
   bool oom = false;
   if (!UnflattenItem(record, &flat, &oom)) {

@@ -691,6 +691,33 @@ def test_a_main_thread_parked_in_get_gives_lent_bytes_back_while_it_waits():
     assert took < 2
 
 
+def test_an_asyncio_receiver_in_the_main_interpreter_takes_lent_bytes_back():
+    """get_async never goes through a blocking wait: its decoding takes the
+    returned references back. The sub-interpreter returns each loan when it
+    decodes the item, before it sends it on, so once the last item is back
+    here nothing may wait any more (before, all 10 did, for good)."""
+    import asyncio
+
+    assert _wait_loans_returned() == (0, 0)
+    inbox, outbox = Channel(), Channel()
+    w = subinterp.start(FORWARD, src_id=inbox.id, dst_id=outbox.id)
+    payloads = [bytes([i]) * 100_000 for i in range(10)]
+
+    async def main() -> tuple[list[bytes], tuple[int, int]]:
+        for p in payloads:
+            await inbox.put_async(p)
+        back = [await outbox.get_async(timeout=60) for _ in payloads]
+        return back, core._lent_bytes()
+
+    try:
+        back, lent = asyncio.run(main())
+    finally:
+        inbox.close()
+        w.join()
+    assert back == payloads
+    assert lent == (0, 0)
+
+
 def test_a_lent_bytes_outlives_the_senders_reference():
     ch = Channel()
     ch.put(bytes(range(256)) * 1024)  # the only reference is the message's
