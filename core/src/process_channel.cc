@@ -25,7 +25,10 @@ namespace xchannels {
 namespace {
 
 constexpr uint64_t kMagic = 0x314e4843'4d485358ull;  // "XSHMCHN1"
-constexpr uint32_t kVersion = 1;
+// 2: the mutex is PI (priority inheritance). A version-1 library locking it
+// as a plain robust mutex would corrupt its lock word, so they refuse each
+// other's segments.
+constexpr uint32_t kVersion = 2;
 // How long a waiter watches the seq word before it sleeps. The other side
 // is a process on another core (a Python put or get takes a microsecond or
 // two): a futex sleep and wake-up cost more than that, so a stream or a
@@ -176,6 +179,16 @@ Ref<ProcessChannel> ProcessChannel::Create(size_t ring_bytes,
   pthread_mutexattr_init(&attr);
   pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
   pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  // Priority inheritance, for the kernel's bookkeeping of the waiters, not
+  // for priorities: a plain robust mutex keeps "somebody waits" only as a
+  // bit in the lock word, and a waiter killed between its wake-up and its
+  // retry takes that bit with it (the kernel's exit path re-wakes only when
+  // the lock is free at that moment). The next unlock then wakes nobody and
+  // the other waiters sleep on a free lock forever (seen: 1 run in 20 of
+  // ProcessesKilledMidCallLeaveTheChannelUsable). A PI futex's waiters
+  // queue in the kernel, which drops a dying waiter from the queue and
+  // hands the lock to the next one.
+  pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
   const int rc = pthread_mutex_init(&h->mutex, &attr);
   pthread_mutexattr_destroy(&attr);
   if (rc != 0) {
@@ -220,7 +233,15 @@ Ref<ProcessChannel> ProcessChannel::Attach(int fd, std::string* error) {
   }
   const auto* h = static_cast<const Header*>(p);
   const size_t ring = size - kHeaderBytes;
-  if (h->magic != kMagic || h->version != kVersion || h->ring_bytes != ring) {
+  if (h->magic == kMagic && h->version != kVersion) {
+    const uint32_t version = h->version;
+    munmap(p, size);
+    return fail("the ProcessChannel segment has layout version " +
+                std::to_string(version) + ", this xchannels reads version " +
+                std::to_string(kVersion) +
+                ": every process sharing a channel needs the same xchannels");
+  }
+  if (h->magic != kMagic || h->ring_bytes != ring) {
     munmap(p, size);
     return fail("not a ProcessChannel segment (bad header)");
   }

@@ -135,6 +135,19 @@ TEST(ProcessChannelTest, AttachChecksTheSegment) {
   EXPECT_FALSE(ProcessChannel::Attach(dup(ch->fd()), &err));
   EXPECT_NE(err.find("bad header"), std::string::npos) << err;
   ch->segment_for_testing()[0] ^= 0xff;
+  // A segment of another layout version (offset 8, after the magic) is
+  // refused with both versions named.
+  uint32_t version;
+  std::memcpy(&version, ch->segment_for_testing() + 8, 4);
+  const uint32_t older = version - 1;
+  std::memcpy(ch->segment_for_testing() + 8, &older, 4);
+  EXPECT_FALSE(ProcessChannel::Attach(dup(ch->fd()), &err));
+  EXPECT_NE(err.find("layout version " + std::to_string(older) +
+                     ", this xchannels reads version " +
+                     std::to_string(version)),
+            std::string::npos)
+      << err;
+  std::memcpy(ch->segment_for_testing() + 8, &version, 4);
   Ref<ProcessChannel> again = ProcessChannel::Attach(dup(ch->fd()), &err);
   ASSERT_TRUE(again) << err;
   ASSERT_EQ(ch->TrySend(Rec("via one handle")), ShmStatus::kOk);

@@ -16,10 +16,13 @@
 //
 // The design that keeps the others alive when a process dies (SIGKILL in the
 // middle of any call):
-//   - One robust, process-shared mutex guards head, tail, count, closed and
-//     the waiter counts. A process that dies holding it leaves it
-//     EOWNERDEAD; the next locker repairs the state (Recover) and marks the
-//     mutex consistent.
+//   - One robust, process-shared, priority-inheritance mutex guards head,
+//     tail, count, closed and the waiter counts. A process that dies holding
+//     it leaves it EOWNERDEAD; the next locker repairs the state (Recover)
+//     and marks the mutex consistent. PI because its waiters queue in the
+//     kernel: a plain robust mutex records them as one bit of the lock word,
+//     and a waiter killed between its wake-up and its retry can take that
+//     bit with it, leaving the other waiters asleep on a free lock.
 //   - A put copies its record beyond tail, then publishes it by advancing
 //     tail: a record is committed exactly when tail passes it. A writer that
 //     dies before that store leaves bytes past tail that nobody reads; one
