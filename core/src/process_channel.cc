@@ -1,6 +1,7 @@
 // core/src/process_channel.cc: see process_channel.h for the design, the
 // segment layout and the invariants.
 #include "xchannels/process_channel.h"
+#include "xchannels/detail/mutex.h"  // XCHANNELS_TSAN
 
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -25,10 +26,7 @@ namespace xchannels {
 namespace {
 
 constexpr uint64_t kMagic = 0x314e4843'4d485358ull;  // "XSHMCHN1"
-// 2: the mutex is PI (priority inheritance). A version-1 library locking it
-// as a plain robust mutex would corrupt its lock word, so they refuse each
-// other's segments.
-constexpr uint32_t kVersion = 2;
+constexpr uint32_t kVersion = 1;
 // How long a waiter watches the seq word before it sleeps. The other side
 // is a process on another core (a Python put or get takes a microsecond or
 // two): a futex sleep and wake-up cost more than that, so a stream or a
@@ -84,6 +82,18 @@ void FutexWakeShared(std::atomic<uint32_t>* word, int n) {
 
 bool DeadlinePassed(const Deadline& d) {
   return d.has_value() && Clock::now() >= *d;
+}
+
+// How long a put or get waits for the mutex (ProcessChannel::Lock): a call
+// that does not wait (deadline min()) as long as it takes, since the mutex
+// is held for a copy at a time; a call with a timeout until its deadline,
+// but 250 ms at least, so that a busy mutex never turns into a spurious
+// Full or Empty.
+Deadline LockDeadline(const Deadline& deadline) {
+  if (!deadline.has_value() || *deadline == Clock::time_point::min()) {
+    return Deadline();
+  }
+  return std::max(*deadline, Clock::now() + detail::kSignalRecheck);
 }
 
 }  // namespace
@@ -179,16 +189,6 @@ Ref<ProcessChannel> ProcessChannel::Create(size_t ring_bytes,
   pthread_mutexattr_init(&attr);
   pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
   pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  // Priority inheritance, for the kernel's bookkeeping of the waiters, not
-  // for priorities: a plain robust mutex keeps "somebody waits" only as a
-  // bit in the lock word, and a waiter killed between its wake-up and its
-  // retry takes that bit with it (the kernel's exit path re-wakes only when
-  // the lock is free at that moment). The next unlock then wakes nobody and
-  // the other waiters sleep on a free lock forever (seen: 1 run in 20 of
-  // ProcessesKilledMidCallLeaveTheChannelUsable). A PI futex's waiters
-  // queue in the kernel, which drops a dying waiter from the queue and
-  // hands the lock to the next one.
-  pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
   const int rc = pthread_mutex_init(&h->mutex, &attr);
   pthread_mutexattr_destroy(&attr);
   if (rc != 0) {
@@ -255,20 +255,44 @@ Ref<ProcessChannel> ProcessChannel::Attach(int fd, std::string* error) {
   return Ref<ProcessChannel>::Adopt(ch);
 }
 
-bool ProcessChannel::Lock(bool* busy) {
+ProcessChannel::Locked ProcessChannel::Lock(const Deadline& until,
+                                            bool interruptible,
+                                            bool no_wait) {
   Header* h = header();
-  const int rc = busy != nullptr ? pthread_mutex_trylock(&h->mutex)
-                                 : pthread_mutex_lock(&h->mutex);
-  if (rc == EBUSY && busy != nullptr) {
-    *busy = true;
-    return false;
+  int rc = pthread_mutex_trylock(&h->mutex);
+  while (rc == EBUSY) {
+    if (no_wait) return Locked::kBusy;
+    // pthread_mutex_timedlock takes CLOCK_REALTIME: only the length of a
+    // slice depends on it; `until` is checked on the monotonic clock.
+    const auto left = std::max(
+        *detail::CappedForRecheck(until) - Clock::now(), Clock::duration{0});
+    timespec abs{};
+    clock_gettime(CLOCK_REALTIME, &abs);
+    const auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(left).count() +
+        abs.tv_nsec;
+    abs.tv_sec += static_cast<time_t>(ns / 1000000000);
+    abs.tv_nsec = static_cast<long>(ns % 1000000000);
+    rc = pthread_mutex_timedlock(&h->mutex, &abs);
+#ifdef XCHANNELS_TSAN
+    // TSan's timedlock interceptor records the lock on 0 only, not on
+    // EOWNERDEAD (its lock and trylock interceptors record both).
+    if (rc == EOWNERDEAD) {
+      __tsan_mutex_pre_lock(&h->mutex, __tsan_mutex_try_lock);
+      __tsan_mutex_post_lock(&h->mutex, __tsan_mutex_try_lock, 0);
+    }
+#endif
+    if (rc != ETIMEDOUT) break;
+    if (DeadlinePassed(until)) return Locked::kTimedOut;
+    if (interruptible) return Locked::kInterrupted;
+    rc = EBUSY;
   }
   if (rc == 0) {
     if (h->corrupt.load(std::memory_order_relaxed) != 0) {
       pthread_mutex_unlock(&h->mutex);
-      return false;
+      return Locked::kCorrupt;
     }
-    return true;
+    return Locked::kYes;
   }
   if (rc == EOWNERDEAD) {
     // The owner died inside a call; repair what it may have left half done.
@@ -282,11 +306,11 @@ bool ProcessChannel::Lock(bool* busy) {
     FutexWakeShared(&h->space_seq, INT_MAX);
     if (h->corrupt.load(std::memory_order_relaxed) != 0) {
       pthread_mutex_unlock(&h->mutex);
-      return false;
+      return Locked::kCorrupt;
     }
-    return true;
+    return Locked::kYes;
   }
-  return false;  // ENOTRECOVERABLE, or a mutex word overwritten with junk
+  return Locked::kCorrupt;  // ENOTRECOVERABLE, or a mutex word overwritten with junk
 }
 
 void ProcessChannel::Unlock() { pthread_mutex_unlock(&header()->mutex); }
@@ -344,10 +368,14 @@ ShmStatus ProcessChannel::SendImpl(std::span<const uint8_t> head_part,
   const size_t need = 8 + RoundUp8(size);
   if (size > UINT32_MAX || need > ring_) return ShmStatus::kTooLarge;
   Header* h = header();
+  const Deadline lock_until = LockDeadline(deadline);
   for (;;) {
-    bool busy = false;
-    if (!Lock(no_lock_wait ? &busy : nullptr)) {
-      return busy ? ShmStatus::kBusy : ShmStatus::kCorrupt;
+    switch (Lock(lock_until, interruptible, no_lock_wait)) {
+      case Locked::kYes: break;
+      case Locked::kBusy: return ShmStatus::kBusy;
+      case Locked::kTimedOut: return ShmStatus::kFull;
+      case Locked::kInterrupted: return ShmStatus::kInterrupted;
+      case Locked::kCorrupt: return ShmStatus::kCorrupt;
     }
     State st;
     if (!StateValid(&st)) return CorruptUnlock();
@@ -385,7 +413,8 @@ ShmStatus ProcessChannel::SendImpl(std::span<const uint8_t> head_part,
       return ShmStatus::kFull;
     }
     const ShmStatus w =
-        AwaitChange(&h->space_seq, &h->send_waiters, deadline, interruptible);
+        AwaitChange(&h->space_seq, &h->send_waiters, deadline, lock_until,
+                    interruptible);
     if (w != ShmStatus::kOk) return w;
   }
 }
@@ -393,10 +422,14 @@ ShmStatus ProcessChannel::SendImpl(std::span<const uint8_t> head_part,
 ShmStatus ProcessChannel::RecvImpl(RecordBuffer* out, const Deadline& deadline,
                                    bool interruptible, bool no_lock_wait) {
   Header* h = header();
+  const Deadline lock_until = LockDeadline(deadline);
   for (;;) {
-    bool busy = false;
-    if (!Lock(no_lock_wait ? &busy : nullptr)) {
-      return busy ? ShmStatus::kBusy : ShmStatus::kCorrupt;
+    switch (Lock(lock_until, interruptible, no_lock_wait)) {
+      case Locked::kYes: break;
+      case Locked::kBusy: return ShmStatus::kBusy;
+      case Locked::kTimedOut: return ShmStatus::kEmpty;
+      case Locked::kInterrupted: return ShmStatus::kInterrupted;
+      case Locked::kCorrupt: return ShmStatus::kCorrupt;
     }
     State st;
     if (!StateValid(&st)) return CorruptUnlock();
@@ -439,7 +472,8 @@ ShmStatus ProcessChannel::RecvImpl(RecordBuffer* out, const Deadline& deadline,
       return ShmStatus::kEmpty;
     }
     const ShmStatus w =
-        AwaitChange(&h->data_seq, &h->recv_waiters, deadline, interruptible);
+        AwaitChange(&h->data_seq, &h->recv_waiters, deadline, lock_until,
+                    interruptible);
     if (w != ShmStatus::kOk) return w;
   }
 }
@@ -447,13 +481,20 @@ ShmStatus ProcessChannel::RecvImpl(RecordBuffer* out, const Deadline& deadline,
 ShmStatus ProcessChannel::AwaitChange(std::atomic<uint32_t>* word,
                                       uint32_t* waiters,
                                       const Deadline& deadline,
+                                      const Deadline& lock_until,
                                       bool interruptible) {
   const uint32_t seq = word->load(std::memory_order_relaxed);
   Unlock();
   // Spin a little first (see kSpinNanos).
   if (SpinUntilChanged(*word, seq)) return ShmStatus::kOk;
-  if (!Lock()) return ShmStatus::kCorrupt;
-  const int err = SleepOn(word, waiters, seq, deadline);
+  switch (Lock(lock_until, interruptible)) {
+    case Locked::kYes: break;
+    case Locked::kInterrupted: return ShmStatus::kInterrupted;
+    case Locked::kCorrupt: return ShmStatus::kCorrupt;
+    default: return ShmStatus::kOk;  // the caller's Lock times out again
+  }
+  const int err =
+      SleepOn(word, waiters, seq, deadline, lock_until, interruptible);
   if (err < 0) return ShmStatus::kCorrupt;
   // The periodic re-check (ETIMEDOUT) returns to the caller's signal
   // check too: a signal that arrived while this thread was between two
@@ -464,7 +505,8 @@ ShmStatus ProcessChannel::AwaitChange(std::atomic<uint32_t>* word,
 }
 
 int ProcessChannel::SleepOn(std::atomic<uint32_t>* word, uint32_t* waiters,
-                            uint32_t seq, const Deadline& deadline) {
+                            uint32_t seq, const Deadline& deadline,
+                            const Deadline& lock_until, bool interruptible) {
   if (word->load(std::memory_order_relaxed) != seq) {
     Unlock();
     return 0;
@@ -473,7 +515,11 @@ int ProcessChannel::SleepOn(std::atomic<uint32_t>* word, uint32_t* waiters,
   Unlock();
   const int err =
       FutexWaitShared(word, seq, detail::CappedForRecheck(deadline));
-  if (!Lock()) return -1;
+  switch (Lock(lock_until, interruptible)) {
+    case Locked::kYes: break;
+    case Locked::kCorrupt: return -1;
+    default: return ETIMEDOUT;  // registered still: a needless wake, later
+  }
   if (*waiters > 0) --*waiters;
   Unlock();
   return err;
@@ -481,7 +527,7 @@ int ProcessChannel::SleepOn(std::atomic<uint32_t>* word, uint32_t* waiters,
 
 bool ProcessChannel::Close() {
   Header* h = header();
-  if (!Lock()) {
+  if (Lock() != Locked::kYes) {
     // Even a corrupt segment can be closed: waiters must not sleep forever.
     h->closed.store(1, std::memory_order_relaxed);
     h->data_seq.fetch_add(1);
@@ -531,7 +577,7 @@ ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
       if (!open[i]) continue;
       ProcessChannel* c = chans[i];
       Header* h = c->header();
-      if (!c->Lock()) {
+      if (c->Lock() != Locked::kYes) {
         failure = ShmStatus::kCorrupt;
         *index = i;
         break;
@@ -574,7 +620,7 @@ ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
       if (open[i] != 2) continue;
       ProcessChannel* c = chans[i];
       Header* h = c->header();
-      if (!c->Lock()) continue;
+      if (c->Lock() != Locked::kYes) continue;
       if (h->recv_waiters > 0) --h->recv_waiters;
       const bool pass_on = h->tail.load(std::memory_order_relaxed) !=
                                h->head.load(std::memory_order_relaxed) &&
@@ -603,7 +649,7 @@ ShmStatus ProcessChannel::WaitSeq(bool data, uint32_t seq,
                                   const Deadline& deadline,
                                   bool interruptible) {
   Header* h = header();
-  if (!Lock()) return ShmStatus::kCorrupt;
+  if (Lock() != Locked::kYes) return ShmStatus::kCorrupt;
   const int err = SleepOn(data ? &h->data_seq : &h->space_seq,
                           data ? &h->recv_waiters : &h->send_waiters, seq,
                           deadline);

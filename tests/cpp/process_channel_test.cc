@@ -341,6 +341,101 @@ TEST(ProcessChannelTest, NoLockWaitCallsReturnBusyWhileAnotherHoldsTheMutex) {
   EXPECT_EQ(ch->TryRecvNoLockWait(&out), ShmStatus::kEmpty);
 }
 
+TEST(ProcessChannelTest, AWaiterWhoseWakeUpWasLostTakesTheFreeMutexAnyway) {
+  // What a waiter killed between its wake-up and its retry leaves behind
+  // (see the header): the mutex free, with another waiter asleep that no
+  // unlock will wake. Made here directly: a child holds the mutex, a
+  // second child waits for it in a put, and the lock word is cleared under
+  // it with no wake-up. The waiter looks again within 250 ms and puts; it
+  // used to sleep forever (the CI hang of ProcessesKilledMidCall...).
+  Ref<ProcessChannel> ch = Make(4096, 0);
+  uint8_t* seg = ch->segment_for_testing();
+  auto* mutex = reinterpret_cast<pthread_mutex_t*>(seg + 32);
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t holder = Fork([&] {
+    pthread_mutex_lock(mutex);
+    char c = 1;
+    if (write(ready[1], &c, 1) != 1) _exit(3);
+    pause();
+  });
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  const pid_t waiter = Fork([&] {
+    _exit(ch->Send(Rec("after the lost wake-up"), Soon(), false) ==
+                  ShmStatus::kOk
+              ? 0
+              : 2);
+  });
+  // Until the waiter sleeps in the kernel on the lock word.
+  std::this_thread::sleep_for(200ms);
+  auto* word = reinterpret_cast<std::atomic<int>*>(mutex);  // __lock first
+  EXPECT_NE(word->load() & 0x80000000, 0) << "no waiter registered";
+  word->store(0);  // free, and nobody woken
+  const auto t0 = Clock::now();
+  int status = -1;
+  while (waitpid(waiter, &status, WNOHANG) == 0 && Clock::now() - t0 < 5s) {
+    std::this_thread::sleep_for(5ms);
+  }
+  const auto took = Clock::now() - t0;
+  if (status == -1) {
+    kill(waiter, SIGKILL);
+    Wait(waiter);
+  }
+  kill(holder, SIGKILL);
+  Wait(holder);
+  close(ready[0]);
+  close(ready[1]);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "the waiter slept on the free mutex";
+  EXPECT_LT(took, 2s);
+  RecordBuffer out;
+  ASSERT_EQ(ch->TryRecv(&out), ShmStatus::kOk);
+  EXPECT_EQ(Str(out), "after the lost wake-up");
+}
+
+TEST(ProcessChannelTest, TimedCallsGiveUpOnAStoppedHolderOfTheMutex) {
+  // A process stopped while it holds the mutex: a put or get with a
+  // timeout gives up after max(timeout, 250 ms) (Full / Empty), and an
+  // interruptible call without one returns to its signal check. It used to
+  // wait for the mutex however long the holder stayed stopped.
+  Ref<ProcessChannel> ch = Make(4096, 0);
+  auto* mutex = reinterpret_cast<pthread_mutex_t*>(ch->segment_for_testing() + 32);
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t holder = Fork([&] {
+    pthread_mutex_lock(mutex);
+    char c = 1;
+    if (write(ready[1], &c, 1) != 1) _exit(3);
+    raise(SIGSTOP);
+    pause();
+  });
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  RecordBuffer out;
+  auto t0 = Clock::now();
+  EXPECT_EQ(ch->Send(Rec("x"), In(50ms), false), ShmStatus::kFull);
+  EXPECT_GE(Clock::now() - t0, 250ms);
+  EXPECT_LT(Clock::now() - t0, 3s);
+  t0 = Clock::now();
+  EXPECT_EQ(ch->Recv(&out, In(400ms), false), ShmStatus::kEmpty);
+  EXPECT_GE(Clock::now() - t0, 400ms);
+  EXPECT_LT(Clock::now() - t0, 3s);
+  t0 = Clock::now();
+  EXPECT_EQ(ch->Recv(&out, Deadline(), true), ShmStatus::kInterrupted);
+  EXPECT_LT(Clock::now() - t0, 3s);
+  // The no-lock-wait calls say so at once.
+  EXPECT_EQ(ch->TryRecvNoLockWait(&out), ShmStatus::kBusy);
+  kill(holder, SIGKILL);
+  Wait(holder);
+  close(ready[0]);
+  close(ready[1]);
+  // The dead holder's mutex is recovered: the channel goes on.
+  ASSERT_EQ(ch->Send(Rec("y"), In(1000ms), false), ShmStatus::kOk);
+  ASSERT_EQ(ch->TryRecv(&out), ShmStatus::kOk);
+  EXPECT_EQ(Str(out), "y");
+}
+
 TEST(ProcessChannelTest, AHolderOfTheLockKilledIsRecoveredFrom) {
   // A child takes the lock and dies holding it, in the middle of a put: it
   // has written bytes past tail and a wrong count. The robust mutex hands

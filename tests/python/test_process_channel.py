@@ -613,3 +613,73 @@ def test_a_stopped_process_holding_the_mutex_does_not_freeze_the_interpreter():
     assert result == ["queued"]
     pc.put("after")
     assert pc.get_nowait() == "after"
+
+
+def _stopped_holder(pc: ProcessChannel) -> subprocess.Popen[str]:
+    """A process that takes pc's mutex and stops itself (SIGSTOP) holding
+    it; a watchdog grandchild kills it after 8 s should the test hang."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import ctypes, mmap, os, signal, sys, time
+            m = mmap.mmap(int(sys.argv[1]), 4096)
+            addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+            if ctypes.CDLL(None).pthread_mutex_lock(ctypes.c_void_p(addr + 32)) != 0:
+                sys.exit(3)
+            me = os.getpid()
+            if os.fork() == 0:
+                time.sleep(8)
+                if os.getppid() == me:
+                    os.kill(me, signal.SIGKILL)
+                os._exit(0)
+            print("locked", flush=True)
+            os.kill(me, signal.SIGSTOP)
+            """), str(pc.fileno())],
+        pass_fds=[pc.fileno()], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    deadline = time.monotonic() + 10
+    while open(f"/proc/{holder.pid}/stat").read().split()[2] != "T":
+        assert time.monotonic() < deadline, "the holder did not stop"
+        time.sleep(0.01)
+    return holder
+
+
+class _Poked(Exception):
+    pass
+
+
+def _poke(signum: int, frame: object) -> None:
+    raise _Poked
+
+
+def test_calls_with_a_timeout_or_a_signal_leave_a_stopped_mutex_holder() -> None:
+    """put/get with a timeout give up on a stopped holder of the mutex at
+    max(timeout, 250 ms) with Full/Empty, and a blocking get answers a
+    signal; they used to wait as long as the holder stayed stopped (here:
+    until its watchdog killed it, 8 s later)."""
+    pc = ProcessChannel(maxsize=4)
+    holder = _stopped_holder(pc)
+    old = signal.signal(signal.SIGUSR1, _poke)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(queue.Full):
+            pc.put("x", timeout=0.05)
+        assert 0.25 <= time.monotonic() - t0 < 4
+        t0 = time.monotonic()
+        with pytest.raises(queue.Empty):
+            pc.get(timeout=0.4)
+        assert 0.4 <= time.monotonic() - t0 < 4
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1))
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(_Poked):
+            pc.get()
+        assert time.monotonic() - t0 < 4
+        timer.join()
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+        holder.kill()
+        holder.wait()
+    # The holder died holding the mutex: the next caller repairs it.
+    pc.put("after", timeout=5)
+    assert pc.get(timeout=5) == "after"

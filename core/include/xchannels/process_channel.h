@@ -43,7 +43,20 @@
 //     process that dies before taking its item delays the others at most
 //     that long. A process killed while
 //     registered as a waiter leaves its count behind: that costs later
-//     calls a needless FUTEX_WAKE, nothing else.
+//     calls a needless FUTEX_WAKE, nothing else (so does a waiter whose
+//     deadline or signal check came while it waited for the mutex again).
+//   - The mutex is waited for in slices of 250 ms too. A robust mutex
+//     keeps "somebody waits" as one bit of its lock word; a waiter killed
+//     between its wake-up and its retry, while a third process took the
+//     lock, takes that bit with it, and the next unlock wakes nobody: the
+//     other waiters would sleep on a free lock forever (the kernel's exit
+//     path re-wakes only when the lock is free at that moment). With the
+//     slices they look again. (A priority-inheritance mutex, whose waiters
+//     queue in the kernel, has no such hole, but it hands the lock over
+//     instead of letting a running process take it: 17x slower with two
+//     producers and two consumers on two cores.) A put or get with a
+//     timeout gives up waiting for the mutex at max(its deadline, 250 ms
+//     from its start): only a stopped or stuck holder takes that long.
 //
 // Shared memory is untrusted input: another process (buggy or hostile) may
 // write anything into the segment. The ring size and item limit are read
@@ -249,10 +262,15 @@ class ProcessChannel final : public RefCounted {
   ~ProcessChannel() override;
   Header* header() const noexcept;
   uint8_t* ring() const noexcept { return base_ + kHeaderBytes; }
-  // Locks the mutex, repairing the state after a dead owner. Returns false
-  // (unlocked) if the segment is unusable, or, with `busy` given, if
-  // another caller holds the mutex (*busy set; nothing waited for).
-  bool Lock(bool* busy = nullptr);
+  enum class Locked : uint8_t { kYes, kBusy, kTimedOut, kInterrupted, kCorrupt };
+  // Locks the mutex, repairing the state after a dead owner (kYes). Not
+  // locked: kCorrupt if the segment is unusable; kBusy if `no_wait` and
+  // another caller holds it; kTimedOut if `until` passed first;
+  // kInterrupted if `interruptible` and a re-check came first. Waits in
+  // slices of at most detail::kSignalRecheck (pthread_mutex_timedlock), so
+  // a waiter a killed waiter left asleep (see the header) wakes by itself.
+  Locked Lock(const Deadline& until = Deadline(), bool interruptible = false,
+              bool no_wait = false);
   ShmStatus SendImpl(std::span<const uint8_t> head,
                      std::span<const uint8_t> tail, const Deadline& deadline,
                      bool interruptible, bool no_lock_wait);
@@ -262,15 +280,20 @@ class ProcessChannel final : public RefCounted {
   // With the lock held, when no progress is possible: releases it, spins,
   // then sleeps on `word` registered in *waiters until the word moves (the
   // wait protocol in the header comment). Returns with the lock released:
-  // kOk to look again, kCorrupt, or kInterrupted.
+  // kOk to look again, kCorrupt, or kInterrupted. The mutex is waited for
+  // until `lock_until` (see Lock).
   ShmStatus AwaitChange(std::atomic<uint32_t>* word, uint32_t* waiters,
-                        const Deadline& deadline, bool interruptible);
+                        const Deadline& deadline, const Deadline& lock_until,
+                        bool interruptible);
   // With the lock held: unless `word` has moved from `seq`, registers in
-  // *waiters, unlocks, sleeps (at most detail::kSignalRecheck), unregisters.
+  // *waiters, unlocks, sleeps (at most detail::kSignalRecheck), unregisters
+  // (unless the mutex is not had again by `lock_until`, or by a re-check
+  // when interruptible: the count is left behind, and ETIMEDOUT returned).
   // Returns with the lock released: the futex errno (0 if it did not
   // sleep), or -1 if the segment became unusable.
   int SleepOn(std::atomic<uint32_t>* word, uint32_t* waiters, uint32_t seq,
-              const Deadline& deadline);
+              const Deadline& deadline, const Deadline& lock_until = Deadline(),
+              bool interruptible = false);
   struct State {
     uint64_t head, tail, count;
   };
