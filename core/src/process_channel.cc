@@ -25,6 +25,15 @@ namespace xchannels {
 
 namespace {
 
+// A waiter's count goes down by one, never below zero (a scribbler may have
+// zeroed it).
+void Unregister(std::atomic<uint32_t>* waiters) {
+  uint32_t n = waiters->load(std::memory_order_relaxed);
+  while (n > 0 &&
+         !waiters->compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {
+  }
+}
+
 constexpr uint64_t kMagic = 0x314e4843'4d485358ull;  // "XSHMCHN1"
 constexpr uint32_t kVersion = 1;
 // How long a waiter watches the seq word before it sleeps. The other side
@@ -86,14 +95,14 @@ bool DeadlinePassed(const Deadline& d) {
 
 // How long a put or get waits for the mutex (ProcessChannel::Lock): a call
 // that does not wait (deadline min()) as long as it takes, since the mutex
-// is held for a copy at a time; a call with a timeout until its deadline,
-// but 250 ms at least, so that a busy mutex never turns into a spurious
-// Full or Empty.
+// is held for a copy at a time; a call with a timeout until 250 ms past its
+// deadline, so that a busy mutex never turns into a spurious Full or Empty.
+// (Stateless: an interruptible call re-enters after every signal check.)
 Deadline LockDeadline(const Deadline& deadline) {
   if (!deadline.has_value() || *deadline == Clock::time_point::min()) {
     return Deadline();
   }
-  return std::max(*deadline, Clock::now() + detail::kSignalRecheck);
+  return *deadline + detail::kSignalRecheck;
 }
 
 }  // namespace
@@ -112,8 +121,9 @@ struct ProcessChannel::Header {
   std::atomic<uint64_t> count;
   std::atomic<uint32_t> closed;
   std::atomic<uint32_t> corrupt;  // set by Recover when the state is beyond repair
-  uint32_t recv_waiters;
-  uint32_t send_waiters;
+  // Registered under the mutex; a waiter leaves without it (Unregister).
+  std::atomic<uint32_t> recv_waiters;
+  std::atomic<uint32_t> send_waiters;
   // Futex words: bumped under the mutex, waited on without it.
   std::atomic<uint32_t> data_seq;
   std::atomic<uint32_t> space_seq;
@@ -263,7 +273,9 @@ ProcessChannel::Locked ProcessChannel::Lock(const Deadline& until,
   while (rc == EBUSY) {
     if (no_wait) return Locked::kBusy;
     // pthread_mutex_timedlock takes CLOCK_REALTIME: only the length of a
-    // slice depends on it; `until` is checked on the monotonic clock.
+    // slice depends on it (a clock stepped back stretches one slice);
+    // `until` is checked on the monotonic clock. pthread_mutex_clocklock
+    // would take CLOCK_MONOTONIC, but TSan (clang 14) does not intercept it.
     const auto left = std::max(
         *detail::CappedForRecheck(until) - Clock::now(), Clock::duration{0});
     timespec abs{};
@@ -403,7 +415,7 @@ ShmStatus ProcessChannel::SendImpl(std::span<const uint8_t> head_part,
       h->tail.store(tail + need, std::memory_order_release);
       h->count.store(count + 1, std::memory_order_release);
       h->data_seq.fetch_add(1, std::memory_order_release);
-      const bool wake = h->recv_waiters > 0;
+      const bool wake = h->recv_waiters.load(std::memory_order_relaxed) > 0;
       Unlock();
       if (wake) FutexWakeShared(&h->data_seq, 1);
       return ShmStatus::kOk;
@@ -455,9 +467,11 @@ ShmStatus ProcessChannel::RecvImpl(RecordBuffer* out, const Deadline& deadline,
       h->head.store(head + 8 + RoundUp8(len), std::memory_order_release);
       h->count.store(count - 1, std::memory_order_release);
       h->space_seq.fetch_add(1, std::memory_order_release);
-      const bool wake_sender = h->send_waiters > 0;
+      const bool wake_sender =
+          h->send_waiters.load(std::memory_order_relaxed) > 0;
       // Items left and readers asleep: pass the turn on (see the header).
-      const bool wake_reader = count > 1 && h->recv_waiters > 0;
+      const bool wake_reader =
+          count > 1 && h->recv_waiters.load(std::memory_order_relaxed) > 0;
       Unlock();
       if (wake_sender) FutexWakeShared(&h->space_seq, 1);
       if (wake_reader) FutexWakeShared(&h->data_seq, 1);
@@ -479,7 +493,7 @@ ShmStatus ProcessChannel::RecvImpl(RecordBuffer* out, const Deadline& deadline,
 }
 
 ShmStatus ProcessChannel::AwaitChange(std::atomic<uint32_t>* word,
-                                      uint32_t* waiters,
+                                      std::atomic<uint32_t>* waiters,
                                       const Deadline& deadline,
                                       const Deadline& lock_until,
                                       bool interruptible) {
@@ -493,9 +507,7 @@ ShmStatus ProcessChannel::AwaitChange(std::atomic<uint32_t>* word,
     case Locked::kCorrupt: return ShmStatus::kCorrupt;
     default: return ShmStatus::kOk;  // the caller's Lock times out again
   }
-  const int err =
-      SleepOn(word, waiters, seq, deadline, lock_until, interruptible);
-  if (err < 0) return ShmStatus::kCorrupt;
+  const int err = SleepOn(word, waiters, seq, deadline);
   // The periodic re-check (ETIMEDOUT) returns to the caller's signal
   // check too: a signal that arrived while this thread was between two
   // sleeps interrupted no system call, and would otherwise be noticed never.
@@ -504,24 +516,21 @@ ShmStatus ProcessChannel::AwaitChange(std::atomic<uint32_t>* word,
              : ShmStatus::kOk;
 }
 
-int ProcessChannel::SleepOn(std::atomic<uint32_t>* word, uint32_t* waiters,
-                            uint32_t seq, const Deadline& deadline,
-                            const Deadline& lock_until, bool interruptible) {
+int ProcessChannel::SleepOn(std::atomic<uint32_t>* word,
+                            std::atomic<uint32_t>* waiters, uint32_t seq,
+                            const Deadline& deadline) {
   if (word->load(std::memory_order_relaxed) != seq) {
     Unlock();
     return 0;
   }
-  ++*waiters;
+  waiters->fetch_add(1, std::memory_order_relaxed);
   Unlock();
   const int err =
       FutexWaitShared(word, seq, detail::CappedForRecheck(deadline));
-  switch (Lock(lock_until, interruptible)) {
-    case Locked::kYes: break;
-    case Locked::kCorrupt: return -1;
-    default: return ETIMEDOUT;  // registered still: a needless wake, later
-  }
-  if (*waiters > 0) --*waiters;
-  Unlock();
+  // Without the mutex: a sleeper no longer needs waking once awake, and
+  // waiting for the mutex here would hold the caller past its deadline
+  // (or its signal check) behind a stopped holder.
+  Unregister(waiters);
   return err;
 }
 
@@ -587,7 +596,7 @@ ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
           h->closed.load(std::memory_order_relaxed) != 0) {
         ready = true;
       } else {
-        ++h->recv_waiters;
+        h->recv_waiters.fetch_add(1, std::memory_order_relaxed);
         waits[registered].val = h->data_seq.load(std::memory_order_relaxed);
         waits[registered].uaddr = reinterpret_cast<uintptr_t>(&h->data_seq);
         waits[registered].flags = FUTEX_32;  // shared: no FUTEX_PRIVATE_FLAG
@@ -621,10 +630,10 @@ ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
       ProcessChannel* c = chans[i];
       Header* h = c->header();
       if (c->Lock() != Locked::kYes) continue;
-      if (h->recv_waiters > 0) --h->recv_waiters;
+      Unregister(&h->recv_waiters);
       const bool pass_on = h->tail.load(std::memory_order_relaxed) !=
                                h->head.load(std::memory_order_relaxed) &&
-                           h->recv_waiters > 0;
+                           h->recv_waiters.load(std::memory_order_relaxed) > 0;
       c->Unlock();
       if (pass_on) FutexWakeShared(&h->data_seq, 1);
     }
@@ -649,11 +658,15 @@ ShmStatus ProcessChannel::WaitSeq(bool data, uint32_t seq,
                                   const Deadline& deadline,
                                   bool interruptible) {
   Header* h = header();
-  if (Lock() != Locked::kYes) return ShmStatus::kCorrupt;
+  switch (Lock(LockDeadline(deadline), interruptible)) {
+    case Locked::kYes: break;
+    case Locked::kTimedOut: return ShmStatus::kEmpty;
+    case Locked::kInterrupted: return ShmStatus::kInterrupted;
+    default: return ShmStatus::kCorrupt;
+  }
   const int err = SleepOn(data ? &h->data_seq : &h->space_seq,
                           data ? &h->recv_waiters : &h->send_waiters, seq,
                           deadline);
-  if (err < 0) return ShmStatus::kCorrupt;
   if (err == EINTR && interruptible) return ShmStatus::kInterrupted;
   // A re-check (detail::kSignalRecheck) returns kOk too: the caller looks
   // again.

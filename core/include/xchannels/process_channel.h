@@ -16,13 +16,10 @@
 //
 // The design that keeps the others alive when a process dies (SIGKILL in the
 // middle of any call):
-//   - One robust, process-shared, priority-inheritance mutex guards head,
-//     tail, count, closed and the waiter counts. A process that dies holding
-//     it leaves it EOWNERDEAD; the next locker repairs the state (Recover)
-//     and marks the mutex consistent. PI because its waiters queue in the
-//     kernel: a plain robust mutex records them as one bit of the lock word,
-//     and a waiter killed between its wake-up and its retry can take that
-//     bit with it, leaving the other waiters asleep on a free lock.
+//   - One robust, process-shared mutex guards head, tail, count, closed and
+//     the waiters' registration. A process that dies holding it leaves it
+//     EOWNERDEAD; the next locker repairs the state (Recover) and marks the
+//     mutex consistent.
 //   - A put copies its record beyond tail, then publishes it by advancing
 //     tail: a record is committed exactly when tail passes it. A writer that
 //     dies before that store leaves bytes past tail that nobody reads; one
@@ -43,8 +40,9 @@
 //     process that dies before taking its item delays the others at most
 //     that long. A process killed while
 //     registered as a waiter leaves its count behind: that costs later
-//     calls a needless FUTEX_WAKE, nothing else (so does a waiter whose
-//     deadline or signal check came while it waited for the mutex again).
+//     calls a needless FUTEX_WAKE, nothing else. A waiter unregisters
+//     without the mutex (an atomic decrement): once awake it needs no wake,
+//     and it must not wait for the mutex past its deadline.
 //   - The mutex is waited for in slices of 250 ms too. A robust mutex
 //     keeps "somebody waits" as one bit of its lock word; a waiter killed
 //     between its wake-up and its retry, while a third process took the
@@ -55,8 +53,8 @@
 //     queue in the kernel, has no such hole, but it hands the lock over
 //     instead of letting a running process take it: 17x slower with two
 //     producers and two consumers on two cores.) A put or get with a
-//     timeout gives up waiting for the mutex at max(its deadline, 250 ms
-//     from its start): only a stopped or stuck holder takes that long.
+//     timeout gives up waiting for the mutex 250 ms past its deadline:
+//     only a stopped or stuck holder takes that long.
 //
 // Shared memory is untrusted input: another process (buggy or hostile) may
 // write anything into the segment. The ring size and item limit are read
@@ -282,18 +280,16 @@ class ProcessChannel final : public RefCounted {
   // wait protocol in the header comment). Returns with the lock released:
   // kOk to look again, kCorrupt, or kInterrupted. The mutex is waited for
   // until `lock_until` (see Lock).
-  ShmStatus AwaitChange(std::atomic<uint32_t>* word, uint32_t* waiters,
+  ShmStatus AwaitChange(std::atomic<uint32_t>* word,
+                        std::atomic<uint32_t>* waiters,
                         const Deadline& deadline, const Deadline& lock_until,
                         bool interruptible);
   // With the lock held: unless `word` has moved from `seq`, registers in
-  // *waiters, unlocks, sleeps (at most detail::kSignalRecheck), unregisters
-  // (unless the mutex is not had again by `lock_until`, or by a re-check
-  // when interruptible: the count is left behind, and ETIMEDOUT returned).
-  // Returns with the lock released: the futex errno (0 if it did not
-  // sleep), or -1 if the segment became unusable.
-  int SleepOn(std::atomic<uint32_t>* word, uint32_t* waiters, uint32_t seq,
-              const Deadline& deadline, const Deadline& lock_until = Deadline(),
-              bool interruptible = false);
+  // *waiters, unlocks, sleeps (at most detail::kSignalRecheck), and
+  // unregisters without the mutex. Returns with the lock released: the
+  // futex errno (0 if it did not sleep).
+  int SleepOn(std::atomic<uint32_t>* word, std::atomic<uint32_t>* waiters,
+              uint32_t seq, const Deadline& deadline);
   struct State {
     uint64_t head, tail, count;
   };
