@@ -549,15 +549,11 @@ def test_blocking_between_interpreters_and_threads(sub):
     t.join(30)
 
 
-def test_a_stopped_process_holding_the_mutex_does_not_freeze_the_interpreter():
-    """A process stopped (SIGSTOP, a debugger) while it holds the segment's
-    mutex: a get_nowait() here waits for the mutex without the GIL, so the
-    interpreter's other threads run on; it takes the item once the holder
-    dies (robust mutex). Before, it waited with the GIL held and every
-    thread of the interpreter froze until a watchdog killed the holder (4 s
-    later): the ticker thread's longest gap shows it."""
-    pc = ProcessChannel()
-    pc.put("queued")
+def _stopped_holder(pc: ProcessChannel, watchdog: float = 8) -> subprocess.Popen[str]:
+    """A process that takes pc's mutex and stops itself (SIGSTOP) holding
+    it; a watchdog grandchild kills it after `watchdog` seconds should the
+    test hang. The caller kills it; it is killed here if it does not get
+    that far."""
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(
             """
@@ -567,15 +563,38 @@ def test_a_stopped_process_holding_the_mutex_does_not_freeze_the_interpreter():
             if ctypes.CDLL(None).pthread_mutex_lock(ctypes.c_void_p(addr + 32)) != 0:
                 sys.exit(3)
             me = os.getpid()
-            if os.fork() == 0:  # the watchdog: a frozen test must not hang
-                time.sleep(4)
+            if os.fork() == 0:
+                time.sleep(float(sys.argv[2]))
                 if os.getppid() == me:
                     os.kill(me, signal.SIGKILL)
                 os._exit(0)
             print("locked", flush=True)
             os.kill(me, signal.SIGSTOP)
-            """), str(pc.fileno())],
+            """), str(pc.fileno()), str(watchdog)],
         pass_fds=[pc.fileno()], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        deadline = time.monotonic() + 10
+        while open(f"/proc/{holder.pid}/stat").read().split()[2] != "T":
+            assert time.monotonic() < deadline, "the holder did not stop"
+            time.sleep(0.01)
+    except BaseException:
+        holder.kill()
+        holder.wait()
+        raise
+    return holder
+
+
+def test_a_stopped_process_holding_the_mutex_does_not_freeze_the_interpreter():
+    """A process stopped (SIGSTOP, a debugger) while it holds the segment's
+    mutex: a get_nowait() here waits for the mutex without the GIL, so the
+    interpreter's other threads run on; it takes the item once the holder
+    dies (robust mutex). Before, it waited with the GIL held and every
+    thread of the interpreter froze until a watchdog killed the holder (4 s
+    later): the ticker thread's longest gap shows it."""
+    pc = ProcessChannel()
+    pc.put("queued")
+    holder = _stopped_holder(pc, watchdog=4)
     stamps: list[float] = []
     stop = False
     result: list[object] = []
@@ -588,11 +607,6 @@ def test_a_stopped_process_holding_the_mutex_does_not_freeze_the_interpreter():
     t = threading.Thread(target=ticker)
     g = threading.Thread(target=lambda: result.append(pc.get_nowait()))
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-        deadline = time.monotonic() + 10
-        while open(f"/proc/{holder.pid}/stat").read().split()[2] != "T":
-            assert time.monotonic() < deadline, "the holder did not stop"
-            time.sleep(0.01)
         t.start()
         g.start()
         time.sleep(0.6)
@@ -613,41 +627,6 @@ def test_a_stopped_process_holding_the_mutex_does_not_freeze_the_interpreter():
     assert result == ["queued"]
     pc.put("after")
     assert pc.get_nowait() == "after"
-
-
-def _stopped_holder(pc: ProcessChannel) -> subprocess.Popen[str]:
-    """A process that takes pc's mutex and stops itself (SIGSTOP) holding
-    it; a watchdog grandchild kills it after 8 s should the test hang. The
-    caller kills it; it is killed here if it does not get that far."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(
-            """
-            import ctypes, mmap, os, signal, sys, time
-            m = mmap.mmap(int(sys.argv[1]), 4096)
-            addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
-            if ctypes.CDLL(None).pthread_mutex_lock(ctypes.c_void_p(addr + 32)) != 0:
-                sys.exit(3)
-            me = os.getpid()
-            if os.fork() == 0:
-                time.sleep(8)
-                if os.getppid() == me:
-                    os.kill(me, signal.SIGKILL)
-                os._exit(0)
-            print("locked", flush=True)
-            os.kill(me, signal.SIGSTOP)
-            """), str(pc.fileno())],
-        pass_fds=[pc.fileno()], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-        deadline = time.monotonic() + 10
-        while open(f"/proc/{holder.pid}/stat").read().split()[2] != "T":
-            assert time.monotonic() < deadline, "the holder did not stop"
-            time.sleep(0.01)
-    except BaseException:
-        holder.kill()
-        holder.wait()
-        raise
-    return holder
 
 
 class _Poked(Exception):
