@@ -294,7 +294,9 @@ def test_1000_waiting_coroutines_use_no_threads_and_one_fd():
         feeder.join()
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        assert fd_count() == fds  # idle hub closed its eventfd
+        # idle hub closed its eventfd (<=: an unrelated descriptor, such as
+        # one a finished earlier test left to a finalizer, may close meanwhile)
+        assert fd_count() <= fds
         return got
 
     assert sorted(run(main())) == list(range(1000))
