@@ -13,6 +13,8 @@
 //
 // One exception to "nothing is shared with the sender": large bytes put by
 // the main interpreter are lent, not copied (see Loans below).
+#include <pthread.h>
+
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -54,11 +56,44 @@ namespace {
 // finalization), returned objects are left alone: the process is exiting.
 // fork(): the list's mutex is taken around it (pthread_atfork), so the
 // child never inherits it locked.
+//
+// That mutex is a pthread mutex that the child makes anew, not an
+// absl::Mutex: absl's Unlock in a child whose parent had another thread
+// waiting on the mutex at the fork goes to wake that thread, which the child
+// does not have, and spun forever on an internal lock (test_values.py's
+// fork test hung in a fresh-clone make test and in 1 run of 1 after).
+class ABSL_LOCKABLE ForkSafeMutex {
+ public:
+  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { pthread_mutex_lock(&mu_); }
+  void Unlock() ABSL_UNLOCK_FUNCTION() { pthread_mutex_unlock(&mu_); }
+  // In a fork() child, for the mutex the forking thread held across fork().
+  void RemakeInChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    pthread_mutex_init(&mu_, nullptr);
+  }
+
+ private:
+  pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
+};
+
+class ABSL_SCOPED_LOCKABLE ForkSafeLock {
+ public:
+  explicit ForkSafeLock(ForkSafeMutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu)
+      : mu_(mu) {
+    mu_->Lock();
+  }
+  ~ForkSafeLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
+  ForkSafeLock(const ForkSafeLock&) = delete;
+  ForkSafeLock& operator=(const ForkSafeLock&) = delete;
+
+ private:
+  ForkSafeMutex* const mu_;
+};
+
 class Loans {
  public:
   // Any thread, any GIL or none. Never calls into CPython.
   void Give(PyObject* obj) noexcept {
-    detail::MutexLock lock(&mu_);
+    ForkSafeLock lock(&mu_);
     if (users_ == 0) return;  // the main interpreter is gone: exiting
     try {
       returned_.push_back(obj);
@@ -72,7 +107,7 @@ class Loans {
     if (!waiting_.load(std::memory_order_acquire)) return;  // the common case
     std::vector<PyObject*> out;
     {
-      detail::MutexLock lock(&mu_);
+      ForkSafeLock lock(&mu_);
       waiting_.store(false, std::memory_order_relaxed);
       out.swap(returned_);
     }
@@ -80,26 +115,27 @@ class Loans {
   }
   // A module state of the main interpreter is made / goes (GIL held).
   void Open() {
-    detail::MutexLock lock(&mu_);
+    ForkSafeLock lock(&mu_);
     ++users_;
   }
   void Close() {
     Drain();
-    detail::MutexLock lock(&mu_);
+    ForkSafeLock lock(&mu_);
     if (users_ > 0 && --users_ == 0) {
       waiting_.store(false, std::memory_order_relaxed);
       returned_.clear();  // only objects returned since the Drain: left
     }
   }
   size_t PendingForTesting() {
-    detail::MutexLock lock(&mu_);
+    ForkSafeLock lock(&mu_);
     return returned_.size();
   }
   void BeforeFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Lock(); }
-  void AfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); }
+  void AfterForkParent() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); }
+  void AfterForkChild() { mu_.RemakeInChild(); }
 
  private:
-  detail::Mutex mu_;
+  ForkSafeMutex mu_;
   std::atomic<bool> waiting_{false};  // returned_ may be non-empty
   std::vector<PyObject*> returned_ ABSL_GUARDED_BY(mu_);
   int users_ ABSL_GUARDED_BY(mu_) = 0;  // live main-interpreter module states
@@ -109,8 +145,8 @@ Loans& TheLoans() {
   static Loans* loans = [] {
     auto* l = new Loans();  // never destroyed: safe at exit
     pthread_atfork([] { TheLoans().BeforeFork(); },
-                   [] { TheLoans().AfterFork(); },
-                   [] { TheLoans().AfterFork(); });
+                   [] { TheLoans().AfterForkParent(); },
+                   [] { TheLoans().AfterForkChild(); });
     return l;
   }();
   return *loans;
