@@ -61,7 +61,8 @@ namespace {
 // absl::Mutex: absl's Unlock in a child whose parent had another thread
 // waiting on the mutex at the fork goes to wake that thread, which the child
 // does not have, and spun forever on an internal lock (test_values.py's
-// fork test hung in a fresh-clone make test and in 1 run of 1 after).
+// fork test hung in a fresh-clone make test, and in 1 of 26 runs of its
+// script).
 class ABSL_LOCKABLE ForkSafeMutex {
  public:
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { pthread_mutex_lock(&mu_); }
