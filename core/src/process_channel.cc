@@ -624,17 +624,15 @@ ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
                              CLOCK_MONOTONIC);
       err = r >= 0 ? 0 : errno;
     }
-    // Unregister; pass a wake-up on where records wait for other readers.
+    // Unregister without the mutex, as SleepOn does; pass a wake-up on
+    // where records wait for other readers (a snapshot is enough for that).
     for (size_t i = 0; i < n; ++i) {
       if (open[i] != 2) continue;
-      ProcessChannel* c = chans[i];
-      Header* h = c->header();
-      if (c->Lock() != Locked::kYes) continue;
+      Header* h = chans[i]->header();
       Unregister(&h->recv_waiters);
-      const bool pass_on = h->tail.load(std::memory_order_relaxed) !=
-                               h->head.load(std::memory_order_relaxed) &&
+      const bool pass_on = h->tail.load(std::memory_order_acquire) !=
+                               h->head.load(std::memory_order_acquire) &&
                            h->recv_waiters.load(std::memory_order_relaxed) > 0;
-      c->Unlock();
       if (pass_on) FutexWakeShared(&h->data_seq, 1);
     }
     if (failure != ShmStatus::kOk) return failure;
