@@ -503,8 +503,9 @@ PyMethodDef kAioFunctions[] = {
 // first use (per interpreter: cached in the module state).
 PyObject* AioFunction(ModuleState* st, const char* name) {
   if (st->aio == nullptr) {
-    st->aio = PyImport_ImportModule("xchannels._aio");
-    if (st->aio == nullptr) return nullptr;
+    PyObject* mod = PyImport_ImportModule("xchannels._aio");
+    if (mod == nullptr) return nullptr;
+    PublishOnce(&st->aio, mod);  // another thread may have been first
   }
   return PyObject_GetAttrString(st->aio, name);
 }

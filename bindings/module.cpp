@@ -302,6 +302,13 @@ constexpr const char kChannelClosedDoc[] =
 // Makes `name` (xchannels.<name>) deriving from ChannelError and, if
 // queue_attr is set, queue.<queue_attr>; caches it in *slot and as the
 // module attribute. Borrowed result.
+//
+// One class per interpreter, whatever the threads do: importing queue and
+// making the class run Python code, which may let another thread of this
+// interpreter take the GIL and come here too. Each thread makes its own
+// candidate, and PublishOnce keeps the first one stored; the store and the
+// module attribute happen with no Python code between them, so the slot,
+// the attribute and what RaiseStatus raises are one object.
 PyObject* MakeLazyException(ModuleState* st, PyObject** slot, const char* name,
                             const char* doc, const char* queue_attr) {
   if (*slot != nullptr) return *slot;
@@ -316,11 +323,12 @@ PyObject* MakeLazyException(ModuleState* st, PyObject** slot, const char* name,
   }
   if (bases == nullptr) return nullptr;
   std::string qualname = std::string("xchannels.") + name;
-  *slot = NewException(qualname.c_str(), doc, bases);
+  PyObject* made = NewException(qualname.c_str(), doc, bases);
   Py_DECREF(bases);
-  if (*slot == nullptr) return nullptr;
+  if (made == nullptr) return nullptr;
+  if (!PublishOnce(slot, made)) return *slot;  // another thread was first
   // Cache it as the module attribute too (the module's __getattr__ is then
-  // not consulted again).
+  // not consulted again). Only the thread that published sets it.
   PyObject* modname = PyUnicode_FromString("xchannels._xchannels");
   PyObject* mod = modname != nullptr ? PyImport_GetModule(modname) : nullptr;
   Py_XDECREF(modname);

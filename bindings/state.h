@@ -246,6 +246,25 @@ struct NoExcept<F> {
   }
 };
 
+// Stores `made` (a new reference) in the empty state slot `*slot` and returns
+// true; if another thread of this interpreter filled the slot meanwhile,
+// drops `made` and returns false: *slot holds the one that counts.
+//
+// Every state slot made on first use goes through here: making the value
+// (an import, a class) runs Python code, which may switch threads, so two
+// threads of one interpreter can both find the slot empty. The check and
+// the store run no Python code between them, so under the GIL exactly one
+// value is ever published and none leaks. (The Py_DECREF of a loser runs no
+// code that could see it: nobody else has it.)
+inline bool PublishOnce(PyObject** slot, PyObject* made) {
+  if (*slot != nullptr) {
+    Py_DECREF(made);
+    return false;
+  }
+  *slot = made;
+  return true;
+}
+
 // A METH_FASTCALL (| METH_KEYWORDS) function as the PyCFunction a
 // PyMethodDef holds.
 #define FASTKW(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))

@@ -324,8 +324,10 @@ bool LoadPickle(ModuleState* st) {
     Py_XDECREF(dumps);
     return false;
   }
-  st->pickle_dumps = dumps;
-  st->pickle_loads = loads;
+  // The import may have let another thread of this interpreter load them
+  // first: keep one pair (PublishOnce), never leak the other.
+  PublishOnce(&st->pickle_dumps, dumps);
+  PublishOnce(&st->pickle_loads, loads);
   return true;
 }
 

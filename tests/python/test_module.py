@@ -197,3 +197,104 @@ def test_isolated_config_really_has_own_gil():
         assert config.check_multi_interp_extensions
     finally:
         _interpreters.destroy(iid)
+
+
+# ---- what is made on first use is made once per interpreter --------------------
+# The lazy classes (ChannelClosed on 3.13+, ChannelFull) and the cached
+# helpers (pickle, xchannels._aio) are made by the first thread that needs
+# them; making them runs Python code (an import), which lets another thread
+# of the same interpreter in. Each test starts 8 threads on a barrier in a
+# fresh own-GIL interpreter, 20 times. They used to make 8 classes, of which
+# an `except xc.ChannelClosed` caught one.
+
+_FIRST_USE_RACE = """
+import sys, threading
+assert "queue" not in sys.modules  # the lazy path is the one under test
+import xchannels as xc
+{setup}
+barrier = threading.Barrier(8)
+seen, caught = [], []
+def hit():
+    barrier.wait()
+    try:
+        {action}
+    except xc.{exc_name} as e:
+        caught.append(e)
+    except Exception as e:
+        seen.append(type(e))
+threads = [threading.Thread(target=hit) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert not seen, f"{{len(seen)}} of 8 escaped except xc.{exc_name}: {{seen!r}}"
+kinds = {{type(e) for e in caught}}
+assert kinds == {{xc.{exc_name}}}, kinds
+assert xc.{exc_name} is xc._xchannels.{exc_name}
+"""
+
+
+@pytest.mark.parametrize(
+    "exc_name, setup, action",
+    [
+        ("ChannelClosed", "ch = xc.Channel(); ch.close()", "ch.put(1)"),
+        ("ChannelFull", "ch = xc.Channel(1); ch.put(0)", "ch.put_nowait(1)"),
+    ],
+    ids=["ChannelClosed", "ChannelFull"],
+)
+def test_lazy_exception_is_one_class_under_racing_threads(exc_name, setup, action):
+    code = _FIRST_USE_RACE.format(exc_name=exc_name, setup=setup, action=action)
+    for _ in range(20):
+        subinterp.run(code)
+
+
+# A lost race used to leak the loser's reference: after 8 racing threads the
+# cached object has exactly the references it has after one thread.
+_CACHE_REFS = """
+import sys, threading
+import xchannels as xc
+{setup}
+barrier = threading.Barrier(n)
+def hit():
+    barrier.wait()
+    {action}
+threads = [threading.Thread(target=hit) for _ in range(n)]
+for t in threads: t.start()
+for t in threads: t.join()
+cached = {cached}
+xc.Channel.from_id(refs_id).put(sys.getrefcount(cached))
+"""
+
+
+@pytest.mark.parametrize(
+    "setup, action, cached",
+    [
+        # pickle.dumps, loaded into the module state by the first fallback put
+        (
+            "from fractions import Fraction\nch = xc.Channel(fallback='pickle')",
+            "ch.put(Fraction(1, 3))",
+            "__import__('pickle').dumps",
+        ),
+        # xchannels._aio, imported into the module state by the first get_async
+        (
+            # (3.12's C _asyncio corrupts memory in a sub-interpreter: the
+            # pure-Python asyncio, as tests/python/test_async.py does)
+            "if sys.version_info < (3, 13): sys.modules['_asyncio'] = None\n"
+            "import asyncio\nch = xc.Channel()\nfor i in range(n): ch.put(i)",
+            "asyncio.run(ch.get_async())",
+            "sys.modules['xchannels._aio']",
+        ),
+    ],
+    ids=["pickle", "aio"],
+)
+def test_cached_helpers_are_loaded_once_under_racing_threads(setup, action, cached):
+    if sys.version_info < (3, 13):
+        # 3.12's ssl (imported by asyncio) corrupts the heap at exit when a
+        # sub-interpreter imports it before the main interpreter did
+        # (docs/limitations.md); the main interpreter imports it first.
+        import ssl  # noqa: F401
+    refs = xchannels.Channel()
+    code = _CACHE_REFS.format(setup=setup, action=action, cached=cached)
+    counts = []
+    for n in (1, 8, 8, 8):
+        subinterp.run(code, n=n, refs_id=refs.id)
+        counts.append(refs.get(timeout=5))
+    assert counts[1:] == [counts[0]] * 3, counts
