@@ -32,6 +32,7 @@ Invariants:
 
 from __future__ import annotations
 
+import _thread
 import sys
 import time
 
@@ -90,6 +91,11 @@ _importing_main = False
 # it imports, or in a task) rebinds ``sys.modules['__mp_main__']`` to this
 # interpreter's own ``__main__``, which has none of the script's functions.
 _main_mod: ModuleType | None = None
+# Held while the script is executed: executing it lets other threads of this
+# interpreter run, and a second thread that also found _main_mod unset would
+# execute the script a second time (two module objects, two copies of every
+# class). Reentrant: the script's own imports may resolve names again.
+_main_lock = _thread.RLock()
 _cache: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
@@ -103,9 +109,16 @@ def importing_main() -> bool:
 
 
 def _main_module() -> ModuleType:
-    global _importing_main, _main_mod
     if _main_mod is not None:
         return _main_mod
+    with _main_lock:
+        if _main_mod is not None:  # another thread executed it meanwhile
+            return _main_mod
+        return _execute_main()
+
+
+def _execute_main() -> ModuleType:
+    global _importing_main, _main_mod
     import importlib.util
 
     if _main_path is None:

@@ -43,13 +43,16 @@ if sys.version_info >= (3, 13):
         # the second is destroyed ("double free or corruption"). Importing it
         # once in the main interpreter first makes the main interpreter their
         # owner, as CPython's fix does at start-up. About 1 ms, once.
+        # The flag is set only once the import is done: the import lets
+        # other threads run, and one that saw the flag set early could
+        # create an interpreter before the main interpreter owns the types.
         global _datetime_primed
-        _datetime_primed = True
         if _mod.get_current()[0] == _mod.get_main()[0]:
             try:
                 import _datetime  # type: ignore[import-not-found]  # noqa: F401
             except ImportError:
                 pass
+        _datetime_primed = True
 
     def create() -> Any:
         """create() -> handle

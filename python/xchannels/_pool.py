@@ -341,6 +341,7 @@ class _State:
 
 _live_states: set[_State] = set()
 _atexit_registered = False
+_atexit_lock = threading.Lock()
 
 
 def _close_all_at_exit() -> None:
@@ -351,10 +352,13 @@ def _close_all_at_exit() -> None:
 
 
 def _register_atexit() -> None:
+    # Under a lock: two threads starting their first pools at once would
+    # otherwise both register (the registration runs Python code).
     global _atexit_registered
-    if not _atexit_registered:
-        threading._register_atexit(_close_all_at_exit)  # type: ignore[attr-defined]
-        _atexit_registered = True
+    with _atexit_lock:
+        if not _atexit_registered:
+            threading._register_atexit(_close_all_at_exit)  # type: ignore[attr-defined]
+            _atexit_registered = True
 
 
 class Pool(Executor):

@@ -714,3 +714,80 @@ def test_pool_and_worker_with_the_pickle_fallback():
         xchannels.Pool(1, fallback="json")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="fallback"):
         xchannels.Worker(target=ps.square, args=(1,), fallback="json")  # type: ignore[arg-type]
+
+
+# ---- first use under racing threads ------------------------------------------------
+# Both run in a fresh process (what they guard is made once per process),
+# and slow the guarded step down with a sleep, so that the 8 threads
+# started at once on a barrier interleave inside it as a thread switch can.
+
+_ATEXIT_RACE = """
+import sys, threading, time
+import xchannels._pool as p
+real = threading._register_atexit
+def slow_register(*a):
+    time.sleep(0.01)
+    real(*a)
+threading._register_atexit = slow_register
+for _ in range(5):
+    p._atexit_registered = False
+    threading._threading_atexits.clear()
+    barrier = threading.Barrier(8)
+    def hit():
+        barrier.wait()
+        p._register_atexit()
+    ts = [threading.Thread(target=hit) for _ in range(8)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    n = len(threading._threading_atexits)  # cleared above: ours alone
+    assert n == 1, f"registered {n} times"
+threading._threading_atexits.clear()
+print("ok")
+"""
+
+
+def test_pools_started_at_once_register_one_exit_hook():
+    out = subprocess.run([sys.executable, "-c", _ATEXIT_RACE], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+_DATETIME_RACE = """
+import sys, threading, time
+assert "_datetime" not in sys.modules
+class SlowDatetime:  # the import of _datetime takes a while
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "_datetime":
+            time.sleep(0.05)
+        return None
+sys.meta_path.insert(0, SlowDatetime)
+from xchannels import _interp
+barrier = threading.Barrier(8)
+early, made = [], []
+def hit():
+    barrier.wait()
+    iid = _interp.create()
+    if "_datetime" not in sys.modules:
+        early.append(iid)
+    made.append(iid)
+ts = [threading.Thread(target=hit) for _ in range(8)]
+for t in ts: t.start()
+for t in ts: t.join()
+for iid in made:
+    _interp.destroy(iid)
+assert not early, f"{len(early)} interpreters made before the main one owned _datetime"
+print("ok")
+"""
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 13),
+    reason="the _datetime priming guards a 3.13+ bug (gh-136421); 3.12 has no priming",
+)
+def test_no_interpreter_is_made_before_datetime_is_primed():
+    # _interp.create() first imports _datetime in the main interpreter
+    # (3.13's static-type bug); a flag set before that import let other
+    # threads create interpreters while it was still running.
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", _DATETIME_RACE], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

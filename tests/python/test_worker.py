@@ -103,3 +103,40 @@ def test_workers_with_overlapping_lives_import_datetime():
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "ok"
+
+
+_RESOLVE_RACE = """
+import threading
+from xchannels import _bootstrap
+_bootstrap._setup(path, None)
+barrier = threading.Barrier(8)
+got = []
+def hit():
+    barrier.wait()
+    got.append(_bootstrap.resolve("__main__", "f"))
+threads = [threading.Thread(target=hit) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert len(got) == 8 and len({id(f) for f in got}) == 1, got
+"""
+
+
+def test_the_script_runs_once_when_threads_resolve_it_at_once(tmp_path):
+    # A worker imports the parent's script on the first task that names one
+    # of its functions. Executing it lets other threads run (here: a sleep),
+    # and 8 threads that found it not yet imported used to execute it 8
+    # times: 8 copies of every class and global the script defines.
+    counter = tmp_path / "runs"
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import time\n"
+        f"with open({str(counter)!r}, 'a') as out:\n"
+        "    out.write('x')\n"
+        "time.sleep(0.05)\n"
+        "def f():\n"
+        "    return 1\n"
+    )
+    import subinterp
+
+    subinterp.run(_RESOLVE_RACE, path=str(script))
+    assert counter.read_text() == "x"
