@@ -2,7 +2,10 @@
 #   make test   install what is missing, build everything, run every test
 #   make bench  install what is missing, build Release, run the comparison
 # Everything is installed by these targets: Debian packages with apt-get,
-# Python packages into .venv-3.13 and .venv-3.12 made from pyenv's Pythons.
+# Python packages into .venv-3.13 and .venv-3.12 made from pyenv's Pythons,
+# and a Debian sid root (.ci/sid) with CPython 3.14 and 3.15, their Py_DEBUG
+# builds and today's toolchain (GCC 16, Abseil 20260526, ConcurrentQueue
+# 1.0.4, CMake 4.3), whose virtual environments live in build/sid/.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := test
@@ -23,9 +26,20 @@ VPY = $(call VENV,$(1))/bin/python
 
 CMAKE = $(call VENV,3.13.0)/bin/cmake
 CTEST = $(call VENV,3.13.0)/bin/ctest
+# Warnings are errors in the project's own builds only (CMake option).
+WERROR = -DXCHANNELS_WERROR=ON
+
+# The sid root: outside the checkout, so fresh clones on one machine share it.
+SID_ROOT ?= $(HOME)/.cache/xchannels/sid
+SID = .ci/sid $(SID_ROOT) run
+# Pythons tested in the sid root; a trailing d is the Py_DEBUG build.
+SID_PYS := 3.14 3.15
+SID_DEBUG_PYS := 3.14d 3.15d
+SID_VPY = build/sid/venv-$(1)/bin/python
 
 .PHONY: docs typecheck stress dev test bench fuzz fuzz-build fuzz-short stress fuzz deps venvs install cpp-test cpp-test-asan \
-        cpp-test-tsan py-test clean docs wheel wheel-test sdist
+        cpp-test-tsan py-test clean docs wheel wheel-test sdist sid-root sid-venvs sid-install sid-cpp-test \
+        sid-py-test sid-debug-test
 
 # ---- set-up -----------------------------------------------------------------
 deps: $(BUILD)/.deps-stamp
@@ -62,7 +76,34 @@ venvs: $(foreach v,$(PY_VERSIONS),$(call VENV,$(v))/.stamp)
 install: deps venvs
 	@for v in $(PY_VERSIONS); do \
 	  py=.venv-$${v%.*}/bin/python; echo "== pip install . ($$v)"; \
-	  PATH=$$(dirname $$py):$$PATH $$py -m pip install -q --no-build-isolation --no-deps . ; \
+	  PATH=$$(dirname $$py):$$PATH $$py -m pip install -q --no-build-isolation --no-deps \
+	    -Ccmake.define.XCHANNELS_WERROR=ON . ; \
+	done
+
+# ---- the sid root: CPython 3.14 and 3.15 (and -dbg), today's toolchain --------
+sid-root:
+	@.ci/sid $(SID_ROOT) setup
+
+# One virtual environment per sid Python (NumPy and Hypercorn only where
+# PyPI has wheels: not for the debug builds, whose ABI differs).
+SID_TEST_DEPS := "scikit-build-core>=0.10" "pybind11>=3.1" pytest pytest-timeout hypothesis
+define SID_VENV_RULE
+build/sid/venv-$(1)/.stamp: pyproject.toml | sid-root
+	@echo "== venv build/sid/venv-$(1) (sid's python$(1))"
+	@$(SID) bash -c 'set -e; python$(1) -m venv --clear build/sid/venv-$(1); \
+	  build/sid/venv-$(1)/bin/python -m pip install -q $(SID_TEST_DEPS) \
+	    $(if $(findstring d,$(1)),,numpy "hypercorn>=0.18")'
+	@touch $$@
+endef
+$(foreach v,$(SID_PYS) $(SID_DEBUG_PYS),$(eval $(call SID_VENV_RULE,$(v))))
+sid-venvs: $(foreach v,$(SID_PYS) $(SID_DEBUG_PYS),build/sid/venv-$(v)/.stamp)
+
+# Built by sid's GCC 16 and CMake 4.3 against sid's Abseil and ConcurrentQueue.
+sid-install: sid-venvs
+	@for v in $(SID_PYS) $(SID_DEBUG_PYS); do \
+	  echo "== pip install . (sid's python$$v)"; \
+	  $(SID) bash -c "PATH=\$$PWD/build/sid/venv-$$v/bin:\$$PATH build/sid/venv-$$v/bin/python -m pip install -q \
+	    --no-build-isolation --no-deps -Ccmake.define.XCHANNELS_WERROR=ON ." || exit 1; \
 	done
 
 # In-place builds of the module for development: PYTHONPATH=python then
@@ -80,7 +121,7 @@ dev: deps venvs
 cpp-test: deps venvs
 	@echo "== C++ tests (Release)"
 	$(CMAKE) -S . -B $(BUILD)/cpp -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
-	  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo $(WERROR) >/dev/null
 	$(CMAKE) --build $(BUILD)/cpp -j $(JOBS)
 	$(CTEST) --test-dir $(BUILD)/cpp --output-on-failure -j $(JOBS)
 
@@ -88,7 +129,7 @@ cpp-test-asan: deps venvs
 	@echo "== C++ tests under ASan + UBSan (clang)"
 	$(CMAKE) -S . -B $(BUILD)/asan -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
 	  -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
-	  -DXCHANNELS_SANITIZE=address,undefined >/dev/null
+	  -DXCHANNELS_SANITIZE=address,undefined $(WERROR) >/dev/null
 	$(CMAKE) --build $(BUILD)/asan -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 $(CTEST) --test-dir $(BUILD)/asan --output-on-failure -j $(JOBS)
 
@@ -96,7 +137,7 @@ cpp-test-tsan: deps venvs
 	@echo "== C++ tests under TSan (clang)"
 	$(CMAKE) -S . -B $(BUILD)/tsan -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-	  -DXCHANNELS_SANITIZE=thread >/dev/null
+	  -DXCHANNELS_SANITIZE=thread $(WERROR) >/dev/null
 	$(CMAKE) --build $(BUILD)/tsan -j $(JOBS)
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(CTEST) --test-dir $(BUILD)/tsan --output-on-failure -j $(JOBS)
 
@@ -106,13 +147,35 @@ py-test: install
 	  .venv-$${v%.*}/bin/python -m pytest -q -m "not stress" tests/python; \
 	done
 
+# The C++ suite built by sid's GCC 16 against Abseil 20260526 and
+# ConcurrentQueue 1.0.4, warnings as errors.
+sid-cpp-test: sid-root
+	@echo "== C++ tests with sid's toolchain (GCC 16, Abseil 20260526, ConcurrentQueue 1.0.4)"
+	@$(SID) bash -c 'set -e; cmake -S . -B $(BUILD)/sid-cpp -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(WERROR) >/dev/null; \
+	  cmake --build $(BUILD)/sid-cpp -j $(JOBS); ctest --test-dir $(BUILD)/sid-cpp --output-on-failure -j $(JOBS)'
+
+sid-py-test: sid-install
+	@for v in $(SID_PYS); do \
+	  echo "== pytest on Python $$v (sid)"; \
+	  $(SID) $(call SID_VPY,$$v) -m pytest -q -p no:cacheprovider -m "not stress" tests/python || exit 1; \
+	done
+
+# The Py_DEBUG builds, with -X dev (warnings are errors) and the debug
+# allocator: the C API's own assertions check every call the suite makes.
+sid-debug-test: sid-install
+	@for v in $(SID_DEBUG_PYS); do \
+	  echo "== pytest on Python $$v (Py_DEBUG, -X dev -W error, PYTHONMALLOC=debug)"; \
+	  $(SID) env PYTHONMALLOC=debug $(call SID_VPY,$$v) -X dev -W error -m pytest -W error -q -p no:cacheprovider \
+	    -m "not stress" tests/python || exit 1; \
+	done
+
 # libFuzzer over the message decoder and over a ProcessChannel's corrupted
 # shared segment (clang, with ASan + UBSan), FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 30
 fuzz-build: deps venvs
 	$(CMAKE) -S . -B $(BUILD)/fuzz -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DXCHANNELS_TESTS=OFF \
-	  -DXCHANNELS_FUZZ=ON -DXCHANNELS_SANITIZE=address,undefined >/dev/null
+	  -DXCHANNELS_FUZZ=ON -DXCHANNELS_SANITIZE=address,undefined $(WERROR) >/dev/null
 	$(CMAKE) --build $(BUILD)/fuzz -j $(JOBS)
 
 fuzz-short: fuzz-build
@@ -151,7 +214,8 @@ stress: install
 	  .venv-$${v%.*}/bin/python -m pytest -q -m stress tests/python; \
 	done
 
-test: cpp-test cpp-test-asan cpp-test-tsan fuzz-short py-test typecheck docs wheel-test
+test: cpp-test cpp-test-asan cpp-test-tsan fuzz-short py-test sid-cpp-test sid-py-test sid-debug-test \
+      typecheck docs wheel-test
 	@echo "== make test: all passed"
 
 # ---- wheels -------------------------------------------------------------------

@@ -23,8 +23,8 @@
 #include <thread>
 #include <vector>
 
-#include "concurrentqueue/blockingconcurrentqueue.h"
-#include "concurrentqueue/concurrentqueue.h"
+#include "blockingconcurrentqueue.h"
+#include "concurrentqueue.h"
 #include "xchannels/channel.h"
 
 namespace xchannels {

@@ -30,6 +30,19 @@
 
 namespace xchannels::detail {
 
+// absl::Mutex's lock()/unlock() where it has them (Abseil 2025 and later,
+// which deprecate Lock()/Unlock()), else Lock()/Unlock() (Abseil 20220623,
+// Debian bookworm's). Overload resolution prefers the int overload; the
+// long one is instantiated only where lock() does not exist.
+template <class M>
+auto AbslLock(M& mu, int) -> decltype(mu.lock()) { mu.lock(); }
+template <class M>
+void AbslLock(M& mu, long) { mu.Lock(); }
+template <class M>
+auto AbslUnlock(M& mu, int) -> decltype(mu.unlock()) { mu.unlock(); }
+template <class M>
+void AbslUnlock(M& mu, long) { mu.Unlock(); }
+
 class ABSL_LOCKABLE Mutex {
  public:
   Mutex() = default;
@@ -38,7 +51,7 @@ class ABSL_LOCKABLE Mutex {
 
   // Thread-safe. Blocks until the lock is held.
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
-    mu_.Lock();
+    AbslLock(mu_, 0);
 #ifdef XCHANNELS_TSAN
     __tsan_acquire(this);
 #endif
@@ -48,7 +61,7 @@ class ABSL_LOCKABLE Mutex {
 #ifdef XCHANNELS_TSAN
     __tsan_release(this);
 #endif
-    mu_.Unlock();
+    AbslUnlock(mu_, 0);
   }
 
  private:

@@ -41,7 +41,7 @@
 #include <new>
 #include <utility>
 
-#include "concurrentqueue/concurrentqueue.h"
+#include "concurrentqueue.h"
 #include "xchannels/detail/barrier.h"
 #include "xchannels/detail/common.h"
 #include "xchannels/detail/futex.h"
