@@ -12,7 +12,7 @@ SHELL := /bin/bash
 
 # (wrk: the load generator of the web-server benchmark)
 APT_PACKAGES := libabsl-dev libconcurrentqueue-dev libgtest-dev libbenchmark-dev \
-                ninja-build clang libclang-rt-14-dev wrk
+                ninja-build clang libclang-rt-14-dev wrk cmake debootstrap
 PY_VERSIONS := 3.13.0 3.12.1
 BUILD := build
 JOBS ?= 2
@@ -125,13 +125,15 @@ cpp-test: deps venvs
 	$(CMAKE) --build $(BUILD)/cpp -j $(JOBS)
 	$(CTEST) --test-dir $(BUILD)/cpp --output-on-failure -j $(JOBS)
 
+# Configured with Debian bookworm's CMake 3.25 (the oldest supported), the
+# other builds with PyPI's current one.
 cpp-test-asan: deps venvs
-	@echo "== C++ tests under ASan + UBSan (clang)"
-	$(CMAKE) -S . -B $(BUILD)/asan -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
+	@echo "== C++ tests under ASan + UBSan (clang, CMake $$(/usr/bin/cmake --version | head -1 | cut -d' ' -f3))"
+	/usr/bin/cmake -S . -B $(BUILD)/asan -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
 	  -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
 	  -DXCHANNELS_SANITIZE=address,undefined $(WERROR) >/dev/null
-	$(CMAKE) --build $(BUILD)/asan -j $(JOBS)
-	ASAN_OPTIONS=detect_leaks=1 $(CTEST) --test-dir $(BUILD)/asan --output-on-failure -j $(JOBS)
+	/usr/bin/cmake --build $(BUILD)/asan -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 /usr/bin/ctest --test-dir $(BUILD)/asan --output-on-failure -j $(JOBS)
 
 cpp-test-tsan: deps venvs
 	@echo "== C++ tests under TSan (clang)"

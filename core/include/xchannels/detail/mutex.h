@@ -13,6 +13,8 @@
 #ifndef XCHANNELS_DETAIL_MUTEX_H_
 #define XCHANNELS_DETAIL_MUTEX_H_
 
+#include <utility>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 
@@ -33,15 +35,25 @@ namespace xchannels::detail {
 // absl::Mutex's lock()/unlock() where it has them (Abseil 2025 and later,
 // which deprecate Lock()/Unlock()), else Lock()/Unlock() (Abseil 20220623,
 // Debian bookworm's). Overload resolution prefers the int overload; the
-// long one is instantiated only where lock() does not exist.
+// long one is instantiated only where lock() does not exist. Outside the
+// thread-safety analysis: they are the lock and unlock themselves, and the
+// Mutex below carries the annotations.
+template <class M, class = decltype(std::declval<M&>().lock())>
+void AbslLock(M& mu, int) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  mu.lock();
+}
 template <class M>
-auto AbslLock(M& mu, int) -> decltype(mu.lock()) { mu.lock(); }
+void AbslLock(M& mu, long) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  mu.Lock();
+}
+template <class M, class = decltype(std::declval<M&>().unlock())>
+void AbslUnlock(M& mu, int) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  mu.unlock();
+}
 template <class M>
-void AbslLock(M& mu, long) { mu.Lock(); }
-template <class M>
-auto AbslUnlock(M& mu, int) -> decltype(mu.unlock()) { mu.unlock(); }
-template <class M>
-void AbslUnlock(M& mu, long) { mu.Unlock(); }
+void AbslUnlock(M& mu, long) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  mu.Unlock();
+}
 
 class ABSL_LOCKABLE Mutex {
  public:
