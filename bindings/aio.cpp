@@ -250,8 +250,12 @@ PyObject* WaiterNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
   if (tuple == nullptr) {
     tuple = PySequence_Tuple(channels);
     if (tuple == nullptr) {
-      PyErr_Format(PyExc_TypeError, "%s() needs a sequence of channels",
-                   name);
+      // As select(): a TypeError (not iterable) gets the clear message;
+      // what the iterable itself raised goes through unchanged.
+      if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+        FormatFromCause(PyExc_TypeError, "%s() needs a sequence of channels",
+                        name);
+      }
       return nullptr;
     }
   }
@@ -486,10 +490,12 @@ PyType_Spec kWaiterSpec = {
 // _aio_timeout(timeout) -> float | None: timeout checked exactly as the
 // blocking calls check it (same errors); None also for "practically never".
 PyObject* AioTimeout(PyObject*, PyObject* timeout) {
-  Deadline d;
-  if (!ParseTimeout(timeout, &d)) return nullptr;
-  if (!d.has_value()) Py_RETURN_NONE;
-  return PyFloat_FromDouble(PyFloat_AsDouble(timeout));
+  // One conversion: a second __float__ could fail (returning a float with
+  // that exception set) or answer differently.
+  double secs;
+  if (!TimeoutSeconds(timeout, &secs)) return nullptr;
+  if (!DeadlineAfter(secs).has_value()) Py_RETURN_NONE;
+  return PyFloat_FromDouble(secs);
 }
 
 PyMethodDef kAioFunctions[] = {

@@ -19,8 +19,9 @@ bool ParseBlock(PyObject* block_obj, PyObject* timeout, BlockArgs* out) {
   int b = PyObject_IsTrue(block_obj);
   if (b < 0) return false;
   out->block = b != 0;
-  out->timeout = timeout;
-  return out->Check();
+  // As queue.Queue: a non-blocking call ignores its timeout.
+  if (!out->block || timeout == Py_None) return true;
+  return TimeoutSeconds(timeout, &out->secs);
 }
 
 namespace {
@@ -169,6 +170,14 @@ PyObject* ChannelPutMany(PyObject* op, PyObject* const* args,
           PyErr_Format(self->state->NotShareableError,
                        "put_many: items[%zd]: %U (nothing was sent)", i, msg);
           Py_DECREF(msg);
+          // Keep what caused the original (an exporter's or pickle's own
+          // error): the new exception says the same with the index added.
+          PyObject* cause = PyException_GetCause(exc);
+          if (cause != nullptr) {
+            PyObject* now = PyErr_GetRaisedException();
+            PyException_SetCause(now, cause);  // steals cause
+            PyErr_SetRaisedException(now);
+          }
           Py_DECREF(exc);
         } else {
           PyErr_SetRaisedException(exc);

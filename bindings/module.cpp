@@ -8,7 +8,9 @@
 #include <pybind11/pybind11.h>
 
 #include <cmath>
+#include <cstdarg>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "state.h"
@@ -158,29 +160,66 @@ void RaiseStatus(ModuleState* st, OpStatus s, const char* what) {
   PyErr_Format(PyExc_SystemError, "%s: unexpected status", what);
 }
 
-bool ParseTimeout(PyObject* timeout, Deadline* out) {
+void FormatFromCause(PyObject* cls, const char* format, ...) {
+  PyObject* cause = PyErr_GetRaisedException();
+  va_list va;
+  va_start(va, format);
+  PyObject* msg = PyUnicode_FromFormatV(format, va);
+  va_end(va);
+  if (msg == nullptr) {  // that error stands, chained to the original
+    if (cause != nullptr) {
+      PyObject* exc = PyErr_GetRaisedException();
+      PyException_SetContext(exc, cause);  // steals cause
+      PyErr_SetRaisedException(exc);
+    }
+    return;
+  }
+  PyErr_SetObject(cls, msg);
+  Py_DECREF(msg);
+  if (cause != nullptr) {
+    PyObject* exc = PyErr_GetRaisedException();
+    PyException_SetCause(exc, cause);  // steals cause
+    PyErr_SetRaisedException(exc);
+  }
+}
+
+bool TimeoutSeconds(PyObject* timeout, double* secs) {
   if (timeout == Py_None) {
-    out->reset();
+    *secs = std::numeric_limits<double>::infinity();
     return true;
   }
-  double secs = PyFloat_AsDouble(timeout);
-  if (secs == -1.0 && PyErr_Occurred()) {
-    PyErr_Format(PyExc_TypeError, "timeout must be a number or None, not %s",
-                 Py_TYPE(timeout)->tp_name);
+  double v = PyFloat_AsDouble(timeout);
+  if (v == -1.0 && PyErr_Occurred()) {
+    // Not a number: say so, keeping float()'s own error as the cause. What
+    // a number raised itself (a huge int's OverflowError, a __float__ that
+    // failed, KeyboardInterrupt) goes through unchanged.
+    if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+      FormatFromCause(PyExc_TypeError,
+                      "timeout must be a number or None, not %s",
+                      Py_TYPE(timeout)->tp_name);
+    }
     return false;
   }
-  if (std::isnan(secs) || secs < 0) {
+  if (std::isnan(v) || v < 0) {
     PyErr_SetString(PyExc_ValueError,
                     "timeout must be a non-negative number or None");
     return false;
   }
+  *secs = v;
+  return true;
+}
+
+Deadline DeadlineAfter(double secs) {
   // Beyond ~292 years a deadline overflows the clock: treat as forever.
-  if (secs > 9.0e9) {
-    out->reset();
-    return true;
-  }
-  *out = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                            std::chrono::duration<double>(secs));
+  if (secs > 9.0e9) return Deadline();
+  const auto after = std::chrono::duration<double>(secs);
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(after);
+}
+
+bool ParseTimeout(PyObject* timeout, Deadline* out) {
+  double secs;
+  if (!TimeoutSeconds(timeout, &secs)) return false;
+  *out = DeadlineAfter(secs);
   return true;
 }
 
@@ -511,8 +550,14 @@ void InitModule(pyb::module_& m, ModuleState* st) {
     PyObject* ident = PyObject_GetAttrString(t, "ident");
     Py_DECREF(t);
     if (ident == nullptr) throw pyb::error_already_set();
-    g_main_thread_ident = PyLong_AsUnsignedLong(ident);
+    const unsigned long main_ident = PyLong_AsUnsignedLong(ident);
     Py_DECREF(ident);
+    // Not an int (threading patched): fail the import here rather than go
+    // on with the exception set.
+    if (main_ident == static_cast<unsigned long>(-1) && PyErr_Occurred()) {
+      throw pyb::error_already_set();
+    }
+    g_main_thread_ident = main_ident;
   }
 
   PyObject* mod = m.ptr();

@@ -276,9 +276,13 @@ PyObject* PcNext(PyObject* op) {
   PyProcessChannel* self = AsPc(op);
   BlockArgs ba;
   PyObject* v = PcGetImpl(self, ba, "__next__");
-  if (v == nullptr) {
-    PyObject* closed = ChannelClosedType(self->state);
-    if (closed != nullptr && PyErr_ExceptionMatches(closed)) PyErr_Clear();
+  // A closed and drained channel ends the iteration. Only the class made
+  // already can be the pending exception: ChannelClosedType() would make it
+  // now (importing queue on 3.13+), running Python code with the exception
+  // set (and losing it if that import failed).
+  PyObject* closed = self->state->ChannelClosed;
+  if (v == nullptr && closed != nullptr && PyErr_ExceptionMatches(closed)) {
+    PyErr_Clear();
   }
   return v;
 }

@@ -15,6 +15,7 @@
 #include <Python.h>
 
 #include <exception>
+#include <limits>
 #include <memory>
 #include <new>
 #include <type_traits>
@@ -207,9 +208,18 @@ PyObject* ChannelFullType(ModuleState* st);
 // already (as ChannelFull); on 3.12 at import. Borrowed; nullptr with an
 // exception set on failure.
 PyObject* ChannelClosedType(ModuleState* st);
+// Replaces the pending exception by cls(PyUnicode_FromFormat(format, ...))
+// with the original as __cause__ (CPython's _PyErr_FormatFromCause). The
+// message is formatted only once the original is fetched: %R and %S run
+// Python code, which must not run with an exception set.
+void FormatFromCause(PyObject* cls, const char* format, ...);
 // Parses a `timeout` argument: None -> no deadline; a number >= 0 -> now +
 // timeout on the monotonic clock. Raises ValueError / TypeError otherwise.
 bool ParseTimeout(PyObject* timeout, Deadline* out);
+// ParseTimeout's two halves: the conversion (None -> infinity), which may
+// run the object's __float__, and the deadline, which runs no Python code.
+bool TimeoutSeconds(PyObject* timeout, double* secs);
+Deadline DeadlineAfter(double secs);
 // Parses METH_FASTCALL|METH_KEYWORDS arguments into `out` by name.
 // `names` lists every parameter; the first `npositional` may be given by
 // position; `nrequired` must be given. Unset optional slots stay untouched.
@@ -317,20 +327,15 @@ auto BlockingCall(ModuleState* st, F&& call) {
   }
 }
 
-// `block` and `timeout` of put/get: validated up front, the deadline
-// computed only when it is needed.
+// `block` and `timeout` of put/get: converted and validated once, up front
+// (ParseBlock), the deadline computed only when it is needed. The timeout
+// object is not looked at again: its __float__ is Python code, which could
+// fail or answer differently the second time, after the checks.
 struct BlockArgs {
   bool block = true;
-  PyObject* timeout = Py_None;
-  bool Check() const {
-    if (!block || timeout == Py_None) return true;
-    Deadline d;
-    return ParseTimeout(timeout, &d);
-  }
+  double secs = std::numeric_limits<double>::infinity();  // None: no timeout
   Deadline deadline() const {
-    Deadline d;
-    if (block && timeout != Py_None) ParseTimeout(timeout, &d);
-    return d;
+    return block ? DeadlineAfter(secs) : Deadline();
   }
 };
 bool ParseBlock(PyObject* block_obj, PyObject* timeout, BlockArgs* out);

@@ -278,16 +278,23 @@ bool AllPairs(ModuleState* st, const std::vector<TypeSpec>& kv, PyObject* dict, 
       if (why != nullptr) why->path = ".keys()[" + std::to_string(pos - 1) + "]" + why->path;
       return false;
     }
-    if (!Matches(st, kv[1], value, why)) {
-      if (why != nullptr) {
-        PyObject* r = PyObject_Repr(key);
-        const char* text = r != nullptr ? PyUnicode_AsUTF8(r) : nullptr;
-        if (text == nullptr) PyErr_Clear();
-        why->path = "[" + std::string(text != nullptr ? text : "?") + "]" + why->path;
-        Py_XDECREF(r);
-      }
-      return false;
+    // The value's check may run code (a NumPy scalar's item()) that drops
+    // the pair; the key is named below: hold it.
+    Py_INCREF(key);
+    Py_INCREF(value);
+    const bool ok = Matches(st, kv[1], value, why);
+    Py_DECREF(value);
+    if (!ok && why != nullptr) {
+      // Matches() leaves no exception set, so the key's repr (Python code)
+      // may run; a failing repr is named "?".
+      PyObject* r = PyObject_Repr(key);
+      const char* text = r != nullptr ? PyUnicode_AsUTF8(r) : nullptr;
+      if (text == nullptr) PyErr_Clear();
+      why->path = "[" + std::string(text != nullptr ? text : "?") + "]" + why->path;
+      Py_XDECREF(r);
     }
+    Py_DECREF(key);
+    if (!ok) return false;
   }
   return true;
 }

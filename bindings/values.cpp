@@ -246,10 +246,24 @@ std::string RenderPath(const Step* steps, int depth) {
 }
 
 // Replaces the pending exception by `cls("<where>: <what>: <original>")`
-// with the original as __cause__ (MemoryError is left alone).
-void ChainAs(PyObject* cls, const std::string& where, const std::string& what) {
-  if (PyErr_ExceptionMatches(PyExc_MemoryError)) return;
+// with the original as __cause__. MemoryError is left alone, and so is
+// what is not an Exception (KeyboardInterrupt, SystemExit): they are not
+// about the value.
+//
+// `where` is a callable giving the place: rendering it may call repr() on
+// a dict key, which runs Python code and must not run with an exception
+// set (a Py_DEBUG build asserts, and the key's repr could clear or replace
+// the pending exception), so it is called only once the original is
+// fetched.
+template <class Where>
+void ChainAs(PyObject* cls, Where&& where, const std::string& what) {
+  if (PyErr_Occurred() && (!PyErr_ExceptionMatches(PyExc_Exception) ||
+                           PyErr_ExceptionMatches(PyExc_MemoryError))) {
+    return;
+  }
   PyObject* cause = PyErr_GetRaisedException();
+  // From here on no exception is set: repr() and str() may run.
+  std::string place = where();
   PyObject* text = cause != nullptr ? PyObject_Str(cause) : nullptr;
   if (text == nullptr) PyErr_Clear();
   const char* msg = text != nullptr ? PyUnicode_AsUTF8(text) : nullptr;
@@ -257,15 +271,20 @@ void ChainAs(PyObject* cls, const std::string& where, const std::string& what) {
     PyErr_Clear();
     msg = "";
   }
-  std::string full = where.empty() ? what : where + ": " + what;
+  std::string full = place.empty() ? what : place + ": " + what;
   if (msg[0] != '\0') full += std::string(": ") + msg;
-  PyErr_SetString(cls, full.c_str());
   Py_XDECREF(text);
+  PyErr_SetString(cls, full.c_str());
   if (cause != nullptr) {
     PyObject* exc = PyErr_GetRaisedException();
     PyException_SetCause(exc, cause);  // steals cause
     PyErr_SetRaisedException(exc);
   }
+}
+
+// A place known up front (no Python code to run).
+inline auto At(std::string where) {
+  return [w = std::move(where)] { return w; };
 }
 
 size_t BigIntBytes(PyObject* obj) {
@@ -428,7 +447,7 @@ class Encoder {
       case ValueKind::kIndex: {
         PyObject* i = PyNumber_Index(obj);
         if (i == nullptr) {
-          ChainAs(st_->NotShareableError, Where(depth),
+          ChainAs(st_->NotShareableError, [&] { return Where(depth); },
                   std::string(Py_TYPE(obj)->tp_name) + ".__index__() failed");
           return false;
         }
@@ -662,7 +681,7 @@ class Encoder {
     // precision) is refused, never rounded.
     PyObject* v = PyObject_CallMethod(obj, "item", nullptr);
     if (v == nullptr) {
-      ChainAs(st_->NotShareableError, Where(depth),
+      ChainAs(st_->NotShareableError, [&] { return Where(depth); },
               std::string(Py_TYPE(obj)->tp_name) + ".item() failed");
       return false;
     }
@@ -692,7 +711,7 @@ class Encoder {
     if constexpr (Write) {
       Ref<SharedBuffer> copy = CopyExporter(st_, obj);
       if (!copy) {
-        ChainAs(st_->NotShareableError, Where(depth),
+        ChainAs(st_->NotShareableError, [&] { return Where(depth); },
                 std::string(Py_TYPE(obj)->tp_name) + " cannot be shared as a buffer");
         return false;
       }
@@ -713,7 +732,7 @@ class Encoder {
       if (!LoadPickle(st_)) return false;
       PyObject* data = PyObject_CallFunction(st_->pickle_dumps, "Oi", obj, 5);
       if (data == nullptr) {
-        ChainAs(st_->NotShareableError, Where(depth),
+        ChainAs(st_->NotShareableError, [&] { return Where(depth); },
                 std::string(Py_TYPE(obj)->tp_name) + " cannot be pickled");
         return false;
       }
@@ -982,7 +1001,7 @@ Item Encode(ModuleState* st, PyObject* obj, bool pickle_fallback) {
         // A lone buffer exporter travels as a SharedBuffer item.
         Ref<SharedBuffer> copy = CopyExporter(st, obj);
         if (!copy) {
-          ChainAs(st->NotShareableError, "",
+          ChainAs(st->NotShareableError, At(""),
                   std::string(Py_TYPE(obj)->tp_name) + " cannot be shared as a buffer");
           return Item();
         }
@@ -1007,7 +1026,7 @@ PyObject* DecodePayload(ModuleState* st, std::span<const uint8_t> payload,
   PyObject* out = d.Run();
   if (out == nullptr) {
     if (v.unpickle_failed) {
-      ChainAs(st->NotShareableError, DecodePath(d.failure_path()),
+      ChainAs(st->NotShareableError, At(DecodePath(d.failure_path())),
               "a pickled value (sent with fallback='pickle') cannot be unpickled "
               "in this interpreter");
     } else if (!PyErr_Occurred()) {

@@ -370,6 +370,65 @@ def test_select_async_ready_timeout_and_closed():
     run(main())
 
 
+def test_select_async_passes_on_what_the_iterable_raises():
+    # As select(): only "not iterable" becomes the TypeError naming the
+    # call (its cause kept); the iterable's own error goes through.
+    ch = Channel()
+
+    def channels():
+        yield ch
+        raise ValueError("from the iterable")
+
+    async def main():
+        with pytest.raises(ValueError, match="from the iterable"):
+            await select_async(channels())
+        with pytest.raises(TypeError, match="^select_async\\(\\) needs a sequence of channels$") as info:
+            await select_async(5)
+        assert isinstance(info.value.__cause__, TypeError)
+
+    run(main())
+    with pytest.raises(ValueError, match="from the iterable"):
+        xchannels.select(channels())
+    ch.put(1)
+    assert xchannels.select([ch]) == (ch, 1)
+
+
+class FloatOnce:
+    """A timeout whose __float__ answers once, then fails."""
+
+    def __init__(self, value):
+        self.value = value
+        self.calls = 0
+
+    def __float__(self):
+        self.calls += 1
+        if self.calls > 1:
+            raise ValueError("timeout read twice")
+        return self.value
+
+
+def test_coroutines_read_a_timeout_once():
+    # _aio_timeout read the object twice: a second __float__ that failed
+    # left its error set under the float it returned (a fatal error on a
+    # debug CPython).
+    ch = Channel(1)
+    pc = xchannels.ProcessChannel(1)
+    timeouts = [FloatOnce(5.0) for _ in range(5)]
+
+    async def main():
+        await ch.put_async("a", timeout=timeouts[0])
+        assert await ch.get_async(timeout=timeouts[1]) == "a"
+        with pytest.raises(ChannelEmpty):
+            await ch.get_async(timeout=FloatOnce(0.01))
+        ch.put("b")
+        assert await select_async([ch], timeout=timeouts[2]) == (ch, "b")
+        await pc.put_async("c", timeout=timeouts[3])
+        assert await pc.get_async(timeout=timeouts[4]) == "c"
+
+    run(main())
+    assert [t.calls for t in timeouts] == [1] * 5
+
+
 # ---- close ------------------------------------------------------------------------------
 
 

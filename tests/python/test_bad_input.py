@@ -89,6 +89,149 @@ def test_failing_buffer_export(ch):
     assert not xchannels.is_shareable(ExplodingBuffer())
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ is 3.12+")
+def test_put_many_keeps_the_cause_of_a_bad_item(ch):
+    # put_many re-raises with the index added; the exporter's own error
+    # stays the cause, as it is for put().
+    with pytest.raises(
+        NotShareableError,
+        match=r"^put_many: items\[1\]: ExplodingBuffer cannot be shared as a buffer: "
+        r"export failed \(nothing was sent\)$",
+    ) as info:
+        ch.put_many([1, ExplodingBuffer()])
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert str(info.value.__cause__) == "export failed"
+    assert ch.qsize() == 1
+
+
+class FailingIndex:
+    """An integer of another library whose __index__ fails."""
+
+    def __index__(self):
+        raise ValueError("no index today")
+
+
+class ReprKey(int):
+    """An int key whose repr() is Python code."""
+
+    def __repr__(self):
+        return "ReprKey(1)"
+
+
+class UnreprKey(int):
+    """An int key whose repr() fails."""
+
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.parametrize(
+    "value,place",
+    [
+        ([FailingIndex()], r"item \[0\]"),
+        ({"k": FailingIndex()}, r"item \['k'\]"),
+        ({ReprKey(1): [FailingIndex()]}, r"item \[ReprKey\(1\)\]\[0\]"),
+        ({UnreprKey(1): FailingIndex()}, r"item \[\?\]"),
+    ],
+    ids=["list", "str-key", "repr-key", "unrepr-key"],
+)
+def test_a_failing_conversion_names_its_place_under_any_key(ch, value, place):
+    # The place is rendered (each key's repr() run) only once the
+    # conversion's own error is fetched: before, repr() ran with that error
+    # set, which a debug CPython aborts on (PyObject_Repr asserts).
+    for send in (ch.put, ch.put_nowait):
+        with pytest.raises(
+            NotShareableError, match=rf"^{place}: FailingIndex\.__index__\(\) failed: no index today$"
+        ) as info:
+            send(value)
+        assert isinstance(info.value.__cause__, ValueError)
+    with pytest.raises(NotShareableError, match=rf"^put_many: items\[1\]: {place}: FailingIndex") as info:
+        ch.put_many([1, value])
+    assert isinstance(info.value.__cause__, ValueError)
+    assert not xchannels.is_shareable(value)
+    assert ch.qsize() == 1
+
+
+class InterruptedIndex:
+    """Ctrl-C lands while __index__ runs."""
+
+    def __index__(self):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_converting_is_not_made_a_not_shareable_error(ch):
+    # As MemoryError, what is not an Exception is not about the value: it
+    # goes through unchanged, and nothing is sent.
+    for send in (ch.put, ch.put_nowait, lambda v: ch.put_many([1, v])):
+        with pytest.raises(KeyboardInterrupt):
+            send({"k": [InterruptedIndex()]})
+    assert ch.qsize() == 1
+
+
+class FloatOnce:
+    """A timeout whose __float__ answers once, then fails."""
+
+    def __init__(self, value):
+        self.value = value
+        self.calls = 0
+
+    def __float__(self):
+        self.calls += 1
+        if self.calls > 1:
+            raise ValueError("timeout read twice")
+        return self.value
+
+
+def test_a_timeout_is_read_once():
+    # put/get validate the timeout up front and later compute the deadline
+    # from the number they read then. Before, the deadline read the object
+    # again: a second __float__ that failed left its error set while the
+    # call went on (put returned None with an exception set: SystemError,
+    # a fatal error on a debug CPython; a full channel waited forever).
+    from xchannels import ChannelEmpty, ChannelFull, ProcessChannel
+
+    for ch in (Channel(1), ProcessChannel(1)):
+        t = FloatOnce(5.0)
+        ch.put("a", timeout=t)
+        assert t.calls == 1
+        t = FloatOnce(0.05)
+        with pytest.raises(ChannelFull):
+            ch.put("b", timeout=t)
+        assert t.calls == 1
+        assert ch.get(timeout=FloatOnce(5.0)) == "a"
+        t = FloatOnce(0.05)
+        with pytest.raises(ChannelEmpty):
+            ch.get(timeout=t)
+        assert t.calls == 1
+        ch.put("c")
+        assert ch.get_nowait() == "c"
+    ch = Channel(1)
+    t = FloatOnce(5.0)
+    assert ch.put_many(["d"], timeout=t) == 1 and t.calls == 1
+    t = FloatOnce(5.0)
+    assert ch.get_many(5, timeout=t) == ["d"] and t.calls == 1
+
+
+class FailingFloat:
+    def __float__(self):
+        raise ZeroDivisionError("no float today")
+
+
+def test_a_bad_timeout_says_why(ch):
+    # Not a number: TypeError, with float()'s own error as the cause. A
+    # number's own error goes through as queue.Queue lets it.
+    with pytest.raises(TypeError, match="^timeout must be a number or None, not str$") as info:
+        ch.get(timeout="1")
+    assert isinstance(info.value.__cause__, TypeError)
+    with pytest.raises(OverflowError):
+        ch.put(1, timeout=10**400)
+    with pytest.raises(ZeroDivisionError, match="no float today"):
+        ch.get(timeout=FailingFloat())
+    with pytest.raises(ZeroDivisionError, match="no float today"):
+        ch.join(timeout=FailingFloat())
+    assert ch.qsize() == 1
+
+
 @pytest.mark.parametrize(
     "call,exc",
     [

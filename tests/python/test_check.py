@@ -137,7 +137,8 @@ def test_version_is_written_once():
     import re
 
     root = os.path.dirname(os.path.dirname(HERE))
-    text = open(os.path.join(root, "pyproject.toml")).read()
+    with open(os.path.join(root, "pyproject.toml")) as f:
+        text = f.read()
     assert 'dynamic = ["version"]' in text and not re.search(r"^version\s*=", text, re.M)
     assert importlib.metadata.version("xchannels") == xchannels.__version__
 

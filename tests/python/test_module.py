@@ -298,3 +298,36 @@ def test_cached_helpers_are_loaded_once_under_racing_threads(setup, action, cach
         subinterp.run(code, n=n, refs_id=refs.id)
         counts.append(refs.get(timeout=5))
     assert counts[1:] == [counts[0]] * 3, counts
+
+
+_NO_MAIN_IDENT = """
+import threading
+
+
+class NotAThread:
+    ident = "not an int"
+
+
+threading.main_thread = NotAThread
+try:
+    import xchannels._xchannels
+except TypeError as e:
+    print("TypeError", e)
+else:
+    raise AssertionError("imported without the main thread's ident")
+"""
+
+
+def test_an_import_that_cannot_read_the_main_thread_ident_fails_cleanly():
+    # The main interpreter's import reads threading.main_thread().ident. A
+    # failure there went on with the error set into the rest of the import
+    # (Python code run with an exception set: fatal on a debug CPython); it
+    # now fails the import with that error.
+    import os
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    r = subprocess.run([sys.executable, "-X", "dev", "-c", _NO_MAIN_IDENT],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("TypeError "), r.stdout

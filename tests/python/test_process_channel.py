@@ -238,6 +238,8 @@ def test_ctrl_c_between_two_sleeps_is_not_lost(tmp_path):
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
+        proc.wait()
+        proc.stdout.close()
 
 
 def test_a_killed_producer_leaves_the_channel_usable():
@@ -283,6 +285,48 @@ def test_ctrl_c_interrupts_a_blocked_get_in_a_script(tmp_path):
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert out.strip() == "interrupted usable"
+
+
+_ITER_ERROR_SCRIPT = """
+import sys
+import xchannels
+
+fresh = "queue" not in sys.modules  # ChannelClosed not made yet on 3.13+
+
+
+class Boom:
+    def __reduce__(self):
+        return (int, ("not a number",))  # fails when unpickled
+
+
+pc = xchannels.ProcessChannel(fallback="pickle")
+pc.put(Boom())
+pc.put("next")
+try:
+    next(iter(pc))
+except xchannels.NotShareableError as e:
+    assert "cannot be unpickled" in str(e), e
+    assert isinstance(e.__cause__, ValueError), repr(e.__cause__)
+else:
+    raise AssertionError("an unpicklable record was taken")
+assert next(iter(pc)) == "next"
+pc.close()
+assert list(pc) == []  # ChannelClosed ends the iteration
+print("ok", fresh)
+"""
+
+
+def test_iteration_passes_on_a_receive_error_before_channel_closed_exists():
+    # next() on a ProcessChannel checks whether a failed get() raised
+    # ChannelClosed. It made the class to compare (importing queue on 3.13+)
+    # with the get's error still set: Python code run with an exception set
+    # (a fatal error on a debug CPython; the error could be lost). A fresh
+    # process, so queue is not imported yet.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    r = subprocess.run([sys.executable, "-X", "dev", "-c", _ITER_ERROR_SCRIPT],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ok", "True"]
 
 
 def test_no_file_is_left_in_dev_shm():
@@ -572,10 +616,16 @@ def _stopped_holder(pc: ProcessChannel, watchdog: float = 8) -> subprocess.Popen
             os.kill(me, signal.SIGSTOP)
             """), str(pc.fileno()), str(watchdog)],
         pass_fds=[pc.fileno()], stdout=subprocess.PIPE, text=True)
+    def state() -> str:
+        with open(f"/proc/{holder.pid}/stat") as f:
+            return f.read().split()[2]
+
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        assert holder.stdout is not None
+        with holder.stdout:  # nothing more is read from it
+            assert holder.stdout.readline() == "locked\n"
         deadline = time.monotonic() + 10
-        while open(f"/proc/{holder.pid}/stat").read().split()[2] != "T":
+        while state() != "T":
             assert time.monotonic() < deadline, "the holder did not stop"
             time.sleep(0.01)
     except BaseException:

@@ -133,3 +133,30 @@ def test_int_enum_matches_int():
 def test_unsupported_type_specs(bad):
     with pytest.raises(TypeError, match="type= must be|only allowed|takes [12] type argument"):
         Channel(type=bad)
+
+
+def test_a_value_check_that_drops_its_own_key_names_the_key():
+    # The failure message names the dict key of the bad value (its repr()).
+    # Checking the value may run Python code (a set subclass's __iter__)
+    # that removes the pair from the dict: the key is held while it is
+    # named, never read after it was freed.
+    ch = Channel(type=dict[str, set[int]])
+    d = {}
+
+    class DropsItsPair(set):
+        calls = 0
+
+        def __iter__(self):
+            DropsItsPair.calls += 1
+            if DropsItsPair.calls > 1:  # the second look, which names the place
+                d.clear()
+            yield "not an int"
+
+    d["".join(["ke", "y"])] = DropsItsPair()  # a key only the dict holds
+    with pytest.raises(
+        TypeError, match=r"^item \['key'\]\{#0\}: expected int, got str \(channel expects dict\[str, set\[int\]\]\)$"
+    ):
+        ch.put(d)
+    assert d == {} and ch.empty()
+    ch.put({"key": {1}})
+    assert ch.get_nowait() == {"key": {1}}

@@ -567,6 +567,45 @@ def test_fallback_errors_name_the_place_and_keep_the_channel_usable():
     assert ch.get_nowait() == "before"
 
 
+class InterruptedPickle:
+    """Ctrl-C lands while the value is pickled."""
+
+    def __reduce__(self):
+        raise KeyboardInterrupt
+
+
+class FailingPickle:
+    def __reduce__(self):
+        raise ValueError("refuses to be pickled")
+
+
+def test_pickling_errors_under_any_key_keep_their_cause():
+    # The place (the keys' repr()) is rendered once pickle's own error is
+    # fetched, never with it set (a debug CPython aborts on that).
+    ch = Channel(fallback="pickle")
+    ch.put("before")
+    for value, place in [
+        ({"fn": FailingPickle()}, r"item \['fn'\]"),
+        ({(1, "two"): [FailingPickle()]}, r"item \[\(1, 'two'\)\]\[0\]"),
+        ({frozenset(): {"k": FailingPickle()}}, r"item \[frozenset\(\)\]\['k'\]"),
+    ]:
+        with pytest.raises(
+            NotShareableError, match=rf"^{place}: FailingPickle cannot be pickled: refuses to be pickled$"
+        ) as info:
+            ch.put(value)
+        assert isinstance(info.value.__cause__, ValueError)
+        with pytest.raises(NotShareableError, match=rf"^put_many: items\[0\]: {place}: ") as info:
+            ch.put_many([value, 1])
+        assert isinstance(info.value.__cause__, ValueError)
+    # Ctrl-C is not about the value: it goes through unchanged.
+    with pytest.raises(KeyboardInterrupt):
+        ch.put({"k": InterruptedPickle()})
+    with pytest.raises(KeyboardInterrupt):
+        ch.put(InterruptedPickle())
+    assert ch.qsize() == 1
+    assert ch.get_nowait() == "before"
+
+
 UNPICKLABLE_HERE = """
 import xchannels
 ch = xchannels.Channel.from_id(cid)
