@@ -15,6 +15,7 @@
 
 #include "state.h"
 #include "xchannels/detail/barrier.h"
+#include "xidata.h"
 #include "xchannels/task_claims.h"
 
 namespace pyb = pybind11;
@@ -563,7 +564,7 @@ void InitModule(pyb::module_& m, ModuleState* st) {
   PyObject* mod = m.ptr();
   if (!MakeExceptions(st, mod) || !InitSharedBufferType(mod, st) ||
       !InitChannelType(mod, st) || !InitAioTypes(mod, st) ||
-      !InitProcessChannelType(mod, st)) {
+      !InitProcessChannelType(mod, st) || !RegisterXIData(st)) {
     throw pyb::error_already_set();
   }
   m.def(
@@ -614,6 +615,10 @@ void InitModule(pyb::module_& m, ModuleState* st) {
     build["build_type"] = XCHANNELS_BUILD_TYPE;
     build["abseil"] = XCHANNELS_ABSL_VERSION;
     build["concurrentqueue"] = XCHANNELS_CQ_VERSION;
+    // CPython's cross-interpreter data registry that Channel,
+    // ProcessChannel and SharedBuffer are registered with (None: none).
+    const char* xid = xchannels_xidata_api();
+    build["xidata"] = xid != nullptr ? pyb::object(pyb::str(xid)) : pyb::object(pyb::none());
     build["pybind11"] = std::to_string(PYBIND11_VERSION_MAJOR) + "." +
                         std::to_string(PYBIND11_VERSION_MINOR) + "." +
                         std::to_string(PYBIND11_VERSION_PATCH);

@@ -547,6 +547,12 @@ PyObject* SelectProcessChannels(ModuleState* st, PyObject* seq,
   return pair;
 }
 
+ProcessChannel* ProcessChannelOf(PyObject* obj) { return AsPc(obj)->ch; }
+
+PyObject* WrapProcessChannel(ModuleState* st, Ref<ProcessChannel> ch) {
+  return Wrap(st, st->ProcessChannelType, std::move(ch));
+}
+
 bool InitProcessChannelType(PyObject* module, ModuleState* st) {
   return AddHeapType(module, &kPcSpec, "ProcessChannel",
                      &st->ProcessChannelType);

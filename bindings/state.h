@@ -342,6 +342,16 @@ bool ParseBlock(PyObject* block_obj, PyObject* timeout, BlockArgs* out);
 
 // ---- ProcessChannel (process_channel.cpp) ------------------------------------
 bool InitProcessChannelType(PyObject* module, ModuleState* st);
+// The core channel of a ProcessChannel handle (borrowed: the handle owns it).
+ProcessChannel* ProcessChannelOf(PyObject* obj);
+// Wraps a reference (taken over) in a new Python ProcessChannel.
+PyObject* WrapProcessChannel(ModuleState* st, Ref<ProcessChannel> ch);
+
+// ---- cross-interpreter data (xidata.cpp) ------------------------------------
+// Registers Channel, ProcessChannel and SharedBuffer with CPython's
+// cross-interpreter data registry where this build knows it (3.13-3.15).
+// False with an exception set on failure.
+bool RegisterXIData(ModuleState* st);
 // select() over a sequence (PySequence_Fast) whose first item is a
 // ProcessChannel: every item must be one. Returns (channel, item).
 PyObject* SelectProcessChannels(ModuleState* st, PyObject* seq,

@@ -28,6 +28,8 @@ def examples():
 def test_example_runs(code, tmp_path):
     if re.search(r"^import .*\b_interpreters\b", code, re.M) and sys.version_info < (3, 13):
         pytest.skip("example uses CPython 3.13's _interpreters module")
+    if re.search(r"concurrent(\.futures import InterpreterPool|\.interpreters| import interpreters)", code) and sys.version_info < (3, 14):
+        pytest.skip("example uses concurrent.interpreters, new in CPython 3.14")
     if "xchannels.asgi" in code and sys.version_info < (3, 13):
         pytest.skip("xchannels.asgi needs 3.13: 3.12 aborts when asyncio is imported in a sub-interpreter")
     if re.search(r"^import numpy\b", code, re.M) and importlib.util.find_spec("numpy") is None:
