@@ -451,8 +451,18 @@ PyObject* GetClosePending(PyObject* op, void*) {
 PyObject* GetId(PyObject* op, void*) {
   return PyLong_FromUnsignedLongLong(AsCh(op)->ch->id());
 }
+// The maxsize the channel was made with: its capacity, or 0 or the
+// negative number given for an unbounded one (queue.Queue keeps it too).
+long long MaxsizeOf(ItemChannel* ch) {
+  if (ch->capacity() == 0) {
+    auto config = std::static_pointer_cast<const ChannelConfig>(ch->attachment());
+    return config ? config->negative_maxsize : 0;
+  }
+  return static_cast<long long>(ch->capacity());
+}
+
 PyObject* GetMaxsize(PyObject* op, void*) {
-  return PyLong_FromSize_t(AsCh(op)->ch->capacity());
+  return PyLong_FromLongLong(MaxsizeOf(AsCh(op)->ch));
 }
 PyObject* GetType(PyObject* op, void*) {
   PyChannel* self = AsCh(op);
@@ -471,8 +481,8 @@ PyObject* ChannelRepr(PyObject* op) {
   if (self->spec != nullptr) type = " type=" + (*self->spec)->name;
   if (self->pickle) type += " fallback=pickle";
   return PyUnicode_FromFormat(
-      "<xchannels.Channel id=%llu maxsize=%zu%s qsize=%zu %s>",
-      static_cast<unsigned long long>(self->ch->id()), self->ch->capacity(),
+      "<xchannels.Channel id=%llu maxsize=%lld%s qsize=%zu %s>",
+      static_cast<unsigned long long>(self->ch->id()), MaxsizeOf(self->ch),
       type.c_str(), self->ch->size(), self->ch->closed() ? "closed" : "open");
 }
 
@@ -513,6 +523,7 @@ PyObject* ChannelNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
     pickle = true;
   }
   size_t maxsize = 0;
+  int64_t negative_maxsize = 0;
   if (maxsize_obj != nullptr) {
     if (!PyIndex_Check(maxsize_obj)) {
       PyErr_Format(PyExc_TypeError, "maxsize must be an int, not %s",
@@ -523,6 +534,7 @@ PyObject* ChannelNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
     if (m == -1 && PyErr_Occurred()) return nullptr;
     // As queue.Queue: maxsize <= 0 means unbounded.
     maxsize = m > 0 ? static_cast<size_t>(m) : 0;
+    if (m < 0) negative_maxsize = m;
   }
   SpecPtr spec;
   if (type_obj != Py_None) {
@@ -531,10 +543,11 @@ PyObject* ChannelNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
   }
   Ref<ItemChannel> ch = ItemChannel::Create(maxsize);
   if (!ch) return PyErr_NoMemory();
-  if (spec || pickle) {
+  if (spec || pickle || negative_maxsize != 0) {
     auto config = std::make_shared<ChannelConfig>();
     config->spec = std::move(spec);
     config->pickle = pickle;
+    config->negative_maxsize = negative_maxsize;
     ch->set_attachment(std::move(config));
   }
   return WrapChannel(st, std::move(ch));
@@ -649,7 +662,7 @@ PyGetSetDef kChannelGetSet[] = {
      "close_after); 0 when a close() closes at once.", nullptr},
     {"id", GetId, nullptr, "Process-unique id; see Channel.from_id.", nullptr},
     {"maxsize", GetMaxsize, nullptr,
-     "Capacity, fixed at creation; 0 means unbounded.", nullptr},
+     "Capacity, fixed at creation; 0 or less (as given) means unbounded.", nullptr},
     {"type", GetType, nullptr,
      "The type= expression the channel checks, or None.", nullptr},
     {"fallback", GetFallback, nullptr,

@@ -48,6 +48,9 @@ struct TypeSpec {
 struct ChannelConfig {
   std::shared_ptr<const TypeSpec> spec;  // type=; nullptr when untyped
   bool pickle = false;                   // fallback='pickle'
+  // maxsize as given when it is below 0 (unbounded, as queue.Queue keeps
+  // it: Channel(maxsize=-10).maxsize is -10); 0 otherwise.
+  int64_t negative_maxsize = 0;
 };
 
 // Parses `type=`; raises TypeError and returns nullptr for what is not a

@@ -480,15 +480,22 @@ def test_close_after_rules():
 
 
 @pytest.mark.parametrize("maxsize", [0, -1, -100])
-def test_maxsize_zero_or_less_is_unbounded(maxsize):
+def test_maxsize_zero_or_less_is_unbounded_and_kept_as_given(maxsize):
     ch = Channel(maxsize)
-    assert ch.maxsize == 0
+    q = queue.Queue(maxsize)  # the same rule
+    assert ch.maxsize == q.maxsize == maxsize  # kept as given, as queue.Queue does
+    assert f"maxsize={maxsize} " in repr(ch)
     for i in range(1000):
         ch.put_nowait(i)
-    assert not ch.full() and ch.qsize() == 1000
-    q = queue.Queue(maxsize)  # the same rule
-    for i in range(1000):
         q.put_nowait(i)
+    assert not ch.full() and ch.qsize() == 1000
+    # every handle, in every interpreter, says the same
+    assert Channel.from_id(ch.id).maxsize == maxsize
+    subinterp.run(
+        "import xchannels\nassert xchannels.Channel.from_id(cid).maxsize == m",
+        cid=ch.id,
+        m=maxsize,
+    )
 
 
 def test_item_keyword_as_queue():
