@@ -74,7 +74,7 @@ def test_get_timeout_waits_about_that_long(timeout):
 
 
 def test_bad_arguments():
-    assert Channel(-1).maxsize == 0  # as queue.Queue: <= 0 is unbounded
+    assert Channel(-1).maxsize == -1  # as queue.Queue: kept as given, <= 0 is unbounded
     with pytest.raises(TypeError):
         Channel("3")
     with pytest.raises(TypeError):
