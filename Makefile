@@ -242,7 +242,35 @@ wheel: deps venvs
 	  { echo "== auditwheel show (repaired) $$fixed"; $$py -m auditwheel show $$fixed; } >> $(BUILD)/wheel/auditwheel.log 2>&1; \
 	  echo "   $$fixed ($$(du -k $$fixed | cut -f1) KiB)"; \
 	done
-	@grep -A3 "(repaired)" $(BUILD)/wheel/auditwheel.log | sed -n '1,12p'
+	@$(MAKE) --no-print-directory sid-root
+	@py=$(CURDIR)/.venv-3.13/bin/python; $$py -m pip install -q wheel; \
+	m=$$(gcc -print-multiarch); version=$$(sed -n 's/^__version__ = "\(.*\)"/\1/p' python/xchannels/__init__.py); \
+	meta=$$(ls $(BUILD)/wheel/raw/xchannels-*-cp313-*.whl); \
+	for v in $(SID_PYS); do \
+	  t=cp$${v/./}; h=$(BUILD)/wheel/headers/python$$v; \
+	  echo "== wheel for Python $$v (compiled here, from the sid root's headers of $$v)"; \
+	  rm -rf $$h; mkdir -p $(BUILD)/wheel/headers; cp -r $(SID_ROOT)/usr/include/python$$v $$h; \
+	  cp $(SID_ROOT)/usr/include/$$m/python$$v/pyconfig.h $$h/pyconfig.h; \
+	  $(CMAKE) -S . -B $(BUILD)/wheel/$$t -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
+	    -DCMAKE_BUILD_TYPE=Release -DXCHANNELS_PYTHON=ON -DXCHANNELS_TESTS=OFF \
+	    -DXCHANNELS_PYTHON_INCLUDE_DIR=$(CURDIR)/$$h -DPYTHON_MODULE_EXTENSION=.cpython-$${t#cp}-$$m.so \
+	    -DPYTHON_IS_DEBUG=OFF -DPYTHON_MODULE_DEBUG_POSTFIX= -Dpybind11_DIR=$$($$py -m pybind11 --cmakedir) >/dev/null; \
+	  $(CMAKE) --build $(BUILD)/wheel/$$t -j $(JOBS) --target _xchannels >/dev/null; \
+	  tree=$(BUILD)/wheel/tree-$$t/xchannels-$$version; rm -rf $(BUILD)/wheel/tree-$$t; mkdir -p $$tree/xchannels-$$version.dist-info; \
+	  cp -r python/xchannels $$tree/; rm -f $$tree/xchannels/*.so; find $$tree -name __pycache__ -prune -exec rm -rf {} +; \
+	  cp $(BUILD)/wheel/$$t/_xchannels.cpython-$${t#cp}-$$m.so $$tree/xchannels/; \
+	  unzip -p $$meta "xchannels-$$version.dist-info/METADATA" > $$tree/xchannels-$$version.dist-info/METADATA; \
+	  printf 'Wheel-Version: 1.0\nGenerator: xchannels make wheel\nRoot-Is-Purelib: false\nTag: %s-%s-linux_%s\n' \
+	    $$t $$t $$(uname -m) > $$tree/xchannels-$$version.dist-info/WHEEL; \
+	  $$py -m wheel pack $$tree -d $(BUILD)/wheel/raw >/dev/null; \
+	  raw=$$(ls $(BUILD)/wheel/raw/xchannels-*-$$t-*.whl); \
+	  { echo "== auditwheel show (not repaired) $$raw"; $$py -m auditwheel show $$raw; } >> $(BUILD)/wheel/auditwheel.log 2>&1; \
+	  PATH=$$(dirname $$py):$$PATH $$py -m auditwheel repair -w dist $$raw >> $(BUILD)/wheel/auditwheel.log 2>&1; \
+	  fixed=$$(ls dist/xchannels-*-$$t-*.whl); \
+	  { echo "== auditwheel show (repaired) $$fixed"; $$py -m auditwheel show $$fixed; } >> $(BUILD)/wheel/auditwheel.log 2>&1; \
+	  echo "   $$fixed ($$(du -k $$fixed | cut -f1) KiB)"; \
+	done
+	@grep -A3 "(repaired)" $(BUILD)/wheel/auditwheel.log | sed -n '1,24p'
 
 # The repaired wheel, installed alone into a fresh virtual environment, must
 # pass tests/wheel/smoke.py with every system libabsl*.so* hidden (a private
@@ -250,16 +278,20 @@ wheel: deps venvs
 # the wheel before repair, so the check can fail.
 HIDE_ABSL = for f in $(LIBDIR)/libabsl*.so*; do mount --bind /dev/null $$f || exit 97; done
 wheel-test: wheel
-	@for v in $(PY_VERSIONS); do \
-	  s=$${v%.*}; prefix=$$(pyenv prefix $$v 2>/dev/null || echo $(HOME)/.pyenv/versions/$$v); \
+	@for v in $(PY_VERSIONS) $(SID_PYS); do \
+	  s=$$(echo $$v | cut -d. -f1-2); t=cp$${s/./}; \
+	  case " $(SID_PYS) " in \
+	    *" $$v "*) py=python$$s; run="$(SID)"; where="sid root";; \
+	    *) py=$$(pyenv prefix $$v 2>/dev/null || echo $(HOME)/.pyenv/versions/$$v)/bin/python$$s; run="unshare -m"; where="host";; \
+	  esac; \
 	  for kind in repaired raw; do \
 	    env=$(BUILD)/wheel/venv-$$s-$$kind; rm -rf $$env; \
-	    $$prefix/bin/python$$s -m venv $$env; \
-	    if [ $$kind = repaired ]; then whl=$$(ls dist/xchannels-*-cp$${s/./}-*.whl); \
-	    else whl=$$(ls $(BUILD)/wheel/raw/xchannels-*-cp$${s/./}-*.whl); fi; \
-	    $$env/bin/python -m pip install -q --no-deps $$whl; \
-	    echo "== wheel smoke test, Python $$v, $$kind wheel, system Abseil hidden"; \
-	    if (cd $(BUILD)/wheel && unshare -m sh -c '$(HIDE_ABSL); exec env -u PYTHONPATH $(CURDIR)/'$$env'/bin/python $(CURDIR)/tests/wheel/smoke.py') > $(BUILD)/wheel/smoke-$$s-$$kind.log 2>&1; \
+	    if [ $$kind = repaired ]; then whl=$$(ls dist/xchannels-*-$$t-*.whl); \
+	    else whl=$$(ls $(BUILD)/wheel/raw/xchannels-*-$$t-*.whl); fi; \
+	    $$run sh -c "$$py -m venv $$env && $$env/bin/python -m pip install -q --no-deps $$whl" || exit 1; \
+	    echo "== wheel smoke test, Python $$v ($$where), $$kind wheel, system Abseil hidden"; \
+	    if $$run sh -c '$(HIDE_ABSL); cd $(BUILD)/wheel && exec env -u PYTHONPATH $(CURDIR)/'$$env'/bin/python $(CURDIR)/tests/wheel/smoke.py' \
+	      > $(BUILD)/wheel/smoke-$$s-$$kind.log 2>&1; \
 	    then ok=1; else ok=0; fi; \
 	    if [ $$kind = repaired ] && [ $$ok = 1 ]; then tail -1 $(BUILD)/wheel/smoke-$$s-$$kind.log; \
 	    elif [ $$kind = raw ] && [ $$ok = 0 ] && grep -q "libabsl" $(BUILD)/wheel/smoke-$$s-$$kind.log; then \
@@ -275,15 +307,34 @@ sdist: venvs
 	.venv-3.13/bin/python -m build --sdist --no-isolation --outdir dist .
 
 # ---- benchmarks ---------------------------------------------------------------
-bench: install
+# The comparison runs on sid's CPython 3.14 and 3.15 first (each run's JSON in
+# build/bench/, no plots or docs), then on 3.13, whose run takes theirs in
+# (--with) and writes the results JSON and docs/benchmarks.md with every
+# Python's goals side by side. The C++ micro-benchmarks run with 3.13's only.
+BENCH_SID_JSON = $(BUILD)/bench/results-py$(1).json
+bench: install $(foreach v,$(SID_PYS),build/sid/venv-$(v)/.stamp)
 	@echo "== C++ micro-benchmarks build (Release)"
 	$(CMAKE) -S . -B $(BUILD)/bench -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
 	  -DCMAKE_BUILD_TYPE=Release -DXCHANNELS_TESTS=OFF -DXCHANNELS_BENCHMARKS=ON >/dev/null
 	$(CMAKE) --build $(BUILD)/bench -j $(JOBS)
 	@.venv-3.13/bin/python -m pip install -q faster-fifo || echo "note: faster-fifo could not be installed; the harness marks it n/a"
 	@.venv-3.13/bin/python -m pip install -q uvicorn || echo "note: uvicorn could not be installed; the web-server section marks it n/a"
-	@echo "== benchmarks$(if $(QUICK), (quick))"
-	.venv-3.13/bin/python benchmarks/python/run.py $(if $(QUICK),--quick)
+	@$(SID) bash -c 'command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq wrk >/dev/null; }' || echo "note: wrk could not be installed in the sid root; its web-server section marks it n/a"
+	@for v in $(SID_PYS); do \
+	  echo "== pip install . (sid's python$$v), faster-fifo, uvicorn"; \
+	  $(SID) bash -c "PATH=\$$PWD/build/sid/venv-$$v/bin:\$$PATH build/sid/venv-$$v/bin/python -m pip install -q \
+	    --no-build-isolation --no-deps -Ccmake.define.XCHANNELS_WERROR=ON ." || exit 1; \
+	  $(SID) $(call SID_VPY,$$v) -m pip install -q faster-fifo || echo "note: faster-fifo does not install on $$v; the harness marks it n/a"; \
+	  $(SID) $(call SID_VPY,$$v) -m pip install -q uvicorn || echo "note: uvicorn does not install on $$v; the harness marks it n/a"; \
+	  rm -f $(call BENCH_SID_JSON,$$v); \
+	  echo "== benchmarks on Python $$v (sid)$(if $(QUICK), (quick))"; \
+	  $(SID) $(call SID_VPY,$$v) benchmarks/python/run.py --no-cpp --out $(call BENCH_SID_JSON,$$v) $(if $(QUICK),--quick) \
+	    || echo "note: the run on $$v failed; the report goes without it"; \
+	done
+	@echo "== benchmarks on Python 3.13$(if $(QUICK), (quick))"
+	.venv-3.13/bin/python benchmarks/python/run.py $(if $(QUICK),--quick) \
+	  $(foreach v,$(SID_PYS),--with $(call BENCH_SID_JSON,$(v)))
 
 clean:
 	rm -rf $(BUILD) .venv-3.13 .venv-3.12
