@@ -36,6 +36,10 @@ SID = .ci/sid $(SID_ROOT) run
 SID_PYS := 3.14 3.15
 SID_DEBUG_PYS := 3.14d 3.15d
 SID_VPY = build/sid/venv-$(1)/bin/python
+# The rooms whose tests the reference-leak check repeats (conftest.py's
+# --refleak; test_refleak.py repeats each operation and runs in every suite).
+REFLEAK_TESTS := tests/python/test_values.py tests/python/test_bad_input.py tests/python/test_typespec.py \
+                 tests/python/test_shared_buffer.py
 
 .PHONY: docs typecheck stress dev test bench fuzz fuzz-build fuzz-short stress fuzz deps venvs install cpp-test cpp-test-asan \
         cpp-test-tsan py-test clean docs wheel wheel-test sdist sid-root sid-venvs sid-install sid-cpp-test \
@@ -92,7 +96,7 @@ build/sid/venv-$(1)/.stamp: pyproject.toml | sid-root
 	@echo "== venv build/sid/venv-$(1) (sid's python$(1))"
 	@$(SID) bash -c 'set -e; python$(1) -m venv --clear build/sid/venv-$(1); \
 	  build/sid/venv-$(1)/bin/python -m pip install -q $(SID_TEST_DEPS) \
-	    $(if $(findstring d,$(1)),,numpy "hypercorn>=0.18")'
+	    $(if $(findstring d,$(1)),,numpy "hypercorn>=0.18" mypy)'
 	@touch $$@
 endef
 $(foreach v,$(SID_PYS) $(SID_DEBUG_PYS),$(eval $(call SID_VENV_RULE,$(v))))
@@ -160,6 +164,8 @@ sid-py-test: sid-install
 	@for v in $(SID_PYS); do \
 	  echo "== pytest on Python $$v (sid)"; \
 	  $(SID) $(call SID_VPY,$$v) -m pytest -q -p no:cacheprovider -m "not stress" tests/python || exit 1; \
+	  echo "== stubtest: the stubs against the module built for $$v"; \
+	  $(SID) bash -c "cd $(BUILD) && $(CURDIR)/$(call SID_VPY,$$v) -m mypy.stubtest xchannels" || exit 1; \
 	done
 
 # The Py_DEBUG builds, with -X dev (warnings are errors) and the debug
@@ -170,6 +176,8 @@ sid-debug-test: sid-install
 	  $(SID) env PYTHONMALLOC=debug $(call SID_VPY,$$v) -X dev -W error -m pytest -W error -q -p no:cacheprovider \
 	    -m "not stress" tests/python || exit 1; \
 	done
+	@echo "== reference-leak check (Python 3.14d): every test of the values, bad-input, type and buffer rooms repeated"
+	@$(SID) $(call SID_VPY,3.14d) -X dev -m pytest -q -p no:cacheprovider --refleak=2:3 $(REFLEAK_TESTS)
 
 # libFuzzer over the message decoder and over a ProcessChannel's corrupted
 # shared segment (clang, with ASan + UBSan), FUZZ_SECONDS each.
@@ -311,8 +319,10 @@ sdist: venvs
 # build/bench/, no plots or docs), then on 3.13, whose run takes theirs in
 # (--with) and writes the results JSON and docs/benchmarks.md with every
 # Python's goals side by side. The C++ micro-benchmarks run with 3.13's only.
+# A sid venv is made when missing, not remade when pyproject.toml changes
+# (sid-install does that): the bench reinstalls xchannels into it anyway.
 BENCH_SID_JSON = $(BUILD)/bench/results-py$(1).json
-bench: install $(foreach v,$(SID_PYS),build/sid/venv-$(v)/.stamp)
+bench: install
 	@echo "== C++ micro-benchmarks build (Release)"
 	$(CMAKE) -S . -B $(BUILD)/bench -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(call VENV,3.13.0)/bin/ninja \
 	  -DCMAKE_BUILD_TYPE=Release -DXCHANNELS_TESTS=OFF -DXCHANNELS_BENCHMARKS=ON >/dev/null
@@ -321,6 +331,9 @@ bench: install $(foreach v,$(SID_PYS),build/sid/venv-$(v)/.stamp)
 	@.venv-3.13/bin/python -m pip install -q uvicorn || echo "note: uvicorn could not be installed; the web-server section marks it n/a"
 	@$(SID) bash -c 'command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq wrk >/dev/null; }' || echo "note: wrk could not be installed in the sid root; its web-server section marks it n/a"
+	@for v in $(SID_PYS); do \
+	  test -f build/sid/venv-$$v/pyvenv.cfg || $(MAKE) --no-print-directory build/sid/venv-$$v/.stamp; \
+	done
 	@for v in $(SID_PYS); do \
 	  echo "== pip install . (sid's python$$v), faster-fifo, uvicorn"; \
 	  $(SID) bash -c "PATH=\$$PWD/build/sid/venv-$$v/bin:\$$PATH build/sid/venv-$$v/bin/python -m pip install -q \
