@@ -564,7 +564,8 @@ void InitModule(pyb::module_& m, ModuleState* st) {
   PyObject* mod = m.ptr();
   if (!MakeExceptions(st, mod) || !InitSharedBufferType(mod, st) ||
       !InitChannelType(mod, st) || !InitAioTypes(mod, st) ||
-      !InitProcessChannelType(mod, st) || !RegisterXIData(st)) {
+      !InitProcessChannelType(mod, st) || !RegisterXIData(st) ||
+      !InitProfilers(mod)) {
     throw pyb::error_already_set();
   }
   m.def(

@@ -347,6 +347,13 @@ ProcessChannel* ProcessChannelOf(PyObject* obj);
 // Wraps a reference (taken over) in a new Python ProcessChannel.
 PyObject* WrapProcessChannel(ModuleState* st, Ref<ProcessChannel> ch);
 
+// ---- profilers (profilers.cpp) -----------------------------------------------
+// Adds _current_frames, _current_exceptions (the calling interpreter's
+// threads only) and _frames_guard to the module, and puts the two in sys in
+// place of CPython's own where this Python's versions walk every interpreter's
+// threads (cpython gh-158364). False with an exception set on failure.
+bool InitProfilers(PyObject* module);
+
 // ---- cross-interpreter data (xidata.cpp) ------------------------------------
 // Registers Channel, ProcessChannel and SharedBuffer with CPython's
 // cross-interpreter data registry where this build knows it (3.13-3.15).

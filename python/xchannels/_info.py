@@ -37,11 +37,13 @@ def info() -> dict[str, Any]:
     Facts about this installation, for bug reports: ``version``, ``build``
     (compiler, build type, library versions), ``python``, ``platform``,
     ``own_gil_subinterpreters`` (whether one can be created here and import
-    xchannels), ``own_gil_error`` (why not, or None), ``module`` (the path of
-    the loaded extension) and ``package`` (the package folder).
+    xchannels), ``own_gil_error`` (why not, or None), ``workarounds`` (which
+    of xchannels' guards against CPython bugs this Python needs: see
+    docs/limitations.md), ``module`` (the path of the loaded extension) and
+    ``package`` (the package folder).
     """
     import xchannels
-    from xchannels import _xchannels
+    from xchannels import _profilers, _xchannels
 
     ok, why = _own_gil()
     return {
@@ -51,6 +53,12 @@ def info() -> dict[str, Any]:
         "platform": f"{platform.system()} {platform.machine()} glibc {platform.libc_ver()[1] or '?'}",
         "own_gil_subinterpreters": ok,
         "own_gil_error": why,
+        "workarounds": {
+            # sys._current_frames/_current_exceptions: this interpreter's threads only
+            "frames_guard": bool(getattr(_xchannels, "_frames_guard", False)),
+            # no interpreter created while tracemalloc traces, and the reverse
+            "tracemalloc_guard": _profilers.tracemalloc_unsafe(),
+        },
         "module": _xchannels.__file__,
         "package": xchannels.__path__[0],
     }

@@ -28,6 +28,8 @@ import sys
 import threading
 from typing import Any, Callable
 
+from xchannels import _profilers
+
 __all__ = ["HostThread", "create", "destroy", "list_all", "run"]
 
 if sys.version_info >= (3, 13):
@@ -62,7 +64,8 @@ if sys.version_info >= (3, 13):
         """
         if not _datetime_primed:
             _prime_datetime()
-        return _mod.create("isolated")
+        with _profilers.creating():
+            return _mod.create("isolated")
 
     def _exec(iid: Any, code: str) -> str | None:
         err = _mod.exec(iid, code)
@@ -81,7 +84,8 @@ else:  # 3.12
         reference to the interpreter: when the last one is dropped, the
         interpreter is destroyed, so keep the handle (never just ``int()``).
         """
-        return _mod.create(isolated=True)
+        with _profilers.creating():
+            return _mod.create(isolated=True)
 
     def _exec(iid: Any, code: str) -> str | None:
         try:
