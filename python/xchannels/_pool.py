@@ -5,7 +5,14 @@ Layout: one task channel shared by every worker (MPMC), one result channel,
 one collector thread in the caller that completes futures. Each worker is a
 non-daemon thread that creates its interpreter, runs
 ``_bootstrap.pool_worker`` in it until the task channel is closed and
-drained, then destroys it. Messages: see ``_protocol``; the worker side is
+drained, then destroys it. Workers start on demand, as ThreadPoolExecutor's
+threads do: the first with the pool, one more each time the pool has more
+tasks in flight than started workers (``Pool._grow``), up to ``workers``.
+CPython creates interpreters one after another, not in parallel (3.13: the
+creating thread holds the main interpreter's GIL; 3.14/3.15 creations that
+overlap take about as long as back to back), so a pool that starts every
+worker at once pays that many creations and destructions before a one-task
+``with Pool(n)`` block ends. Messages: see ``_protocol``; the worker side is
 ``_bootstrap``, the ``map`` machinery ``_map``.
 
 Invariants:
@@ -35,7 +42,9 @@ Locking (the caller's threads, the collector thread and the worker-hosting
 threads share a ``_State``):
 
 - ``_State.lock`` guards ``next_id`` (task id allocation), ``live`` (worker
-  threads still running; the last one closes the result channel), and the
+  threads started and still running; the last one closes the result
+  channel), the starting of workers (``Pool._threads`` grows only under it,
+  and never once the pool is shut down or broken, or ``live`` is 0), and the
   transitions of ``broken``/``broken_cause`` (set once) and ``shutdown``
   (set once). Those flags are read without the lock: each only ever goes
   from unset to set, and a reader that misses the change meets the closed
@@ -167,7 +176,7 @@ def _cancel(target: Future[Any] | MapResults, tid: int) -> None:
 class _State:
     """Everything the pool's threads share; see the module invariants."""
 
-    def __init__(self, workers: int, fallback: Literal["pickle"] | None = None) -> None:
+    def __init__(self, fallback: Literal["pickle"] | None = None) -> None:
         self.tasks = Channel(fallback=fallback)
         # The pool's id in the task claim table (see _TaskFuture).
         self.table = self.tasks.id
@@ -182,7 +191,7 @@ class _State:
         self.broken: str | None = None
         self.broken_cause: str | None = None
         self.shutdown = False
-        self.live = workers
+        self.live = 0  # worker threads started and not yet exited
         self.next_id = 0
 
     def alloc(self, count: int) -> int:
@@ -366,8 +375,10 @@ class Pool(Executor):
 
     A :class:`concurrent.futures.Executor` whose workers are own-GIL
     sub-interpreters (PEP 684), each on its own thread, created once and
-    reused. Tasks, arguments and results travel as xchannels messages: no
-    pickle.
+    reused. The first worker starts with the pool, the others as tasks
+    arrive (one more whenever more tasks are in flight than workers are
+    started), as ThreadPoolExecutor starts its threads. Tasks, arguments and
+    results travel as xchannels messages: no pickle.
 
     Parameters
     ----------
@@ -438,7 +449,7 @@ class Pool(Executor):
         self._workers = workers
         if fallback not in (None, "pickle"):
             raise ValueError(f"fallback must be None or 'pickle', not {fallback!r}")
-        self._state = state = _State(workers, fallback)
+        self._state = state = _State(fallback)
         try:
             path = main_path()
             state.config.put_many([pool_config(path, main_code(path), init, initargs)] * workers)
@@ -454,15 +465,31 @@ class Pool(Executor):
         )
         _register_atexit()
         _live_states.add(state)
+        self._code = code
         self._collector = _interp.HostThread(state.collect, name="xchannels-pool-collector")
-        self._threads = [
-            _interp.HostThread(state.serve, name=f"xchannels-pool-worker-{i}", args=(i, code))
-            for i in range(workers)
-        ]
+        # Worker threads started so far (see _grow); shutdown joins them.
+        self._threads: list[_interp.HostThread] = []
         self._collector.start()
-        for t in self._threads:
-            t.start()
+        self._grow(1)
         weakref.finalize(self, _State.close_tasks, state)
+
+    def _grow(self, wanted: int) -> None:
+        """Start workers until ``min(wanted, workers)`` are started, unless
+        the pool is shut down or broken. Called with the number of tasks in
+        flight after they are registered: a task that finds every started
+        worker busy (or about to be) gets a new one, as in
+        ThreadPoolExecutor. Interpreters are not created in parallel by
+        CPython, so starting all at once would make a short-lived pool wait
+        for every creation (and destruction) whatever its load."""
+        state = self._state
+        with state.lock:
+            if state.shutdown or state.broken is not None or (self._threads and state.live == 0):
+                return
+            for i in range(len(self._threads), min(wanted, self._workers)):
+                t = _interp.HostThread(state.serve, name=f"xchannels-pool-worker-{i}", args=(i, self._code))
+                t.start()  # under the lock: shutdown joins only started threads
+                self._threads.append(t)
+                state.live += 1
 
     @property
     def workers(self) -> int:
@@ -515,6 +542,8 @@ class Pool(Executor):
         except ChannelClosed:
             state.pending.pop(tid, None)
             raise self._closed_error() from None
+        if len(self._threads) < self._workers:
+            self._grow(len(state.pending))
         return fut
 
     def map(
@@ -579,6 +608,10 @@ class Pool(Executor):
         pending = state.pending
         for i in range(base, base + count):
             pending[i] = results
+        if len(self._threads) < self._workers:
+            # Before sending: interpreters are created while the tasks are
+            # being encoded.
+            self._grow(len(pending))
         # With the pickle fallback, is_shareable cannot vouch for the
         # arguments (what it refuses gets pickled): one put_many, all or none.
         if state.tasks.fallback is None:
