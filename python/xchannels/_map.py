@@ -13,19 +13,25 @@ outcomes land (:class:`MapResults`, one slot per call, or per chunk with
   travel as one CALL task per call.
 - ``chunksize`` > 1: each chunk is one CHUNK task with one outcome; an
   exception loses the rest of its chunk, as with ProcessPoolExecutor.
+- ``buffersize`` (3.14's ``Executor.map``): :func:`buffered` reads the
+  iterables lazily and keeps at most that many tasks (a call, or a chunk
+  with ``chunksize`` > 1) sent and not yet yielded, sending the next as
+  each result is yielded, so an endless iterable can be mapped.
 """
 
 from __future__ import annotations
 
+import collections
+import itertools
 import threading
 import time
-from typing import Any, Iterator, MutableMapping
+from typing import Any, Callable, Iterable, Iterator, MutableMapping
 
 from xchannels._protocol import CALL, CHUNK, GROUP, call_task, chunk_task, group_task
 from xchannels._bootstrap import value_error
 from xchannels._xchannels import NotShareableError
 
-__all__ = ["GROUP_MAX", "MapResults", "explain_unshareable", "iterate", "plan", "slices", "tasks"]
+__all__ = ["GROUP_MAX", "MapResults", "buffered", "check_buffersize", "explain_unshareable", "iterate", "plan", "slices", "tasks"]
 
 GROUP_MAX = 64
 
@@ -185,3 +191,60 @@ def iterate(
     finally:
         for j in range(i, len(results.slots)):
             pending.pop(results.base + j, None)
+
+
+def check_buffersize(buffersize: Any) -> None:
+    """Refuse what ``Executor.map`` refuses (3.14): not an int, or < 1."""
+    if buffersize is None:
+        return
+    if not isinstance(buffersize, int) or isinstance(buffersize, bool):
+        raise TypeError("buffersize must be an integer or None")
+    if buffersize < 1:
+        raise ValueError("buffersize must be None or > 0")
+
+
+def buffered(
+    send: Callable[[int, list[tuple[Any, ...]], list[tuple[Any, ...]]], MapResults],
+    pending: MutableMapping[int, Any],
+    calls: Iterable[tuple[Any, ...]],
+    chunksize: int,
+    buffersize: int,
+    deadline: float | None,
+) -> Iterator[Any]:
+    """A map with at most ``buffersize`` tasks in flight: ``send(kind,
+    payloads, calls)`` sends one task (a CALL, or a CHUNK of ``chunksize``
+    calls) and returns its results. The first ``buffersize`` tasks are sent
+    before this returns (so a bad argument among them raises from map, as
+    the unbuffered map raises for any); each later one when a result is
+    yielded. Abandoning the iterator drops what it has not read."""
+    calls = iter(calls)
+
+    def send_next() -> MapResults | None:
+        batch = list(itertools.islice(calls, chunksize))
+        if not batch:
+            return None
+        if chunksize > 1:
+            return send(CHUNK, [tuple(batch)], batch)
+        return send(CALL, batch, batch)
+
+    window: collections.deque[MapResults] = collections.deque()
+    for _ in range(buffersize):
+        results = send_next()
+        if results is None:
+            break
+        window.append(results)
+
+    def results_in_order() -> Iterator[Any]:
+        try:
+            while window:
+                results = window.popleft()
+                more = send_next()
+                if more is not None:
+                    window.append(more)
+                yield from iterate(pending, results, deadline, chunked=chunksize > 1)
+        finally:
+            for results in window:  # sent, never to be read
+                for j in range(len(results.slots)):
+                    pending.pop(results.base + j, None)
+
+    return results_in_order()

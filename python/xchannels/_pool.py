@@ -552,8 +552,9 @@ class Pool(Executor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
+        buffersize: int | None = None,
     ) -> Iterator[_T]:
-        """map(fn, *iterables, timeout=None, chunksize=1) -> Iterator
+        """map(fn, *iterables, timeout=None, chunksize=1, buffersize=None) -> Iterator
 
         Like the built-in ``map``, running the calls on the workers; results
         come back in order. Every task is sent before map returns (in
@@ -564,6 +565,12 @@ class Pool(Executor):
         map's calls travel in groups too, but each keeps its own outcome
         (results before a failing call are all yielded), and a worker hands
         the rest of a slow group back to the queue for idle workers.
+
+        With ``buffersize`` (as 3.14's ``Executor.map``), the iterables are
+        read lazily and at most ``buffersize`` tasks (calls, or chunks with
+        ``chunksize`` > 1) are sent and not yet yielded: the next is sent as
+        a result is yielded, so an endless iterable can be mapped. The
+        first ``buffersize`` tasks are sent before map returns.
 
         Raises
         ------
@@ -579,9 +586,15 @@ class Pool(Executor):
         """
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
+        _map.check_buffersize(buffersize)
         module, qualname = function_reference(fn)
         self._check_open()
         deadline = None if timeout is None else time.monotonic() + timeout
+        if buffersize is not None:
+            def send(kind: int, payloads: list[tuple[Any, ...]], batch: list[tuple[Any, ...]]) -> _map.MapResults:
+                return self._send_map(module, qualname, kind, payloads, batch)
+
+            return _map.buffered(send, self._state.pending, zip(*iterables), chunksize, buffersize, deadline)
         calls = list(zip(*iterables))
         kind, payloads = _map.plan(calls, chunksize, self._workers)
         results = self._send_map(module, qualname, kind, payloads, calls)

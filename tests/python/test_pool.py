@@ -791,3 +791,47 @@ def test_no_interpreter_is_made_before_datetime_is_primed():
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", _DATETIME_RACE], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# ---- map(buffersize=...): 3.14's Executor.map, on every Python ---------------------
+
+
+def test_map_buffersize_reads_an_endless_iterable_lazily(pool):
+    import itertools
+
+    out = pool.map(ps.square, itertools.count(), buffersize=4)
+    assert list(itertools.islice(out, 50)) == [i * i for i in range(50)]
+    out.close()  # abandoned: what it had sent is dropped, the pool goes on
+    assert pool.submit(ps.square, 7).result(timeout=60) == 49
+
+
+def test_map_buffersize_keeps_at_most_that_many_tasks_in_flight(pool):
+    sent = []
+
+    def calls():
+        for i in range(20):
+            sent.append(i)
+            yield i
+
+    out = pool.map(ps.square, calls(), buffersize=3)
+    assert len(sent) == 3  # sent before map returns, no more
+    assert next(out) == 0
+    assert len(sent) == 4  # one more for the one yielded
+    assert list(out) == [i * i for i in range(1, 20)]
+
+
+@pytest.mark.parametrize("chunksize", [1, 4])
+def test_map_buffersize_keeps_order_errors_and_chunks(pool, chunksize):
+    out = list(pool.map(ps.square, range(30), chunksize=chunksize, buffersize=2))
+    assert out == [i * i for i in range(30)]
+    it = pool.map(ps.square_or_fail, range(95, 110), chunksize=chunksize, buffersize=2)
+    if chunksize == 1:  # a chunk's error loses the chunk, as without buffersize
+        assert [next(it) for _ in range(4)] == [i * i for i in range(95, 99)]
+    with pytest.raises(ps.CustomError):
+        list(it)
+
+
+@pytest.mark.parametrize("bad, exc", [(0, ValueError), (-1, ValueError), (1.5, TypeError), ("2", TypeError)])
+def test_map_refuses_a_bad_buffersize(pool, bad, exc):
+    with pytest.raises(exc, match="buffersize"):
+        pool.map(ps.square, range(3), buffersize=bad)
