@@ -835,3 +835,19 @@ def test_map_buffersize_keeps_order_errors_and_chunks(pool, chunksize):
 def test_map_refuses_a_bad_buffersize(pool, bad, exc):
     with pytest.raises(exc, match="buffersize"):
         pool.map(ps.square, range(3), buffersize=bad)
+
+
+def test_workers_start_as_tasks_arrive():
+    # One task needs one interpreter: CPython creates interpreters one after
+    # another, and a short `with Pool(n)` block used to pay n creations.
+    before = subinterp.live_interpreters()
+    with xchannels.Pool(4) as p:
+        assert p.submit(ps.square, 3).result(timeout=60) == 9
+        assert subinterp.live_interpreters() == before + 1
+        # more tasks in flight than workers started: more workers, up to 4
+        futs = [p.submit(ps.sleep_for, 0.2) for _ in range(8)]
+        for f in futs:
+            f.result(timeout=60)
+        assert before + 2 <= subinterp.live_interpreters() <= before + 4
+        assert p.workers == 4
+    assert subinterp.live_interpreters() == before
