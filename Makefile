@@ -329,8 +329,12 @@ bench: install
 	$(CMAKE) --build $(BUILD)/bench -j $(JOBS)
 	@.venv-3.13/bin/python -m pip install -q faster-fifo || echo "note: faster-fifo could not be installed; the harness marks it n/a"
 	@.venv-3.13/bin/python -m pip install -q uvicorn || echo "note: uvicorn could not be installed; the web-server section marks it n/a"
-	@$(SID) bash -c 'command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	  apt-get install -y -qq wrk >/dev/null; }' || echo "note: wrk could not be installed in the sid root; its web-server section marks it n/a"
+	@# sid's package lists from the root's set-up are enough; an update, if
+	@# needed, must accept a Release file past its Valid-Until (a frozen mirror).
+	@$(SID) bash -c 'export DEBIAN_FRONTEND=noninteractive; command -v wrk >/dev/null \
+	  || apt-get install -y -qq wrk >/dev/null 2>&1 \
+	  || { apt-get -o Acquire::Check-Valid-Until=false update -qq && apt-get install -y -qq wrk >/dev/null; }' \
+	  || echo "note: wrk could not be installed in the sid root; its web-server section marks it n/a"
 	@for v in $(SID_PYS); do \
 	  test -f build/sid/venv-$$v/pyvenv.cfg || $(MAKE) --no-print-directory build/sid/venv-$$v/.stamp; \
 	done

@@ -36,10 +36,15 @@ run a task, with the pool and task modules already imported before the first
 reading. Process pools' helper processes (forkserver, resource tracker) are
 counted, and reported apart.
 
-Peers: serial, ``xchannels.Pool(2)``, ``multiprocessing.Pool(2)`` (the
-platform's default start method: fork on Linux up to 3.13, the ratios
-"vs mp.Pool" are to it), the same with the ``spawn`` and ``forkserver``
-start methods, ``ProcessPoolExecutor(2)``, ``ThreadPoolExecutor(2)``.
+Peers: serial, ``xchannels.Pool(2)``, ``multiprocessing.Pool(2)`` (fork on
+Linux, the default there up to 3.13, whatever the Python; elsewhere the
+platform's default; the ratios "vs mp.Pool" are to it), the same with the
+``spawn`` and ``forkserver`` start methods, ``ProcessPoolExecutor(2)``,
+``ThreadPoolExecutor(2)`` and, on CPython 3.14+,
+``concurrent.futures.InterpreterPoolExecutor(2)`` (the standard library's
+own pool of interpreters; its workers get this folder on ``sys.path`` from an
+initializer, ``site.addsitedir``, as new interpreters do not see the
+parent's later ``sys.path`` changes).
 
 Importing this module has no side effects. ``run(quick)`` returns the figures
 (``make bench`` calls it); ``python bench_pool.py [--quick]`` prints a table.
@@ -193,12 +198,12 @@ def _mp_pool(fn: Callable[[Any], Any], ns: list[Any], mode: str, chunksize: int,
         return pool.map(fn, ns, chunksize=chunksize or None)
 
 
-def _executor(kind: str) -> Callable[..., list[Any]]:
+def _executor(kind: str, **options: Any) -> Callable[..., list[Any]]:
     def run(fn: Callable[[Any], Any], ns: list[Any], mode: str, chunksize: int) -> list[Any]:
         import concurrent.futures
 
         cls = getattr(concurrent.futures, kind)
-        with cls(WORKERS) as pool:
+        with cls(WORKERS, **options) as pool:
             if mode == "submit":
                 futures = [pool.submit(fn, n) for n in ns]
                 return [f.result() for f in futures]
@@ -207,10 +212,15 @@ def _executor(kind: str) -> Callable[..., list[Any]]:
     return run
 
 
+# multiprocessing.Pool's start method: fork on Linux on every Python (the
+# goals compare with a forked pool; 3.14 made forkserver the default, which
+# is a peer of its own), else the platform's default.
+MP_METHOD = "fork" if sys.platform.startswith("linux") else None
+
 PEERS: dict[str, Callable[..., list[Any]]] = {
     "serial": _serial,
     "xchannels.Pool": _xchannels,
-    "multiprocessing.Pool": _mp_pool,
+    "multiprocessing.Pool": lambda *a: _mp_pool(*a, method=MP_METHOD),
     # The other start methods: spawn is the default on macOS and Windows,
     # forkserver on Linux from Python 3.14; each starts fresh interpreters
     # that import the task's module, as xchannels' workers do.
@@ -219,6 +229,13 @@ PEERS: dict[str, Callable[..., list[Any]]] = {
     "ProcessPoolExecutor": _executor("ProcessPoolExecutor"),
     "ThreadPoolExecutor": _executor("ThreadPoolExecutor"),
 }
+if sys.version_info >= (3, 14):
+    import site  # imported at start-up already
+
+    # Functions travel pickled (by reference): the workers import this
+    # module, so they need its folder on sys.path (the initializer).
+    PEERS["InterpreterPoolExecutor"] = _executor("InterpreterPoolExecutor", initializer=site.addsitedir,
+                                                 initargs=(HERE,))
 
 
 def _mp_default_chunksize(tasks: int) -> int:
@@ -304,7 +321,7 @@ def run(quick: bool = False, memory: bool = True, only: str | None = None) -> di
         "machine": f"{platform.machine()} {platform.system()}",
         "cpus": os.cpu_count(),
         "workers": WORKERS,
-        "mp_start_method": multiprocessing.get_start_method(),
+        "mp_start_method": MP_METHOD or multiprocessing.get_start_method(),
         "repeats": repeats,
         "records_container": RECORDS_CONTAINER.__name__,
         "variants": [],

@@ -9,9 +9,12 @@ peer               queue                                       actors run in
 xchannels          ``xchannels.Channel``                       own-GIL sub-interpreters,
                                                                one per actor, each on its
                                                                own thread
-interp-queues      CPython 3.13 ``test.support.interpreters``  own-GIL sub-interpreters,
-                   ``queues`` (``syncobj=True``: no pickle;    one per actor, own thread
-                   dicts: ``syncobj=False``, pickled)
+interp-queues      CPython's own interpreter queue: 3.14+      own-GIL sub-interpreters,
+                   ``concurrent.interpreters.create_queue()``  one per actor, own thread
+                   (pickles what is not shareable, dicts);
+                   3.13 ``test.support.interpreters.queues``
+                   (``syncobj=True``: no pickle; dicts:
+                   ``syncobj=False``, pickled)
 mp-queue           ``multiprocessing.Queue``                   processes (``spawn``)
 faster-fifo        ``faster_fifo.Queue`` (pickles)             processes (``spawn``)
 xchannels-process  ``xchannels.ProcessChannel`` (no pickle:    processes (``spawn``)
@@ -432,9 +435,14 @@ class XChannelsPeer(Peer):
     close = abort
 
 
+# CPython's own interpreter queues: public from 3.14 (concurrent.interpreters,
+# PEP 734), in the test package on 3.13.
+STDLIB_INTERPRETERS = sys.version_info >= (3, 14)
+
+
 class InterpQueuesPeer(Peer):
     name = "interp-queues"
-    label = "interp queues (3.13)"
+    label = f"interp queues ({sys.version_info.major}.{sys.version_info.minor})"
     where = "each actor in its own own-GIL sub-interpreter on its own thread"
     batch = "emulated: one 100-int tuple per message (no batch API)"
     select_how = "emulated: round-robin get_nowait + 50 us sleep (no select API)"
@@ -442,20 +450,23 @@ class InterpQueuesPeer(Peer):
 
     def available(self):
         if sys.version_info < (3, 13):
-            return "needs CPython 3.13 (test.support.interpreters.queues)"
+            return "needs CPython 3.13 (test.support.interpreters.queues) or 3.14+ (concurrent.interpreters)"
         try:
-            from test.support.interpreters import queues  # noqa: F401
+            if STDLIB_INTERPRETERS:
+                from concurrent import interpreters  # noqa: F401
+            else:
+                from test.support.interpreters import queues  # noqa: F401
         except Exception as e:  # pragma: no cover - depends on the build
-            return f"cannot import test.support.interpreters.queues: {e}"
-        return None
-
-    def unsupported(self, workload, payload):
-        if payload == "SharedBuffer-64MiB":
-            # The nearest zero-copy equivalent exists: a shared memoryview.
-            return None
+            return f"cannot import CPython's interpreter queues: {e}"
         return None
 
     def make_queue(self, payload_bytes: int | None = None, payload: str | None = None) -> Any:
+        if STDLIB_INTERPRETERS:
+            # 3.14+: items that are not cross-interpreter data (dicts) are
+            # pickled by the queue itself; there is no syncobj any more.
+            from concurrent import interpreters
+
+            return interpreters.create_queue()
         from test.support.interpreters import queues
 
         # syncobj=True: items travel as cross-interpreter data, not pickled
@@ -466,21 +477,24 @@ class InterpQueuesPeer(Peer):
 
     def payload_note(self, payload):
         if payload in NOT_XI_SHAREABLE:
+            if STDLIB_INTERPRETERS:
+                return "pickled by the queue (not cross-interpreter data)"
             return ("pickled: the data queue is created with syncobj=False (the 3.13 default), "
                     "since syncobj=True raises NotShareableError for it")
         return None
 
     def main_get(self, q: Any, timeout: float) -> Any:
-        # 3.13 truncates timeouts with int(); ask for whole seconds.
+        # 3.13-3.15 truncate timeouts with int(); ask for whole seconds.
         return q.get(timeout=max(1, int(round(timeout))))
 
     def start(self, name, role, queues, params):
         # The queue id goes in by code string: prepare_main(q=queue) fails
         # on 3.13 until the sub-interpreter has imported the queues module.
-        lines = [
-            "from test.support.interpreters import queues as _queues",
-            "_EMPTY = _queues.QueueEmpty",
-        ]
+        if STDLIB_INTERPRETERS:
+            lines = ["from concurrent import interpreters as _queues"]
+        else:
+            lines = ["from test.support.interpreters import queues as _queues"]
+        lines.append("_EMPTY = _queues.QueueEmpty")
         for qname, q in queues.items():
             lines.append(f"Q_{qname} = _queues.Queue({q.id!r})")
         code = "\n".join(lines) + "\n" + _params_code(params) + _common() + textwrap.dedent("""\

@@ -36,6 +36,11 @@ PATTERNS = ["mpmc-2x2", "fanout-1x2", "select-4", "batch"]
 MEMCPY_WORKLOAD = "stream-bytes-1MiB"
 # bench_values payloads with a goal of their own: encode+decode >= 5x pickle.
 VALUES_GOAL_PAYLOADS = ["5-tuple", "dict-10", "list-100-int", "list-100-records", "dict-1000"]
+# CPython's own interpreter queue (concurrent.interpreters on 3.14+, the test
+# package's on 3.13) and pool (InterpreterPoolExecutor, 3.14+): the peers
+# users of sub-interpreters pick first.
+STDLIB_QUEUE = "interp-queues"
+STDLIB_POOL = "InterpreterPoolExecutor"
 # bench_asgi's server rows that the ASGI goals compare.
 ASGI_XCHANNELS = "xchannels workers x2"
 ASGI_REFERENCE = "hypercorn -w 2"
@@ -178,7 +183,7 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
         add("stream-5-tuple >= 15x multiprocessing.Queue", r >= 15,
             f"{si(c['items_per_s'])} msg/s, {ratio_str(r)} multiprocessing.Queue")
     # Dicts, as real programs send them; against the peers that pickle them.
-    name = "stream-dict-10 >= 10x multiprocessing.Queue and >= 3x CPython 3.13 interpreter queues"
+    name = "stream-dict-10 >= 10x multiprocessing.Queue and >= 3x CPython's interpreter queues"
     c = cells.get(("stream-dict-10", "xchannels"))
     r = ratio(data, "stream-dict-10", "xchannels")
     x, iq = figure(c), figure(cells.get(("stream-dict-10", "interp-queues")))
@@ -197,6 +202,7 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         add("pingpong round trip <= 10 µs", c["rt_median_us"] <= 10,
             f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}")
+    res += stdlib_queue_goals(data)
     # Issue 15: the parking path, with a busy process on every core.
     c = cells.get(("pingpong-busy", "xchannels"))
     m = cells.get(("pingpong-busy", "mp-queue"))
@@ -253,7 +259,9 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
         found = [(label, secs(variant, peer), factor) for peer, label, factor in refs]
         got = [(label, s, factor) for label, s, factor in found if s is not None]
         if xs is None or len(got) < len(found):
-            add(name, None, "no figure")
+            lacking = [label for label, s, _ in found if s is None] + ([] if xs else ["xchannels.Pool"])
+            add(name, None, "no figure (" + ", ".join(lacking) + " not measured"
+                + (f"; {STDLIB_POOL} is CPython 3.14+" if STDLIB_POOL in lacking else "") + ")")
             return
         shown = [f"{s / xs:.2f}x {label}" for label, s, _ in got]
         for peer, label in also:
@@ -309,6 +317,18 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             f"xchannels.Pool {xs * 1e3:.0f} ms = {xs / fs:.2f}x forkserver's {fs * 1e3:.0f} ms, "
             f"{xs / sp:.2f}x spawn's {sp * 1e3:.0f} ms")
 
+    # Against the standard library's own pool of interpreters (3.14+).
+    speed_goal(f"Pool big (CPU-bound map) >= 1x {STDLIB_POOL}", "big", [(STDLIB_POOL, STDLIB_POOL, 1.0)], [])
+    speed_goal(f"Pool data-bytes (48 x 1 MiB bytes) >= 2x {STDLIB_POOL}", "data-bytes",
+               [(STDLIB_POOL, STDLIB_POOL, 2.0)], [])
+    name = f"Pool startup time <= 0.5x {STDLIB_POOL}'s"
+    xs, ip = secs("startup", "xchannels.Pool"), secs("startup", STDLIB_POOL)
+    if xs is None or ip is None:
+        add(name, None, f"no figure ({STDLIB_POOL} is CPython 3.14+)" if ip is None else "no figure")
+    else:
+        add(name, xs / ip <= 0.5, f"xchannels.Pool {xs * 1e3:.0f} ms = {xs / ip:.2f}x {STDLIB_POOL}'s "
+            f"{ip * 1e3:.0f} ms (best runs)")
+
     # Issue 18: a web server, xchannels.asgi's worker interpreters against
     # Hypercorn's worker processes (bench_asgi.py).
     missing = asgi_missing(data)
@@ -346,6 +366,42 @@ def _check_text(chk: dict[str, Any]) -> str:
     if chk.get("reordered"):
         t += f", {chk['reordered']} out of their producer's order"
     return t
+
+
+def stdlib_queue_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """xchannels.Channel against CPython's own interpreter queue (peer
+    ``interp-queues``), same run: streams and the ping-pong round trip."""
+    cells = cells_by(data)
+    res: list[dict[str, Any]] = []
+    lq = "CPython's interpreter queue"  # the goals' names are the same on every Python
+
+    def add(name: str, ok: bool | None, detail: str) -> None:
+        status = "PASS" if ok else ("MISS" if ok is not None else "N/A")
+        res.append({"goal": name, "status": status, "detail": detail})
+
+    def missing(w: str) -> str:
+        why = [f"{_label(data, p)}: {status_text(cells.get((w, p))) or 'no figure'}"
+               for p in ("xchannels", STDLIB_QUEUE) if figure(cells.get((w, p))) is None]
+        return f"no figure ({'; '.join(why)})"
+
+    for w, factor in (("stream-int", 10), ("stream-dict-10", 5)):
+        name = f"{w} >= {factor}x {lq}"
+        x, q = figure(cells.get((w, "xchannels"))), figure(cells.get((w, STDLIB_QUEUE)))
+        if x is None or q is None:
+            add(name, None, missing(w))
+            continue
+        how = cells[(w, STDLIB_QUEUE)].get("how")
+        add(name, x / q >= factor, f"{si(x)} msg/s, {ratio_str(x / q)} {_label(data, STDLIB_QUEUE)} "
+            f"({si(q)} msg/s{', ' + how if how else ''})")
+    name = f"pingpong round trip <= 1/100 of {lq}'s"
+    c, q = cells.get(("pingpong", "xchannels")), cells.get(("pingpong", STDLIB_QUEUE))
+    if figure(c) is None or figure(q) is None:
+        add(name, None, missing("pingpong"))
+    else:
+        r = q["rt_median_us"] / c["rt_median_us"]
+        add(name, r >= 100, f"median {us(c['rt_median_us'])} against {us(q['rt_median_us'])} "
+            f"({_label(data, STDLIB_QUEUE)}, which polls): 1/{r:,.0f}")
+    return res
 
 
 def process_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -603,6 +659,50 @@ def memcpy_md(data: dict[str, Any]) -> list[str]:
 
 def goal_lines(data: dict[str, Any]) -> list[str]:
     return [f"GOAL {g['status']}  {g['goal']}: {g['detail']}" for g in data.get("goals", [])]
+
+
+def _py(data: dict[str, Any]) -> str:
+    return str((data.get("python") or {}).get("bench", "?")).split()[0]
+
+
+def other_pythons_lines(data: dict[str, Any]) -> list[str]:
+    """The goals of the runs on other Pythons (run.py --with), for stdout."""
+    L = []
+    for v, other in sorted((data.get("other_pythons") or {}).items()):
+        L += ["", f"Python {v} (run of {other.get('timestamp', '?')}{', quick' if other.get('quick') else ''}):"]
+        L += [f"  {line}" for line in goal_lines(other)]
+    for path, why in (data.get("other_pythons_missing") or {}).items():
+        L += ["", f"not included: {path}: {why}"]
+    return L
+
+
+def other_pythons_md(data: dict[str, Any]) -> list[str]:
+    """Every goal on every Python of the run, side by side (run.py --with)."""
+    runs = {_py(data): data, **(data.get("other_pythons") or {})}
+    if len(runs) < 2:
+        return []
+    vers = sorted(runs, key=lambda v: tuple(int(x) if x.isdigit() else 0 for x in v.split(".")))
+    by = {v: {g["goal"]: g for g in runs[v].get("goals", [])} for v in vers}
+    names = list(dict.fromkeys(g["goal"] for v in vers for g in runs[v].get("goals", [])))
+    L = ["## Goals on each Python", "",
+         "The same goals, measured by `make bench` on each Python in turn on the same machine (3.14 and "
+         "3.15 are Debian sid's, run in the sid root of `.ci/sid`; "
+         + ", ".join(f"{v}: {'quick run, ' if runs[v].get('quick') else ''}{runs[v].get('timestamp', '?')}"
+                     for v in vers)
+         + "). Each run compares its peers on its own Python: CPython's interpreter queue and "
+         f"`{STDLIB_POOL}` (3.14+) are that Python's. The C++ micro-benchmarks do not depend on Python "
+         "and run with the main run only.", "",
+         "| goal | " + " | ".join(f"Python {v}" for v in vers) + " |", "| --- |" + " --- |" * len(vers)]
+    for n in names:
+        row = []
+        for v in vers:
+            g = by[v].get(n)
+            row.append(f"**{g['status']}** {g['detail']}".replace("|", "/") if g else "-")
+        L.append(f"| {n} | " + " | ".join(row) + " |")
+    for path, why in (data.get("other_pythons_missing") or {}).items():
+        L += ["", f"Not included: `{path}` ({why})."]
+    L.append("")
+    return L
 
 
 # ---- C++ micro-benchmarks ------------------------------------------------------
@@ -982,6 +1082,7 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
     for g in data.get("goals", []):
         L.append(f"- **{g['status']}** {g['goal']}: {g['detail']}")
     L.append("")
+    L += other_pythons_md(data)
     L.append("## Peers")
     L.append("")
     L.append("| peer | what | actors run in |")
@@ -1004,12 +1105,13 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
         "- The machine has 2 cores. `mpmc-2x2` runs 4 busy actors, `fanout-1x2` 3 and "
         "`select-4` 5: on 2 cores they show contention and scheduling, not scaling; "
         "compare them between peers, not with the streams.",
-        "- CPython's interpreter queues (3.13) poll: a blocking `get`/`put` that finds "
+        "- CPython's interpreter queues (3.13's `test.support.interpreters.queues`, 3.14's public "
+        "`concurrent.interpreters.create_queue()`) poll: a blocking `get`/`put` that finds "
         "nothing sleeps 10 ms and retries, which is why their ping-pong round trip is "
-        "~10 ms. They were run with `syncobj=True` (cross-interpreter data, no pickle); "
+        "~10 ms. On 3.13 they were run with `syncobj=True` (cross-interpreter data, no pickle); "
         "3.13.0's default pickles every item. A dict is not cross-interpreter data, so for "
         "`stream-dict-10` their data queue is created with `syncobj=False` and pickles, as a user's "
-        "would have to. For `SharedBuffer-64MiB` they carry a "
+        "would have to (3.14's queue pickles it by itself). For `SharedBuffer-64MiB` they carry a "
         "shared `memoryview` of a 64 MiB `bytearray`, their nearest zero-copy equivalent "
         "(it must not outlive the interpreter that made it).",
         "- `SharedBuffer-64MiB` hands over a reference to the same 64 MiB block: its MB/s "

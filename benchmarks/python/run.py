@@ -2,6 +2,7 @@
 
     .venv-3.13/bin/python benchmarks/python/run.py [--quick] [--no-docs]
         [--only REGEX] [--peers a,b] [--no-cpp] [--no-pool] [--no-asgi] [--rounds N]
+        [--out FILE] [--with FILE ...]
 
 Runs every workload of ``workloads.py`` against every peer of ``peers.py``,
 each cell in its own process session (``cell.py``) with a time limit, so a
@@ -15,6 +16,12 @@ figures (``bench_pool.py``, if present), the value codec against pickle
 ``benchmarks/results/*.png`` and, unless ``--no-docs``, ``docs/benchmarks.md``
 (plots copied to ``docs/img/``). Prints a table with ratios to
 ``multiprocessing.Queue`` and the project goals as PASS/MISS lines.
+
+Other Pythons (``make bench`` runs sid's 3.14 and 3.15 first): a run with
+``--out FILE`` writes its JSON there and neither plots nor docs; the main
+run then takes each such file with ``--with FILE``, keeps it whole under
+``other_pythons`` in its own JSON, prints its goals after its own and puts
+every Python's goals side by side in ``docs/benchmarks.md``.
 
 Works with the in-tree build (``PYTHONPATH=python``) or the installed
 package; sub-interpreters and spawned processes inherit ``sys.path``.
@@ -360,7 +367,7 @@ def run_pool(args: argparse.Namespace) -> dict[str, Any]:
     res = out.get("result") or {}
     short = {"serial": "serial", "multiprocessing.Pool": "mp.Pool", "multiprocessing.Pool[spawn]": "spawn",
              "multiprocessing.Pool[forkserver]": "forkserver", "ProcessPoolExecutor": "PPE",
-             "ThreadPoolExecutor": "threads"}
+             "ThreadPoolExecutor": "threads", "InterpreterPoolExecutor": "IPE"}
     for v in report.pool_variants(res) or []:
         secs = {q.get("name"): q.get("seconds") for q in v["peers"]}
         xs = secs.get("xchannels.Pool")
@@ -458,6 +465,9 @@ def main() -> int:
                     help="passes over all cells, best kept per cell (default 3, quick 1)")
     ap.add_argument("--cell-timeout", type=float, default=None,
                     help="seconds before a cell is killed (default 30 quick, 120 full)")
+    ap.add_argument("--out", default=None, help="write the JSON to this file; no plots, no docs (another Python)")
+    ap.add_argument("--with", dest="with_results", action="append", default=[], metavar="FILE",
+                    help="the JSON of a run on another Python (--out) to include; repeatable")
     args = ap.parse_args()
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
@@ -516,6 +526,12 @@ def main() -> int:
         data.setdefault("asgi", {"status": "skipped", "note": "interrupted"})
 
     data["goals"] = report.goals(data)
+    for path in args.with_results:
+        try:
+            other = json.loads(Path(path).read_text())
+            data.setdefault("other_pythons", {})[other["python"]["bench"].split()[0]] = other
+        except (OSError, ValueError, KeyError, AttributeError) as e:
+            data.setdefault("other_pythons_missing", {})[path] = f"{type(e).__name__}: {e}"
     data["run_seconds"] = time.monotonic() - t_run
 
     print()
@@ -525,12 +541,19 @@ def main() -> int:
         print("\n".join(report.memcpy_table_lines(data)))
         print()
     print("\n".join(report.goal_lines(data)))
+    for line in report.other_pythons_lines(data):
+        print(line)
 
     report.RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"{today}-{data['commit']}{'-quick' if args.quick else ''}{'-partial' if interrupted or args.only or args.peers else ''}.json"
-    out = report.RESULTS / name
+    out = Path(args.out).resolve() if args.out else report.RESULTS / name
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1) + "\n")
-    print(f"\nresults: {out.relative_to(ROOT)}")
+    print(f"\nresults: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    if args.out:
+        print("plots, docs: left to the run that takes this file with --with")
+        print(f"run time: {data['run_seconds']:.0f} s")
+        return 130 if interrupted else 0
     partial = bool(interrupted or args.only or args.peers)
     made = []
     if partial:
