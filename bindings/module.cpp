@@ -510,10 +510,12 @@ PyMethodDef kStateFunctions[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
-bool AddStateFunctions(PyObject* module) {
+}  // namespace
+
+bool AddModuleFunctions(PyObject* module, PyMethodDef* table) {
   PyObject* modname = PyModule_GetNameObject(module);
   if (modname == nullptr) return false;
-  for (PyMethodDef* def = kStateFunctions; def->ml_name != nullptr; ++def) {
+  for (PyMethodDef* def = table; def->ml_name != nullptr; ++def) {
     PyObject* fn = PyCFunction_NewEx(def, module, modname);
     if (fn == nullptr || PyModule_AddObjectRef(module, def->ml_name, fn) < 0) {
       Py_XDECREF(fn);
@@ -526,7 +528,6 @@ bool AddStateFunctions(PyObject* module) {
   return true;
 }
 
-}  // namespace
 }  // namespace xchannels::py
 
 namespace xchannels::py {
@@ -597,7 +598,7 @@ void InitModule(pyb::module_& m, ModuleState* st) {
   st->UnionType = Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(int_or_str)));
   Py_DECREF(int_or_str);
 
-  if (!AddStateFunctions(mod)) throw pyb::error_already_set();
+  if (!AddModuleFunctions(mod, kStateFunctions)) throw pyb::error_already_set();
 #if defined(__clang__)
   m.attr("__compiler__") = "clang " __clang_version__;
 #elif defined(__GNUC__)

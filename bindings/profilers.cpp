@@ -187,18 +187,7 @@ bool InitProfilers(PyObject* module) {
   if (PyModule_AddObjectRef(module, "_frames_guard", needed ? Py_True : Py_False) < 0) {
     return false;
   }
-  PyObject* modname = PyModule_GetNameObject(module);
-  if (modname == nullptr) return false;
-  for (PyMethodDef* def = kWalkers; def->ml_name != nullptr; ++def) {
-    PyObject* fn = PyCFunction_NewEx(def, module, modname);
-    if (fn == nullptr || PyModule_AddObjectRef(module, def->ml_name, fn) < 0) {
-      Py_XDECREF(fn);
-      Py_DECREF(modname);
-      return false;
-    }
-    Py_DECREF(fn);
-  }
-  Py_DECREF(modname);
+  if (!AddModuleFunctions(module, kWalkers)) return false;
   if (!needed) return true;
   PyObject* sys = PyImport_ImportModule("sys");
   if (sys == nullptr) return false;

@@ -347,6 +347,10 @@ ProcessChannel* ProcessChannelOf(PyObject* obj);
 // Wraps a reference (taken over) in a new Python ProcessChannel.
 PyObject* WrapProcessChannel(ModuleState* st, Ref<ProcessChannel> ch);
 
+// Adds each function of a METH_FASTCALL/METH_O table (nullptr-terminated) to
+// the module, its `self` the module (module.cpp). False with an exception set.
+bool AddModuleFunctions(PyObject* module, PyMethodDef* table);
+
 // ---- profilers (profilers.cpp) -----------------------------------------------
 // Adds _current_frames, _current_exceptions (the calling interpreter's
 // threads only) and _frames_guard to the module, and puts the two in sys in

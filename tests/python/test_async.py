@@ -393,21 +393,9 @@ def test_select_async_passes_on_what_the_iterable_raises():
     assert xchannels.select([ch]) == (ch, 1)
 
 
-class FloatOnce:
-    """A timeout whose __float__ answers once, then fails."""
-
-    def __init__(self, value):
-        self.value = value
-        self.calls = 0
-
-    def __float__(self):
-        self.calls += 1
-        if self.calls > 1:
-            raise ValueError("timeout read twice")
-        return self.value
-
-
 def test_coroutines_read_a_timeout_once():
+    from test_bad_input import FloatOnce  # a timeout that answers once
+
     # _aio_timeout read the object twice: a second __float__ that failed
     # left its error set under the float it returned (a fatal error on a
     # debug CPython).
