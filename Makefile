@@ -88,15 +88,16 @@ install: deps venvs
 sid-root:
 	@.ci/sid $(SID_ROOT) setup
 
-# One virtual environment per sid Python (NumPy and Hypercorn only where
-# PyPI has wheels: not for the debug builds, whose ABI differs).
-SID_TEST_DEPS := "scikit-build-core>=0.10" "pybind11>=3.1" pytest pytest-timeout hypothesis
+# One virtual environment per sid Python (NumPy and mypy only where PyPI
+# has wheels: not for the debug builds, whose ABI differs; Hypercorn is pure
+# Python, and the asgi tests and examples need it everywhere).
+SID_TEST_DEPS := "scikit-build-core>=0.10" "pybind11>=3.1" pytest pytest-timeout hypothesis "hypercorn>=0.18"
 define SID_VENV_RULE
 build/sid/venv-$(1)/.stamp: pyproject.toml | sid-root
 	@echo "== venv build/sid/venv-$(1) (sid's python$(1))"
 	@$(SID) bash -c 'set -e; python$(1) -m venv --clear build/sid/venv-$(1); \
 	  build/sid/venv-$(1)/bin/python -m pip install -q $(SID_TEST_DEPS) \
-	    $(if $(findstring d,$(1)),,numpy "hypercorn>=0.18" mypy)'
+	    $(if $(findstring d,$(1)),,numpy mypy)'
 	@touch $$@
 endef
 $(foreach v,$(SID_PYS) $(SID_DEBUG_PYS),$(eval $(call SID_VENV_RULE,$(v))))
