@@ -218,6 +218,17 @@ def test_audit_events_and_a_replaced_function_left_alone(tmp_path):
     assert _ok(out).strip() == expected
 
 
+# The CPU-bound task both scripts below map (defined in each script: the
+# workers import it from there).
+FACT = """
+    def fact(n):
+        r = 1
+        for i in range(2, n):
+            r *= i
+        return r.bit_length()
+"""
+
+
 # ---- sampling while worker interpreters run ----------------------------------------
 
 # A sampling profiler's thread: sys._current_frames() (and
@@ -229,13 +240,7 @@ def test_audit_events_and_a_replaced_function_left_alone(tmp_path):
 SAMPLER = """
     import sys, threading, time
     import xchannels
-
-    def fact(n):
-        r = 1
-        for i in range(2, n):
-            r *= i
-        return r.bit_length()
-
+""" + FACT + """
     def sample(stop, seen):
         while not stop.is_set():
             for thread_id, frame in sys._current_frames().items():
@@ -307,13 +312,7 @@ def test_sampling_inside_worker_interpreters(tmp_path):
 WALKERS = """
     import gc, sys, threading, time
     import xchannels
-
-    def fact(n):
-        r = 1
-        for i in range(2, n):
-            r *= i
-        return r.bit_length()
-
+""" + FACT + """
     def hook(*args):
         return hook
 
