@@ -41,8 +41,9 @@ The package, one module per room:
   the request counter, its events).
 - ``_events``: the events the workers (and the supervisor's watch threads)
   send the supervisor: named constructors, one shape read by unpacking.
-- ``_base``: what both sides share: :class:`AppImportError`,
-  :class:`WorkerFailed`, the reading of ``module:attribute``.
+- ``_base``: what both sides share: the messages' prefix, the reading of
+  ``module:attribute``. The errors, :class:`AppImportError` and
+  :class:`WorkerFailed`, are defined here.
 - ``_cli``: :func:`main`, the command line (``__main__`` calls it).
 
 Each worker interpreter imports this package to reach ``_worker``: the
@@ -52,7 +53,22 @@ on import.
 
 from __future__ import annotations
 
-from xchannels.asgi._base import AppImportError, WorkerFailed
+
+# The errors live here, in the public module: a worker's exception travels
+# to the supervisor as (module, qualname) and is rebuilt there by import, and
+# tracebacks and the docs' inspection print and find them by this name.
+class AppImportError(ImportError):
+    """The app (or Hypercorn) cannot be imported where the workers run: in
+    an own-GIL sub-interpreter. Raised by :meth:`Server.start` when a worker
+    fails to import it (every worker is then stopped); the message names the
+    innermost import that failed."""
+
+
+class WorkerFailed(RuntimeError):
+    """A worker failed before it was listening, or died after the restart
+    limit was used up; the server has stopped. ``__cause__`` is the worker's
+    exception, with the remote traceback."""
+
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

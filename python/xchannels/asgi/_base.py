@@ -1,6 +1,6 @@
 """python/xchannels/asgi/_base.py: what the supervisor and the workers share:
-the errors a server can end with, the prefix of its messages, and the reading
-of an app's ``module:attribute``.
+the prefix of their messages and the reading of an app's ``module:attribute``
+(the errors a server can end with are the package's own, in ``__init__``).
 
 Imported in every worker interpreter: the standard library's ``os`` and
 ``sys`` only.
@@ -12,25 +12,6 @@ import os
 import sys
 
 PREFIX = "xchannels.asgi"
-
-
-class AppImportError(ImportError):
-    """The app (or Hypercorn) cannot be imported where the workers run: in
-    an own-GIL sub-interpreter. Raised by :meth:`Server.start` when a worker
-    fails to import it (every worker is then stopped); the message names the
-    innermost import that failed."""
-
-    # The public name. A worker's exception travels to the supervisor as
-    # (module, qualname) and is rebuilt there by import; tracebacks print it.
-    __module__ = "xchannels.asgi"
-
-
-class WorkerFailed(RuntimeError):
-    """A worker failed before it was listening, or died after the restart
-    limit was used up; the server has stopped. ``__cause__`` is the worker's
-    exception, with the remote traceback."""
-
-    __module__ = "xchannels.asgi"  # the public name, as for AppImportError
 
 
 def split_app(app: str) -> str:

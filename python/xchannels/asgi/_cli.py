@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import sys
 
-from xchannels.asgi._base import PREFIX, AppImportError, WorkerFailed
+from xchannels.asgi import AppImportError, WorkerFailed
+from xchannels.asgi._base import PREFIX
 from xchannels.asgi._supervisor import Server
 
 

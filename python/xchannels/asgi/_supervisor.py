@@ -18,8 +18,8 @@ from typing import Any, Iterator, Mapping
 
 from xchannels._worker import Worker
 from xchannels._xchannels import Channel, ChannelEmpty
-from xchannels.asgi import _events
-from xchannels.asgi._base import PREFIX, AppImportError, WorkerFailed, split_app
+from xchannels.asgi import AppImportError, WorkerFailed, _events
+from xchannels.asgi._base import PREFIX, split_app
 from xchannels.asgi._worker import worker_main
 
 

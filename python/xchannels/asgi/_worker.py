@@ -13,7 +13,8 @@ from __future__ import annotations
 import socket
 
 from xchannels._check import root_error
-from xchannels.asgi._base import PREFIX, AppImportError, split_app
+from xchannels.asgi import AppImportError
+from xchannels.asgi._base import PREFIX, split_app
 from xchannels.asgi._events import ready, stats
 
 TYPE_CHECKING = False
