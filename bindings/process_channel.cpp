@@ -323,10 +323,11 @@ PyObject* PcNudge(PyObject* op, PyObject*) {
   Py_RETURN_NONE;
 }
 
-// get_async / put_async: coroutines of xchannels._process.
+// get_async / put_async: coroutines of xchannels._aio (process_get_async,
+// process_put_async: Channel's wait loop with a thread as the park).
 PyObject* ForwardAsync(const char* fn, PyObject* self, PyObject* const* args,
                        Py_ssize_t nargs, PyObject* kwnames) {
-  PyObject* mod = PyImport_ImportModule("xchannels._process");
+  PyObject* mod = PyImport_ImportModule("xchannels._aio");
   if (mod == nullptr) return nullptr;
   PyObject* f = PyObject_GetAttrString(mod, fn);
   Py_DECREF(mod);
@@ -344,12 +345,12 @@ PyObject* ForwardAsync(const char* fn, PyObject* self, PyObject* const* args,
 
 PyObject* PcGetAsync(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
                      PyObject* kwnames) {
-  return ForwardAsync("get_async", op, args, nargs, kwnames);
+  return ForwardAsync("process_get_async", op, args, nargs, kwnames);
 }
 
 PyObject* PcPutAsync(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
                      PyObject* kwnames) {
-  return ForwardAsync("put_async", op, args, nargs, kwnames);
+  return ForwardAsync("process_put_async", op, args, nargs, kwnames);
 }
 
 PyObject* PcClosed(PyObject* op, void*) {

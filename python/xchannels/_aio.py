@@ -18,11 +18,18 @@ The hub's eventfd exists only while some coroutine of that loop waits: it is
 closed (and removed from the loop) one loop iteration after the last waiter
 leaves, or at once if the loop is already closed, so neither many loops nor
 ``asyncio.run`` cycles leak descriptors.
+
+ProcessChannel (``process_get_async``, ``process_put_async``) waits through
+the same :func:`_wait`, with another park: its wake-up comes from another
+process, through a futex in shared memory, which an event loop cannot
+watch, so a waiting coroutine has a helper thread sleep on the segment
+(``_ProcessWaiter``) and costs a thread while it waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -34,6 +41,9 @@ from xchannels._xchannels import (
     _AIO_SELECT,
     Channel,
     ChannelClosed,
+    ChannelEmpty,
+    ChannelFull,
+    ProcessChannel,
     _aio_timeout,
     _AioHub,
     _AioWaiter,
@@ -116,15 +126,17 @@ def _hub(loop: asyncio.AbstractEventLoop) -> _Hub:
     return hub
 
 
-async def _wait(waiter: Any, delay: float | None) -> Any:
+async def _wait(waiter: Any, delay: float | None, on_hub: bool = True) -> Any:
     """The core's wait protocol (detail/waiter.h) with the event loop as the
     park: arm (register, barrier), try_op (re-probe), sleep until notified;
     repeat until waiter.try_op() gives a result, raises, or the delay passes
-    (then raise what the blocking call raises on timeout)."""
+    (then raise what the blocking call raises on timeout). ``on_hub``: the
+    waiter is notified through the loop's hub (a Channel's); a
+    ``_ProcessWaiter`` wakes the loop itself."""
     if delay == 0:
         raise waiter.timeout_error()
     loop = asyncio.get_running_loop()
-    hub = _hub(loop)
+    hub = _hub(loop) if on_hub else None
     fut: asyncio.Future[None] | None = None
     timed_out = False
 
@@ -137,14 +149,15 @@ async def _wait(waiter: Any, delay: float | None) -> Any:
         timed_out = True
         wake()
 
-    hub.acquire(loop)
+    if hub is not None:
+        hub.acquire(loop)
     timer = None
     try:
         if delay is not None:
             timer = loop.call_later(delay, expire)
         while True:
             fut = loop.create_future()
-            waiter.arm(hub.core, wake)
+            waiter.arm(hub.core if hub is not None else loop, wake)
             result = waiter.try_op()  # the re-check after registering
             if result is not _WAIT:
                 return result
@@ -154,6 +167,13 @@ async def _wait(waiter: Any, delay: float | None) -> Any:
             # Notified (or timed out): unlink and go round; the retry uses
             # the notification, so nothing is passed on here.
             waiter.disarm()
+            if timed_out and hub is None:
+                # A thread-parked waiter: one last probe, not re-armed (which
+                # would start a thread only to stop it); we leave either way.
+                result = waiter.try_op()
+                if result is not _WAIT:
+                    return result
+                raise waiter.timeout_error()
     finally:
         # Leaving for good (result, error, timeout or cancellation): unlink,
         # and hand on a notification this call will not use.
@@ -161,7 +181,8 @@ async def _wait(waiter: Any, delay: float | None) -> Any:
         waiter.pass_on()
         if timer is not None:
             timer.cancel()
-        hub.release(loop)
+        if hub is not None:
+            hub.release(loop)
 
 
 async def get_async(ch: Channel, timeout: float | None = None) -> Any:
@@ -220,3 +241,88 @@ async def select_async(channels: Iterable[Channel], timeout: float | None = None
     if result is not _WAIT:
         return result  # type: ignore[no-any-return]
     return await _wait(waiter, delay)  # type: ignore[no-any-return]
+
+
+# ---- ProcessChannel -------------------------------------------------------------------
+
+
+class _ProcessWaiter:
+    """A ProcessChannel operation in :func:`_wait`. ``arm`` reads the
+    channel's data (or space) word and has a thread sleep on the segment
+    until the word moves (``_wait_seq``: a futex wait registered like a
+    blocked get's, so the put that makes progress wakes it), then wake the
+    loop; reading the word before the re-probe is what makes a put that
+    lands in between wake it. ``disarm`` nudges the channel if the thread
+    still sleeps (every waiter wakes and re-checks), so it returns at once;
+    a waiter that leaves never takes an item."""
+
+    __slots__ = ("ch", "data", "attempt", "what", "_thread")
+
+    def __init__(self, ch: ProcessChannel, data: bool, attempt: Any, what: str) -> None:
+        self.ch, self.data, self.attempt, self.what = ch, data, attempt, what
+        self._thread: threading.Thread | None = None
+
+    def try_op(self) -> Any:
+        try:
+            return self.attempt()
+        except (ChannelEmpty if self.data else ChannelFull):
+            return _WAIT
+
+    def timeout_error(self) -> BaseException:
+        kind = ChannelEmpty if self.data else ChannelFull
+        return kind(f"{self.what}: channel is {'empty' if self.data else 'full'}")
+
+    def arm(self, loop: asyncio.AbstractEventLoop, wake: Any) -> None:
+        ch, data, seq = self.ch, self.data, self.ch._seq(self.data)
+
+        def watch() -> None:
+            try:
+                ch._wait_seq(data, seq, None)
+            except BaseException:  # noqa: BLE001 - the coroutine's retry raises it
+                pass
+            finally:
+                try:
+                    loop.call_soon_threadsafe(wake)
+                except RuntimeError:
+                    # The loop is closed: nobody will retry. If a put's single
+                    # wake-up came here, hand it on to the other waiters.
+                    ch._nudge()
+
+        thread = threading.Thread(target=watch, name="xchannels-process-aio", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # an isolated sub-interpreter refuses daemon threads
+            thread = threading.Thread(target=watch, name="xchannels-process-aio")
+            thread.start()
+        self._thread = thread
+
+    def disarm(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            self.ch._nudge()  # it returns at once; the others re-check and sleep again
+
+    def pass_on(self) -> None:
+        """Nothing to hand on: a nudge in disarm already woke the others."""
+
+
+async def process_get_async(ch: ProcessChannel, timeout: float | None = None) -> Any:
+    """ProcessChannel.get_async(timeout=None): see its docstring."""
+    delay = _aio_timeout(timeout)
+    waiter = _ProcessWaiter(ch, True, ch.get_nowait, "get_async")
+    result = waiter.try_op()  # fast path: no thread, no yield
+    if result is not _WAIT:
+        return result
+    return await _wait(waiter, delay, on_hub=False)
+
+
+async def process_put_async(ch: ProcessChannel, item: Any, timeout: float | None = None) -> None:
+    """ProcessChannel.put_async(item, timeout=None): see its docstring."""
+    delay = _aio_timeout(timeout)
+
+    def attempt() -> None:
+        ch.put_nowait(item)
+
+    waiter = _ProcessWaiter(ch, False, attempt, "put_async")
+    if waiter.try_op() is not _WAIT:
+        return
+    await _wait(waiter, delay, on_hub=False)
