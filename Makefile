@@ -190,7 +190,7 @@ fuzz-build: deps venvs
 	$(CMAKE) --build $(BUILD)/fuzz -j $(JOBS)
 
 fuzz-short: fuzz-build
-	@for f in decoder segment; do \
+	@for f in decoder segment flat_form; do \
 	  echo "== fuzzing the $$f for $(FUZZ_SECONDS) s"; \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$f; \
 	  $(BUILD)/fuzz/$${f}_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \

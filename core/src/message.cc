@@ -1,48 +1,12 @@
-// core/src/message.cc: allocation, finishing and destruction of Messages.
+// core/src/message.cc: the writer's slow paths, finishing and destruction of
+// Messages.
 #include "xchannels/message.h"
 
-#include <cassert>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 
 namespace xchannels {
-
-MessageBuilder::MessageBuilder(size_t bytes, uint32_t refs) {
-  size_t total = sizeof(Message) + sizeof(MessageRef) * refs + bytes;
-  void* mem = std::malloc(total);
-  if (mem == nullptr) return;
-  msg_ = new (mem) Message();
-  msg_->size_ = bytes;
-  msg_->nrefs_ = refs;
-  msg_->refs_written_ = 0;
-  cursor_ = const_cast<uint8_t*>(msg_->payload().data());
-  end_ = cursor_ + bytes;
-}
-
-void MessageBuilder::RefValue(Tag t, RefKind kind, Ref<RefCounted> object) {
-  uint32_t index = msg_->refs_written_;
-  assert(index < msg_->nrefs_ && "MessageBuilder: more refs than sized");
-  Byte(static_cast<uint8_t>(t));
-  Varint(index);
-  msg_->refs_begin()[index] = MessageRef{object.Release(), kind};
-  msg_->refs_written_ = index + 1;
-}
-
-MessagePtr MessageBuilder::Finish() {
-  if (msg_ == nullptr || cursor_ != end_ ||
-      msg_->refs_written_ != msg_->nrefs_) {
-    return nullptr;
-  }
-  return MessagePtr(std::exchange(msg_, nullptr));
-}
-
-MessagePtr MessageBuilder::CopyOf(std::span<const uint8_t> payload) {
-  MessageBuilder b(payload.size(), 0);
-  if (!b.ok()) return nullptr;
-  if (!payload.empty()) b.Raw(payload.data(), payload.size());
-  return b.Finish();
-}
 
 MessageWriter::~MessageWriter() {
   for (uint32_t i = 0; i < nrefs_; ++i) refs_[i].object->Unref();
@@ -92,20 +56,23 @@ bool MessageWriter::RefValue(Tag t, RefKind kind, Ref<RefCounted> object) {
 
 MessagePtr MessageWriter::Finish() {
   if (cap_ == 0 || too_large_) return nullptr;
-  MessageBuilder b(size_, nrefs_);
-  if (!b.ok()) return nullptr;
-  if (size_ > 0) b.Raw(data_, size_);
-  MessageRef* table = b.msg_->refs_begin();
+  void* mem =
+      std::malloc(sizeof(Message) + sizeof(MessageRef) * nrefs_ + size_);
+  if (mem == nullptr) return nullptr;
+  auto* m = new (mem) Message();
+  m->size_ = size_;
+  m->nrefs_ = nrefs_;
+  MessageRef* table = m->refs_begin();
   for (uint32_t i = 0; i < nrefs_; ++i) table[i] = refs_[i];
-  b.msg_->refs_written_ = nrefs_;
   nrefs_ = 0;  // the message owns them now
-  return b.Finish();
+  if (size_ > 0) std::memcpy(table + m->nrefs_, data_, size_);
+  return MessagePtr(m);
 }
 
 void Message::Destroy(Message* m) noexcept {
   if (m == nullptr) return;
   MessageRef* refs = m->refs_begin();
-  for (uint32_t i = 0; i < m->refs_written_; ++i) refs[i].object->Unref();
+  for (uint32_t i = 0; i < m->nrefs_; ++i) refs[i].object->Unref();
   m->~Message();
   std::free(m);
 }

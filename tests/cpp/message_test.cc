@@ -1,4 +1,4 @@
-// tests/cpp/message_test.cc: the message format (build, decode, reject bad
+// tests/cpp/message_test.cc: the message format (write, decode, reject bad
 // bytes) and Items, without Python. SharedBuffer itself is tested in
 // shared_buffer_test.cc.
 #include <gtest/gtest.h>
@@ -16,6 +16,7 @@
 #include "xchannels/item.h"
 #include "xchannels/message.h"
 #include "xchannels/shared_buffer.h"
+#include "test_peers.h"
 
 namespace xchannels {
 namespace {
@@ -154,25 +155,18 @@ class FakeChannel final : public RefCounted {
 };
 int FakeChannel::live = 0;
 
+int64_t Refs(const RefCounted& o) { return RefCountedTestPeer::RefCount(o); }
+
 TEST(Message, ScalarsRoundTrip) {
-  MessageSizer s;
-  s.Tuple(6);
-  s.Scalar(Tag::kNone);
-  s.Scalar(Tag::kTrue);
-  s.Scalar(Tag::kFalse);
-  s.Int64();
-  s.Float();
-  s.Float();
-  MessageBuilder b(s.bytes(), s.refs());
-  ASSERT_TRUE(b.ok());
-  b.Tuple(6);
-  b.Scalar(Tag::kNone);
-  b.Scalar(Tag::kTrue);
-  b.Scalar(Tag::kFalse);
-  b.Int64(std::numeric_limits<int64_t>::min());
-  b.Float(-0.0);
-  b.Float(std::numeric_limits<double>::quiet_NaN());
-  MessagePtr m = b.Finish();
+  MessageWriter w;
+  ASSERT_TRUE(w.Container(Tag::kTuple, 6));
+  ASSERT_TRUE(w.Scalar(Tag::kNone));
+  ASSERT_TRUE(w.Scalar(Tag::kTrue));
+  ASSERT_TRUE(w.Scalar(Tag::kFalse));
+  ASSERT_TRUE(w.Int64(std::numeric_limits<int64_t>::min()));
+  ASSERT_TRUE(w.Float(-0.0));
+  ASSERT_TRUE(w.Float(std::numeric_limits<double>::quiet_NaN()));
+  MessagePtr m = w.Finish();
   ASSERT_NE(m, nullptr);
   DecodeError err;
   auto t = DecodeAll(*m, &err);
@@ -189,17 +183,12 @@ TEST(Message, ScalarsRoundTrip) {
 TEST(Message, StringsBytesAndBigInts) {
   const char16_t wide[] = u"h\xE9\xD800";  // includes a lone surrogate
   std::string big(20, '\x7f');
-  MessageSizer s;
-  s.Tuple(3);
-  s.Str(2, 3);
-  s.Blob(5);
-  s.Blob(big.size());
-  MessageBuilder b(s.bytes(), s.refs());
-  b.Tuple(3);
-  std::memcpy(b.Str(2, 3), wide, 6);
-  std::memcpy(b.Bytes(5), "a\0b\0c", 5);
-  std::memcpy(b.BigInt(big.size()), big.data(), big.size());
-  MessagePtr m = b.Finish();
+  MessageWriter w;
+  ASSERT_TRUE(w.Container(Tag::kTuple, 3));
+  std::memcpy(w.Str(2, 3), wide, 6);
+  std::memcpy(w.Bytes(5), "a\0b\0c", 5);
+  std::memcpy(w.BigInt(big.size()), big.data(), big.size());
+  MessagePtr m = w.Finish();
   ASSERT_NE(m, nullptr);
   auto t = DecodeAll(*m);
   ASSERT_NE(t, nullptr);
@@ -216,73 +205,87 @@ TEST(Message, RefsAreOwnedAndReleased) {
   {
     Ref<SharedBuffer> buf = SharedBuffer::Copy("hello", 5);
     Ref<RefCounted> ch = MakeRef<FakeChannel>();
-    MessageSizer s;
-    s.Tuple(2);
-    s.RefValue();
-    s.RefValue();
-    MessageBuilder b(s.bytes(), s.refs());
-    b.Tuple(2);
-    b.RefValue(Tag::kBufferRef, RefKind::kBuffer, Ref<RefCounted>(Ref<SharedBuffer>(buf)));
-    b.RefValue(Tag::kChannelRef, RefKind::kChannel, ch);
-    MessagePtr m = b.Finish();
+    MessageWriter w;
+    ASSERT_TRUE(w.Container(Tag::kTuple, 2));
+    ASSERT_TRUE(w.RefValue(Tag::kBufferRef, RefKind::kBuffer,
+                           Ref<RefCounted>(Ref<SharedBuffer>(buf))));
+    ASSERT_TRUE(w.RefValue(Tag::kChannelRef, RefKind::kChannel, ch));
+    MessagePtr m = w.Finish();
     ASSERT_NE(m, nullptr);
-    EXPECT_EQ(buf->RefCountForTesting(), 2);
-    EXPECT_EQ(ch->RefCountForTesting(), 2);
+    EXPECT_EQ(Refs(*buf), 2);
+    EXPECT_EQ(Refs(*ch), 2);
     auto t = DecodeAll(*m);
     ASSERT_NE(t, nullptr);
     EXPECT_EQ(t->items[0]->buffer, buf.get());
     EXPECT_EQ(t->items[1]->channel, ch.get());
     m.reset();
-    EXPECT_EQ(buf->RefCountForTesting(), 1);
-    EXPECT_EQ(ch->RefCountForTesting(), 1);
+    EXPECT_EQ(Refs(*buf), 1);
+    EXPECT_EQ(Refs(*ch), 1);
   }
   EXPECT_EQ(FakeChannel::live, 0);
   EXPECT_EQ(SharedBuffer::LiveCountForTesting(), buffers_before);
 }
 
-TEST(Message, UnfinishedBuilderReleasesRefs) {
+// A writer dropped unfinished drops the reference it took over; the
+// caller's own stays.
+TEST(MessageWriter, UnfinishedWriterReleasesACallersRef) {
   Ref<RefCounted> ch = MakeRef<FakeChannel>();
   {
-    MessageBuilder b(/*bytes=*/10, /*refs=*/2);
-    b.RefValue(Tag::kChannelRef, RefKind::kChannel, ch);
-    EXPECT_EQ(ch->RefCountForTesting(), 2);
+    MessageWriter w;
+    ASSERT_TRUE(w.RefValue(Tag::kChannelRef, RefKind::kChannel, ch));
+    EXPECT_EQ(Refs(*ch), 2);
   }  // never finished
-  EXPECT_EQ(ch->RefCountForTesting(), 1);
+  EXPECT_EQ(Refs(*ch), 1);
 }
 
-TEST(Message, FinishRejectsSizeMismatch) {
-  MessageBuilder b(/*bytes=*/2, /*refs=*/0);
-  b.Scalar(Tag::kNone);
-  EXPECT_EQ(b.Finish(), nullptr);
+// A write that failed leaves a writer that never finishes, even when later
+// writes succeed: no message holds a partial encoding.
+TEST(MessageWriter, FinishRefusesAfterAFailedWrite) {
+  MessageWriter w;
+  ASSERT_TRUE(w.Container(Tag::kList, 2));
+  ASSERT_EQ(w.Bytes(kMaxPayloadBytes), nullptr);
+  ASSERT_TRUE(w.Scalar(Tag::kNone));  // a later write still finds room
+  EXPECT_EQ(w.Finish(), nullptr);
 }
 
-// The one-walk writer produces exactly the builder's bytes, spilling from
-// its inline buffer to the heap, with its refs in the message's table.
-TEST(MessageWriter, MatchesBuilderAcrossTheSpill) {
+// The one-walk writer produces exactly the grammar's bytes (message.h),
+// spilling from its inline buffer to the heap, with its refs in the
+// message's table.
+TEST(MessageWriter, WritesTheGrammarAcrossTheSpill) {
   const char16_t wide[] = u"h\xE9\xD800";
   for (size_t blob : {size_t{10}, size_t{200}, size_t{600}, size_t{100000}}) {
     auto b1 = SharedBuffer::Copy("ref", 3);
     auto b2 = b1;
-    MessageSizer sizer;
-    sizer.Tuple(7);
-    sizer.Scalar(Tag::kNone);
-    sizer.Int64();
-    sizer.Float();
-    sizer.Str(2, 3);
-    sizer.Blob(blob);
-    sizer.RefValue();
-    sizer.Tuple(0);
-    MessageBuilder mb(sizer.bytes(), sizer.refs());
-    mb.Tuple(7);
-    mb.Scalar(Tag::kNone);
-    mb.Int64(-5);
-    mb.Float(-0.0);
-    std::memcpy(mb.Str(2, 3), wide, 6);
-    std::memset(mb.Bytes(blob), 'x', blob);
-    mb.RefValue(Tag::kBufferRef, RefKind::kBuffer, Ref<RefCounted>(std::move(b1)));
-    mb.Tuple(0);
-    MessagePtr expected = mb.Finish();
-    ASSERT_NE(expected, nullptr);
+    // The expected payload, byte by byte.
+    std::vector<uint8_t> expected;
+    auto tag = [&](Tag t) { expected.push_back(static_cast<uint8_t>(t)); };
+    auto raw = [&](const void* p, size_t n) {
+      auto* b = static_cast<const uint8_t*>(p);
+      expected.insert(expected.end(), b, b + n);
+    };
+    auto varint = [&](uint64_t v) {
+      for (; v >= 0x80; v >>= 7) expected.push_back(static_cast<uint8_t>(v | 0x80));
+      expected.push_back(static_cast<uint8_t>(v));
+    };
+    tag(Tag::kTuple);
+    varint(7);
+    tag(Tag::kNone);
+    const int64_t minus_five = -5;
+    const double minus_zero = -0.0;
+    tag(Tag::kInt64);
+    raw(&minus_five, 8);
+    tag(Tag::kFloat);
+    raw(&minus_zero, 8);
+    tag(Tag::kStr2);
+    varint(3);
+    raw(wide, 6);
+    tag(Tag::kBytes);
+    varint(blob);
+    expected.insert(expected.end(), blob, 'x');
+    tag(Tag::kBufferRef);
+    varint(0);
+    tag(Tag::kTuple);
+    varint(0);
 
     MessageWriter w;
     ASSERT_TRUE(w.Container(Tag::kTuple, 7));
@@ -297,14 +300,14 @@ TEST(MessageWriter, MatchesBuilderAcrossTheSpill) {
     std::memset(b, 'x', blob);
     ASSERT_TRUE(w.RefValue(Tag::kBufferRef, RefKind::kBuffer, Ref<RefCounted>(std::move(b2))));
     ASSERT_TRUE(w.Container(Tag::kTuple, 0));
-    EXPECT_EQ(w.size(), sizer.bytes());
+    EXPECT_EQ(w.size(), expected.size());
     MessagePtr got = w.Finish();
     ASSERT_NE(got, nullptr);
-    ASSERT_EQ(got->payload().size(), expected->payload().size());
-    EXPECT_EQ(std::memcmp(got->payload().data(), expected->payload().data(),
-                          expected->payload().size()), 0) << blob;
+    ASSERT_EQ(got->payload().size(), expected.size());
+    EXPECT_EQ(std::memcmp(got->payload().data(), expected.data(),
+                          expected.size()), 0) << blob;
     ASSERT_EQ(got->refs().size(), 1u);
-    EXPECT_EQ(got->refs()[0].object, expected->refs()[0].object);
+    EXPECT_EQ(got->refs()[0].object, b1.get());
     auto t = DecodeAll(*got);
     ASSERT_NE(t, nullptr);
     EXPECT_EQ(t->items[4]->bytes, std::string(blob, 'x'));
@@ -441,11 +444,9 @@ TEST(Message, RejectsMalformed) {
 
 TEST(Message, RefKindMismatchIsRejected) {
   Ref<RefCounted> ch = MakeRef<FakeChannel>();
-  MessageSizer s;
-  s.RefValue();
-  MessageBuilder b(s.bytes(), s.refs());
-  b.RefValue(Tag::kBufferRef, RefKind::kChannel, ch);  // buffer tag, channel ref
-  MessagePtr m = b.Finish();
+  MessageWriter w;
+  ASSERT_TRUE(w.RefValue(Tag::kBufferRef, RefKind::kChannel, ch));  // buffer tag, channel ref
+  MessagePtr m = w.Finish();
   ASSERT_NE(m, nullptr);
   DecodeError err;
   EXPECT_EQ(DecodeAll(*m, &err), nullptr);
@@ -454,19 +455,13 @@ TEST(Message, RefKindMismatchIsRejected) {
 
 TEST(Message, EveryTruncationIsRejected) {
   // A valid nested message, cut at every length: never a crash, never ok.
-  MessageSizer s;
-  s.Tuple(3);
-  s.Str(1, 4);
-  s.Tuple(1);
-  s.Int64();
-  s.Blob(3);
-  MessageBuilder b(s.bytes(), s.refs());
-  b.Tuple(3);
-  std::memcpy(b.Str(1, 4), "abcd", 4);
-  b.Tuple(1);
-  b.Int64(42);
-  std::memcpy(b.Bytes(3), "xyz", 3);
-  MessagePtr m = b.Finish();
+  MessageWriter w;
+  ASSERT_TRUE(w.Container(Tag::kTuple, 3));
+  std::memcpy(w.Str(1, 4), "abcd", 4);
+  ASSERT_TRUE(w.Container(Tag::kTuple, 1));
+  ASSERT_TRUE(w.Int64(42));
+  std::memcpy(w.Bytes(3), "xyz", 3);
+  MessagePtr m = w.Finish();
   ASSERT_NE(m, nullptr);
   auto payload = m->payload();
   for (size_t cut = 0; cut < payload.size(); ++cut) {
@@ -502,18 +497,17 @@ TEST(Item, ScalarsAndOwnership) {
   Ref<RefCounted> ch = MakeRef<FakeChannel>();
   {
     Item c = Item::FromRef(Item::Kind::kChannel, ch);
-    EXPECT_EQ(ch->RefCountForTesting(), 2);
+    EXPECT_EQ(Refs(*ch), 2);
     Item moved = std::move(c);
     EXPECT_EQ(c.kind(), Item::Kind::kEmpty);  // NOLINT: testing moved-from
-    EXPECT_EQ(ch->RefCountForTesting(), 2);
+    EXPECT_EQ(Refs(*ch), 2);
   }
-  EXPECT_EQ(ch->RefCountForTesting(), 1);
+  EXPECT_EQ(Refs(*ch), 1);
 }
 
 TEST(Message, BuiltOnOneThreadDestroyedOnAnother) {
-  // Small messages are recycled through free lists shared by all threads:
-  // hammer the path a channel takes (build here, destroy there) for ASan and
-  // TSan, with sizes across every size class and beyond.
+  // Hammer the path a channel takes (write here, destroy there) for ASan and
+  // TSan, with sizes from empty to past the writer's inline buffer.
 #ifdef XCHANNELS_UNDER_SANITIZER
   const int n = 20000;
 #else
@@ -523,11 +517,9 @@ TEST(Message, BuiltOnOneThreadDestroyedOnAnother) {
   std::thread producer([&] {
     for (int i = 0; i < n; ++i) {
       size_t len = static_cast<size_t>(i % 700);
-      MessageSizer s;
-      s.Blob(len);
-      MessageBuilder b(s.bytes(), s.refs());
-      std::memset(b.Bytes(len), i & 0xff, len);
-      built[static_cast<size_t>(i)] = b.Finish();
+      MessageWriter w;
+      std::memset(w.Bytes(len), i & 0xff, len);
+      built[static_cast<size_t>(i)] = w.Finish();
     }
   });
   producer.join();

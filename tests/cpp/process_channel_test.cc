@@ -1,9 +1,10 @@
 // tests/cpp/process_channel_test.cc: ProcessChannel (a channel in a shared
 // memory segment) within one process, across fork()ed processes, with
-// processes killed in the middle of calls, and over a corrupted segment;
-// and the flat form of Items.
+// processes killed in the middle of calls, and over a corrupted segment.
+// The flat form of Items is tested in flat_form_test.cc.
 #include "xchannels/process_channel.h"
 #include "xchannels/detail/mutex.h"  // XCHANNELS_TSAN
+#include "test_peers.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -23,6 +24,7 @@ namespace xchannels {
 namespace {
 
 using namespace std::chrono_literals;
+using Peer = ProcessChannelTestPeer;  // the raw segment
 
 Ref<ProcessChannel> Make(size_t ring = 4096, uint64_t max_items = 0) {
   std::string err;
@@ -131,23 +133,23 @@ TEST(ProcessChannelTest, AttachChecksTheSegment) {
   EXPECT_FALSE(err.empty());
   Ref<ProcessChannel> ch = Make();
   // A segment with a wrong magic is refused.
-  ch->segment_for_testing()[0] ^= 0xff;
+  Peer::Segment(*ch)[0] ^= 0xff;
   EXPECT_FALSE(ProcessChannel::Attach(dup(ch->fd()), &err));
   EXPECT_NE(err.find("bad header"), std::string::npos) << err;
-  ch->segment_for_testing()[0] ^= 0xff;
+  Peer::Segment(*ch)[0] ^= 0xff;
   // A segment of another layout version (offset 8, after the magic) is
   // refused with both versions named.
   uint32_t version;
-  std::memcpy(&version, ch->segment_for_testing() + 8, 4);
+  std::memcpy(&version, Peer::Segment(*ch) + 8, 4);
   const uint32_t older = version - 1;
-  std::memcpy(ch->segment_for_testing() + 8, &older, 4);
+  std::memcpy(Peer::Segment(*ch) + 8, &older, 4);
   EXPECT_FALSE(ProcessChannel::Attach(dup(ch->fd()), &err));
   EXPECT_NE(err.find("layout version " + std::to_string(older) +
                      ", this xchannels reads version " +
                      std::to_string(version)),
             std::string::npos)
       << err;
-  std::memcpy(ch->segment_for_testing() + 8, &version, 4);
+  std::memcpy(Peer::Segment(*ch) + 8, &version, 4);
   Ref<ProcessChannel> again = ProcessChannel::Attach(dup(ch->fd()), &err);
   ASSERT_TRUE(again) << err;
   ASSERT_EQ(ch->TrySend(Rec("via one handle")), ShmStatus::kOk);
@@ -317,7 +319,7 @@ TEST(ProcessChannelTest, NoLockWaitCallsReturnBusyWhileAnotherHoldsTheMutex) {
   Ref<ProcessChannel> ch = Make(4096, 0);
   ASSERT_EQ(ch->TrySend(Rec("queued")), ShmStatus::kOk);
   auto* mutex = reinterpret_cast<pthread_mutex_t*>(
-      ch->segment_for_testing() + 32);  // after magic .. max_items
+      Peer::Segment(*ch) + 32);  // after magic .. max_items
   ASSERT_EQ(pthread_mutex_lock(mutex), 0);
   RecordBuffer out;
   const std::vector<uint8_t> more = Rec("more");
@@ -385,7 +387,7 @@ TEST(ProcessChannelTest, AWaiterWhoseWakeUpWasLostTakesTheFreeMutexAnyway) {
   // it with no wake-up. The waiter looks again within 250 ms and puts; it
   // used to sleep forever (the CI hang of ProcessesKilledMidCall...).
   Ref<ProcessChannel> ch = Make(4096, 0);
-  uint8_t* seg = ch->segment_for_testing();
+  uint8_t* seg = Peer::Segment(*ch);
   auto* mutex = reinterpret_cast<pthread_mutex_t*>(seg + 32);
   const pid_t holder = HoldTheMutex(mutex, false);
   ASSERT_GT(holder, 0);
@@ -427,7 +429,7 @@ TEST(ProcessChannelTest, TimedCallsGiveUpOnAStoppedHolderOfTheMutex) {
   // interruptible call without one returns to its signal check. It used to
   // wait for the mutex however long the holder stayed stopped.
   Ref<ProcessChannel> ch = Make(4096, 0);
-  auto* mutex = reinterpret_cast<pthread_mutex_t*>(ch->segment_for_testing() + 32);
+  auto* mutex = reinterpret_cast<pthread_mutex_t*>(Peer::Segment(*ch) + 32);
   const pid_t holder = HoldTheMutex(mutex, true);
   ASSERT_GT(holder, 0);
   KillAtExit kill_holder{holder};
@@ -469,9 +471,9 @@ TEST(ProcessChannelTest, AHolderOfTheLockKilledIsRecoveredFrom) {
   // records, and the channel goes on.
   Ref<ProcessChannel> ch = Make(4096, 0);
   ASSERT_EQ(ch->TrySend(Rec("before")), ShmStatus::kOk);
-  uint8_t* seg = ch->segment_for_testing();
+  uint8_t* seg = Peer::Segment(*ch);
   auto* mutex = reinterpret_cast<pthread_mutex_t*>(seg + 32);  // after magic .. max_items
-  const size_t count_at = ProcessChannel::state_offset_for_testing() + 16;
+  const size_t count_at = Peer::StateOffset() + 16;
   const pid_t pid = Fork([&] {
     pthread_mutex_lock(mutex);
     std::memset(seg + ProcessChannel::kHeaderBytes + 16, 0xab, 64);
@@ -499,9 +501,9 @@ TEST(ProcessChannelTest, ScribblingWhileOthersReadAndWriteNeverCrashes) {
   // Another process may change the state at any moment, also between two
   // reads of one call: only values read once and checked may be used.
   Ref<ProcessChannel> ch = Make(256, 0);
-  uint8_t* seg = ch->segment_for_testing();
-  const size_t state = ProcessChannel::state_offset_for_testing();
-  const size_t nstate = ProcessChannel::state_bytes_for_testing();
+  uint8_t* seg = Peer::Segment(*ch);
+  const size_t state = Peer::StateOffset();
+  const size_t nstate = Peer::StateBytes();
   std::atomic<bool> stop{false};
   std::thread scribbler([&] {
     std::mt19937 rng(11);
@@ -545,8 +547,8 @@ TEST(ProcessChannelTest, ACorruptedSegmentGivesKCorruptNeverACrash) {
     // the futex words are left: corrupting a pthread mutex is not something
     // any check can survive, and is equivalent to a hostile process that
     // never unlocks).
-    uint8_t* seg = ch->segment_for_testing();
-    const size_t state_begin = ProcessChannel::state_offset_for_testing();
+    uint8_t* seg = Peer::Segment(*ch);
+    const size_t state_begin = Peer::StateOffset();
     const int hits = 1 + static_cast<int>(rng() % 4);
     for (int h = 0; h < hits; ++h) {
       size_t off;
@@ -650,54 +652,6 @@ TEST(ProcessChannelTest, SelectingReadersDoNotStrandRecords) {
   s2.join();
   r.join();
   EXPECT_EQ(taken.load(), kN);
-}
-
-TEST(FlatItemTest, RoundTripsScalarsBuffersAndMessages) {
-  RecordBuffer flat;
-  FlatItem f;
-  bool oom = false;
-  ASSERT_TRUE(FlattenItem(Item::Int(-42), &flat));
-  ASSERT_TRUE(UnflattenItem(flat.span(), &f, &oom));
-  EXPECT_EQ(f.scalar.kind(), Item::Kind::kInt);
-  EXPECT_EQ(f.scalar.AsInt(), -42);
-
-  flat.clear();
-  f = FlatItem();
-  ASSERT_TRUE(FlattenItem(Item::Float(2.5), &flat));
-  ASSERT_TRUE(UnflattenItem(flat.span(), &f, &oom));
-  EXPECT_EQ(f.scalar.AsFloat(), 2.5);
-
-  flat.clear();
-  f = FlatItem();
-  BufferLayout layout;
-  layout.format = "i";
-  layout.itemsize = 4;
-  layout.shape = {2, 2};
-  const int32_t data[4] = {1, 2, 3, 4};
-  Ref<SharedBuffer> b = SharedBuffer::Copy(data, 16, layout);
-  ASSERT_TRUE(FlattenItem(Item::FromRef(Item::Kind::kBuffer, Ref<RefCounted>(Ref<SharedBuffer>(b))),
-                          &flat));
-  ASSERT_TRUE(UnflattenItem(flat.span(), &f, &oom));
-  ASSERT_TRUE(f.is_buffer);
-  EXPECT_EQ(f.buffers[0]->layout().format, "i");
-  EXPECT_EQ(f.buffers[0]->shape(), (std::vector<int64_t>{2, 2}));
-  EXPECT_EQ(std::memcmp(f.buffers[0]->data(), data, 16), 0);
-  EXPECT_NE(f.buffers[0].get(), b.get());  // a copy
-}
-
-TEST(FlatItemTest, MalformedRecordsAreRefused) {
-  std::mt19937 rng(3);
-  FlatItem f;
-  bool oom = false;
-  EXPECT_FALSE(UnflattenItem({}, &f, &oom));
-  for (int i = 0; i < 20000; ++i) {
-    std::vector<uint8_t> junk(rng() % 40);
-    for (auto& c : junk) c = static_cast<uint8_t>(rng());
-    if (!junk.empty()) junk[0] = static_cast<uint8_t>(rng() % 10);
-    FlatItem g;
-    UnflattenItem(junk, &g, &oom);  // must not crash or read out of bounds
-    EXPECT_FALSE(oom);
-  }
 }
 
 }  // namespace

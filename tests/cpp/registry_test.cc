@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "xchannels/channel.h"
+#include "test_peers.h"
 #include "test_util.h"
 
 namespace xchannels {
@@ -34,7 +35,7 @@ TEST(Registry, FindLive) {
   ASSERT_TRUE(found);
   EXPECT_EQ(found.get(), static_cast<ChannelBase*>(ch.get()));
   EXPECT_EQ(found->capacity(), 4u);
-  EXPECT_EQ(ch->RefCountForTesting(), 2);
+  EXPECT_EQ(RefCountedTestPeer::RefCount(*ch), 2);
   EXPECT_FALSE(Registry::Global().Find(0));
   EXPECT_FALSE(Registry::Global().Find(~uint64_t{0}));
 }

@@ -3,8 +3,8 @@
 //
 // The input's first bytes overwrite the mutex-guarded state (head, tail,
 // count, closed, the waiter counts); the rest overwrites the data ring. Then
-// the reader takes records, parses each as a flat Item, and a writer puts
-// one. Nothing may crash or read out of bounds: every call returns a status
+// the reader takes records, parses each as a flat Item (flat_form.h; the
+// parser alone is flat_form_fuzz.cc's), and a writer puts one. Nothing may crash or read out of bounds: every call returns a status
 // (kCorrupt for a state that fails the checks). Build: cmake
 // -DXCHANNELS_FUZZ=ON with clang.
 #include <cstddef>
@@ -13,10 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "xchannels/flat_form.h"
 #include "xchannels/process_channel.h"
+#include "test_peers.h"
 
 using xchannels::FlatItem;
 using xchannels::ProcessChannel;
+using xchannels::ProcessChannelTestPeer;
 using xchannels::ShmStatus;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -28,9 +31,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return ProcessChannel::Create(kRing, 0, 0, &err).Release();
   }();
   if (ch == nullptr) __builtin_trap();
-  uint8_t* seg = ch->segment_for_testing();
-  const size_t state = ProcessChannel::state_offset_for_testing();
-  const size_t nstate = ProcessChannel::state_bytes_for_testing();
+  uint8_t* seg = ProcessChannelTestPeer::Segment(*ch);
+  const size_t state = ProcessChannelTestPeer::StateOffset();
+  const size_t nstate = ProcessChannelTestPeer::StateBytes();
   std::memset(seg + state, 0, nstate);
   std::memcpy(seg + state, data, std::min(size, nstate));
   std::memset(seg + ProcessChannel::kHeaderBytes, 0, kRing);

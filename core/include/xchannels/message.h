@@ -1,10 +1,14 @@
 // core/include/xchannels/message.h: the encoded, immutable form of one value
 // tree (None, bool, int of any size, float, complex, str, bytes, tuples,
 // lists, dicts, sets and frozensets nested in any mix, references to shared
-// buffers and channels, and pickled values where a channel opted in), and
-// the Item that a channel carries.
+// buffers and channels, and pickled values where a channel opted in): its
+// grammar, the Message that holds one, its writer (MessageWriter) and its
+// decoder (Decoder). The Item that a channel carries is item.h's; the form
+// a value takes between processes is flat_form.h's (a payload inside it is
+// this grammar unchanged).
 //
-// Wire format (in-process only, little-endian, never persisted):
+// Wire format (little-endian, never persisted; it leaves a process only
+// inside the flat form, read by the same xchannels version):
 //   value   := tag payload
 //   kNone | kFalse | kTrue             no payload
 //   kInt64                             8 bytes, two's complement
@@ -21,18 +25,18 @@
 //   kBufferRef | kBytesRef | kChannelRef  varint i: index into the ref table;
 //             kBytesRef is a large bytes payload held by a SharedBuffer and is
 //             decoded as bytes again.
-//   varint    := LEB128, at most 10 bytes, value < 2**63
+//   varint    := LEB128, at most 9 bytes, value < 2**63
 //
 // Containers nest at most kMaxDepth deep (a value that contains itself
 // reaches that limit); a payload is at most kMaxPayloadBytes.
 //
 // Invariants:
 //   - A Message is one allocation: header, ref table, payload. It never
-//     changes after MessageBuilder::Finish, and owns one reference to each
+//     changes after MessageWriter::Finish, and owns one reference to each
 //     object in its ref table, dropped by Message::Destroy.
-//   - Decode() accepts any byte string without undefined behaviour: every
+//   - Decoder accepts any byte string without undefined behaviour: every
 //     length, index, tag and ref kind is checked, and nesting is limited to
-//     kMaxDepth. The fuzz target relies on this.
+//     kMaxDepth. tests/fuzz/decoder_fuzz.cc relies on this.
 //   - A Message holds no interpreter's object, so it may be destroyed on any
 //     thread without a GIL.
 #ifndef XCHANNELS_MESSAGE_H_
@@ -40,7 +44,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -108,8 +111,7 @@ class Message {
   }
 
  private:
-  friend class MessageBuilder;
-  friend class MessageWriter;
+  friend class MessageWriter;  // the one way to make a Message
   Message() = default;
   MessageRef* refs_begin() const noexcept {
     return reinterpret_cast<MessageRef*>(
@@ -117,7 +119,6 @@ class Message {
   }
   size_t size_ = 0;
   uint32_t nrefs_ = 0;
-  uint32_t refs_written_ = 0;
 };
 static_assert(sizeof(Message) % alignof(MessageRef) == 0);
 
@@ -125,112 +126,6 @@ struct MessageDeleter {
   void operator()(Message* m) const noexcept { Message::Destroy(m); }
 };
 using MessagePtr = std::unique_ptr<Message, MessageDeleter>;
-
-// Counts the bytes and references a value tree needs (pass 1 of encoding).
-class MessageSizer {
- public:
-  void Scalar(Tag) { bytes_ += 1; }
-  void Int64() { bytes_ += 9; }
-  void Float() { bytes_ += 9; }
-  void Blob(size_t nbytes) { bytes_ += 1 + VarintSize(nbytes) + nbytes; }
-  void Str(int kind, size_t len) {
-    bytes_ += 1 + VarintSize(len) + static_cast<size_t>(kind) * len;
-  }
-  void Tuple(size_t n) { bytes_ += 1 + VarintSize(n); }
-  void RefValue() {
-    bytes_ += 1 + VarintSize(refs_);
-    refs_ += 1;
-  }
-  size_t bytes() const { return bytes_; }
-  uint32_t refs() const { return refs_; }
-  static size_t VarintSize(uint64_t v) {
-    size_t n = 1;
-    while (v >= 0x80) {
-      v >>= 7;
-      ++n;
-    }
-    return n;
-  }
-
- private:
-  size_t bytes_ = 0;
-  uint32_t refs_ = 0;
-};
-
-// Writes a value tree into one exactly-sized Message (pass 2 of encoding).
-// Not thread-safe; one builder per message. Calls must add up to the sizes
-// given to the constructor; Finish() checks that.
-class MessageBuilder {
- public:
-  // Allocates; returns with ok() false if memory ran out.
-  MessageBuilder(size_t bytes, uint32_t refs);
-  ~MessageBuilder() { Message::Destroy(msg_); }
-  MessageBuilder(const MessageBuilder&) = delete;
-  MessageBuilder& operator=(const MessageBuilder&) = delete;
-
-  bool ok() const { return msg_ != nullptr; }
-  void Scalar(Tag t) { Byte(static_cast<uint8_t>(t)); }
-  void Int64(int64_t v) {
-    Byte(static_cast<uint8_t>(Tag::kInt64));
-    Raw(&v, 8);
-  }
-  void Float(double v) {
-    Byte(static_cast<uint8_t>(Tag::kFloat));
-    Raw(&v, 8);
-  }
-  // Returns where the n bytes of a big int's two's complement go.
-  uint8_t* BigInt(size_t nbytes) { return Blob(Tag::kBigInt, nbytes, nbytes); }
-  uint8_t* Str(int kind, size_t len) {
-    Tag t = kind == 1 ? Tag::kStr1 : kind == 2 ? Tag::kStr2 : Tag::kStr4;
-    return Blob(t, len, len * static_cast<size_t>(kind));
-  }
-  uint8_t* Bytes(size_t nbytes) { return Blob(Tag::kBytes, nbytes, nbytes); }
-  void Tuple(size_t n) {
-    Byte(static_cast<uint8_t>(Tag::kTuple));
-    Varint(n);
-  }
-  // Takes over the reference `object` holds (the builder owns it from here,
-  // even if the message is never finished).
-  void RefValue(Tag t, RefKind kind, Ref<RefCounted> object);
-
-  // The finished message, or nullptr if the writes did not match the sizes.
-  MessagePtr Finish();
-
-  // A message with no references whose payload is a copy of `payload` (an
-  // encoding already written elsewhere). nullptr if memory ran out.
-  static MessagePtr CopyOf(std::span<const uint8_t> payload);
-
- private:
-  friend class MessageWriter;
-  void Byte(uint8_t b) {
-    assert(cursor_ < end_ && "MessageBuilder: writes exceed the sized bytes");
-    *cursor_++ = b;
-  }
-  void Raw(const void* p, size_t n) {
-    assert(n <= static_cast<size_t>(end_ - cursor_));
-    std::memcpy(cursor_, p, n);
-    cursor_ += n;
-  }
-  void Varint(uint64_t v) {
-    while (v >= 0x80) {
-      Byte(static_cast<uint8_t>(v | 0x80));
-      v >>= 7;
-    }
-    Byte(static_cast<uint8_t>(v));
-  }
-  uint8_t* Blob(Tag t, size_t count, size_t nbytes) {
-    Byte(static_cast<uint8_t>(t));
-    Varint(count);
-    assert(nbytes <= static_cast<size_t>(end_ - cursor_));
-    uint8_t* at = cursor_;
-    cursor_ += nbytes;
-    return at;
-  }
-
-  Message* msg_ = nullptr;
-  uint8_t* cursor_ = nullptr;
-  uint8_t* end_ = nullptr;
-};
 
 // Writes a value tree of unknown size in one walk (the encoder of the
 // bindings): into an inline buffer first, then a heap buffer that doubles,

@@ -1,6 +1,7 @@
 // core/include/xchannels/process_channel.h: a channel between processes: a
 // ring of byte records in a shared-memory segment (a memfd), with blocking
-// put/get across processes, and the flat form of an Item that travels in it.
+// put/get across processes. What a record holds (the flat form of an Item)
+// is flat_form.h's.
 //
 // Why a separate type and not a flavor of Channel<T>: Channel<T> moves Items,
 // which hold pointers (messages, SharedBuffers, channels) valid in one
@@ -61,7 +62,8 @@
 // once at attach and checked against the mapping; head, tail, count and
 // every record header are checked before use, so a corrupted segment gives
 // kCorrupt, never an out-of-bounds access. A record's bytes are copied out
-// before they are parsed (the flat form below checks every length too).
+// before they are parsed (the flat form, flat_form.h, checks every length
+// too).
 //
 // Thread safety: every method is thread-safe and may be called from any
 // thread of any process that holds a handle.
@@ -70,70 +72,19 @@
 
 #include <pthread.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
-#include <memory>
 #include <span>
 #include <string>
-#include <vector>
 
 #include "xchannels/detail/common.h"
 #include "xchannels/detail/futex.h"
-#include "xchannels/item.h"
+// RecordBuffer, which Recv fills; and what a record holds, for the callers.
+#include "xchannels/flat_form.h"
 #include "xchannels/refcount.h"
-#include "xchannels/shared_buffer.h"
 
 namespace xchannels {
-
-// A byte buffer with 2 KiB inline, so a small record costs no
-// allocation. Grows on the heap (uninitialised) beyond that.
-class RecordBuffer {
- public:
-  RecordBuffer() = default;
-  RecordBuffer(const RecordBuffer&) = delete;
-  RecordBuffer& operator=(const RecordBuffer&) = delete;
-
-  size_t size() const noexcept { return size_; }
-  bool empty() const noexcept { return size_ == 0; }
-  uint8_t* data() noexcept { return heap_ ? heap_.get() : inline_; }
-  const uint8_t* data() const noexcept { return heap_ ? heap_.get() : inline_; }
-  std::span<const uint8_t> span() const noexcept { return {data(), size_}; }
-  operator std::span<const uint8_t>() const noexcept { return span(); }
-  void clear() noexcept { size_ = 0; }
-  // Keeps the first min(size(), n) bytes; the rest is uninitialised.
-  // Throws std::bad_alloc.
-  void resize(size_t n) {
-    if (n > capacity()) Grow(n);
-    size_ = n;
-  }
-  void push_back(uint8_t b) {
-    resize(size_ + 1);
-    data()[size_ - 1] = b;
-  }
-  void append(const void* p, size_t n) {
-    const size_t at = size_;
-    resize(size_ + n);
-    if (n > 0) std::memcpy(data() + at, p, n);
-  }
-
- private:
-  static constexpr size_t kInline = 2048;
-  size_t capacity() const noexcept { return heap_ ? heap_cap_ : kInline; }
-  void Grow(size_t n) {
-    const size_t cap = std::max(n, 2 * capacity());
-    std::unique_ptr<uint8_t[]> bigger(new uint8_t[cap]);
-    std::memcpy(bigger.get(), data(), size_);
-    heap_ = std::move(bigger);
-    heap_cap_ = cap;
-  }
-  uint8_t inline_[kInline];
-  std::unique_ptr<uint8_t[]> heap_;
-  size_t heap_cap_ = 0;
-  size_t size_ = 0;
-};
 
 enum class ShmStatus : uint8_t {
   kOk,
@@ -242,18 +193,10 @@ class ProcessChannel final : public RefCounted {
   // The largest record that fits an empty ring.
   size_t max_record_bytes() const noexcept { return ring_ - 8; }
 
-  // For tests of the untrusted-segment checks: the raw mapping.
-  uint8_t* segment_for_testing() const noexcept { return base_; }
-  size_t segment_bytes_for_testing() const noexcept {
-    return kHeaderBytes + ring_;
-  }
-  // Where the mutex-guarded state (head, tail, count, closed, corrupt, the
-  // waiter counts) lies in the segment: what a faulty process could
-  // scribble over without breaking the mutex itself.
-  static size_t state_offset_for_testing();
-  static size_t state_bytes_for_testing();
-
  private:
+  // The raw segment, for the tests of the untrusted-segment checks
+  // (core/src/test_peers.h).
+  friend class ProcessChannelTestPeer;
   struct Header;
   ProcessChannel(int fd, uint8_t* base, size_t ring, uint64_t max_items,
                  uint32_t flags, uint64_t segment_id);
@@ -309,41 +252,6 @@ class ProcessChannel final : public RefCounted {
   uint32_t flags_;
   uint64_t segment_id_;  // likewise
 };
-
-// ---- the flat form of an Item ------------------------------------------------
-//
-// flat    := kind:u8 body
-//   kNone | kFalse | kTrue   no body
-//   kInt | kFloat            8 bytes
-//   kBuffer                  buffer
-//   kMessage                 varint nrefs, nrefs buffers, payload (the rest)
-// buffer  := varint flen, flen format bytes, varint itemsize, varint ndim,
-//            ndim varints (extents), varint nbytes, nbytes bytes
-// A message's refs must all be buffers (kBufferRef / kBytesRef); a channel
-// cannot leave its process.
-
-// Appends the flat form of `item` to *out, except a message's payload,
-// which *payload then views (valid while `item` lives): the record is *out
-// followed by *payload. Returns false (out unchanged) if the item holds a
-// channel.
-bool FlattenItem(const Item& item, RecordBuffer* out,
-                 std::span<const uint8_t>* payload);
-// The same, whole, into *out.
-bool FlattenItem(const Item& item, RecordBuffer* out);
-
-// The parsed flat form: scalars are returned as an Item; a buffer or message
-// comes with its buffers (copied out of the record) and, for a message, the
-// payload (a view into the record) and the ref table to decode it with.
-struct FlatItem {
-  Item scalar;                             // kNone .. kFloat, or kEmpty
-  std::vector<Ref<SharedBuffer>> buffers;  // owned
-  std::vector<MessageRef> refs;            // views of `buffers`
-  bool is_buffer = false;                  // a lone SharedBuffer (buffers[0])
-  std::span<const uint8_t> payload;        // kMessage: the wire payload
-};
-// Parses `record`; every length is checked. Returns false on a malformed
-// record (or when memory runs out: *oom is then set).
-bool UnflattenItem(std::span<const uint8_t> record, FlatItem* out, bool* oom);
 
 }  // namespace xchannels
 

@@ -50,17 +50,13 @@ class RefCounted {
     }
   }
 
-  // Approximate (racy by nature): for tests and diagnostics only.
-  int64_t RefCountForTesting() const noexcept {
-    return refs_.load(std::memory_order_relaxed);
-  }
-
  protected:
   virtual ~RefCounted() = default;
   // Called once when the count reaches 0. Default: delete this.
   virtual void OnLastUnref() noexcept { delete this; }
 
  private:
+  friend class RefCountedTestPeer;  // the count, for tests (core/src/test_peers.h)
   mutable std::atomic<int64_t> refs_{1};
 };
 
