@@ -219,12 +219,31 @@ bool ParseMaxItems(const char* fname, PyObject* obj, Py_ssize_t* out) {
   return true;
 }
 
+// (*failures)[index] = tuple(bad); makes the dict on first use. Steals `bad`.
+bool AddFailures(PyObject** failures, size_t index, PyObject* bad) {
+  PyObject* t = PyList_AsTuple(bad);
+  Py_DECREF(bad);
+  if (t == nullptr) return false;
+  if (*failures == nullptr && (*failures = PyDict_New()) == nullptr) {
+    Py_DECREF(t);
+    return false;
+  }
+  PyObject* key = PyLong_FromSize_t(index);
+  int rc = key != nullptr ? PyDict_SetItem(*failures, key, t) : -1;
+  Py_XDECREF(key);
+  Py_DECREF(t);
+  return rc == 0;
+}
+
 // get_many's work: the first item waits as `ba` says, then what is queued.
 // With closed_is_none, a closed and drained channel returns None instead of
 // raising ChannelClosed (the pool worker's loop: raising ChannelClosed would
-// make the class, importing queue, in every worker at shutdown).
+// make the class, importing queue, in every worker at shutdown). With
+// `failures`, items are decoded leniently (see Decode) and *failures
+// becomes None or a dict {index: tuple of the exceptions standing in that
+// item}: one item's bad pickle never costs the others.
 PyObject* GetMany(PyChannel* self, Py_ssize_t max_items, const BlockArgs& ba,
-                  bool closed_is_none) {
+                  bool closed_is_none, PyObject** failures = nullptr) {
   Item first;
   OpStatus s = RecvItem(self, first, ba);
   if (s != OpStatus::kOk) {
@@ -243,12 +262,20 @@ PyObject* GetMany(PyChannel* self, Py_ssize_t max_items, const BlockArgs& ba,
   PyObject* list = PyList_New(static_cast<Py_ssize_t>(items.size()));
   if (list == nullptr) return nullptr;
   for (size_t i = 0; i < items.size(); ++i) {
-    PyObject* v = Decode(self->state, std::move(items[i]));
+    PyObject* bad = nullptr;
+    PyObject* v = Decode(self->state, std::move(items[i]),
+                         failures != nullptr ? &bad : nullptr);
     if (v == nullptr) {
       Py_DECREF(list);
+      if (failures != nullptr) Py_CLEAR(*failures);
       return nullptr;
     }
     PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), v);
+    if (bad != nullptr && !AddFailures(failures, i, bad)) {
+      Py_DECREF(list);
+      Py_CLEAR(*failures);
+      return nullptr;
+    }
   }
   return list;
 }
@@ -293,12 +320,29 @@ PyObject* CloseImpl(const char* fname, PyObject* op, PyObject* const* args,
   Py_RETURN_NONE;
 }
 
-// _get_batch(max_items) -> list | None: get_many(max_items), but None once
-// the channel is closed and drained (for the pool worker's loop).
-PyObject* ChannelGetBatch(PyObject* op, PyObject* arg) {
+// _get_batch(max_items, block=True) -> (list, failures) | None: for the
+// pool's own loops (a worker's task loop, the caller's collector).
+// get_many(max_items, block), but None once the channel is closed and
+// drained, and decoded leniently: a pickled value that cannot be unpickled
+// fails no other value; the exception its unpickling raised stands in its
+// place, and `failures` is None or {index in the list: those exceptions}.
+PyObject* ChannelGetBatch(PyObject* op, PyObject* const* args,
+                          Py_ssize_t nargs) {
+  if (nargs < 1 || nargs > 2) {
+    PyErr_Format(PyExc_TypeError,
+                 "_get_batch expected 1 or 2 arguments, got %zd", nargs);
+    return nullptr;
+  }
   Py_ssize_t max_items;
-  if (!ParseMaxItems("_get_batch", arg, &max_items)) return nullptr;
-  return GetMany(AsCh(op), max_items, BlockArgs{}, /*closed_is_none=*/true);
+  if (!ParseMaxItems("_get_batch", args[0], &max_items)) return nullptr;
+  BlockArgs ba;
+  if (nargs == 2 && !ParseBlock(args[1], Py_None, &ba)) return nullptr;
+  PyObject* failures = nullptr;
+  PyObject* list = GetMany(AsCh(op), max_items, ba, /*closed_is_none=*/true,
+                           &failures);
+  if (list == nullptr || list == Py_None) return list;
+  return Py_BuildValue("(NN)", list,
+                       failures != nullptr ? failures : Py_NewRef(Py_None));
 }
 
 PyObject* ChannelClose(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
@@ -590,9 +634,12 @@ PyMethodDef kChannelMethods[] = {
      "Wait like get() for the first item, then take up to max_items - 1\n"
      "more that are already queued, without waiting. Returns a non-empty\n"
      "list."},
-    {"_get_batch", NoExcept<ChannelGetBatch>::Call, METH_O,
-     "_get_batch($self, max_items, /)\n--\n\nInternal (pool workers): "
-     "get_many(max_items), or None once\nclosed and drained."},
+    {"_get_batch", FASTKW(NoExcept<ChannelGetBatch>::Call), METH_FASTCALL,
+     "_get_batch($self, max_items, block=True, /)\n--\n\nInternal (the "
+     "pool's loops): get_many(max_items, block) as\n(items, failures), or "
+     "None once closed and drained. Lenient: a\npickled value that cannot "
+     "be unpickled is replaced by the exception\nits unpickling raised, and "
+     "failures is None or {index: those exceptions}."},
     {"get_async", FASTKW(ChannelGetAsync), METH_FASTCALL | METH_KEYWORDS,
      "get_async($self, /, timeout=None)\n--\n\n"
      "Coroutine: receive the next item without blocking the event loop\n"

@@ -170,7 +170,11 @@ inline ValueClass Classify(ModuleState* st, PyObject* obj) {
 Item Encode(ModuleState* st, PyObject* obj, bool pickle_fallback = false);
 // Decodes an Item into a new Python object owned by the caller's
 // interpreter. Consumes the item. Returns nullptr with an exception set.
-PyObject* Decode(ModuleState* st, Item&& item);
+// With `failures` (lenient decoding, for the pool's own channels): a pickled
+// value that cannot be unpickled does not fail the decoding; the exception
+// its unpickling raised stands in its place, and *failures becomes a new
+// list of those exceptions (left null when there are none).
+PyObject* Decode(ModuleState* st, Item&& item, PyObject** failures = nullptr);
 // The flat form for a ProcessChannel (xchannels/process_channel.h): Encode
 // into *item, then flatten: the record is *head then *payload (a view into
 // *item). A Channel inside raises NotShareableError.

@@ -877,10 +877,34 @@ struct PyVisitor {
     if (data == nullptr) return nullptr;
     PyObject* v = PyObject_CallOneArg(st->pickle_loads, data);
     Py_DECREF(data);
-    if (v == nullptr) unpickle_failed = true;
+    if (v == nullptr) {
+      if (failures != nullptr) return StandIn();
+      unpickle_failed = true;
+    }
     return v;
   }
+  // Lenient decoding (failures set): the exception that unpickling raised
+  // stands in the value's place, and is appended to *failures, so the rest
+  // of the message still decodes and the receiver learns what failed where.
+  Value StandIn() {
+    PyObject* exc = PyErr_GetRaisedException();
+    if (*failures == nullptr) {
+      *failures = PyList_New(0);
+      if (*failures == nullptr) {
+        Py_DECREF(exc);
+        return nullptr;
+      }
+    }
+    if (PyList_Append(*failures, exc) < 0) {
+      Py_DECREF(exc);
+      return nullptr;
+    }
+    return exc;
+  }
   bool unpickle_failed = false;
+  // Lenient decoding: where the exceptions of failed unpickling go (a list
+  // made on the first one); null for strict decoding.
+  PyObject** failures = nullptr;
   // False for records of a ProcessChannel without fallback='pickle'.
   bool allow_pickle = true;
   Value Buffer(SharedBuffer* b) {
@@ -1017,14 +1041,18 @@ Item Encode(ModuleState* st, PyObject* obj, bool pickle_fallback) {
 namespace {
 
 // Decodes a message payload; a malformed one raises `corrupt_exc`.
+// With `failures`, decodes leniently (see PyVisitor::StandIn).
 PyObject* DecodePayload(ModuleState* st, std::span<const uint8_t> payload,
                         std::span<const MessageRef> refs,
-                        PyObject* corrupt_exc, bool allow_pickle = true) {
+                        PyObject* corrupt_exc, bool allow_pickle = true,
+                        PyObject** failures = nullptr) {
   PyVisitor v{st};
   v.allow_pickle = allow_pickle;
+  v.failures = failures;
   Decoder<PyVisitor> d(payload, refs, v);
   PyObject* out = d.Run();
   if (out == nullptr) {
+    if (failures != nullptr) Py_CLEAR(*failures);
     if (v.unpickle_failed) {
       ChainAs(st->NotShareableError, At(DecodePath(d.failure_path())),
               "a pickled value (sent with fallback='pickle') cannot be unpickled "
@@ -1039,7 +1067,7 @@ PyObject* DecodePayload(ModuleState* st, std::span<const uint8_t> payload,
 
 }  // namespace
 
-PyObject* Decode(ModuleState* st, Item&& item) {
+PyObject* Decode(ModuleState* st, Item&& item, PyObject** failures) {
   // Every receive of the main interpreter (get, get_many, get_async,
   // select) decodes here: it takes back the lent bytes returned meanwhile
   // (an atomic load when there are none). A receiver that always finds
@@ -1069,7 +1097,8 @@ PyObject* Decode(ModuleState* st, Item&& item) {
     }
     case Item::Kind::kMessage: {
       const Message* m = it.AsMessage();
-      return DecodePayload(st, m->payload(), m->refs(), PyExc_SystemError);
+      return DecodePayload(st, m->payload(), m->refs(), PyExc_SystemError,
+                           /*allow_pickle=*/true, failures);
     }
     case Item::Kind::kEmpty:
       break;

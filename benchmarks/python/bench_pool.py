@@ -27,6 +27,17 @@ starts):
   records ``(i, float, short str, bool, None)``, returning ``(len, sum of
   the ints)``. The container is ``RECORDS_CONTAINER``: a list of 5-tuples,
   the way real records arrive (a tuple until lists travelled natively).
+- ``records-dataclass``: ``map`` of ``reprice`` over 10,000 small frozen
+  dataclass records (quick: 2,000; ``pool_records.Record``: an int, a
+  float, a short str), each returning a new record, with each API's default
+  chunking: xchannels.Pool's default pickle fallback against the process
+  pools' pickle, both ways.
+
+``reusable`` (not a workload of the table; a fresh child process): the
+first ``xchannels.reusable_pool(2)`` call with a 4-task ``map`` of a trivial
+function (start-up included) against the later calls (median and best of
+200), and against opening ``with Pool(2)`` for each such map. Goal: later
+calls <= 2 ms.
 
 Memory (``memory``, not timed): the memory a 2-worker pool adds, each peer
 measured in a fresh child process (``_memory_probe``): the PSS (from
@@ -107,6 +118,15 @@ def records_sum(records: Any) -> tuple[int, int]:
     return len(records), total
 
 
+def reprice(r: Any) -> Any:
+    """records-dataclass: a new record from one (``pool_records.reprice``;
+    imported here on the first call, so that other workloads' workers never
+    import dataclasses)."""
+    import pool_records
+
+    return pool_records.reprice(r)
+
+
 def nap(seconds: float) -> tuple[int, int]:
     """Sleep, then say which worker ran it: (pid, thread id)."""
     import threading
@@ -161,6 +181,12 @@ def _records_payloads() -> list[Any]:
         out.append(RECORDS_CONTAINER(
             (i, i * 0.5, f"r{i}", i % 3 == 0, None) for i in range(base, base + RECORDS_PER_TASK)))
     return out
+
+
+def _dataclass_records(count: int) -> list[Any]:
+    import pool_records
+
+    return pool_records.make(count)
 
 
 def records_label() -> str:
@@ -252,9 +278,11 @@ def _variants(quick: bool) -> list[dict[str, Any]]:
     if quick:
         big = [50_000 + 50_000 * i // 7 for i in range(8)]
         small = [1000] * 2000
+        records = 2000
     else:
         big = [200_000 + 200_000 * i // 15 for i in range(16)]
         small = [1000] * 10_000
+        records = 10_000
     matched = _mp_default_chunksize(len(small))
     mib = DATA_BYTES // MiB
     return [
@@ -281,6 +309,11 @@ def _variants(quick: bool) -> list[dict[str, Any]]:
          "args": lambda: (_records_payloads(), None),
          "note": f"each task given {RECORDS_PER_TASK:,} distinct records (int, float, short str, bool, "
                  f"None) as a {records_label()}; returns (len, sum of the ints); map, default chunking"},
+        {"name": "records-dataclass", "fn": "reprice", "key": "records-dataclass", "mode": "map",
+         "chunksize": 1, "args": lambda: (_dataclass_records(records), None),
+         "note": "map over small frozen dataclass records (int, float, short str), each returning a new "
+                 "record: xchannels.Pool's default pickle fallback, the process pools' pickle; "
+                 "default chunking"},
     ]
 
 
@@ -377,9 +410,96 @@ def run(quick: bool = False, memory: bool = True, only: str | None = None) -> di
                 "wall_seconds": round(time.perf_counter() - wall, 2),
             }
         )
+    if only is None or re.search(only, "reusable"):
+        out["reusable"] = measure_reusable()
     if memory:
         out["memory"] = measure_memory()
     return out
+
+
+# ---- reusable_pool ----------------------------------------------------------------------
+
+REUSABLE_CALLS = 200
+REUSABLE_TASKS = 4
+REUSABLE_GOAL_MS = 2.0
+
+
+def _reusable_probe() -> dict[str, Any]:
+    """Run in a fresh process: the first ``reusable_pool(2)`` call with a
+    4-task map (start-up included: its first pool), the later calls, and a
+    ``with Pool(2)`` per map for comparison."""
+    import statistics
+
+    import xchannels
+
+    mod = _module()
+    args = [1] * REUSABLE_TASKS
+    expected = [mod.work(1)] * REUSABLE_TASKS
+
+    def call(get_pool: Callable[[], Any]) -> float:
+        start = time.perf_counter()
+        got = list(get_pool().map(mod.work, args))
+        elapsed = time.perf_counter() - start
+        if got != expected:
+            raise AssertionError("reusable_pool returned wrong results")
+        return elapsed
+
+    first = call(lambda: xchannels.reusable_pool(WORKERS))
+    later = [call(lambda: xchannels.reusable_pool(WORKERS)) for _ in range(REUSABLE_CALLS)]
+    xchannels.reusable_pool(WORKERS).shutdown()
+    fresh = []
+    for _ in range(10):
+        start = time.perf_counter()
+        with xchannels.Pool(WORKERS) as pool:
+            got = list(pool.map(mod.work, args))
+        fresh.append(time.perf_counter() - start)
+    return {
+        "tasks": REUSABLE_TASKS,
+        "calls": REUSABLE_CALLS,
+        "first_ms": round(first * 1e3, 3),
+        "later_median_ms": round(statistics.median(later) * 1e3, 3),
+        "later_best_ms": round(min(later) * 1e3, 3),
+        "later_p90_ms": round(sorted(later)[int(len(later) * 0.9)] * 1e3, 3),
+        "new_pool_median_ms": round(statistics.median(fresh) * 1e3, 3),
+        "goal_ms": REUSABLE_GOAL_MS,
+    }
+
+
+def measure_reusable(timeout: float = 120) -> dict[str, Any]:
+    """:func:`_reusable_probe` in a fresh child process (so that its first
+    call is the process's first pool). ``{"error"}`` if it failed."""
+    import json
+    import subprocess
+
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {HERE!r})\n"
+        "import bench_pool\n"
+        "sys.stdout.write('@@REUSE ' + json.dumps(bench_pool._reusable_probe()) + '\\n')\n"
+    )
+    try:
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+        line = next((ln for ln in p.stdout.splitlines() if ln.startswith("@@REUSE ")), None)
+        if line is None:
+            raise RuntimeError(f"exit code {p.returncode}: {p.stderr.strip()[-500:]}")
+        result: dict[str, Any] = json.loads(line[len("@@REUSE "):])
+        return result
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"[:300]}
+
+
+def reusable_lines(r: dict[str, Any] | None) -> list[str]:
+    """The reusable_pool figures as text lines (for the table and the report)."""
+    if not r:
+        return []
+    if "error" in r:
+        return [f"reusable_pool: error: {r['error']}"]
+    return [
+        f"reusable_pool(2), a {r['tasks']}-task map of a trivial function: first call {r['first_ms']:.1f} ms "
+        f"(start-up included), later calls {r['later_median_ms']:.3f} ms median, {r['later_best_ms']:.3f} ms "
+        f"best, {r['later_p90_ms']:.3f} ms p90 (of {r['calls']}; goal <= {r['goal_ms']:g} ms); "
+        f"a `with Pool(2)` per map: {r['new_pool_median_ms']:.1f} ms median",
+    ]
 
 
 # ---- memory ---------------------------------------------------------------------------
@@ -587,6 +707,9 @@ def format_table(result: dict[str, Any]) -> str:
                     f"  {p['name']:<{w}}{p['seconds']:>9.3f}{p['speedup_vs_serial']:>10.2f}x"
                     f"{p['speedup_vs_mp_pool']:>11.2f}x"
                 )
+    reusable = reusable_lines(result.get("reusable"))
+    if reusable:
+        lines += [""] + reusable
     mem = result.get("memory")
     if mem:
         lines += memory_lines(mem)

@@ -328,6 +328,14 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         add(name, xs / ip <= 0.5, f"xchannels.Pool {xs * 1e3:.0f} ms = {xs / ip:.2f}x {STDLIB_POOL}'s "
             f"{ip * 1e3:.0f} ms (best runs)")
+    # Issue 26: reusable_pool() calls after the first pay no start-up.
+    reuse = pres.get("reusable") if isinstance(pres, dict) else None
+    name = "Pool reusable_pool() later calls <= 2 ms (a 4-task map of a trivial function)"
+    if not isinstance(reuse, dict) or not isinstance(reuse.get("later_median_ms"), (int, float)):
+        add(name, None, "no figure" + (f" ({first_line(reuse['error'])})" if isinstance(reuse, dict)
+                                       and reuse.get("error") else ""))
+    else:
+        add(name, reuse["later_median_ms"] <= reuse.get("goal_ms", 2.0), reusable_text(reuse))
 
     # Issue 18: a web server, xchannels.asgi's worker interpreters against
     # Hypercorn's worker processes (bench_asgi.py).
@@ -1215,6 +1223,10 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
                 if v.get("note"):
                     L.append(f"- {v['name']}: {v['note']}")
             L += memory_md((res or {}).get("memory"))
+            reuse = (res or {}).get("reusable")
+            if isinstance(reuse, dict) and isinstance(reuse.get("later_median_ms"), (int, float)):
+                L += ["", f"`reusable_pool(2)`, a {reuse.get('tasks', 4)}-task `map` of a trivial function "
+                      "(a fresh process, so the first call is its first pool): " + reusable_text(reuse) + "."]
             extra = {k: v for k, v in res.items() if k not in ("variants",) and not isinstance(v, (dict, list))}
             if extra:
                 L.append("")
@@ -1278,6 +1290,13 @@ def pool_vs_lines(pv: list[dict[str, Any]]) -> list[str]:
         L.append(f"| {v['name']} | " + " | ".join(row) + " |")
     L.append("")
     return L
+
+
+def reusable_text(r: dict[str, Any]) -> str:
+    """bench_pool's reusable_pool figures (``result["reusable"]``) in words."""
+    return (f"later calls {r['later_median_ms']:.3g} ms median ({r['later_best_ms']:.3g} ms best, "
+            f"{r['later_p90_ms']:.3g} ms p90, of {r['calls']}); the first call {r['first_ms']:.3g} ms "
+            f"(start-up included); a `with Pool(2)` per map {r['new_pool_median_ms']:.3g} ms")
 
 
 def memory_md(mem: Any) -> list[str]:

@@ -376,6 +376,10 @@ def run_pool(args: argparse.Namespace) -> dict[str, Any]:
         vs = "  ".join(f"{short.get(k, k)} {t / xs:.2f}x" for k, t in secs.items()
                        if k != "xchannels.Pool" and isinstance(t, (int, float)) and t > 0)
         print(f"  pool| {v['name']:<18} xchannels.Pool {xs:7.3f} s   others' time / its: {vs}", flush=True)
+    reuse = res.get("reusable") if isinstance(res, dict) else None
+    if isinstance(reuse, dict):
+        text = report.reusable_text(reuse) if "later_median_ms" in reuse else reuse.get("error")
+        print(f"  pool| reusable_pool: {text}", flush=True)
     mem = res.get("memory") if isinstance(res, dict) else None
     if isinstance(mem, dict):
         for p in mem.get("peers", []):

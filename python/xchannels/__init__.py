@@ -26,7 +26,7 @@ from xchannels._xchannels import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from xchannels._xchannels import ChannelClosed, ChannelFull
-    from xchannels._pool import BrokenPool, Pool
+    from xchannels._pool import BrokenPool, Pool, reusable_pool
     from xchannels._worker import RemoteError, RemoteTraceback, Worker
     from xchannels._aio import select_async
     from xchannels._check import ModuleCheck, check_modules
@@ -47,6 +47,7 @@ _LAZY = {
     "info": "xchannels._info",
     "Pool": "xchannels._pool",
     "RemoteError": "xchannels._worker",
+    "reusable_pool": "xchannels._pool",
     "RemoteTraceback": "xchannels._worker",
     "Worker": "xchannels._worker",
     "select_async": "xchannels._aio",
@@ -87,6 +88,7 @@ __all__ = [
     "check_modules",
     "info",
     "is_shareable",
+    "reusable_pool",
     "select",
     "select_async",
 ]

@@ -50,13 +50,25 @@ class MapResults:
     filled, until the iterator itself clears it).
     """
 
-    __slots__ = ("base", "slots", "cond", "waiting")
+    __slots__ = ("base", "slots", "cond", "waiting", "name", "first", "chunk")
 
-    def __init__(self, base: int, count: int) -> None:
+    def __init__(self, base: int, count: int, name: str = "", first: int = 0, chunk: int = 1) -> None:
         self.base = base
         self.slots: list[tuple[bool, Any] | None] = [None] * count
         self.cond = threading.Condition(threading.Lock())
         self.waiting = -1
+        # For error messages: the function's name, the map's item of slot 0,
+        # and the calls per slot (chunksize for a chunked map).
+        self.name = name
+        self.first = first
+        self.chunk = chunk
+
+    def describe(self, tid: int) -> str:
+        """What slot ``tid`` holds, for an error message."""
+        item = self.first + (tid - self.base) * self.chunk
+        if self.chunk > 1:
+            return f"the results of the chunk from item {item} of map({self.name})"
+        return f"the result of item {item} of map({self.name})"
 
     def settle(self, tid: int, ok: bool, value: Any) -> None:
         i = tid - self.base
@@ -204,7 +216,7 @@ def check_buffersize(buffersize: Any) -> None:
 
 
 def buffered(
-    send: Callable[[int, list[tuple[Any, ...]], list[tuple[Any, ...]]], MapResults],
+    send: Callable[[int, list[tuple[Any, ...]], list[tuple[Any, ...]], int], MapResults],
     pending: MutableMapping[int, Any],
     calls: Iterable[tuple[Any, ...]],
     chunksize: int,
@@ -212,20 +224,24 @@ def buffered(
     deadline: float | None,
 ) -> Iterator[Any]:
     """A map with at most ``buffersize`` tasks in flight: ``send(kind,
-    payloads, calls)`` sends one task (a CALL, or a CHUNK of ``chunksize``
-    calls) and returns its results. The first ``buffersize`` tasks are sent
+    payloads, calls, first)`` sends one task (a CALL, or a CHUNK of
+    ``chunksize`` calls, the first being item ``first`` of the map) and
+    returns its results. The first ``buffersize`` tasks are sent
     before this returns (so a bad argument among them raises from map, as
     the unbuffered map raises for any); each later one when a result is
     yielded. Abandoning the iterator drops what it has not read."""
     calls = iter(calls)
+    sent = 0
 
     def send_next() -> MapResults | None:
+        nonlocal sent
         batch = list(itertools.islice(calls, chunksize))
         if not batch:
             return None
+        first, sent = sent, sent + len(batch)
         if chunksize > 1:
-            return send(CHUNK, [tuple(batch)], batch)
-        return send(CALL, batch, batch)
+            return send(CHUNK, [tuple(batch)], batch, first)
+        return send(CALL, batch, batch, first)
 
     window: collections.deque[MapResults] = collections.deque()
     for _ in range(buffersize):

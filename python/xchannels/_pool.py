@@ -33,6 +33,11 @@ Invariants:
   the pool broken, closes and drains the task channel, and fails every
   pending future with BrokenPool. Nothing waits on a worker that hangs
   unless ``shutdown(wait=True)`` is asked to.
+- One task's data never ends the collector: it reads leniently
+  (``Channel._get_batch``), and a result holding a pickled value that
+  cannot be unpickled here fails that call alone
+  (``_State.complete_unreceived``). The worker side keeps the same promise
+  (see ``_bootstrap``).
 - The state object, not the Pool, is what the threads reference, so a Pool
   that is dropped without shutdown is finalized: its task channel is closed
   and its workers exit after the queued tasks. At interpreter exit every live
@@ -57,6 +62,8 @@ threads share a ``_State``):
   condition guards the Future.
 - The task claim table (C++, its own mutex) arbitrates between
   ``_TaskFuture.cancel()`` and a worker about to run the task.
+- ``_reusable_lock`` guards ``_reusable``, the pool of :func:`reusable_pool`
+  (checked, shut down and replaced under it).
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ from xchannels._map import MapResults
 from xchannels._protocol import CHUNK, DIED, OUTCOMES, call_task, died, pool_config, task_ids
 from xchannels._worker import (
     RemoteTraceback,
+    alias_main,
     decode_exception,
     explain_unshareable,
     function_reference,
@@ -80,6 +88,7 @@ from xchannels._worker import (
     kwargs_pairs,
     main_code,
     main_path,
+    received_error,
     sys_path,
 )
 from xchannels._xchannels import (
@@ -94,18 +103,18 @@ from xchannels._xchannels import (
     is_shareable,
 )
 
-__all__ = ["BrokenPool", "Pool"]
+__all__ = ["BrokenPool", "Pool", "reusable_pool"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 _RECV_BATCH = 1024  # results per get_many in the collector
 
+# No name is bound in the worker's __main__ (pickles of the caller's script
+# look their names up there; see _bootstrap).
 _WORKER_CODE = """\
-import sys
-sys.path[:] = {path!r}
-import xchannels._bootstrap
-xchannels._bootstrap.pool_worker({tasks}, {results}, {config}, {abort})
+__import__("sys").path[:] = {path!r}
+__import__("xchannels._bootstrap", None, None, ["_"]).pool_worker({tasks}, {results}, {config}, {abort}, {main!r})
 """
 
 
@@ -144,10 +153,11 @@ class _TaskFuture(Future[_T]):
     the task's entry, so ``cancel()`` never succeeds on a task that ran.
     """
 
-    def __init__(self, state: _State, tid: int) -> None:
+    def __init__(self, state: _State, tid: int, name: str) -> None:
         super().__init__()
         self._xc_state = state
         self._xc_tid = tid
+        self._xc_name = name  # the function's qualified name, for errors
 
     def cancel(self) -> bool:
         if self.done():
@@ -164,6 +174,13 @@ class _TaskFuture(Future[_T]):
         if self.done():
             return False
         return _task_running(self._xc_state.table, self._xc_tid)
+
+
+def _what(target: Future[Any] | MapResults, tid: int) -> str:
+    """What call ``tid`` of ``target`` returns, for an error message."""
+    if isinstance(target, MapResults):
+        return target.describe(tid)
+    return f"the return value of {getattr(target, '_xc_name', 'the task')}()"
 
 
 def _cancel(target: Future[Any] | MapResults, tid: int) -> None:
@@ -240,10 +257,14 @@ class _State:
 
     # -- threads -------------------------------------------------------------
 
-    def complete(self, batch: list[tuple[Any, ...]]) -> None:
+    def complete(
+        self, batch: list[tuple[Any, ...]], failures: dict[int, tuple[BaseException, ...]] | None = None
+    ) -> None:
         pending = self.pending
         settled: list[int] = []
         try:
+            if failures:
+                batch = self.complete_unreceived(batch, failures, settled)
             self._complete(batch, pending, settled)
         finally:
             # After settling: a cancel() that comes between sees the future
@@ -259,9 +280,11 @@ class _State:
                 # Results the worker sent before dying may sit behind this
                 # message (FIFO holds per producer only): complete them first.
                 try:
-                    self.complete(self.results.get_many(_RECV_BATCH, block=False))
-                except (ChannelEmpty, ChannelClosed):
-                    pass
+                    got = self.results._get_batch(_RECV_BATCH, False)
+                except ChannelEmpty:
+                    got = None
+                if got is not None:
+                    self.complete(*got)
                 self.mark_broken(tid, payload)
                 continue
             if status == OUTCOMES:  # one outcome per call, ids tid, tid + 1, ...
@@ -273,6 +296,38 @@ class _State:
                 continue
             # status is OK (1) or FAILED (0): the truth value of "ok"
             _settle(target, tid, bool(status), payload if status else decode_exception(payload))
+
+    def complete_unreceived(
+        self, batch: list[tuple[Any, ...]], failures: dict[int, tuple[BaseException, ...]], settled: list[int]
+    ) -> list[tuple[Any, ...]]:
+        """Settle the calls whose outcome holds a pickled value that cannot
+        be unpickled here (its exception stands in its place, see
+        ``Channel._get_batch``): each fails alone, with an error naming the
+        call and the place. Returns the rest of the batch."""
+        rest: list[tuple[Any, ...]] = []
+        pending = self.pending
+        for i, result in enumerate(batch):
+            excs = failures.get(i)
+            if excs is None:
+                rest.append(result)
+                continue
+            tid, status, payload = result
+            if status == OUTCOMES:  # only the calls concerned; the others as usual
+                for k, outcome in enumerate(payload):
+                    if outcome is not None and any(_bootstrap.place_of(outcome, e) is not None for e in excs):
+                        target = pending.pop(tid + k, None)
+                        if target is not None:
+                            ok, value = outcome
+                            _settle(target, tid + k, False, received_error(_what(target, tid + k), ok, value, excs))
+                rest.append(result)
+            elif status == DIED:  # its payload is text: nothing was pickled
+                rest.append(result)
+            else:
+                settled.append(tid)
+                target = pending.pop(tid, None)
+                if target is not None:
+                    _settle(target, tid, False, received_error(_what(target, tid), bool(status), payload, excs))
+        return rest
 
     def complete_group(self, tid: int, outcomes: tuple[tuple[bool, Any] | None, ...]) -> None:
         """Settle the calls of one OUTCOMES result: a map's run of slots at
@@ -306,11 +361,12 @@ class _State:
         closed and drained."""
         try:
             while True:
-                try:
-                    batch = self.results.get_many(_RECV_BATCH)
-                except ChannelClosed:
+                # Lenient: a result that cannot be unpickled here fails its
+                # own call (complete_unreceived), never this thread.
+                got = self.results._get_batch(_RECV_BATCH)
+                if got is None:  # closed and drained
                     break
-                self.complete(batch)
+                self.complete(*got)
         finally:
             # Every worker has exited; whatever is still pending never ran.
             if self.pending and self.broken is None:
@@ -371,14 +427,15 @@ def _register_atexit() -> None:
 
 
 class Pool(Executor):
-    """Pool(workers=None, *, initializer=None, initargs=(), fallback=None)
+    """Pool(workers=None, *, initializer=None, initargs=(), fallback='pickle')
 
     A :class:`concurrent.futures.Executor` whose workers are own-GIL
     sub-interpreters (PEP 684), each on its own thread, created once and
     reused. The first worker starts with the pool, the others as tasks
     arrive (one more whenever more tasks are in flight than workers are
     started), as ThreadPoolExecutor starts its threads. Tasks, arguments and
-    results travel as xchannels messages: no pickle.
+    results travel as xchannels messages; what does not travel natively is
+    pickled (``fallback``), as every executor does.
 
     Parameters
     ----------
@@ -390,11 +447,13 @@ class Pool(Executor):
         (:class:`BrokenPool`).
     initargs : tuple
         Shareable arguments for ``initializer``.
-    fallback : {None, 'pickle'}
-        With ``'pickle'``, arguments and results that do not travel natively
-        (and subclasses of the built-ins, such as namedtuples, which then keep
-        their class) are pickled, as multiprocessing does; native values
-        inside them stay native. Without it they raise NotShareableError.
+    fallback : {'pickle', None}
+        With ``'pickle'`` (the default), arguments and results that do not
+        travel natively (and subclasses of the built-ins, such as
+        namedtuples, which then keep their class) are pickled, as
+        multiprocessing does; native values inside them stay native, and
+        classes of the ``__main__`` script resolve on both sides. With None
+        (the strict pool) they raise NotShareableError.
 
     Raises
     ------
@@ -430,7 +489,7 @@ class Pool(Executor):
         *,
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
-        fallback: Literal["pickle"] | None = None,
+        fallback: Literal["pickle"] | None = "pickle",
     ) -> None:
         if _bootstrap.importing_main():
             raise RuntimeError(
@@ -450,19 +509,23 @@ class Pool(Executor):
         if fallback not in (None, "pickle"):
             raise ValueError(f"fallback must be None or 'pickle', not {fallback!r}")
         self._state = state = _State(fallback)
+        path = main_path()
         try:
-            path = main_path()
-            state.config.put_many([pool_config(path, main_code(path), init, initargs)] * workers)
+            state.config.put_many([pool_config(main_code(path), init, initargs)] * workers)
         except NotShareableError as exc:
             name = init[1] if init else "initializer"
             raise explain_unshareable(exc, name, initargs, (), fallback) from None
+        if fallback is not None:
+            alias_main()  # results naming __mp_main__.X resolve here
         code = _WORKER_CODE.format(
             path=sys_path(),
             tasks=state.tasks.id,
             results=state.results.id,
             config=state.config.id,
             abort=state.abort.id,
+            main=path,
         )
+        self._options = (workers, initializer, initargs, fallback)
         _register_atexit()
         _live_states.add(state)
         self._code = code
@@ -532,7 +595,7 @@ class Pool(Executor):
         pairs = kwargs_pairs(kwargs)
         state = self._state
         tid = state.alloc(1)
-        fut: _TaskFuture[_T] = _TaskFuture(state, tid)
+        fut: _TaskFuture[_T] = _TaskFuture(state, tid, qualname)
         state.pending[tid] = fut
         try:
             state.tasks.put(call_task(tid, module, qualname, args, pairs))
@@ -542,6 +605,9 @@ class Pool(Executor):
         except ChannelClosed:
             state.pending.pop(tid, None)
             raise self._closed_error() from None
+        except BaseException:  # what a __reduce__ raised that pickle let through
+            state.pending.pop(tid, None)
+            raise
         if len(self._threads) < self._workers:
             self._grow(len(state.pending))
         return fut
@@ -591,8 +657,10 @@ class Pool(Executor):
         self._check_open()
         deadline = None if timeout is None else time.monotonic() + timeout
         if buffersize is not None:
-            def send(kind: int, payloads: list[tuple[Any, ...]], batch: list[tuple[Any, ...]]) -> _map.MapResults:
-                return self._send_map(module, qualname, kind, payloads, batch)
+            def send(
+                kind: int, payloads: list[tuple[Any, ...]], batch: list[tuple[Any, ...]], first: int
+            ) -> _map.MapResults:
+                return self._send_map(module, qualname, kind, payloads, batch, first)
 
             return _map.buffered(send, self._state.pending, zip(*iterables), chunksize, buffersize, deadline)
         calls = list(zip(*iterables))
@@ -601,7 +669,8 @@ class Pool(Executor):
         return _map.iterate(self._state.pending, results, deadline, chunked=kind == CHUNK)
 
     def _send_map(
-        self, module: str, qualname: str, kind: int, payloads: list[tuple[Any, ...]], calls: list[tuple[Any, ...]]
+        self, module: str, qualname: str, kind: int, payloads: list[tuple[Any, ...]], calls: list[tuple[Any, ...]],
+        first: int = 0,
     ) -> _map.MapResults:
         """Send the map's tasks, all or none: either every task is sent, or
         none is and this raises.
@@ -616,7 +685,8 @@ class Pool(Executor):
         state = self._state
         count = _map.slot_count(kind, payloads, len(calls))
         base = state.alloc(count)
-        results = _map.MapResults(base, count)
+        chunk = len(payloads[0]) if kind == CHUNK and payloads else 1
+        results = _map.MapResults(base, count, qualname, first, chunk)
         tasks = _map.tasks(base, kind, module, qualname, payloads)
         pending = state.pending
         for i in range(base, base + count):
@@ -625,15 +695,17 @@ class Pool(Executor):
             # Before sending: interpreters are created while the tasks are
             # being encoded.
             self._grow(len(pending))
-        # With the pickle fallback, is_shareable cannot vouch for the
-        # arguments (what it refuses gets pickled): one put_many, all or none.
-        if state.tasks.fallback is None:
-            slices = _map.slices(len(tasks), self._workers)
-        else:
-            slices = [(0, len(tasks))]
+        slices = _map.slices(len(tasks), self._workers)
         try:
             if len(slices) > 1 and not is_shareable(tuple(calls)):
-                raise NotShareableError("an argument cannot travel")
+                if state.tasks.fallback is None:
+                    raise NotShareableError("an argument cannot travel")
+                # With the pickle fallback what is_shareable refuses gets
+                # pickled, which may fail: one put_many, all or none. (Native
+                # values are sent in slices as on a strict pool; only a
+                # subclass of a built-in, pickled on this channel, could
+                # still fail in a later slice.)
+                slices = [(0, len(tasks))]
             for start, stop in slices:
                 state.tasks.put_many(tasks[start:stop] if len(slices) > 1 else tasks)
         except (NotShareableError, ChannelClosed) as exc:
@@ -644,6 +716,10 @@ class Pool(Executor):
             if isinstance(exc, ChannelClosed):
                 raise self._closed_error() from None
             raise _map.explain_unshareable(calls, qualname, state.tasks.fallback) from None
+        except BaseException:  # what a __reduce__ raised that pickle let through
+            for i in range(base, base + count):
+                pending.pop(i, None)
+            raise
         return results
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -686,3 +762,74 @@ class Pool(Executor):
         state = self._state
         status = "broken" if state.broken else ("shut down" if state.shutdown else "running")
         return f"<xchannels.Pool workers={self._workers} {status} pending={len(state.pending)}>"
+
+
+# ---- the reusable pool ---------------------------------------------------------------
+
+# The process-wide pool of reusable_pool() and the options it was made with;
+# both guarded by _reusable_lock.
+_reusable: Pool | None = None
+_reusable_lock = threading.Lock()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Options compare equal (identity first; == that raises or is not a
+    bool, as NumPy arrays give, counts as different)."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def reusable_pool(
+    workers: int | None = None,
+    *,
+    initializer: Callable[..., Any] | None = None,
+    initargs: Iterable[Any] = (),
+    fallback: Literal["pickle"] | None = "pickle",
+) -> Pool:
+    """reusable_pool(workers=None, *, initializer=None, initargs=(), fallback='pickle') -> Pool
+
+    A process-wide :class:`Pool`, made on the first call and returned again
+    by later calls with the same options, so that code which opens short
+    parallel sections often pays the workers' start-up once (as loky's
+    ``get_reusable_executor``). A call with other options shuts the current
+    one down (without waiting: its queued tasks still run) and makes a new
+    one; so does a call after it was shut down or broke. It is shut down at
+    interpreter exit, like every pool.
+
+    Parameters are those of :class:`Pool`.
+
+    Notes
+    -----
+    What it shares across calls is the worker interpreters: module globals,
+    caches and ``initializer`` effects in the workers persist from one call
+    to the next (tasks of unrelated callers see each other's module state).
+    For a fresh pool, create a :class:`Pool` of your own, or call
+    ``reusable_pool(...).shutdown()``: the next call makes a new one. Do not
+    use it in a ``with`` block, which shuts it down on exit.
+
+    Thread-safe: concurrent first calls make one pool.
+    """
+    global _reusable
+    if workers is None:
+        workers = os.cpu_count() or 1
+    initargs = tuple(initargs)
+    options = (workers, initializer, initargs, fallback)
+    with _reusable_lock:
+        old = _reusable
+        if old is not None:
+            state = old._state
+            if state.broken is None and not state.shutdown and all(
+                _same(a, b) for a, b in zip(old._options, options)
+            ):
+                return old
+        # Made before the old one is shut down: options that Pool refuses
+        # raise here and leave the current pool as it was.
+        pool = Pool(workers, initializer=initializer, initargs=initargs, fallback=fallback)
+        _reusable = pool
+        if old is not None:
+            old.shutdown(wait=False)
+        return pool

@@ -35,10 +35,15 @@ notes)``; ``args`` is None when they cannot travel.
 
 Configuration, one message each on a channel of its own:
 
-- pool worker: ``(main_path, initializer, initargs)``, ``initializer`` None
+- pool worker: ``(main_code, initializer, initargs)``, ``initializer`` None
   or ``(module, qualname)``;
-- dedicated Worker: ``(main_path, module, qualname, args, kwargs)``, and its
+- dedicated Worker: ``(main_code, module, qualname, args, kwargs)``, and its
   one result ``(ok, payload)``: the return value, or an exception record.
+
+The path of the caller's ``__main__`` script is not in them: it is an
+argument of the worker's entry point, in the code the worker runs, so that
+the worker can resolve the script's classes (which pickled arguments may
+name) before it receives anything.
 """
 
 from __future__ import annotations
@@ -120,12 +125,12 @@ def exception_record(
 
 
 def pool_config(
-    main_path: str | None, main_code: bytes | None, initializer: tuple[str, str] | None, initargs: tuple[Any, ...]
+    main_code: bytes | None, initializer: tuple[str, str] | None, initargs: tuple[Any, ...]
 ) -> tuple[Any, ...]:
     """A pool worker's configuration. ``main_code``: the parent's script
     compiled once and marshalled (``main_code()`` in _worker.py), or None:
     the worker then compiles the file itself."""
-    return (main_path, main_code, initializer, initargs)
+    return (main_code, initializer, initargs)
 
 
 def worker_ok(value: Any) -> tuple[bool, Any]:
@@ -139,7 +144,6 @@ def worker_failed(record: tuple[Any, ...]) -> tuple[bool, Any]:
 
 
 def worker_config(
-    main_path: str | None, main_code: bytes | None, module: str, qualname: str, args: tuple[Any, ...],
-    kwargs: tuple[Any, ...],
+    main_code: bytes | None, module: str, qualname: str, args: tuple[Any, ...], kwargs: tuple[Any, ...],
 ) -> tuple[Any, ...]:
-    return (main_path, main_code, module, qualname, args, kwargs)
+    return (main_code, module, qualname, args, kwargs)

@@ -248,6 +248,17 @@ def explain_unshareable(
     return NotShareableError(f"{where} of {qualname}() cannot be sent to a worker interpreter: {why or exc}")
 
 
+def alias_main() -> None:
+    """Let pickles made in worker interpreters resolve here: they name the
+    classes of the ``__main__`` script ``__mp_main__.X`` (workers import the
+    script under that name). As ``import multiprocessing`` does, make
+    ``sys.modules['__mp_main__']`` this interpreter's ``__main__`` unless
+    it is set (in a worker it is the script already)."""
+    main = sys.modules.get("__main__")
+    if main is not None:
+        sys.modules.setdefault(_bootstrap.MAIN_ALIAS, main)
+
+
 def sys_path() -> list[str]:
     """This interpreter's ``sys.path``, which workers adopt, so that they
     import what the caller can."""
@@ -262,7 +273,7 @@ def _find_class(module: str, qualname: str) -> type[BaseException] | None:
         obj: Any = sys.modules["__main__"] if module == "__main__" else importlib.import_module(module)
         for part in qualname.split("."):
             obj = getattr(obj, part)
-    except Exception:
+    except BaseException:  # whatever importing runs (a module that exits)
         return None
     if isinstance(obj, type) and issubclass(obj, BaseException):
         return obj
@@ -283,7 +294,7 @@ def decode_exception(record: tuple[Any, ...]) -> BaseException:
         if cls is not None:
             try:
                 exc = cls(*args)
-            except Exception:
+            except BaseException:  # a constructor that refuses its own args
                 exc = None
     if exc is None:
         name = qualname if module == "builtins" else f"{module}.{qualname}"
@@ -294,6 +305,23 @@ def decode_exception(record: tuple[Any, ...]) -> BaseException:
     return exc
 
 
+def received_error(what: str, ok: bool, payload: Any, failures: tuple[BaseException, ...]) -> BaseException:
+    """The exception for an outcome in which pickled values could not be
+    unpickled here (see ``Channel._get_batch``): for a return value, a
+    NotShareableError naming ``what`` (``the return value of f()``) and
+    the place; for an exception record, the exception without its args
+    (a RemoteError)."""
+    if not ok:
+        module, qualname, _args, message, text, notes = payload
+        notes = tuple(n for n in notes if type(n) is str)
+        return decode_exception((module, qualname, None, message, text, notes))
+    err = _bootstrap.unpickle_error(f"{what} cannot be received from the worker", payload, failures)
+    if err is None:  # not in the value itself: the message around it
+        err = NotShareableError(f"{what} cannot be received from the worker")
+        err.__cause__ = failures[0]
+    return err
+
+
 def host_failure(text: str, what: str) -> str:
     """Last line of a remote traceback, for short error messages."""
     last = text.strip().splitlines()[-1] if text.strip() else "no traceback"
@@ -302,11 +330,11 @@ def host_failure(text: str, what: str) -> str:
 
 # ---- Worker ------------------------------------------------------------------
 
+# No name is bound in the worker's __main__ (pickles of the caller's script
+# look their names up there; see _bootstrap).
 _WORKER_CODE = """\
-import sys
-sys.path[:] = {path!r}
-import xchannels._bootstrap
-xchannels._bootstrap.worker_main({config}, {result})
+__import__("sys").path[:] = {path!r}
+__import__("xchannels._bootstrap", None, None, ["_"]).worker_main({config}, {result}, {main!r})
 """
 
 _worker_ids = itertools.count(1)
@@ -362,18 +390,21 @@ class Worker:
         module, qualname = function_reference(target)
         args = tuple(args)
         pairs = kwargs_pairs(kwargs)
+        self._qualname = qualname
         self.name = name or f"xchannels-worker-{next(_worker_ids)}"
         if fallback not in (None, "pickle"):
             raise ValueError(f"fallback must be None or 'pickle', not {fallback!r}")
         self._config = Channel(fallback=fallback)
         self._result = Channel(fallback=fallback)
+        path = main_path()
         try:
-            path = main_path()
-            self._config.put(worker_config(path, main_code(path), module, qualname, args, pairs))
+            self._config.put(worker_config(main_code(path), module, qualname, args, pairs))
         except NotShareableError as exc:
             raise explain_unshareable(exc, qualname, args, pairs, fallback) from None
+        if fallback is not None:
+            alias_main()
         self._code = _WORKER_CODE.format(
-            path=sys_path(), config=self._config.id, result=self._result.id
+            path=sys_path(), config=self._config.id, result=self._result.id, main=path
         )
         self._future: Future[Any] = Future()
         self._thread: _interp.HostThread | None = None
@@ -405,15 +436,21 @@ class Worker:
             if iid is not None:
                 _interp.destroy_quietly(iid)
             try:
-                ok, payload = self._result.get_nowait()
+                got = self._result._get_batch(1, False)
             except ChannelEmpty:
+                got = None
+            if got is None:
                 err = RuntimeError(
                     host_failure(text or "", f"worker {self.name}'s interpreter failed")
                 )
                 err.__cause__ = RemoteTraceback(text or "no traceback\n")
                 self._future.set_exception(err)
             else:
-                if ok:
+                ((ok, payload),), failures = got
+                if failures:  # the result cannot be unpickled here
+                    what = f"the return value of {self._qualname}()"
+                    self._future.set_exception(received_error(what, ok, payload, failures[0]))
+                elif ok:
                     self._future.set_result(payload)
                 else:
                     self._future.set_exception(decode_exception(payload))

@@ -96,8 +96,13 @@ def return_list() -> list[int]:
 
 
 def return_object() -> object:
-    """A return value that cannot travel back."""
-    return [1, {"k": object()}]
+    """A return value that cannot travel back (nor be pickled)."""
+    return [1, {"k": unpicklable()}]
+
+
+def unpicklable() -> Any:
+    """A value that neither travels natively nor pickles: a lambda."""
+    return lambda: 0
 
 
 def return_namedtuple(x: int, y: int) -> Any:
@@ -120,12 +125,12 @@ def interp_info() -> tuple[int, int, str]:
 
 
 def square_or_fail(x: int) -> int:
-    """x * x, except for x % 100 == 99 (CustomError) and 77 (a list, which
-    cannot travel back)."""
+    """x * x, except for x % 100 == 99 (CustomError) and 77 (a lambda,
+    which cannot travel back, natively or pickled)."""
     if x % 100 == 99:
         raise CustomError(x, "ninety-nine")
     if x == 77:
-        return object()  # type: ignore[return-value]
+        return unpicklable()  # type: ignore[no-any-return]
     return x * x
 
 

@@ -515,3 +515,42 @@ def test_parking_close_and_fork_in_both_barrier_modes(symmetric):
     assert out[0] == "ok"
     if symmetric == "1":
         assert out[1] == "False"
+
+
+# ---- _get_batch: the pool's lenient reads --------------------------------------
+
+
+def _refuse_unpickling():
+    raise ValueError("refused here")
+
+
+class _RefusesUnpickling:
+    def __reduce__(self):
+        return (_refuse_unpickling, ())
+
+
+def test_get_batch_is_lenient_with_values_that_cannot_be_unpickled():
+    # A pickled value whose unpickling raises fails neither the read nor the
+    # other items: the exception stands in its place, and the failures dict
+    # says which items hold one. (get_many raises, and used to lose every
+    # item it had taken.)
+    ch = xchannels.Channel(fallback="pickle")
+    ch.put_many([(1, [2, _RefusesUnpickling()]), (2, "fine"), {"k": _RefusesUnpickling()}])
+    items, failures = ch._get_batch(10)
+    assert items[1] == (2, "fine")
+    assert sorted(failures) == [0, 2]
+    (first,) = failures[0]
+    assert isinstance(first, ValueError) and str(first) == "refused here"
+    assert items[0] == (1, [2, first]) and items[0][1][1] is first
+    assert items[2]["k"] is failures[2][0]
+    ch.put(7)
+    assert ch._get_batch(10, False) == ([7], None)
+    with pytest.raises(xchannels.ChannelEmpty):
+        ch._get_batch(1, False)
+    ch.close()
+    assert ch._get_batch(1) is None  # closed and drained
+    # get() stays strict
+    ch2 = xchannels.Channel(fallback="pickle")
+    ch2.put([_RefusesUnpickling()])
+    with pytest.raises(xchannels.NotShareableError, match=r"item \[0\]: a pickled value .* cannot be unpickled"):
+        ch2.get()

@@ -31,9 +31,24 @@ PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(xchannels.__file__)))
 
 @pytest.fixture(scope="module")
 def pool():
-    """One pool shared by the tests that leave it usable."""
+    """One pool shared by the tests that leave it usable (the default
+    pool: what does not travel natively is pickled)."""
     with xchannels.Pool(2) as p:
         yield p
+
+
+@pytest.fixture(scope="module")
+def strict_pool():
+    """A strict pool (fallback=None): what does not travel natively is
+    refused."""
+    with xchannels.Pool(2, fallback=None) as p:
+        yield p
+
+
+@pytest.fixture(params=["default", "strict"])
+def either_pool(request, pool, strict_pool):
+    """The default pool, then the strict one."""
+    return pool if request.param == "default" else strict_pool
 
 
 def _env() -> dict[str, str]:
@@ -133,11 +148,12 @@ def test_map_timeout(pool):
 # per group, one outcome per call); these tests use enough calls for groups.
 
 
-def test_grouped_map_keeps_per_call_outcomes(pool):
+def test_grouped_map_keeps_per_call_outcomes(either_pool):
+    pool = either_pool
     n = 1000  # groups of min(64, 1000 // 16) = 62 calls
     it = pool.map(ps.square_or_fail, range(n))
     got = []
-    with pytest.raises(xchannels.NotShareableError, match=r"^the return value of square_or_fail\(\) cannot be sent back from the worker: object is not shareable"):
+    with pytest.raises(xchannels.NotShareableError, match=r"^the return value of square_or_fail\(\) cannot be sent back from the worker: function (is not shareable|cannot be pickled)"):
         for _ in range(n):
             got.append(next(it))
     assert got == [i * i for i in range(77)]  # every result before the bad one
@@ -352,7 +368,23 @@ def test_function_that_cannot_travel_fails_at_submit(pool, fn, words):
     assert pool.submit(ps.square, 2).result(timeout=30) == 4
 
 
-def test_unshareable_argument_raises_from_submit(pool):
+def test_unpicklable_argument_raises_from_submit(pool):
+    # The default pool pickles what does not travel natively; what cannot be
+    # pickled either raises at once, naming the argument and the place.
+    with pytest.raises(xchannels.NotShareableError) as info:
+        pool.submit(ps.echo, 1, [2, 3, ps.unpicklable()])
+    assert str(info.value).startswith(
+        "argument 1 of echo() cannot be sent to a worker interpreter: item [2]: function cannot be pickled"
+    )
+    with pytest.raises(xchannels.NotShareableError, match="^keyword argument 'c' of add"):
+        pool.submit(ps.add, 1, c=ps.unpicklable())
+    with pytest.raises(xchannels.NotShareableError, match=r"^item 1 of map\(square\): argument 0 .*cannot be pickled"):
+        pool.map(ps.square, [1, (2, [ps.unpicklable()]), 3])
+    assert pool.submit(ps.square, 4).result(timeout=30) == 16
+
+
+def test_unshareable_argument_raises_from_submit(strict_pool):
+    pool = strict_pool
     # Paths start at the user's value, never at the task message's layout.
     with pytest.raises(xchannels.NotShareableError) as info:
         pool.submit(ps.echo, 1, [2, 3, object()])
@@ -376,18 +408,19 @@ def test_unshareable_argument_raises_from_submit(pool):
     assert pool.submit(ps.square, 4).result(timeout=30) == 16
 
 
+@pytest.mark.parametrize("fallback", [None, "pickle"])
 @pytest.mark.parametrize("chunksize", [1, 3])
-def test_long_map_with_a_late_unshareable_argument_runs_nothing(chunksize):
+def test_long_map_with_a_late_unshareable_argument_runs_nothing(chunksize, fallback):
     # A long map is sent in slices (the workers start while the rest is
     # encoded), but it is still all or none: a bad argument near the end
-    # means no call runs.
+    # means no call runs (nor, with the fallback, one that cannot be pickled).
     marks = xchannels.Channel()
-    with xchannels.Pool(1) as pool:
+    with xchannels.Pool(1, fallback=fallback) as pool:
         import xchannels._map as xmap
 
         assert len(xmap.slices(300, 1)) > 1
         args = [marks.id] * 300
-        items = list(range(299)) + [object()]
+        items = list(range(299)) + [ps.unpicklable()]
         with pytest.raises(xchannels.NotShareableError, match=r"^item 299 of map\(mark\): argument 1 "):
             pool.map(ps.mark, args, items, chunksize=chunksize)
         assert pool.submit(ps.square, 3).result(timeout=30) == 9  # the worker drained its queue
@@ -396,12 +429,15 @@ def test_long_map_with_a_late_unshareable_argument_runs_nothing(chunksize):
         assert list(pool.map(ps.mark, args, range(300), chunksize=chunksize)) == list(range(300))
 
 
-def test_unshareable_result_fails_that_future(pool):
+def test_unshareable_result_fails_that_future(either_pool):
+    pool = either_pool
     with pytest.raises(xchannels.NotShareableError) as info:
         pool.submit(ps.return_object).result(timeout=30)
     assert str(info.value).startswith(
-        "the return value of return_object() cannot be sent back from the worker: item [1]['k']: object is not shareable"
+        "the return value of return_object() cannot be sent back from the worker: item [1]['k']: function "
     )
+    pickled = pool._state.tasks.fallback == "pickle"
+    assert str(info.value).split(": function ")[1].startswith("cannot be pickled" if pickled else "is not shareable")
     assert pool.submit(ps.return_list).result(timeout=30) == [1, 2, 3]
     assert pool.submit(ps.square, 6).result(timeout=30) == 36
 
@@ -496,8 +532,10 @@ def test_initializer_failure_breaks_the_pool():
 
 
 def test_unshareable_initargs_raise_at_construction():
-    with pytest.raises(xchannels.NotShareableError):
-        xchannels.Pool(1, initializer=ps.initialize, initargs=(object(),))
+    with pytest.raises(xchannels.NotShareableError, match="is not shareable"):
+        xchannels.Pool(1, initializer=ps.initialize, initargs=(object(),), fallback=None)
+    with pytest.raises(xchannels.NotShareableError, match="cannot be pickled"):
+        xchannels.Pool(1, initializer=ps.initialize, initargs=(ps.unpicklable(),))
 
 
 # ---- shutdown and failures -------------------------------------------------------------------------
@@ -690,8 +728,8 @@ def test_lists_and_dicts_travel_both_ways(pool):
     assert pool.submit(ps.return_list).result(timeout=30) == [1, 2, 3]
 
 
-def test_namedtuple_result_is_a_tuple_without_the_fallback(pool):
-    got = pool.submit(ps.return_namedtuple, 1, 2).result(timeout=30)
+def test_namedtuple_result_is_a_tuple_without_the_fallback(strict_pool):
+    got = strict_pool.submit(ps.return_namedtuple, 1, 2).result(timeout=30)
     assert type(got) is tuple and got == (1, 2)
 
 

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import xchannels
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -158,6 +160,8 @@ def test_worker_target_from_a_script_importing_multiprocessing(tmp_path):
 
 _SPIN = """
 import time
+import pytest
+
 import xchannels
 def spin(seconds):
     end = time.monotonic() + seconds
@@ -258,3 +262,408 @@ def test_ctrl_c_during_pool_shutdown_still_waits_for_the_workers(tmp_path):
     assert "KeyboardInterrupt" in err
     assert rc in (-signal.SIGINT, 1, 130), err
     assert lines == ["shutting down", "atexit [True, True]"]
+
+
+# ---- classes of the script, the pickle fallback (the default pool) -------------------
+# Workers import the script as __mp_main__: pickles made in the caller name
+# its classes __main__.X, pickles made in a worker __mp_main__.X. Both must
+# resolve on the other side, with multiprocessing imported or not (it
+# rebinds __mp_main__), as arguments and results, in submit and map.
+
+_SCRIPT_CLASSES = """
+import collections
+import dataclasses
+import enum
+import pytest
+
+import xchannels
+from xchannels import _interp
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: int
+
+
+Pair = collections.namedtuple("Pair", "a b")
+
+
+class Color(enum.Enum):
+    RED = 1
+    BLUE = 2
+
+
+class Oops(Exception):
+    def __init__(self, code, text):
+        super().__init__(code, text)
+        self.code = code
+
+
+def step(p, c, pair, err):
+    # The worker's own copies of the script's classes (it imported the
+    # script as __mp_main__), whatever name the pickle gave them.
+    assert type(p) is Point and type(pair) is Pair and type(err) is Oops and isinstance(c, Color), __name__
+    flipped = Color.BLUE if c is Color.RED else Color.RED
+    return (Point(p.x + 1, p.y * 2), flipped, Pair(pair.b, pair.a), Oops(err.code + 1, err.args[1]))
+
+
+def fail(code):
+    raise Oops(code, "raised")
+
+
+def arguments(i):
+    return (Point(i, i), Color.RED if i % 2 == 0 else Color.BLUE, Pair(i, "b"), Oops(i, "e"))
+
+
+def right(got, i):
+    p, c, pair, err = got
+    return (
+        type(p) is Point and p == Point(i + 1, 2 * i)
+        and c is (Color.BLUE if i % 2 == 0 else Color.RED)   # the very member
+        and type(pair) is Pair and pair == Pair("b", i)      # the namedtuple's class kept
+        and type(err) is Oops and err.code == i + 1 and err.args == (i + 1, "e")
+    )
+
+
+if __name__ == "__main__":
+    with xchannels.Pool(2) as pool:
+        print("submit", all(right(pool.submit(step, *arguments(i)).result(timeout=60), i) for i in range(6)))
+        # 4 calls: one task each; 400: groups; chunksize=3: chunks
+        for n, chunksize in ((4, 1), (400, 1), (50, 3)):
+            calls = [arguments(i) for i in range(n)]
+            got = list(pool.map(step, *zip(*calls), chunksize=chunksize))
+            print("map", n, chunksize, len(got) == n and all(right(g, i) for i, g in enumerate(got)))
+        try:
+            pool.submit(fail, 7).result(timeout=60)
+        except Oops as e:
+            print("raised", type(e) is Oops, e.code, e.args)
+        print("member", pool.submit(step, *arguments(2)).result(timeout=60)[1] is Color.BLUE)
+    w = xchannels.Worker(step, arguments(3), fallback="pickle")
+    w.start()
+    print("worker", right(w.result(timeout=60), 3))
+    print("interpreters", len(_interp.list_all()))
+"""
+
+
+@pytest.mark.parametrize("head", ["", "import multiprocessing\n"], ids=["plain", "multiprocessing"])
+def test_classes_of_the_script_travel_both_ways(tmp_path, head):
+    out = _run(tmp_path, head + _SCRIPT_CLASSES)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "submit True",
+        "map 4 1 True",
+        "map 400 1 True",
+        "map 50 3 True",
+        "raised True 7 (7, 'raised')",
+        "member True",
+        "worker True",
+        "interpreters 1",
+    ]
+
+
+# ---- one task's bad data fails that task alone -----------------------------------------
+# Every path where one task's data could end a worker (or the caller's
+# collector): an argument that cannot be pickled (refused at submit), a
+# result that cannot be pickled, an argument whose unpickling raises in the
+# worker (a call, a keyword, a map's group and chunk, a Worker's argument,
+# initargs), a result whose unpickling raises in the caller (call, group,
+# chunk, a Worker's result), an exception whose args cannot be unpickled in
+# the caller or whose __str__ and __notes__ are broken, and arguments that
+# a worker cannot pickle again when it hands the rest of a long map group
+# back. After each, the pool goes on; at the end it shuts down cleanly and
+# no interpreter is left.
+
+_SCRIPT_BAD_DATA = """
+import time
+import pytest
+
+import xchannels
+from xchannels import _interp
+
+
+def refuse(where, value):
+    # Unpickling a Touchy runs this: it raises in the caller (__name__ is
+    # "__main__") or in a worker ("__mp_main__"), as `where` says.
+    if (__name__ == "__main__") == (where == "caller"):
+        raise ValueError(f"{value} refused in the {where}")
+    return Touchy(where, value)
+
+
+class Touchy:
+    def __init__(self, where, value):
+        self.where, self.value = where, value
+
+    def __reduce__(self):
+        return (refuse, (self.where, self.value))
+
+
+class TouchyInt(int):
+    # An int subclass: exception args that is_shareable accepts, pickled on
+    # the way back (subclasses keep their class), refused in the caller.
+    def __reduce__(self):
+        return (refuse_int, (int(self),))
+
+
+def refuse_int(value):
+    if __name__ == "__main__":
+        raise ValueError(f"{value} refused in the caller")
+    return TouchyInt(value)
+
+
+class NoRepickle:
+    # Pickles in the caller, unpickles in a worker, and cannot be pickled
+    # again there.
+    def __reduce__(self):
+        if __name__ != "__main__":
+            raise RuntimeError("not pickled again in a worker")
+        return (NoRepickle, ())
+
+
+class Broken(Exception):
+    def __str__(self):
+        raise RuntimeError("no text")
+
+
+def ident(x=None, **kwargs):
+    return x if not kwargs else sorted(kwargs)
+
+
+def square(x):
+    return x * x
+
+
+def make_lambda(i=0):
+    return lambda: i
+
+
+def make_touchy(i, bad=-1):
+    return Touchy("caller", i) if i == bad else i
+
+
+def lambda_at(i, bad):
+    return (lambda: i) if i == bad else i
+
+
+def raise_touchy_args(i):
+    raise KeyError(TouchyInt(i))
+
+
+def raise_broken():
+    e = Broken("x")
+    e.__notes__ = 5
+    raise e
+
+
+def mark(cid, i):
+    xchannels.Channel.from_id(cid).put(i)
+    return i
+
+
+def slow_index(i, obj):
+    time.sleep(0.003)
+    return i
+
+
+def init(value):
+    pass
+
+
+def outcome(fn):
+    try:
+        return f"ok {fn()!r}"
+    except Exception as e:
+        try:
+            text = str(e)
+        except Exception:
+            text = "<unprintable>"
+        return f"{type(e).__name__}: {text}"
+
+
+def drain(ch, want):
+    # The marks of the calls that ran: `want` of them, and no more.
+    n = 0
+    while True:
+        try:
+            ch.get(timeout=30 if n < want else 0.2)
+        except xchannels.ChannelEmpty:
+            return n
+        n += 1
+
+
+if __name__ == "__main__":
+    pool = xchannels.Pool(2)
+    for what, fn in [
+        ("lambda argument", lambda: pool.submit(ident, lambda: 1)),
+        ("lambda result", lambda: pool.submit(make_lambda).result(timeout=60)),
+        ("argument", lambda: pool.submit(ident, Touchy("worker", 1)).result(timeout=60)),
+        ("keyword", lambda: pool.submit(ident, 0, k=[2, Touchy("worker", 2)]).result(timeout=60)),
+        ("result", lambda: pool.submit(make_touchy, 3, 3).result(timeout=60)),
+        ("exception args", lambda: pool.submit(raise_touchy_args, 4).result(timeout=60)),
+        ("broken exception", lambda: pool.submit(raise_broken).result(timeout=60)),
+        ("short map", lambda: list(pool.map(ident, [1, Touchy("worker", 5), 3]))),
+        ("group argument", lambda: list(pool.map(ident, [Touchy("worker", 6) if i == 150 else i for i in range(400)]))),
+        ("group result", lambda: list(pool.map(make_touchy, range(400), [150] * 400))),
+        ("group lambda", lambda: list(pool.map(lambda_at, range(400), [150] * 400))),
+        ("chunk argument", lambda: list(pool.map(ident, [Touchy("worker", 7) if i == 25 else i for i in range(40)], chunksize=10))),
+        ("chunk result", lambda: list(pool.map(make_touchy, range(40), [25] * 40, chunksize=10))),
+    ]:
+        print(what, "|", outcome(fn).replace("\\n", " "))
+        print("next", pool.submit(square, 9).result(timeout=60))
+    # The calls beside a bad one in its group or chunk still ran.
+    marks = xchannels.Channel()
+    it = pool.map(mark, [marks.id] * 400, [Touchy("worker", 8) if i == 150 else i for i in range(400)])
+    print("group others", outcome(lambda: list(it)).split(":")[0], drain(marks, 399))
+    it = pool.map(mark, [marks.id] * 40, [Touchy("worker", 9) if i == 25 else i for i in range(40)], chunksize=10)
+    print("chunk others", outcome(lambda: list(it)).split(":")[0], drain(marks, 30))
+    pool.shutdown()
+    print("shut down", pool)
+
+    # A long group's rest handed back to the queue is encoded again in the
+    # worker; when that fails the worker runs the rest itself.
+    with xchannels.Pool(1) as one:
+        got = list(one.map(slow_index, range(128), [NoRepickle()] * 128))
+        print("hand-back", got == list(range(128)), one.submit(square, 3).result(timeout=60))
+
+    w = xchannels.Worker(ident, (Touchy("worker", 10),), fallback="pickle")
+    w.start()
+    print("worker argument |", outcome(lambda: w.result(timeout=60)))
+    w = xchannels.Worker(make_touchy, (11, 11), fallback="pickle")
+    w.start()
+    print("worker result |", outcome(lambda: w.result(timeout=60)))
+
+    with xchannels.Pool(1, initializer=init, initargs=(Touchy("worker", 12),)) as broken:
+        print("initargs |", outcome(lambda: broken.submit(square, 2).result(timeout=60)))
+    print("interpreters", len(_interp.list_all()))
+"""
+
+_CANNOT = "a pickled value (sent with fallback='pickle') cannot be unpickled in this interpreter"
+
+
+@pytest.mark.parametrize("head", ["", "import multiprocessing\n"], ids=["plain", "multiprocessing"])
+def test_bad_data_fails_its_task_alone(tmp_path, head):
+    out = _run(tmp_path, head + _SCRIPT_BAD_DATA, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert "Fatal Python error" not in out.stderr
+    lines = out.stdout.splitlines()
+    got = dict(line.split(" | ", 1) for line in lines if " | " in line)
+    nexts = [line for line in lines if line.startswith("next ")]
+    assert nexts == ["next 81"] * 13, lines  # the pool went on after each
+    expected = {
+        "lambda argument": "NotShareableError: argument 0 of ident() cannot be sent to a worker interpreter: function cannot be pickled",
+        "lambda result": "NotShareableError: the return value of make_lambda() cannot be sent back from the worker: function cannot be pickled",
+        "argument": f"NotShareableError: argument 0 of ident() cannot be received in the worker interpreter: {_CANNOT}: ValueError: 1 refused in the worker",
+        "keyword": f"NotShareableError: keyword argument 'k' of ident() cannot be received in the worker interpreter: item [1]: {_CANNOT}: ValueError: 2 refused in the worker",
+        "result": f"NotShareableError: the return value of make_touchy() cannot be received from the worker: {_CANNOT}: ValueError: 3 refused in the caller",
+        "exception args": "RemoteError: KeyError: 4",
+        "broken exception": "Broken: <unprintable>",
+        "short map": f"NotShareableError: argument 0 of ident() cannot be received in the worker interpreter: {_CANNOT}: ValueError: 5 refused in the worker",
+        "group argument": f"NotShareableError: argument 0 of ident() cannot be received in the worker interpreter: {_CANNOT}: ValueError: 6 refused in the worker",
+        "group result": f"NotShareableError: the result of item 150 of map(make_touchy) cannot be received from the worker: {_CANNOT}: ValueError: 150 refused in the caller",
+        "group lambda": "NotShareableError: the return value of lambda_at() cannot be sent back from the worker: function cannot be pickled",
+        "chunk argument": f"NotShareableError: argument 0 of ident() (call 5 of its chunk) cannot be received in the worker interpreter: {_CANNOT}: ValueError: 7 refused in the worker",
+        "chunk result": f"NotShareableError: the results of the chunk from item 20 of map(make_touchy) cannot be received from the worker: item [5]: {_CANNOT}: ValueError: 25 refused in the caller",
+        "worker argument": f"NotShareableError: argument 0 of ident() cannot be received in the worker interpreter: {_CANNOT}: ValueError: 10 refused in the worker",
+        "worker result": f"NotShareableError: the return value of make_touchy() cannot be received from the worker: {_CANNOT}: ValueError: 11 refused in the caller",
+    }
+    for what, text in expected.items():
+        assert got[what].startswith(text), (what, got[what])
+    assert got["initargs"].startswith(
+        "BrokenPool: a worker interpreter of the pool (worker 0) failed: xchannels.NotShareableError: argument 0 of init() "
+        f"(the pool's initializer) cannot be received in the worker interpreter: {_CANNOT}: ValueError: 12 refused"
+    ), got["initargs"]
+    assert "group others NotShareableError 399" in lines  # every call but the bad one ran
+    assert "chunk others NotShareableError 30" in lines  # every chunk but the bad one's
+    assert "shut down <xchannels.Pool workers=2 shut down pending=0>" in lines
+    assert "hand-back True 9" in lines
+    assert lines[-1] == "interpreters 1"
+
+
+# ---- reusable_pool() -------------------------------------------------------------------
+
+_SCRIPT_REUSABLE = """
+import atexit
+import threading
+import xchannels
+from xchannels import _interp
+
+CALLS = 0
+
+
+def square(x):
+    return x * x
+
+
+def count():
+    # A module global of the worker: it lives as long as the worker does.
+    global CALLS
+    CALLS += 1
+    return CALLS
+
+
+def boom():
+    raise RuntimeError("initializer failed")
+
+
+if __name__ == "__main__":
+    first = xchannels.reusable_pool(2)
+    print(list(first.map(square, range(4))), xchannels.reusable_pool(2) is first)
+    # Threads asking at once get the one pool.
+    barrier = threading.Barrier(8)
+    got = []
+
+    def ask():
+        barrier.wait()
+        got.append(xchannels.reusable_pool(2))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("threads", len(got), all(p is first for p in got))
+    # Other options: a new pool; the old one is shut down.
+    one = xchannels.reusable_pool(1)
+    print("options", one is not first, one.workers, repr(first).split()[2], xchannels.reusable_pool(1) is one)
+    print("strict", xchannels.reusable_pool(1, fallback=None) is not one)
+    # Module globals of the workers persist from call to call.
+    strict = xchannels.reusable_pool(1, fallback=None)
+    print("globals", strict.submit(count).result(timeout=60), xchannels.reusable_pool(1, fallback=None).submit(count).result(timeout=60))
+    # After shutdown, or once broken, the next call makes a new one.
+    strict.shutdown()
+    fresh = xchannels.reusable_pool(1, fallback=None)
+    print("after shutdown", fresh is not strict, fresh.submit(count).result(timeout=60))
+    bad = xchannels.reusable_pool(1, initializer=boom)
+    try:
+        bad.submit(square, 2).result(timeout=60)
+    except xchannels.BrokenPool:
+        print("broken", xchannels.reusable_pool(1, initializer=boom) is not bad)
+    last = xchannels.reusable_pool(2)
+    print("last", last.submit(square, 5).result(timeout=60))
+    # Options Pool refuses raise, and leave the current pool alone.
+    try:
+        xchannels.reusable_pool(0)
+    except ValueError:
+        print("refused", xchannels.reusable_pool(2) is last, repr(last).split()[2])
+    # Left running: it is shut down at exit, its interpreters destroyed
+    # before atexit handlers run.
+    atexit.register(lambda: print("at exit", len(_interp.list_all()), flush=True))
+"""
+
+
+def test_reusable_pool(tmp_path):
+    out = _run(tmp_path, _SCRIPT_REUSABLE)
+    assert out.returncode == 0, out.stderr
+    assert "Fatal Python error" not in out.stderr
+    assert out.stdout.splitlines() == [
+        "[0, 1, 4, 9] True",
+        "threads 8 True",
+        "options True 1 shut True",
+        "strict True",
+        "globals 1 2",
+        "after shutdown True 1",
+        "broken True",
+        "last 25",
+        "refused True running",
+        "at exit 1",
+    ]

@@ -109,6 +109,33 @@ def test_pickle_fallback():
     assert grows(op) < ALLOWED
 
 
+def _refuse() -> None:
+    raise ValueError("refused")
+
+
+class _Unpicklable:
+    """Pickles; unpickling it raises."""
+
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def test_lenient_get_batch():
+    # The pool's reads: an unpicklable value's exception stands in its place
+    # and in the failures dict; nothing of either may leak.
+    ch = Channel(fallback="pickle")
+    batch = [(1, [_Unpicklable(), {"k": _Unpicklable()}]), (2, "ok"), (3, {_Unpicklable()})]
+
+    def op():
+        ch.put_many(batch)
+        items, failures = ch._get_batch(8)
+        assert sorted(failures) == [0, 2] and items[1] == (2, "ok")
+
+    for _ in range(1000):  # a longer warm-up: the first ~1,000 raises fill caches (131, then 2-3)
+        op()
+    assert grows(op) < ALLOWED
+
+
 def test_typed_channel_put_and_refusal():
     ch = Channel(type=dict[str, list[int]])
 

@@ -108,7 +108,7 @@ def test_workers_with_overlapping_lives_import_datetime():
 _RESOLVE_RACE = """
 import threading
 from xchannels import _bootstrap
-_bootstrap._setup(path, None)
+_bootstrap._setup(path)
 barrier = threading.Barrier(8)
 got = []
 def hit():
