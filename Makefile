@@ -68,7 +68,7 @@ $(call VENV,$(1))/.stamp: pyproject.toml
 	"$$$$py" -m venv $(call VENV,$(1)); \
 	$(call VPY,$(1)) -m pip install -q --upgrade pip; \
 	$(call VPY,$(1)) -m pip install -q "scikit-build-core>=0.10" "pybind11>=3.1" cmake ninja \
-	  pytest pytest-timeout hypothesis mypy matplotlib "hypercorn>=0.18" numpy
+	  pytest pytest-timeout hypothesis mypy matplotlib "hypercorn>=0.18" numpy "distributed>=2024.1"
 	@touch $$@
 endef
 $(foreach v,$(PY_VERSIONS),$(eval $(call VENV_RULE,$(v))))
@@ -90,8 +90,11 @@ sid-root:
 
 # One virtual environment per sid Python (NumPy and mypy only where PyPI
 # has wheels: not for the debug builds, whose ABI differs; Hypercorn is pure
-# Python, and the asgi tests and examples need it everywhere).
-SID_TEST_DEPS := "scikit-build-core>=0.10" "pybind11>=3.1" pytest pytest-timeout hypothesis "hypercorn>=0.18"
+# Python, and the asgi tests and examples need it everywhere; Dask's
+# distributed for test_dask.py and the bench, its few extensions built from
+# source for the debug builds).
+SID_TEST_DEPS := "scikit-build-core>=0.10" "pybind11>=3.1" pytest pytest-timeout hypothesis "hypercorn>=0.18" \
+  "distributed>=2024.1"
 define SID_VENV_RULE
 build/sid/venv-$(1)/.stamp: pyproject.toml | sid-root
 	@echo "== venv build/sid/venv-$(1) (sid's python$(1))"

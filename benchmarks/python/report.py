@@ -359,7 +359,53 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             f"{ax['rss_mib']:.1f} MiB ({_procs(ax)}) vs {ah['rss_mib']:.1f} MiB "
             f"({_procs(ah)}), {ax['rss_mib'] / ah['rss_mib']:.2f}x "
             "(peak summed RSS of the process tree under load)")
+    res += dask_goals(data)
     return res
+
+
+def dask_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """bench_dask's rows with figures, by config ({} if the section did not run)."""
+    rows = ((data.get("dask") or {}).get("result") or {}).get("rows", [])
+    return {r["config"]: r for r in rows if r.get("status") == "ok"}
+
+
+def dask_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 29: a Dask worker process fanning out over worker interpreters
+    against one worker process per core (bench_dask.py)."""
+    rows = dask_rows(data)
+    name = "Dask: 1 worker process x 2 interpreters >= 2 worker processes in throughput, with less memory"
+    x, p = rows.get("xchannels"), rows.get("processes")
+    if x is None or p is None:
+        sec = data.get("dask") or {}
+        why = sec.get("note") or (sec.get("result") or {}).get("note") or "a cluster failed"
+        return [{"goal": name, "status": "N/A", "detail": f"no figure ({why})"}]
+    tr, mr = x["numbers_per_s"] / p["numbers_per_s"], x["rss_mib"] / p["rss_mib"]
+    return [{"goal": name, "status": "PASS" if tr >= 1 and mr < 1 else "MISS",
+             "detail": f"throughput {tr:.2f}x ({x['numbers_per_s'] / 1e3:,.0f}k vs {p['numbers_per_s'] / 1e3:,.0f}k "
+                       f"numbers/s), RSS {mr:.2f}x ({x['rss_mib']:.0f} vs {p['rss_mib']:.0f} MiB summed over "
+                       f"{x['procs']} vs {p['procs']} processes)"}]
+
+
+def dask_md(data: dict[str, Any]) -> list[str]:
+    """The docs' section on bench_dask: one row per cluster."""
+    sec = data.get("dask") or {}
+    L = ["## Dask: one worker process with interpreters against worker processes", ""]
+    res = sec.get("result") or {}
+    if not res.get("rows"):
+        return L + [f"Not measured in this run: {sec.get('note') or res.get('note') or 'no figures'}.", ""]
+    r0 = res["rows"][0]
+    L += ["`benchmarks/python/bench_dask.py`: a `distributed.LocalCluster(processes=True)` (Dask's profiler "
+          f"on) runs a graph of {r0.get('tasks', '?')} tasks, each the longest Collatz chain over "
+          f"{r0.get('chunk', 0):,} numbers (pure Python), and a task that takes the maximum; best of "
+          f"{r0.get('rounds', '?')} rounds. RSS: the peak, summed over the cluster's processes (the "
+          "scheduler with the client, nannies, workers). See [Scaling out with Dask](dask.md).", "",
+          "| cluster | numbers/s | RSS (MiB) | processes |", "| --- | --- | --- | --- |"]
+    for r in res["rows"]:
+        if r.get("status") != "ok":
+            L.append(f"| {r['label']} | error: {first_line(r.get('error') or '')} | | |")
+        else:
+            L.append(f"| {r['label']} | {r['numbers_per_s'] / 1e3:,.0f}k | {r['rss_mib']:.0f} | {r['procs']} |")
+    return L + [""]
 
 
 def _label(data: dict[str, Any], peer: str) -> str:
@@ -1244,6 +1290,7 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
         L.append(f"Not measured in this run: {pool.get('note', 'no pool figures')}.")
     L.append("")
     L += asgi_md(data)
+    L += dask_md(data)
     L.append("## C++ micro-benchmarks: Channel against raw moodycamel")
     L.append("")
     cpp = data.get("cpp") or {}

@@ -1,7 +1,8 @@
 """benchmarks/python/run.py: the comparison benchmark suite (``make bench``).
 
     .venv-3.13/bin/python benchmarks/python/run.py [--quick] [--no-docs]
-        [--only REGEX] [--peers a,b] [--no-cpp] [--no-pool] [--no-asgi] [--rounds N]
+        [--only REGEX] [--peers a,b] [--no-cpp] [--no-pool] [--no-asgi] [--no-dask]
+        [--rounds N]
         [--out FILE] [--with FILE ...]
 
 Runs every workload of ``workloads.py`` against every peer of ``peers.py``,
@@ -11,7 +12,8 @@ right after each pass's ``stream-bytes-1MiB`` cells, ``bench_memcpy.py``
 measures that workload's physical limit (one copy out of cache). Then the
 C++ micro-benchmarks (``build/bench/channel_bench``, if built), the pool
 figures (``bench_pool.py``, if present), the value codec against pickle
-(``bench_values.py``) and ASGI servers under wrk (``bench_asgi.py``). Writes
+(``bench_values.py``), ASGI servers under wrk (``bench_asgi.py``) and Dask
+clusters for GIL-bound work (``bench_dask.py``). Writes
 ``benchmarks/results/<date>-<commit>[-quick].json``, the plots
 ``benchmarks/results/*.png`` and, unless ``--no-docs``, ``docs/benchmarks.md``
 (plots copied to ``docs/img/``). Prints a table with ratios to
@@ -449,6 +451,13 @@ def run_asgi(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def run_dask(args: argparse.Namespace) -> dict[str, Any]:
+    """A Dask cluster for GIL-bound work (bench_dask.py): one worker process
+    fanning out over worker interpreters against two worker processes. The
+    Dask goal is in report.goals."""
+    return run_bench_module(args, "Dask", "bench_dask", 240 if args.quick else 420)
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -465,6 +474,7 @@ def main() -> int:
     ap.add_argument("--no-cpp", action="store_true", help="skip the C++ micro-benchmarks")
     ap.add_argument("--no-pool", action="store_true", help="skip bench_pool.py")
     ap.add_argument("--no-asgi", action="store_true", help="skip bench_asgi.py (ASGI servers under wrk)")
+    ap.add_argument("--no-dask", action="store_true", help="skip bench_dask.py (Dask clusters)")
     ap.add_argument("--rounds", type=int, default=None,
                     help="passes over all cells, best kept per cell (default 3, quick 1)")
     ap.add_argument("--cell-timeout", type=float, default=None,
@@ -519,6 +529,7 @@ def main() -> int:
         data["pool"] = {"status": "skipped", "note": "--no-pool"} if args.no_pool else run_pool(args)
         data["values"] = run_values(args)
         data["asgi"] = {"status": "skipped", "note": "--no-asgi"} if args.no_asgi else run_asgi(args)
+        data["dask"] = {"status": "skipped", "note": "--no-dask"} if args.no_dask else run_dask(args)
     except KeyboardInterrupt:
         interrupted = True
         if Child.current is not None:
@@ -528,6 +539,7 @@ def main() -> int:
         data.setdefault("cpp", {"status": "skipped", "note": "interrupted"})
         data.setdefault("pool", {"status": "skipped", "note": "interrupted"})
         data.setdefault("asgi", {"status": "skipped", "note": "interrupted"})
+        data.setdefault("dask", {"status": "skipped", "note": "interrupted"})
 
     data["goals"] = report.goals(data)
     for path in args.with_results:

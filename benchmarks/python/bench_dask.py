@@ -1,0 +1,204 @@
+"""benchmarks/python/bench_dask.py: a Dask cluster for GIL-bound work, one
+worker process fanning out over worker interpreters against the usual set-up
+of one worker process per core.
+
+The task graph: ``TASKS`` tasks, each the longest Collatz chain over a range
+of ``CHUNK`` numbers (pure-Python CPU work), then one task that takes the
+maximum. Two clusters, each a ``distributed.LocalCluster(processes=True)``
+with Dask's defaults otherwise (its statistical profiler on):
+
+- ``xchannels``: 1 worker process of 2 threads; each task maps its range
+  over ``xchannels.reusable_pool(2)``, two worker interpreters in the
+  worker's process (the pool is made by the warm-up and kept). Two Dask
+  threads, so that the next task's batches are queued while one ends (with
+  one thread the interpreters idle while Dask hands out the next task:
+  0.98x instead of 1.01x here);
+- ``processes``: 2 worker processes of 1 thread each; each task runs its
+  range in the worker's thread.
+
+Each cluster runs in a child process of its own (``--config NAME``), which
+warms the cluster up (one task per worker thread), then runs the graph
+``ROUNDS`` times (``ROUNDS_QUICK`` with ``--quick``) and keeps the best
+round's throughput (numbers per second). While the rounds run, a thread
+sums the RSS of the cluster's processes (the child, which holds the
+scheduler and the client, and all its descendants: nannies and workers;
+psutil) every 20 ms and keeps the peak.
+
+This module is imported by the Dask workers and by xchannels' worker
+interpreters (the tasks are its functions), so it imports neither
+``distributed`` nor ``psutil`` at the top: neither can load in an own-GIL
+sub-interpreter.
+
+Usage: ``python benchmarks/python/bench_dask.py [--quick]`` prints a table;
+``run(quick)`` returns the figures for the ``make bench`` harness.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CHUNK = 30_000
+TASKS, TASKS_QUICK = 32, 12
+ROUNDS, ROUNDS_QUICK = 3, 1
+INTERPRETERS = 2
+CONFIGS = {
+    # name: (worker processes, threads per worker, task)
+    "xchannels": (1, 2, "chunk_fanned"),
+    "processes": (2, 1, "chunk_serial"),
+}
+LABELS = {
+    "xchannels": f"1 worker process (2 threads) x {INTERPRETERS} interpreters",
+    "processes": "2 worker processes x 1 thread",
+}
+
+
+# ---- the tasks ----------------------------------------------------------------------
+
+
+def collatz_steps(n: int) -> int:
+    steps = 0
+    while n != 1:
+        n = 3 * n + 1 if n % 2 else n // 2
+        steps += 1
+    return steps
+
+
+def chunk_serial(lo: int, hi: int) -> int:
+    return max(map(collatz_steps, range(lo, hi)))
+
+
+def chunk_fanned(lo: int, hi: int) -> int:
+    import xchannels
+
+    pool = xchannels.reusable_pool(INTERPRETERS)
+    return max(pool.map(collatz_steps, range(lo, hi), chunksize=1_000))
+
+
+# ---- one cluster (the child) ------------------------------------------------------
+
+
+class TreeMemory(threading.Thread):
+    """Peak of the summed RSS of this process and its descendants."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak, self.procs = 0, 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self.stop.wait(0.02):
+            total, n = 0, 0
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                    n += 1
+                except psutil.Error:  # exited meanwhile
+                    pass
+            if total > self.peak:
+                self.peak, self.procs = total, n
+
+
+def one_cluster(config: str, quick: bool) -> dict[str, Any]:
+    from distributed import Client, LocalCluster
+
+    workers, threads, task = CONFIGS[config]
+    fn = globals()[task]
+    tasks, rounds = (TASKS_QUICK, ROUNDS_QUICK) if quick else (TASKS, ROUNDS)
+    los = [1 + i * CHUNK for i in range(tasks)]
+    expected = None
+    t0 = time.monotonic()
+    with LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        up = time.monotonic() - t0
+        t = time.monotonic()
+        client.gather(client.map(fn, [1] * workers * threads, [1_001] * workers * threads, pure=False))
+        warm = time.monotonic() - t
+        memory = TreeMemory()
+        memory.start()
+        times = []
+        for _ in range(rounds):
+            t = time.monotonic()
+            parts = client.map(fn, los, [lo + CHUNK for lo in los], pure=False)
+            longest = client.submit(max, parts, pure=False).result()
+            times.append(time.monotonic() - t)
+            expected = longest if expected is None else expected
+            assert longest == expected, (longest, expected)
+        memory.stop.set()
+        memory.join()
+        profiling = client.run(lambda: __import__("dask").config.get("distributed.worker.profile.enabled"))
+    best = min(times)
+    return {
+        "config": config, "label": LABELS[config], "workers": workers, "threads": threads,
+        "tasks": tasks, "chunk": CHUNK, "rounds": rounds, "times": times,
+        "numbers_per_s": tasks * CHUNK / best, "cluster_up_s": up, "warmup_s": warm,
+        "rss_mib": memory.peak / 2**20, "procs": memory.procs, "longest": expected,
+        "profiler_on": all(profiling.values()),
+    }
+
+
+# ---- the harness's side ------------------------------------------------------------
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Both clusters, each in a child of its own; rows by config."""
+    try:
+        import distributed  # noqa: F401  (installed? the children need it)
+    except ImportError:
+        return {"rows": [], "note": "dask[distributed] is not installed"}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    rows: list[dict[str, Any]] = []
+    for config in CONFIGS:
+        cmd = [sys.executable, str(HERE / "bench_dask.py"), "--config", config, *(["--quick"] if quick else [])]
+        child = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        if child.returncode == 0:
+            rows.append({**json.loads(child.stdout.strip().splitlines()[-1]), "status": "ok"})
+        else:
+            rows.append({"config": config, "label": LABELS[config], "status": "error",
+                         "error": child.stderr.strip()[-800:]})
+        print(format_row(rows[-1]), flush=True)
+    out: dict[str, Any] = {"rows": rows}
+    by = {r["config"]: r for r in rows if r["status"] == "ok"}
+    if len(by) == 2:
+        x, procs = by["xchannels"], by["processes"]
+        out["throughput_ratio"] = x["numbers_per_s"] / procs["numbers_per_s"]
+        out["rss_ratio"] = x["rss_mib"] / procs["rss_mib"]
+    return out
+
+
+def format_row(r: dict[str, Any]) -> str:
+    if r.get("status") != "ok":
+        return f"{r['label']:<46} error: {r.get('error', '')[-200:]}"
+    return (f"{r['label']:<46} {r['numbers_per_s'] / 1e3:8.0f}k numbers/s  RSS {r['rss_mib']:6.1f} MiB "
+            f"({r['procs']} processes)  best of {r['rounds']}")
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    if "--config" in sys.argv:
+        # The tasks by their module's name: Dask would ship the functions of
+        # __main__ by value, and worker interpreters cannot import those.
+        import bench_dask
+
+        print(json.dumps(bench_dask.one_cluster(sys.argv[sys.argv.index("--config") + 1], quick)))
+        return
+    res = run(quick)
+    if not res["rows"]:
+        print(res["note"])
+    if "throughput_ratio" in res:
+        print(f"xchannels / processes: throughput {res['throughput_ratio']:.2f}x, RSS {res['rss_ratio']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
