@@ -27,7 +27,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from xchannels._xchannels import ChannelClosed, ChannelFull
     from xchannels._pool import BrokenPool, Pool, reusable_pool
-    from xchannels._worker import RemoteError, RemoteTraceback, Worker
+    from xchannels._calls import RemoteError, RemoteTraceback
+    from xchannels._worker import Worker
     from xchannels._aio import select_async
     from xchannels._check import ModuleCheck, check_modules
     from xchannels._info import info
@@ -46,9 +47,9 @@ _LAZY = {
     "check_modules": "xchannels._check",
     "info": "xchannels._info",
     "Pool": "xchannels._pool",
-    "RemoteError": "xchannels._worker",
+    "RemoteError": "xchannels._calls",
     "reusable_pool": "xchannels._pool",
-    "RemoteTraceback": "xchannels._worker",
+    "RemoteTraceback": "xchannels._calls",
     "Worker": "xchannels._worker",
     "select_async": "xchannels._aio",
 }

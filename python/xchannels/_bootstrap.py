@@ -2,8 +2,8 @@
 interpreters (the pool's task loop and a dedicated Worker's single call).
 
 Nothing here is public. The parent side of the same protocol lives in
-``_worker.py`` (function references, exception decoding, Worker) and
-``_pool.py`` (Pool).
+``_calls.py`` (function references, the script, exception decoding),
+``_worker.py`` (Worker) and ``_pool.py`` (Pool).
 
 The messages are those of ``_protocol`` (read its docstring first).
 
@@ -27,7 +27,7 @@ up what it lacks in the script, importing it on first use (a PEP 562
 ``__getattr__``); once the script is imported, ``sys.modules['__main__']``
 and ``sys.modules['__mp_main__']`` are the script module itself, as in a
 multiprocessing spawn child. The caller aliases ``__mp_main__`` to its
-``__main__`` (``_worker.alias_main``).
+``__main__`` (``_calls.alias_main``).
 
 Received values: tasks are read leniently (``Channel._get_batch``): a
 pickled argument that cannot be unpickled here stands as the exception its

@@ -28,10 +28,8 @@ import time
 from typing import Any, Callable, Iterable, Iterator, MutableMapping
 
 from xchannels._protocol import CALL, CHUNK, GROUP, call_task, chunk_task, group_task
-from xchannels._bootstrap import value_error
-from xchannels._xchannels import NotShareableError
 
-__all__ = ["GROUP_MAX", "MapResults", "buffered", "check_buffersize", "explain_unshareable", "iterate", "plan", "slices", "tasks"]
+__all__ = ["GROUP_MAX", "MapResults", "buffered", "check_buffersize", "iterate", "plan", "slices", "tasks"]
 
 GROUP_MAX = 64
 
@@ -164,22 +162,6 @@ def slices(count: int, workers: int) -> list[tuple[int, int]]:
         out.append((start, stop))
         start, size = stop, size * 2
     return out
-
-
-def explain_unshareable(
-    calls: list[tuple[Any, ...]], qualname: str, fallback: str | None = None
-) -> NotShareableError:
-    """The error for a map whose arguments cannot all travel, naming the
-    first item and argument that cannot."""
-    for i, args in enumerate(calls):
-        for j, a in enumerate(args):
-            why = value_error(a, fallback)
-            if why is not None:
-                return NotShareableError(
-                    f"item {i} of map({qualname}): argument {j} cannot be sent "
-                    f"to a worker interpreter: {why}"
-                )
-    return NotShareableError(f"map({qualname}): an argument cannot be sent to a worker")
 
 
 def iterate(

@@ -78,11 +78,12 @@ from typing import Any, Callable, Iterable, Iterator, Literal, ParamSpec, TypeVa
 from xchannels import _bootstrap, _interp, _map
 from xchannels._map import MapResults
 from xchannels._protocol import CHUNK, DIED, OUTCOMES, call_task, died, pool_config, task_ids
-from xchannels._worker import (
+from xchannels._calls import (
     RemoteTraceback,
     alias_main,
     decode_exception,
     explain_unshareable,
+    explain_unshareable_map,
     function_reference,
     host_failure,
     kwargs_pairs,
@@ -715,7 +716,7 @@ class Pool(Executor):
                 pending.pop(i, None)
             if isinstance(exc, ChannelClosed):
                 raise self._closed_error() from None
-            raise _map.explain_unshareable(calls, qualname, state.tasks.fallback) from None
+            raise explain_unshareable_map(calls, qualname, state.tasks.fallback) from None
         except BaseException:  # what a __reduce__ raised that pickle let through
             for i in range(base, base + count):
                 pending.pop(i, None)

@@ -128,7 +128,7 @@ def pool_config(
     main_code: bytes | None, initializer: tuple[str, str] | None, initargs: tuple[Any, ...]
 ) -> tuple[Any, ...]:
     """A pool worker's configuration. ``main_code``: the parent's script
-    compiled once and marshalled (``main_code()`` in _worker.py), or None:
+    compiled once and marshalled (``main_code()`` in _calls.py), or None:
     the worker then compiles the file itself."""
     return (main_code, initializer, initargs)
 

@@ -69,7 +69,7 @@ def test_workers_run_the_script_the_parent_compiled(tmp_path):
 
 
 def test_main_code_follows_the_file_and_gives_up_quietly(tmp_path):
-    from xchannels._worker import main_code
+    from xchannels._calls import main_code
 
     script = tmp_path / "s.py"
     script.write_text("X = 1\n")
