@@ -15,6 +15,7 @@ as the test) and asserts on its exit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -142,18 +143,28 @@ def test_tracemalloc_table(version, unsafe):
 # ---- the replacements themselves -------------------------------------------------
 
 
-@pytest.mark.skipif(not GIL_BUILD, reason="not built free-threaded")
-def test_current_frames_lists_this_interpreters_threads():
+@contextlib.contextmanager
+def _thread_in(park):
+    """A thread running ``park(started, release)``, which sets ``started``
+    where the test looks at it and then waits for ``release``."""
     started, release = threading.Event(), threading.Event()
-
-    def parked():
-        started.set()
-        release.wait()
-
-    t = threading.Thread(target=parked)
+    t = threading.Thread(target=park, args=(started, release))
     t.start()
     started.wait()
     try:
+        yield t
+    finally:
+        release.set()
+        t.join()
+
+
+@pytest.mark.skipif(not GIL_BUILD, reason="not built free-threaded")
+def test_current_frames_lists_this_interpreters_threads():
+    def parked(started, release):
+        started.set()
+        release.wait()
+
+    with _thread_in(parked) as t:
         frames = core._current_frames()
         assert {threading.get_ident(), t.ident} <= frames.keys()
         assert frames[threading.get_ident()].f_code is (
@@ -164,26 +175,18 @@ def test_current_frames_lists_this_interpreters_threads():
             names.append(f.f_code.co_name)
             f = f.f_back
         assert "parked" in names
-    finally:
-        release.set()
-        t.join()
 
 
 @pytest.mark.skipif(not GIL_BUILD, reason="not built free-threaded")
 def test_current_exceptions_gives_what_each_thread_handles():
-    started, release = threading.Event(), threading.Event()
-
-    def handling():
+    def handling(started, release):
         try:
             raise KeyError("in the thread")
         except KeyError:
             started.set()
             release.wait()
 
-    t = threading.Thread(target=handling)
-    t.start()
-    started.wait()
-    try:
+    with _thread_in(handling) as t:
         exc = core._current_exceptions()
         assert isinstance(exc[t.ident], KeyError) and exc[t.ident].args == ("in the thread",)
         assert exc[threading.get_ident()] is None
@@ -191,9 +194,6 @@ def test_current_exceptions_gives_what_each_thread_handles():
             raise ValueError("here")
         except ValueError as e:
             assert core._current_exceptions()[threading.get_ident()] is e
-    finally:
-        release.set()
-        t.join()
 
 
 def test_audit_events_and_a_replaced_function_left_alone(tmp_path):

@@ -381,44 +381,35 @@ def test_close_immediate_drops_and_releases_and_finishes_tasks():
 def test_shutdown_immediate_races_blocked_callers_in_several_interpreters():
     """Blocked getters, putters and joiners in six sub-interpreters; one
     shutdown(immediate=True) wakes them all with the right outcome."""
-    getter = """
+    # One script for the six: ``op`` says which call blocks (a get on the
+    # empty channel, a put or a join on the full one).
+    blocked = """
         import xchannels
-        ch = xchannels.Channel.from_id(empty_id)
+        ch = xchannels.Channel.from_id(ch_id)
         report = xchannels.Channel.from_id(report_id)
         report.put("ready")
         try:
-            ch.get()
-            report.put("get: got an item")
+            if op == "get":
+                ch.get()
+                report.put("get: got an item")
+            elif op == "put":
+                ch.put(xchannels.SharedBuffer(b"late"))
+                report.put("put: sent")
+            else:
+                ch.join()
+                report.put("join: returned")
         except xchannels.ChannelClosed:
-            report.put("get: closed")
-    """
-    putter = """
-        import xchannels
-        ch = xchannels.Channel.from_id(full_id)
-        report = xchannels.Channel.from_id(report_id)
-        report.put("ready")
-        try:
-            ch.put(xchannels.SharedBuffer(b"late"))
-            report.put("put: sent")
-        except xchannels.ChannelClosed:
-            report.put("put: closed")
-    """
-    joiner = """
-        import xchannels
-        ch = xchannels.Channel.from_id(full_id)
-        report = xchannels.Channel.from_id(report_id)
-        report.put("ready")
-        ch.join()
-        report.put("join: returned")
+            report.put(op + ": closed")
     """
     for round_ in range(3):
         empty, full, report = Channel(), Channel(2), Channel()
         buffers = core._live_buffers()
         full.put(SharedBuffer(b"a"))
         full.put(SharedBuffer(b"b"))
-        codes = [getter, getter, putter, putter, joiner, joiner]
+        codes = ["get", "get", "put", "put", "join", "join"]
         running = [
-            subinterp.start(c, empty_id=empty.id, full_id=full.id, report_id=report.id) for c in codes
+            subinterp.start(blocked, op=op, ch_id=(empty if op == "get" else full).id, report_id=report.id)
+            for op in codes
         ]
         try:
             assert [report.get(timeout=60) for _ in codes] == ["ready"] * 6
