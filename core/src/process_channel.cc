@@ -346,6 +346,19 @@ bool ProcessChannel::Recover() {
   return true;
 }
 
+ShmStatus ProcessChannel::LockState(State* st, const Deadline& lock_until,
+                                    bool interruptible, bool no_lock_wait,
+                                    ShmStatus timed_out) {
+  switch (Lock(lock_until, interruptible, no_lock_wait)) {
+    case Locked::kYes: break;
+    case Locked::kBusy: return ShmStatus::kBusy;
+    case Locked::kTimedOut: return timed_out;
+    case Locked::kInterrupted: return ShmStatus::kInterrupted;
+    case Locked::kCorrupt: return ShmStatus::kCorrupt;
+  }
+  return StateValid(st) ? ShmStatus::kOk : CorruptUnlock();
+}
+
 ShmStatus ProcessChannel::SendImpl(std::span<const uint8_t> head_part,
                                    std::span<const uint8_t> tail_part,
                                    const Deadline& deadline,
@@ -356,15 +369,12 @@ ShmStatus ProcessChannel::SendImpl(std::span<const uint8_t> head_part,
   Header* h = header();
   const Deadline lock_until = LockDeadline(deadline);
   for (;;) {
-    switch (Lock(lock_until, interruptible, no_lock_wait)) {
-      case Locked::kYes: break;
-      case Locked::kBusy: return ShmStatus::kBusy;
-      case Locked::kTimedOut: return ShmStatus::kFull;
-      case Locked::kInterrupted: return ShmStatus::kInterrupted;
-      case Locked::kCorrupt: return ShmStatus::kCorrupt;
-    }
     State st;
-    if (!StateValid(&st)) return CorruptUnlock();
+    if (const ShmStatus s = LockState(&st, lock_until, interruptible,
+                                      no_lock_wait, ShmStatus::kFull);
+        s != ShmStatus::kOk) {
+      return s;
+    }
     if (h->closed.load(std::memory_order_relaxed) != 0) {
       Unlock();
       return ShmStatus::kClosed;
@@ -410,15 +420,12 @@ ShmStatus ProcessChannel::RecvImpl(RecordBuffer* out, const Deadline& deadline,
   Header* h = header();
   const Deadline lock_until = LockDeadline(deadline);
   for (;;) {
-    switch (Lock(lock_until, interruptible, no_lock_wait)) {
-      case Locked::kYes: break;
-      case Locked::kBusy: return ShmStatus::kBusy;
-      case Locked::kTimedOut: return ShmStatus::kEmpty;
-      case Locked::kInterrupted: return ShmStatus::kInterrupted;
-      case Locked::kCorrupt: return ShmStatus::kCorrupt;
-    }
     State st;
-    if (!StateValid(&st)) return CorruptUnlock();
+    if (const ShmStatus s = LockState(&st, lock_until, interruptible,
+                                      no_lock_wait, ShmStatus::kEmpty);
+        s != ShmStatus::kOk) {
+      return s;
+    }
     const uint64_t head = st.head, tail = st.tail;
     if (tail != head) {
       uint32_t hdr[2];

@@ -239,6 +239,11 @@ class ProcessChannel final : public RefCounted {
   // With the lock held: reads head/tail/count once each and checks them;
   // false if corrupt. Only the snapshot in *out may be used afterwards.
   bool StateValid(State* out) const;
+  // Lock, then StateValid: kOk with the lock held and *st read; otherwise
+  // the lock is not held and the status says why (`timed_out`: what the
+  // caller returns when the mutex was not had in time, kFull or kEmpty).
+  ShmStatus LockState(State* st, const Deadline& lock_until, bool interruptible,
+                      bool no_lock_wait, ShmStatus timed_out);
   // With the lock held, on finding the state corrupt: marks the segment
   // corrupt, wakes every waiter, unlocks. Returns kCorrupt.
   ShmStatus CorruptUnlock();
