@@ -321,8 +321,9 @@ sdist: venvs
 # ---- benchmarks ---------------------------------------------------------------
 # The comparison runs on sid's CPython 3.14 and 3.15 first (each run's JSON in
 # build/bench/, no plots or docs), then on 3.13, whose run takes theirs in
-# (--with) and writes the results JSON and docs/benchmarks.md with every
-# Python's goals side by side. The C++ micro-benchmarks run with 3.13's only.
+# (--with) and writes its JSON to build/bench/, docs/benchmarks.md with every
+# Python's goals side by side, its plots docs/img/bench-*.png and the one
+# tracked JSON, benchmarks/results/latest.json. The C++ micro-benchmarks run with 3.13's only.
 # A sid venv is made when missing, not remade when pyproject.toml changes
 # (sid-install does that): the bench reinstalls xchannels into it anyway.
 BENCH_SID_JSON = $(BUILD)/bench/results-py$(1).json
@@ -333,6 +334,7 @@ bench: install
 	$(CMAKE) --build $(BUILD)/bench -j $(JOBS)
 	@.venv-3.13/bin/python -m pip install -q faster-fifo || echo "note: faster-fifo could not be installed; the harness marks it n/a"
 	@.venv-3.13/bin/python -m pip install -q uvicorn || echo "note: uvicorn could not be installed; the web-server section marks it n/a"
+	@.venv-3.13/bin/python -m pip install -q pyperf psutil
 	@# sid's package lists from the root's set-up are enough; an update, if
 	@# needed, must accept a Release file past its Valid-Until (a frozen mirror).
 	@$(SID) bash -c 'export DEBIAN_FRONTEND=noninteractive; command -v wrk >/dev/null \
@@ -343,11 +345,12 @@ bench: install
 	  test -f build/sid/venv-$$v/pyvenv.cfg || $(MAKE) --no-print-directory build/sid/venv-$$v/.stamp; \
 	done
 	@for v in $(SID_PYS); do \
-	  echo "== pip install . (sid's python$$v), faster-fifo, uvicorn"; \
+	  echo "== pip install . (sid's python$$v), faster-fifo, uvicorn, pyperf, psutil"; \
 	  $(SID) bash -c "PATH=\$$PWD/build/sid/venv-$$v/bin:\$$PATH build/sid/venv-$$v/bin/python -m pip install -q \
 	    --no-build-isolation --no-deps -Ccmake.define.XCHANNELS_WERROR=ON ." || exit 1; \
 	  $(SID) $(call SID_VPY,$$v) -m pip install -q faster-fifo || echo "note: faster-fifo does not install on $$v; the harness marks it n/a"; \
 	  $(SID) $(call SID_VPY,$$v) -m pip install -q uvicorn || echo "note: uvicorn does not install on $$v; the harness marks it n/a"; \
+	  $(SID) $(call SID_VPY,$$v) -m pip install -q pyperf psutil || exit 1; \
 	  rm -f $(call BENCH_SID_JSON,$$v); \
 	  echo "== benchmarks on Python $$v (sid)$(if $(QUICK), (quick))"; \
 	  $(SID) $(call SID_VPY,$$v) benchmarks/python/run.py --no-cpp --out $(call BENCH_SID_JSON,$$v) $(if $(QUICK),--quick) \

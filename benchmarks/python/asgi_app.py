@@ -36,20 +36,12 @@ def work(n: int) -> int:
     return x
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     """The ASGI application: ``{"ok": true, "path": ..., "result": ...}``."""
-    if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+    if scope["type"] == "lifespan":  # startup and shutdown complete at once
+        while (message := await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
         return
     if scope["type"] != "http":
         return

@@ -16,7 +16,7 @@ it answers ``GET /`` (``READY_TIMEOUT``), warmed up with ``WARMUP_SECONDS``
 of load, then loaded with ``wrk -t2 -c32 -d10s --latency`` (``-d3s`` with
 ``--quick``). Requests/s and the p99 latency come from wrk's output; while
 wrk runs, the RSS of the server's process tree (the server and all its
-descendants, ``VmRSS`` of ``/proc/<pid>/status``, summed) is sampled a few
+descendants, RSS by psutil, summed) is sampled a few
 times and the peak kept. Then the server's whole process group is killed. A
 server that cannot run (package missing, never answers, wrong answers)
 gets a row with an ``error`` and the others go on. wrk and the servers share
@@ -56,7 +56,6 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import IO, Any
 
-from bench_pool import _descendants  # the process tree of a server (a /proc scan)
 
 HERE = Path(__file__).resolve().parent
 APP = "asgi_app:app"
@@ -188,17 +187,20 @@ class Running:
 
 
 def tree_rss(pid: int) -> tuple[int, int]:
-    """(summed VmRSS in bytes, processes counted) of pid and its descendants."""
+    """(summed RSS in bytes, processes counted) of pid and its descendants (psutil)."""
+    import psutil
+
     total = procs = 0
-    for p in [pid, *_descendants(pid)]:
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0, 0
+    for p in tree:
         try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-                        procs += 1
-                        break
-        except OSError:
+            total += p.memory_info().rss
+            procs += 1
+        except psutil.Error:  # exited meanwhile
             pass
     return total, procs
 

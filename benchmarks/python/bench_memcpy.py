@@ -4,7 +4,7 @@ Moving a 1 MiB ``bytes`` from one interpreter or process to another takes at
 least one copy of it, and when the source is not in the cache that copy runs
 at memory bandwidth. This measures it on this machine, single-threaded, over
 the same set of distinct payloads the ``stream-bytes-1MiB`` producers cycle
-through (``peers.make_payloads``, ``peers.distinct_count``: max(4 x LLC,
+through (``workloads.make_payloads``, ``cell.distinct_count``: max(4 x LLC,
 64 MiB) in total, made before the clock starts):
 
 ``memmove``     ``ctypes.memmove`` of each payload into one reused 1 MiB
@@ -33,7 +33,10 @@ import sys
 import time
 from typing import Any
 
-from peers import PAYLOADS, _common, distinct_count, llc_info
+from types import SimpleNamespace
+
+from cell import distinct_count, llc_info
+from workloads import PAYLOADS, make_payloads
 
 KIND = "bytes-1MiB"
 
@@ -56,10 +59,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     size = PAYLOADS[KIND][1]
     llc = llc_info()
     k = distinct_count(size, llc["bytes"])
-    # The producers' own helper, so that the set is the one they send.
-    env: dict[str, Any] = {"_EMPTY": Exception}
-    exec(_common(), env)  # noqa: S102 - our own code
-    xs = env["make_payloads"](KIND, k)
+    xs = make_payloads(SimpleNamespace(PAYLOAD=KIND), k)  # the producers' own set
     total = k * size
     target = 0.15 if quick else 0.5
 

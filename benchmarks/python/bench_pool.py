@@ -40,8 +40,8 @@ function (start-up included) against the later calls (median and best of
 calls <= 2 ms.
 
 Memory (``memory``, not timed): the memory a 2-worker pool adds, each peer
-measured in a fresh child process (``_memory_probe``): the PSS (from
-``/proc/<pid>/smaps_rollup``; RSS where that is missing) of the process and
+measured in a fresh child process (``_memory_probe``): the PSS (psutil's
+``memory_full_info``; RSS where that is missing) of the process and
 all its descendants, before the pool is created and once both workers have
 run a task, with the pool and task modules already imported before the first
 reading. Process pools' helper processes (forkserver, resource tracker) are
@@ -97,9 +97,8 @@ RECORDS_CONTAINER = list
 def work(n: int) -> int:
     """The seed workload: n! mod 1e9+7, one multiplication at a time."""
     k = 1
-    for i in range(n, 1, -1):
-        k *= i
-        k %= 1000000007
+    for i in range(2, n + 1):
+        k = k * i % 1000000007
     return k
 
 
@@ -514,73 +513,23 @@ MEMORY_PEERS: dict[str, str | None] = {
 _NAP = 0.05  # seconds per task while making sure both workers have started
 
 
-def _proc_mem(pid: int | str) -> tuple[int, int | None] | None:
-    """(RSS, PSS or None) in bytes of a process; None if it is gone."""
-    rss = pss = None
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Rss:"):
-                    rss = int(line.split()[1]) * 1024
-                elif line.startswith("Pss:"):
-                    pss = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if rss is None:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        rss = int(line.split()[1]) * 1024
-        except OSError:
-            return None
-    return (rss, pss) if rss is not None else None
+def _tree(workers: set[int]) -> dict[str, Any]:
+    """RSS and PSS (psutil's memory_full_info: smaps_rollup) of this process
+    and every descendant (forkserver's workers are its children, not ours);
+    helper processes (forkserver, resource tracker) named apart."""
+    import psutil
 
-
-def _descendants(pid: int) -> list[int]:
-    """Every live descendant of pid (a scan of /proc/*/stat: forkserver's
-    workers are its children, not ours)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _role(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return "?"
-    if "resource_tracker" in cmd:
-        return "resource tracker"
-    if "forkserver" in cmd:
-        return "forkserver"
-    return "worker"
-
-
-def _tree(pids: set[int]) -> dict[str, Any]:
-    """Memory of this process and every descendant; helper processes apart."""
-    me = os.getpid()
+    me = psutil.Process()
     rows = []
-    for pid in [me, *_descendants(me)]:
-        m = _proc_mem(pid)
-        if m is not None:
-            role = "parent" if pid == me else ("worker" if pid in pids else _role(pid))
-            rows.append({"pid": pid, "role": role, "rss": m[0], "pss": m[1]})
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            m, cmd = p.memory_full_info(), " ".join(p.cmdline())
+        except psutil.Error:  # gone meanwhile
+            continue
+        role = ("parent" if p.pid == me.pid else "worker" if p.pid in workers
+                else "resource tracker" if "resource_tracker" in cmd else "forkserver" if "forkserver" in cmd
+                else "worker")
+        rows.append({"pid": p.pid, "role": role, "rss": m.rss, "pss": getattr(m, "pss", None)})
     return {"procs": rows}
 
 

@@ -9,10 +9,10 @@ channel (codec plus enqueue and dequeue). pickle:
 
 Each payload is first round-tripped once and must come back equal (same
 types: a list must not come back a tuple); a payload the codec rejects or
-changes gets an ``error`` row instead of figures, and the rest go on. The
-loop count is ``N`` (``N_QUICK``); for big values, where that would make a
-timed pass of pickle last over 10 x ``PASS_SECONDS`` (``PASS_SECONDS_QUICK``),
-it is cut so that the pass lasts about ``PASS_SECONDS``.
+changes gets an ``error`` row instead of figures, and the rest go on.
+Timing is pyperf's, in this process (``--in-process``): it calibrates the
+loop count to a minimum time per value (``MIN_TIME``), takes a warm-up and
+5 values, and the figure is their median.
 
 Usage: ``python benchmarks/python/bench_values.py [--quick]``; ``run(quick)``
 returns the figures for the make bench harness.
@@ -20,6 +20,8 @@ returns the figures for the make bench harness.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import pickle
 import sys
 import time
@@ -51,8 +53,7 @@ WHAT: dict[str, str] = {
     "dict-1000": 'dict of 1,000 str -> (int, float, str): {"key<i>": (i, i / 4, "v<i>")}',
 }
 
-N, N_QUICK = 200_000, 20_000
-PASS_SECONDS, PASS_SECONDS_QUICK = 0.1, 0.01
+MIN_TIME, MIN_TIME_QUICK = 0.1, 0.01
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -63,96 +64,48 @@ def _same(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
-    if isinstance(a, (set, frozenset)):
-        return a == b
     return a == b
 
 
-def _per_op(fn: Any, n: int) -> float:
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        fn(n)
-        best = min(best, (time.perf_counter() - t) / n)
-    return best
-
-
 def run(quick: bool = False) -> dict[str, Any]:
+    import pyperf
     import xchannels
 
-    n_max = N_QUICK if quick else N
-    pass_s = PASS_SECONDS_QUICK if quick else PASS_SECONDS
+    runner = pyperf.Runner(values=5, warmups=1, processes=1)
+    runner.parse_args(["--in-process", "--quiet", "--min-time", str(MIN_TIME_QUICK if quick else MIN_TIME)])
     ch = xchannels.Channel()
     put, get = ch.put_nowait, ch.get_nowait
     codec = xchannels._xchannels._encode_decode
     dumps, loads, proto = pickle.dumps, pickle.loads, pickle.HIGHEST_PROTOCOL
+
+    def ns(name: str, op: Any, v: Any) -> float:
+        def loop(k: int) -> float:
+            t = time.perf_counter()
+            for _ in range(k):
+                op(v)
+            return time.perf_counter() - t
+        with contextlib.redirect_stdout(io.StringIO()):  # pyperf prints each result
+            return runner.bench_time_func(name, loop).median() * 1e9
+
     rows = []
     for name, value in PAYLOADS.items():
         row: dict[str, Any] = {"payload": name, "what": WHAT.get(name, "")}
         rows.append(row)
-        # pickle's cost sets the loop count: ~pass_s per timed pass.
-        t = time.perf_counter()
-        for _ in range(20):
-            loads(dumps(value, proto))
-        est = (time.perf_counter() - t) / 20
-        # Small values keep n_max (their figures as before); big ones get fewer.
-        n = n_max if est * n_max <= 10 * pass_s else max(200, int(pass_s / est))
-        row["n"] = n
         try:
             back = codec(value)
-        except Exception as e:  # noqa: BLE001 - recorded, the others go on
-            row["error"] = f"codec: {type(e).__name__}: {e}"
-        else:
             if not _same(back, value):
                 row["error"] = f"codec round trip changed the value: {type(back).__name__} {str(back)[:80]}"
-
-        def xch(k: int, v: Any = value) -> None:
-            for _ in range(k):
-                put(v)
-                get()
-
-        def cod(k: int, v: Any = value) -> None:
-            for _ in range(k):
-                codec(v)
-
-        def pkl(k: int, v: Any = value) -> None:
-            for _ in range(k):
-                loads(dumps(v, proto))
-
-        p = _per_op(pkl, n)
-        row["pickle_ns"] = p * 1e9
-        if "error" in row:
-            continue
-        c, x = _per_op(cod, n), _per_op(xch, n)
-        row.update(codec_ns=c * 1e9, channel_ns=x * 1e9, speedup=p / c, channel_speedup=p / x)
-    return {"n": n_max, "rows": rows}
-
-
-# Payloads with a goal: encode+decode >= 5x faster than pickle (report.goals).
-GOAL_PAYLOADS = ["5-tuple", "dict-10", "list-100-int", "list-100-records", "dict-1000"]
-
-
-def main() -> None:
-    result = run("--quick" in sys.argv)
-    print(f"encode+decode per message, best of 5 x up to {result['n']:,} (fewer for big values)")
-    print(f"  {'payload':<17} {'codec':>10} {'put+get':>10} {'pickle':>10} {'pickle/codec':>13} {'pickle/put+get':>15}")
-    for r in result["rows"]:
-        if "error" in r:
-            print(f"  {r['payload']:<17} {'-':>10} {'-':>10} {r['pickle_ns']:>7.0f} ns  {r['error']}")
-            continue
-        print(
-            f"  {r['payload']:<17} {r['codec_ns']:>7.0f} ns {r['channel_ns']:>7.0f} ns {r['pickle_ns']:>7.0f} ns"
-            f" {r['speedup']:>12.1f}x {r['channel_speedup']:>14.1f}x"
-        )
-    rows = {r["payload"]: r for r in result["rows"]}
-    for name in GOAL_PAYLOADS:
-        r = rows[name]
-        if "speedup" not in r:
-            print(f"GOAL N/A  {name} encode+decode >= 5x faster than pickle: {r['error']}")
-            continue
-        verdict = "PASS" if r["speedup"] >= 5 else "MISS"
-        print(f"GOAL {verdict}  {name} encode+decode >= 5x faster than pickle: {r['speedup']:.1f}x")
+        except Exception as e:  # noqa: BLE001 - recorded, the others go on
+            row["error"] = f"codec: {type(e).__name__}: {e}"
+        row["pickle_ns"] = p = ns(f"{name} pickle", lambda v: loads(dumps(v, proto)), value)
+        if "error" not in row:
+            c = ns(f"{name} codec", codec, value)
+            x = ns(f"{name} put+get", lambda v: (put(v), get()), value)
+            row.update(codec_ns=c, channel_ns=x, speedup=p / c, channel_speedup=p / x)
+    return {"timing": "pyperf, in-process, median of 5 values", "rows": rows}
 
 
 if __name__ == "__main__":
-    main()
+    import report
+
+    print("\n".join(report.values_text(run("--quick" in sys.argv))))

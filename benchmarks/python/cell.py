@@ -22,7 +22,7 @@ import time
 import traceback
 from typing import Any
 
-from peers import Actor, Peer, distinct_count, llc_info, make_peer
+from peers import Peer, make_peer
 from workloads import BY_NAME, Workload
 
 # Seconds one timed round should last, and how many timed rounds.
@@ -31,6 +31,46 @@ TARGET_QUICK = 0.1
 ROUNDS = 3
 # Items per producer in the check round of a workload with ``check``.
 CHECK_N = 20_000
+MiB = 1024 * 1024
+# Bounds on the bytes of distinct payloads a producer cycles through (the
+# upper one keeps a cell's memory well under 2 GiB).
+DISTINCT_MIN, DISTINCT_MAX = 64 * MiB, 768 * MiB
+
+
+def _size(text: str) -> int | None:
+    t = text.strip().upper().removesuffix("B")
+    mult = {"K": 1024, "M": MiB, "G": 1024 * MiB}.get(t[-1:], 1)
+    t = t[:-1] if mult > 1 else t
+    return int(t) * mult if t.isdigit() and int(t) > 0 else None
+
+
+def llc_info() -> dict[str, Any]:
+    """The last-level (L3) cache size as sysfs (cpu0) and ``getconf
+    LEVEL3_CACHE_SIZE`` say; ``bytes`` is the larger (on this AMD EPYC VM
+    sysfs says 8 MiB, cpu0's slice, getconf 64 MiB), or 32 MiB if neither."""
+    import glob
+
+    sysfs = None
+    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            if open(os.path.join(d, "level")).read().strip() == "3":
+                sysfs = _size(open(os.path.join(d, "size")).read())
+        except OSError:
+            pass
+    try:
+        getconf = _size(subprocess.run(["getconf", "LEVEL3_CACHE_SIZE"], capture_output=True, text=True,
+                                       timeout=5).stdout)
+    except Exception:
+        getconf = None
+    found = [v for v in (sysfs, getconf) if v]
+    return {"sysfs_bytes": sysfs, "getconf_bytes": getconf,
+            "bytes": max(found) if found else 32 * MiB, "assumed": not found}
+
+
+def distinct_count(payload_bytes: int, llc_bytes: int) -> int:
+    """How many distinct payloads make max(4 x LLC, 64 MiB), at most
+    DISTINCT_MAX: cycling through them, every put reads from memory."""
+    return max(1, min(DISTINCT_MAX, max(4 * llc_bytes, DISTINCT_MIN)) // payload_bytes)
 
 
 class CellError(Exception):
@@ -45,7 +85,7 @@ class Cell:
         self.target = TARGET_QUICK if quick else TARGET_FULL
         # A round that takes this long means a hang.
         self.round_timeout = 10.0 if quick else 30.0
-        self.actors: list[Actor] = []
+        self.actors: list[Any] = []
         self.ctrl: list[Any] = []
         self.queues: list[Any] = []
         self.producers: list[int] = []

@@ -3,130 +3,21 @@
 ``run.py`` calls these after a run; to redo the plots and the docs from a
 saved result without measuring again::
 
-    python benchmarks/python/report.py benchmarks/results/<date>-<commit>.json
+    python benchmarks/python/report.py build/bench/<date>-<commit>.json [--with OTHER.json ...]
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "benchmarks" / "results"
-DOCS = ROOT / "docs"
-DOCS_IMG = DOCS / "img"
-
-BASELINE = "mp-queue"
-# xchannels.ProcessChannel with processes as actors, and the peers whose
-# actors are processes too, that its goals compare it with.
-PROCESS_PEER = "xchannels-process"
-PROCESS_REFS = ["mp-queue", "faster-fifo"]
-# Streams with a ProcessChannel goal: >= 10x multiprocessing.Queue and >= 5x
-# faster-fifo on each.
-PROCESS_STREAMS = ["int", "5-tuple", "bytes-1KiB"]
-STREAM_MSGS = ["int", "5-tuple", "dict-10", "str-100", "bytes-1KiB"]
-STREAM_BIG = ["bytes-1MiB", "bytes-64MiB", "SharedBuffer-64MiB"]
-PATTERNS = ["mpmc-2x2", "fanout-1x2", "select-4", "batch"]
-# The workload whose physical limit (one copy at memory bandwidth) run.py
-# measures with bench_memcpy.py ("memcpy" in the result).
-MEMCPY_WORKLOAD = "stream-bytes-1MiB"
-# bench_values payloads with a goal of their own: encode+decode >= 5x pickle.
-VALUES_GOAL_PAYLOADS = ["5-tuple", "dict-10", "list-100-int", "list-100-records", "dict-1000"]
-# CPython's own interpreter queue (concurrent.interpreters on 3.14+, the test
-# package's on 3.13) and pool (InterpreterPoolExecutor, 3.14+): the peers
-# users of sub-interpreters pick first.
-STDLIB_QUEUE = "interp-queues"
-STDLIB_POOL = "InterpreterPoolExecutor"
-# bench_asgi's server rows that the ASGI goals compare.
-ASGI_XCHANNELS = "xchannels workers x2"
-ASGI_REFERENCE = "hypercorn -w 2"
-
-# ---- formatting -----------------------------------------------------------------
-
-
-def si(x: float | None, unit: str = "") -> str:
-    if x is None:
-        return "-"
-    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:.3g}{suf}{unit}"
-    return f"{x:.3g}{unit}"
-
-
-def us(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if x >= 1000:
-        return f"{x / 1000:.3g} ms"
-    return f"{x:.3g} µs"
-
-
-def ns_text(v: Any) -> str:
-    """Nanoseconds, as µs from 10,000 ns on."""
-    if not isinstance(v, (int, float)):
-        return "-"
-    return f"{v:.0f} ns" if v < 10_000 else f"{v / 1e3:,.1f} µs"
-
-
-def ratio_str(r: float | None) -> str:
-    if r is None:
-        return "-"
-    return f"{r:.3g}x" if r < 100 else f"{r:,.0f}x"
-
-
-def cells_by(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(c["workload"], c["peer"]): c for c in data.get("cells", [])}
-
-
-def figure(c: dict[str, Any] | None) -> float | None:
-    """The cell's headline figure, higher = better (items/s, or round trips/s)."""
-    if not c or c.get("status") != "ok":
-        return None
-    if "rt_median_us" in c:
-        return 1e6 / c["rt_median_us"]
-    return c.get("items_per_s")
-
-
-def ratio(data: dict[str, Any], workload: str, peer: str) -> float | None:
-    """Speed relative to multiprocessing.Queue in the same run (> 1 = faster)."""
-    cells = cells_by(data)
-    a, b = figure(cells.get((workload, peer))), figure(cells.get((workload, BASELINE)))
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
-def status_text(c: dict[str, Any] | None) -> str:
-    if c is None:
-        return "not run"
-    st = c.get("status")
-    if st == "n/a":
-        return f"n/a: {c.get('reason', '')}"
-    if st in ("error", "timeout", "skipped"):
-        return f"{st}: {first_line(c.get('error') or c.get('reason') or '')}"
-    return ""
-
-
-def first_line(s: str, n: int = 100) -> str:
-    lines = [ln for ln in s.strip().splitlines() if ln.strip()]
-    text = lines[-1] if lines else ""
-    return text if len(text) <= n else text[: n - 3] + "..."
-
-
-def cell_value_text(c: dict[str, Any] | None, short: bool = False) -> str:
-    if not c or c.get("status") != "ok":
-        st = (c or {}).get("status", "not run")
-        return st if short else status_text(c)
-    if "rt_median_us" in c:
-        return f"{us(c['rt_median_us'])} (p99 {us(c['rt_p99_us'])})"
-    t = f"{si(c['items_per_s'])}/s"
-    if c["workload"].startswith("stream-bytes") or "Buffer" in c["workload"]:
-        t += f", {si(c['mb_per_s'] * 1e6, 'B')}/s"
-    return t
+from common import *  # noqa: F401,F403
+from common import _label, _procs
+from goals import goal_lines, goals  # noqa: F401
+from plots import plots  # noqa: F401
 
 
 # ---- stdout table and goals ----------------------------------------------------
@@ -157,233 +48,6 @@ def table_lines(data: dict[str, Any]) -> list[str]:
     return out
 
 
-def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
-    cells = cells_by(data)
-    res = []
-
-    def add(name: str, ok: bool | None, detail: str) -> None:
-        status = "PASS" if ok else ("MISS" if ok is not None else "N/A")  # None: not measured
-        res.append({"goal": name, "status": status, "detail": detail})
-
-    c = cells.get(("stream-int", "xchannels"))
-    r = ratio(data, "stream-int", "xchannels")
-    if figure(c) is None or r is None:
-        add("stream-int >= 3M msg/s and >= 30x multiprocessing.Queue", None,
-            f"no figure ({status_text(c) or 'baseline missing'})")
-    else:
-        add("stream-int >= 3M msg/s and >= 30x multiprocessing.Queue",
-            c["items_per_s"] >= 3e6 and r >= 30,
-            f"{si(c['items_per_s'])} msg/s, {ratio_str(r)} multiprocessing.Queue")
-    c = cells.get(("stream-5-tuple", "xchannels"))
-    r = ratio(data, "stream-5-tuple", "xchannels")
-    if r is None:
-        add("stream-5-tuple >= 15x multiprocessing.Queue", None,
-            f"no figure ({status_text(c) or 'baseline missing'})")
-    else:
-        add("stream-5-tuple >= 15x multiprocessing.Queue", r >= 15,
-            f"{si(c['items_per_s'])} msg/s, {ratio_str(r)} multiprocessing.Queue")
-    # Dicts, as real programs send them; against the peers that pickle them.
-    name = "stream-dict-10 >= 10x multiprocessing.Queue and >= 3x CPython's interpreter queues"
-    c = cells.get(("stream-dict-10", "xchannels"))
-    r = ratio(data, "stream-dict-10", "xchannels")
-    x, iq = figure(c), figure(cells.get(("stream-dict-10", "interp-queues")))
-    if x is None or r is None or iq is None:
-        why = status_text(c) if x is None else (
-            "multiprocessing.Queue missing" if r is None else
-            f"interp-queues: {status_text(cells.get(('stream-dict-10', 'interp-queues'))) or 'not run'}")
-        add(name, None, f"no figure ({why})")
-    else:
-        add(name, r >= 10 and x / iq >= 3,
-            f"{si(x)} msg/s, {ratio_str(r)} multiprocessing.Queue, "
-            f"{ratio_str(x / iq)} interp queues (pickled, {si(iq)} msg/s)")
-    c = cells.get(("pingpong", "xchannels"))
-    if figure(c) is None:
-        add("pingpong round trip <= 10 µs", None, f"no figure ({status_text(c)})")
-    else:
-        add("pingpong round trip <= 10 µs", c["rt_median_us"] <= 10,
-            f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}")
-    res += stdlib_queue_goals(data)
-    # Issue 15: the parking path, with a busy process on every core.
-    c = cells.get(("pingpong-busy", "xchannels"))
-    m = cells.get(("pingpong-busy", "mp-queue"))
-    name = "pingpong-busy round trip <= 5 µs (cores busy: waiters park)"
-    if figure(c) is None:
-        add(name, None, f"no figure ({status_text(c)})")
-    else:
-        vs = f", multiprocessing.Queue {us(m['rt_median_us'])}" if figure(m) is not None else ""
-        floor = next((r for r in cpp_rows(data.get("cpp") or {})
-                      if r["workload"] == "PingPong" and r["flavor"] == "RawFutex"), None)
-        if floor is not None and floor["figure"] != "-":
-            vs += f"; floor of a round trip where both sides park (C++ raw futex, idle cores): {floor['figure']}"
-        add(name, c["rt_median_us"] <= 5,
-            f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}{vs}")
-    res += process_goals(data)
-    vals = (data.get("values") or {}).get("result")
-    vrows = {r["payload"]: r for r in (vals or {}).get("rows", [])}
-    for payload in VALUES_GOAL_PAYLOADS:
-        row = vrows.get(payload)
-        name = f"{payload} encode+decode >= 5x faster than pickle"
-        if row is None or row.get("speedup") is None:
-            add(name, None, f"no figure ({first_line(row['error'])})" if row and row.get("error") else "no figure")
-        else:
-            add(name, row["speedup"] >= 5,
-                f"{ns_text(row['codec_ns'])} vs pickle {ns_text(row['pickle_ns'])}, {row['speedup']:.1f}x")
-    cpp = data.get("cpp") or {}
-    spsc = next((r for r in cpp_rows(cpp) if r["workload"] == "Spsc" and r["flavor"] == "Unbounded"), None) \
-        if cpp.get("status") == "ok" else None
-    if spsc is None or spsc["vs_raw"] is None:
-        add("C++ SPSC Channel<int64_t> >= 50% of raw moodycamel", None, "no figure")
-    else:
-        add("C++ SPSC Channel<int64_t> >= 50% of raw moodycamel", spsc["vs_raw"] >= 0.5,
-            f"{spsc['figure']}, {spsc['vs_raw']:.2f}x raw (median of repetitions)")
-    pv = pool_variants(((data.get("pool") or {}).get("result"))) or []
-
-    def pool_peer(variant: str, peer: str) -> dict[str, Any] | None:
-        v = next((v for v in pv if v.get("name") == variant), None)
-        return next((q for q in v["peers"] if q.get("name") == peer), None) if v else None
-
-    pres = (data.get("pool") or {}).get("result") or {}
-    method = pres.get("mp_start_method") if isinstance(pres, dict) else None
-    mp_name = f"multiprocessing.Pool ({method})" if method else "multiprocessing.Pool"
-
-    def secs(variant: str, peer: str) -> float | None:
-        q = pool_peer(variant, peer)
-        s = (q or {}).get("seconds")
-        return float(s) if isinstance(s, (int, float)) and s > 0 else None
-
-    def speed_goal(name: str, variant: str, refs: list[tuple[str, str, float]],
-                   also: list[tuple[str, str]]) -> None:
-        """xchannels.Pool's speed on ``variant`` >= factor x each reference
-        (speed = 1 / seconds, start-up included); ``also``: peers shown only."""
-        xs = secs(variant, "xchannels.Pool")
-        found = [(label, secs(variant, peer), factor) for peer, label, factor in refs]
-        got = [(label, s, factor) for label, s, factor in found if s is not None]
-        if xs is None or len(got) < len(found):
-            lacking = [label for label, s, _ in found if s is None] + ([] if xs else ["xchannels.Pool"])
-            add(name, None, "no figure (" + ", ".join(lacking) + " not measured"
-                + (f"; {STDLIB_POOL} is CPython 3.14+" if STDLIB_POOL in lacking else "") + ")")
-            return
-        shown = [f"{s / xs:.2f}x {label}" for label, s, _ in got]
-        for peer, label in also:
-            other = secs(variant, peer)
-            if other is not None:
-                shown.append(f"{other / xs:.2f}x {label}")
-        add(name, all(s / xs >= factor for _, s, factor in got),
-            f"xchannels.Pool {xs:.3g} s: " + ", ".join(shown) + " (time ratios, start-up included)")
-
-    # CPU-bound map (the seed workload).
-    speed_goal(f"Pool big (CPU-bound map) >= 0.95x {mp_name} and >= 1.75x serial", "big",
-               [("multiprocessing.Pool", mp_name, 0.95), ("serial", "serial", 1.75)],
-               [("multiprocessing.Pool[spawn]", "mp.Pool[spawn]"),
-                ("multiprocessing.Pool[forkserver]", "mp.Pool[forkserver]")])
-    # Per-task submit: messaging cost per task.
-    speed_goal(f"Pool small-submit (one submit per task) >= 1.5x {mp_name}", "small-submit",
-               [("multiprocessing.Pool", mp_name, 1.5)],
-               [("ProcessPoolExecutor", "ProcessPoolExecutor")])
-    # Moving data to the workers.
-    speed_goal(f"Pool data-bytes (48 x 1 MiB bytes) >= 2x {mp_name} and >= 3x multiprocessing.Pool[forkserver]",
-               "data-bytes",
-               [("multiprocessing.Pool", mp_name, 2.0),
-                ("multiprocessing.Pool[forkserver]", "mp.Pool[forkserver]", 3.0)],
-               [("multiprocessing.Pool[spawn]", "mp.Pool[spawn]"),
-                ("ProcessPoolExecutor", "ProcessPoolExecutor")])
-    # Start-up: Pool(2) + one trivial task + shutdown; lower time is better.
-    name = "Pool startup time <= multiprocessing.Pool[forkserver]'s and <= 0.5x multiprocessing.Pool[spawn]'s"
-    xs, fs, sp = (secs("startup", p) for p in
-                  ("xchannels.Pool", "multiprocessing.Pool[forkserver]", "multiprocessing.Pool[spawn]"))
-    if xs is None or fs is None or sp is None:
-        add(name, None, "no figure")
-    else:
-        fk = secs("startup", "multiprocessing.Pool")
-        add(name, xs / fs <= 1.0 and xs / sp <= 0.5,
-            f"xchannels.Pool {xs * 1e3:.0f} ms = {xs / fs:.2f}x forkserver's {fs * 1e3:.0f} ms, "
-            f"{xs / sp:.2f}x spawn's {sp * 1e3:.0f} ms"
-            + (f" ({mp_name}: {fk * 1e3:.0f} ms)" if fk else "")
-            + " (best runs: forkserver's server process is already up)")
-
-    # The same for the first pool of the process, as a script meets it: each
-    # peer's first run (imports; forkserver starts its server process).
-    def first(peer: str) -> float | None:
-        runs = (pool_peer("startup", peer) or {}).get("runs") or []
-        return float(runs[0]) if runs and isinstance(runs[0], (int, float)) and runs[0] > 0 else None
-
-    name = "Pool startup, first pool of the process, <= forkserver's and <= 0.5x spawn's"
-    xs, fs, sp = (first(p) for p in
-                  ("xchannels.Pool", "multiprocessing.Pool[forkserver]", "multiprocessing.Pool[spawn]"))
-    if xs is None or fs is None or sp is None:
-        add(name, None, "no figure")
-    else:
-        add(name, xs / fs <= 1.0 and xs / sp <= 0.5,
-            f"xchannels.Pool {xs * 1e3:.0f} ms = {xs / fs:.2f}x forkserver's {fs * 1e3:.0f} ms, "
-            f"{xs / sp:.2f}x spawn's {sp * 1e3:.0f} ms")
-
-    # Against the standard library's own pool of interpreters (3.14+).
-    speed_goal(f"Pool big (CPU-bound map) >= 1x {STDLIB_POOL}", "big", [(STDLIB_POOL, STDLIB_POOL, 1.0)], [])
-    speed_goal(f"Pool data-bytes (48 x 1 MiB bytes) >= 2x {STDLIB_POOL}", "data-bytes",
-               [(STDLIB_POOL, STDLIB_POOL, 2.0)], [])
-    name = f"Pool startup time <= 0.5x {STDLIB_POOL}'s"
-    xs, ip = secs("startup", "xchannels.Pool"), secs("startup", STDLIB_POOL)
-    if xs is None or ip is None:
-        add(name, None, f"no figure ({STDLIB_POOL} is CPython 3.14+)" if ip is None else "no figure")
-    else:
-        add(name, xs / ip <= 0.5, f"xchannels.Pool {xs * 1e3:.0f} ms = {xs / ip:.2f}x {STDLIB_POOL}'s "
-            f"{ip * 1e3:.0f} ms (best runs)")
-    # Issue 26: reusable_pool() calls after the first pay no start-up.
-    reuse = pres.get("reusable") if isinstance(pres, dict) else None
-    name = "Pool reusable_pool() later calls <= 2 ms (a 4-task map of a trivial function)"
-    if not isinstance(reuse, dict) or not isinstance(reuse.get("later_median_ms"), (int, float)):
-        add(name, None, "no figure" + (f" ({first_line(reuse['error'])})" if isinstance(reuse, dict)
-                                       and reuse.get("error") else ""))
-    else:
-        add(name, reuse["later_median_ms"] <= reuse.get("goal_ms", 2.0), reusable_text(reuse))
-
-    # Issue 18: a web server, xchannels.asgi's worker interpreters against
-    # Hypercorn's worker processes (bench_asgi.py).
-    missing = asgi_missing(data)
-    arows = asgi_rows(data)
-    ax, ah = arows.get(ASGI_XCHANNELS, {}), arows.get(ASGI_REFERENCE, {})
-    name = f"ASGI: {ASGI_XCHANNELS} requests/s >= {ASGI_REFERENCE}"
-    if missing:
-        add(name, None, missing)
-    else:
-        add(name, ax["rps"] >= ah["rps"],
-            f"{ax['rps']:,.0f} vs {ah['rps']:,.0f} requests/s, {ax['rps'] / ah['rps']:.2f}x "
-            f"(p99 {ax['p99_ms']:.1f} vs {ah['p99_ms']:.1f} ms; "
-            f"{(data['asgi']['result'].get('wrk') or 'wrk')}, {data['asgi']['result'].get('app_cost_ms', 0):.2f} ms "
-            "of Python per request)")
-    name = f"ASGI: server RSS <= half of {ASGI_REFERENCE}"
-    if missing:
-        add(name, None, missing)
-    else:
-        add(name, ax["rss_mib"] <= 0.5 * ah["rss_mib"],
-            f"{ax['rss_mib']:.1f} MiB ({_procs(ax)}) vs {ah['rss_mib']:.1f} MiB "
-            f"({_procs(ah)}), {ax['rss_mib'] / ah['rss_mib']:.2f}x "
-            "(peak summed RSS of the process tree under load)")
-    res += dask_goals(data)
-    return res
-
-
-def dask_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """bench_dask's rows with figures, by config ({} if the section did not run)."""
-    rows = ((data.get("dask") or {}).get("result") or {}).get("rows", [])
-    return {r["config"]: r for r in rows if r.get("status") == "ok"}
-
-
-def dask_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 29: a Dask worker process fanning out over worker interpreters
-    against one worker process per core (bench_dask.py)."""
-    rows = dask_rows(data)
-    name = "Dask: 1 worker process x 2 interpreters >= 2 worker processes in throughput, with less memory"
-    x, p = rows.get("xchannels"), rows.get("processes")
-    if x is None or p is None:
-        sec = data.get("dask") or {}
-        why = sec.get("note") or (sec.get("result") or {}).get("note") or "a cluster failed"
-        return [{"goal": name, "status": "N/A", "detail": f"no figure ({why})"}]
-    tr, mr = x["numbers_per_s"] / p["numbers_per_s"], x["rss_mib"] / p["rss_mib"]
-    return [{"goal": name, "status": "PASS" if tr >= 1 and mr < 1 else "MISS",
-             "detail": f"throughput {tr:.2f}x ({x['numbers_per_s'] / 1e3:,.0f}k vs {p['numbers_per_s'] / 1e3:,.0f}k "
-                       f"numbers/s), RSS {mr:.2f}x ({x['rss_mib']:.0f} vs {p['rss_mib']:.0f} MiB summed over "
-                       f"{x['procs']} vs {p['procs']} processes)"}]
 
 
 def dask_md(data: dict[str, Any]) -> list[str]:
@@ -408,162 +72,6 @@ def dask_md(data: dict[str, Any]) -> list[str]:
     return L + [""]
 
 
-def _label(data: dict[str, Any], peer: str) -> str:
-    return (data.get("peer_info") or {}).get(peer, {}).get("label", peer)
-
-
-def _check_text(chk: dict[str, Any]) -> str:
-    """A cell's check round (cell.check_round) in a few words."""
-    t = f"{chk['lost']} lost, {chk['duplicated']} duplicated"
-    if chk.get("foreign"):
-        t += f", {chk['foreign']} never put"
-    if chk.get("reordered"):
-        t += f", {chk['reordered']} out of their producer's order"
-    return t
-
-
-def stdlib_queue_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """xchannels.Channel against CPython's own interpreter queue (peer
-    ``interp-queues``), same run: streams and the ping-pong round trip."""
-    cells = cells_by(data)
-    res: list[dict[str, Any]] = []
-    lq = "CPython's interpreter queue"  # the goals' names are the same on every Python
-
-    def add(name: str, ok: bool | None, detail: str) -> None:
-        status = "PASS" if ok else ("MISS" if ok is not None else "N/A")
-        res.append({"goal": name, "status": status, "detail": detail})
-
-    def missing(w: str) -> str:
-        why = [f"{_label(data, p)}: {status_text(cells.get((w, p))) or 'no figure'}"
-               for p in ("xchannels", STDLIB_QUEUE) if figure(cells.get((w, p))) is None]
-        return f"no figure ({'; '.join(why)})"
-
-    for w, factor in (("stream-int", 10), ("stream-dict-10", 5)):
-        name = f"{w} >= {factor}x {lq}"
-        x, q = figure(cells.get((w, "xchannels"))), figure(cells.get((w, STDLIB_QUEUE)))
-        if x is None or q is None:
-            add(name, None, missing(w))
-            continue
-        how = cells[(w, STDLIB_QUEUE)].get("how")
-        add(name, x / q >= factor, f"{si(x)} msg/s, {ratio_str(x / q)} {_label(data, STDLIB_QUEUE)} "
-            f"({si(q)} msg/s{', ' + how if how else ''})")
-    name = f"pingpong round trip <= 1/100 of {lq}'s"
-    c, q = cells.get(("pingpong", "xchannels")), cells.get(("pingpong", STDLIB_QUEUE))
-    if figure(c) is None or figure(q) is None:
-        add(name, None, missing("pingpong"))
-    else:
-        r = q["rt_median_us"] / c["rt_median_us"]
-        add(name, r >= 100, f"median {us(c['rt_median_us'])} against {us(q['rt_median_us'])} "
-            f"({_label(data, STDLIB_QUEUE)}, which polls): 1/{r:,.0f}")
-    return res
-
-
-def process_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The goals of xchannels.ProcessChannel (peer ``xchannels-process``),
-    process to process, against multiprocessing.Queue and faster-fifo."""
-    cells = cells_by(data)
-    res: list[dict[str, Any]] = []
-    px = PROCESS_PEER
-    lx = "ProcessChannel"  # in the goals' names, which stay the same from run to run
-
-    def add(name: str, ok: bool | None, detail: str) -> None:
-        status = "PASS" if ok else ("MISS" if ok is not None else "N/A")
-        res.append({"goal": name, "status": status, "detail": detail})
-
-    def missing(w: str, peers: list[str]) -> str:
-        why = [f"{_label(data, p)}: {status_text(cells.get((w, p))) or 'no figure'}"
-               for p in peers if figure(cells.get((w, p))) is None]
-        return f"no figure ({'; '.join(why)})"
-
-    # Streams: items/s against each process peer.
-    for payload in PROCESS_STREAMS:
-        w = f"stream-{payload}"
-        name = f"{w}, process to process: {lx} >= 10x multiprocessing.Queue and >= 5x faster-fifo"
-        x, m, f = (figure(cells.get((w, p))) for p in [px] + PROCESS_REFS)
-        if x is None or m is None or f is None:
-            add(name, None, missing(w, [px] + PROCESS_REFS))
-            continue
-        mbs = cells[(w, px)].get("mb_per_s")
-        mb = f" ({si(mbs * 1e6, 'B')}/s)" if payload.startswith("bytes") and mbs else ""
-        add(name, x / m >= 10 and x / f >= 5,
-            f"{si(x)} msg/s{mb}: {ratio_str(x / m)} multiprocessing.Queue ({si(m)} msg/s), "
-            f"{ratio_str(x / f)} faster-fifo ({si(f)} msg/s)")
-
-    # Ping-pong between two processes: the median round trip.
-    name = f"pingpong between two processes: {lx} median round trip <= 5 µs"
-    c = cells.get(("pingpong", px))
-    if c is None or figure(c) is None:
-        add(name, None, missing("pingpong", [px]))
-    else:
-        others = []
-        for p in PROCESS_REFS:
-            oc = cells.get(("pingpong", p))
-            others.append(f"{_label(data, p)} {us(oc['rt_median_us'])} (p99 {us(oc['rt_p99_us'])})"
-                          if oc is not None and figure(oc) is not None
-                          else f"{_label(data, p)}: {status_text(oc) or 'no figure'}")
-        add(name, c["rt_median_us"] <= 5,
-            f"median {us(c['rt_median_us'])}, p99 {us(c['rt_p99_us'])}; medians of the other process peers: "
-            + ", ".join(others))
-
-    # mpmc-2x2: the check round (no lost or duplicated item), and the ratios.
-    name = f"mpmc-2x2 with processes: {lx} loses and duplicates no item (ratios to the process peers shown)"
-    c = cells.get(("mpmc-2x2", px))
-    chk = (c or {}).get("check")
-    if not chk:
-        add(name, None, f"no check round ({status_text(c) or 'not run'})")
-    else:
-        detail = f"check round of {chk['put']:,} distinct ints: {_check_text(chk)}"
-        x = figure(c)
-        if x is not None:
-            detail += f"; {si(x)} items/s"
-            for p in PROCESS_REFS:
-                of = figure(cells.get(("mpmc-2x2", p)))
-                detail += (f", {ratio_str(x / of)} {_label(data, p)} ({si(of)}/s)" if of
-                           else f", {_label(data, p)}: {status_text(cells.get(('mpmc-2x2', p))) or 'no figure'}")
-        elif c and c.get("status") != "ok":
-            detail += f" ({c.get('status')})"
-        theirs = [f"{_label(data, p)} {'ok' if oc['check']['ok'] else _check_text(oc['check'])}"
-                  for p in PROCESS_REFS if (oc := cells.get(("mpmc-2x2", p))) and oc.get("check")]
-        if theirs:
-            detail += "; the peers' check rounds: " + ", ".join(theirs)
-        add(name, bool(chk["ok"]), detail)
-    return res
-
-
-def asgi_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """bench_asgi's rows by server name ({} if the section did not run)."""
-    res = (data.get("asgi") or {}).get("result")
-    if not isinstance(res, dict) or not isinstance(res.get("rows"), list):
-        return {}
-    return {str(r.get("name")): r for r in res["rows"] if isinstance(r, dict)}
-
-
-def _procs(r: dict[str, Any]) -> str:
-    n = r.get("procs")
-    return f"{n} process{'' if n == 1 else 'es'}" if isinstance(n, int) else "? processes"
-
-
-def asgi_ok(r: dict[str, Any] | None) -> bool:
-    """A bench_asgi row with figures."""
-    if not r or r.get("status", "ok") != "ok":
-        return False
-    return all(isinstance(r.get(k), (int, float)) for k in ("rps", "p99_ms", "rss_mib"))
-
-
-def asgi_missing(data: dict[str, Any]) -> str:
-    """Why the ASGI goals have no figure ("" if both servers have figures)."""
-    sec = data.get("asgi")
-    if not sec:
-        return "no figure (not measured in this run)"
-    if sec.get("status") != "ok":
-        return f"no figure ({sec.get('status')}: {first_line(sec.get('note') or '')})"
-    rows = asgi_rows(data)
-    for name in (ASGI_XCHANNELS, ASGI_REFERENCE):
-        r = rows.get(name)
-        if not asgi_ok(r):
-            why = first_line(str((r or {}).get("error") or "no row"))
-            return f"no figure ({name}: {(r or {}).get('status', 'error')}: {why})"
-    return ""
 
 
 def asgi_md(data: dict[str, Any]) -> list[str]:
@@ -632,22 +140,6 @@ def values_lines(data: dict[str, Any]) -> list[str]:
     return L
 
 
-def memcpy_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each peer's stream-bytes-1MiB figure against the memcpy limit."""
-    res = (data.get("memcpy") or {}).get("result")
-    if not isinstance(res, dict) or not isinstance(res.get("memmove_gbps"), (int, float)):
-        return []
-    limit = res["memmove_gbps"] * 1e9
-    cells = cells_by(data)
-    rows = []
-    for p in data["peers_order"]:
-        c = cells.get((MEMCPY_WORKLOAD, p))
-        if c is None:
-            continue
-        bps = c["mb_per_s"] * 1e6 if c.get("status") == "ok" and c.get("mb_per_s") else None
-        rows.append({"peer": p, "bytes_per_s": bps, "of_limit": bps / limit if bps else None,
-                     "copies": p != "queue-thread", "status": status_text(c)})
-    return rows
 
 
 def memcpy_table_lines(data: dict[str, Any]) -> list[str]:
@@ -711,8 +203,6 @@ def memcpy_md(data: dict[str, Any]) -> list[str]:
     return L
 
 
-def goal_lines(data: dict[str, Any]) -> list[str]:
-    return [f"GOAL {g['status']}  {g['goal']}: {g['detail']}" for g in data.get("goals", [])]
 
 
 def _py(data: dict[str, Any]) -> str:
@@ -759,245 +249,6 @@ def other_pythons_md(data: dict[str, Any]) -> list[str]:
     return L
 
 
-# ---- C++ micro-benchmarks ------------------------------------------------------
-
-
-def cpp_rows(cpp: dict[str, Any]) -> list[dict[str, Any]]:
-    """Channel flavours against raw moodycamel, per workload."""
-    by: dict[tuple[str, str], dict[str, Any]] = {}
-    for b in cpp.get("benchmarks", []):
-        name = b["name"].split("/")[0]
-        parts = name.split("_")
-        if len(parts) != 3:
-            continue
-        # With repetitions, keep the median aggregate; else the one run.
-        if b.get("run_type") == "aggregate":
-            if b.get("aggregate_name") != "median":
-                continue
-        elif (parts[2], parts[1]) in by:
-            continue
-        by[(parts[2], parts[1])] = b
-    rows = []
-    for wl in ("Spsc", "Mpmc", "PingPong"):
-        raw = by.get((wl, "RawMoodycamel"))
-        blk = by.get((wl, "BlockingMoodycamel"))
-        order = {"Unbounded": 0, "Bounded1024": 1, "Bounded1": 2, "RawMoodycamel": 8, "BlockingMoodycamel": 9}
-        for (w, flavor), b in sorted(by.items(), key=lambda kv: (order.get(kv[0][1], 5), kv[0][1])):
-            if w != wl:
-                continue
-            if wl == "PingPong":
-                fig = b.get("per_roundtrip")
-                text = us(fig * 1e6) if fig else "-"
-
-                def rel(o: dict[str, Any] | None, fig: float | None = fig) -> float | None:
-                    return o["per_roundtrip"] / fig if o and fig and o.get("per_roundtrip") else None
-            else:
-                fig = b.get("items_per_second")
-                text = f"{si(fig)}/s" if fig else "-"
-
-                def rel(o: dict[str, Any] | None, fig: float | None = fig) -> float | None:
-                    return fig / o["items_per_second"] if o and fig and o.get("items_per_second") else None
-            rows.append({"workload": wl, "flavor": flavor, "figure": text,
-                         "vs_raw": rel(raw), "vs_blocking": rel(blk)})
-    return rows
-
-
-# ---- pool ---------------------------------------------------------------------
-
-
-def flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out += flatten(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(d, list) and d and all(not isinstance(x, (dict, list)) for x in d):
-        out.append((prefix, d))
-    elif isinstance(d, list):
-        for i, v in enumerate(d):
-            label = v.get("name") or v.get("workload") if isinstance(v, dict) else None
-            out += flatten(v, f"{prefix}[{label or i}]")
-    else:
-        out.append((prefix, d))
-    return out
-
-
-def pool_variants(pool: Any) -> list[dict[str, Any]] | None:
-    """bench_pool's {"variants": [{"name", "peers": [{"name", "seconds",
-    "speedup_vs_serial", ...}]}]} layout, or None if it is something else."""
-    if not isinstance(pool, dict) or not isinstance(pool.get("variants"), list):
-        return None
-    vs = [v for v in pool["variants"] if isinstance(v, dict) and isinstance(v.get("peers"), list)]
-    return vs or None
-
-
-def pool_peer_names(pv: list[dict[str, Any]]) -> list[str]:
-    """Every peer named in the pool variants, in first-seen order."""
-    return list(dict.fromkeys(str(q.get("name")) for v in pv for q in v["peers"]))
-
-
-def pool_speedups(pool: Any) -> list[tuple[str, float]]:
-    """Every numeric leaf whose key mentions a speed-up."""
-    res = []
-    for k, v in flatten(pool):
-        last = k.rsplit(".", 1)[-1].lower().replace("-", "").replace("_", "")
-        if "speedup" in last and isinstance(v, (int, float)) and not isinstance(v, bool):
-            res.append((k, float(v)))
-    return res
-
-
-# ---- plots ----------------------------------------------------------------------
-
-PEER_COLORS = {
-    "xchannels": "#1f77b4",
-    "interp-queues": "#ff7f0e",
-    "mp-queue": "#2ca02c",
-    "faster-fifo": "#9467bd",
-    "xchannels-process": "#17becf",
-    "queue-thread": "#8c564b",
-}
-
-
-def _bars(ax: Any, data: dict[str, Any], workloads: list[str], value, ylabel: str, title: str) -> None:
-    cells = cells_by(data)
-    peers = data["peers_order"]
-    width = 0.8 / len(peers)
-    ymin = None
-    for i, p in enumerate(peers):
-        xs, ys = [], []
-        for j, w in enumerate(workloads):
-            v = value(cells.get((w, p)))
-            if v:
-                xs.append(j + (i - (len(peers) - 1) / 2) * width)
-                ys.append(v)
-                ymin = v if ymin is None else min(ymin, v)
-        ax.bar(xs, ys, width, label=data["peer_info"][p]["label"], color=PEER_COLORS.get(p))
-    ax.set_yscale("log")
-    if ymin:
-        ax.set_ylim(bottom=ymin / 3)
-    for i, p in enumerate(peers):
-        for j, w in enumerate(workloads):
-            c = cells.get((w, p))
-            if not value(c):
-                x = j + (i - (len(peers) - 1) / 2) * width
-                ax.text(x, (ymin or 1) / 2.5, (c or {}).get("status", "-"), rotation=90,
-                        ha="center", va="bottom", fontsize=7, color="gray")
-    ax.set_xticks(range(len(workloads)))
-    ax.set_xticklabels(workloads, fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(axis="y", which="major", alpha=0.3)
-
-
-def plots(data: dict[str, Any], outdir: Path = RESULTS) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    outdir.mkdir(parents=True, exist_ok=True)
-    stamp = f"{data['date']} {data['commit']}{' (quick)' if data.get('quick') else ''}"
-    made = []
-
-    def ok(c, key):
-        return c[key] if c and c.get("status") == "ok" and c.get(key) else None
-
-    def save(fig: Any, name: str, **layout: Any) -> None:
-        fig.tight_layout(**layout)
-        p = outdir / name
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [5, 3]})
-    _bars(a1, data, [f"stream-{p}" for p in STREAM_MSGS], lambda c: ok(c, "items_per_s"),
-          "messages / s (log)", "Streaming, small items: messages per second")
-    _bars(a2, data, [f"stream-{p}" for p in STREAM_BIG], lambda c: ok(c, "mb_per_s"),
-          "MB / s (log)", "Streaming, large items: MB per second")
-    lim = (data.get("memcpy") or {}).get("result")
-    if isinstance(lim, dict) and isinstance(lim.get("memmove_gbps"), (int, float)) \
-            and f"stream-{STREAM_BIG[0]}" == MEMCPY_WORKLOAD:
-        y = lim["memmove_gbps"] * 1e3  # MB/s
-        a2.hlines(y, -0.45, 0.45, colors="black", linestyles="--", lw=1)
-        a2.text(0, y, f"memcpy limit {lim['memmove_gbps']:.3g} GB/s", ha="center", va="bottom", fontsize=7)
-    for ax in (a1, a2):
-        ax.set_xlabel("workload (1 producer, 1 consumer)")
-    a1.legend(fontsize=8, loc="upper right")
-    fig.suptitle(f"Throughput by payload, higher is better — {stamp}", fontsize=10)
-    fig.text(0.5, 0.005, "queue.Queue (threads) passes references inside one interpreter (no copy); "
-             "SharedBuffer-64MiB hands over a reference to one block, so its MB/s is nominal; "
-             "bytes-1MiB cycles through payloads bigger than the cache in total (dashed: one memcpy of them).",
-             ha="center", va="bottom", fontsize=7, color="dimgray")
-    save(fig, "throughput.png", rect=(0, 0.03, 1, 1))
-
-    cells = cells_by(data)
-    peers = data["peers_order"]
-    # Room for six peers' labels ("xchannels ProcessChannel" is long).
-    fig, ax = plt.subplots(figsize=(max(8.0, 1.6 * len(peers)), 4.5))
-    labels = ["\n".join(textwrap.wrap(data["peer_info"][q]["label"], 18, break_long_words=False)) for q in peers]
-    med = [ok(cells.get(("pingpong", q)), "rt_median_us") for q in peers]
-    p99 = [ok(cells.get(("pingpong", q)), "rt_p99_us") for q in peers]
-    xs = range(len(peers))
-    ax.bar([x - 0.2 for x in xs], [m or 0 for m in med], 0.4, label="median")
-    ax.bar([x + 0.2 for x in xs], [m or 0 for m in p99], 0.4, label="p99")
-    if any(med):
-        ax.set_yscale("log")
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels(labels, fontsize=8)
-    ax.set_xlabel("peer")
-    ax.set_ylabel("round trip, µs (log)")
-    ax.set_title(f"Ping-pong round-trip latency, lower is better — {stamp}", fontsize=10)
-    for x, m in zip(xs, med):
-        if m:
-            ax.text(x - 0.2, m, us(m), ha="center", va="bottom", fontsize=7)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    save(fig, "latency.png")
-
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    _bars(ax, data, PATTERNS, lambda c: ok(c, "items_per_s"), "items / s (log)",
-          f"Patterns (2 cores: contention, not scaling), higher is better — {stamp}")
-    ax.set_xlabel("workload")
-    ax.legend(fontsize=8)
-    save(fig, "patterns.png")
-
-    pres = (data.get("pool") or {}).get("result")
-    pv = pool_variants(pres)
-    sp = pool_speedups(pres)
-    # Only the workloads with speed-ups (startup has none).
-    pv = [v for v in pv or [] if any(isinstance(q.get("speedup_vs_serial"), (int, float)) for q in v["peers"])]
-    if pv:
-        names = pool_peer_names(pv)
-        fig, ax = plt.subplots(figsize=(13, 5.2))
-        width = 0.8 / max(1, len(names))
-        for i, nm in enumerate(names):
-            xs, ys = [], []
-            for j, v in enumerate(pv):
-                for q in v["peers"]:
-                    if q.get("name") == nm and isinstance(q.get("speedup_vs_serial"), (int, float)):
-                        xs.append(j + (i - (len(names) - 1) / 2) * width)
-                        ys.append(q["speedup_vs_serial"])
-            ax.bar(xs, ys, width, label=nm)
-        ax.axhline(1.0, color="gray", lw=1, ls="--")
-        ax.set_xticks(range(len(pv)))
-        ax.set_xticklabels([f"{v['name']}\n({v.get('tasks', '?')} tasks)" for v in pv], fontsize=8)
-        ax.set_xlabel("pool workload (start-up included)")
-        ax.set_ylabel("speed-up vs serial (x), higher is better")
-        workers = pres.get("workers", "?") if isinstance(pres, dict) else "?"
-        ax.set_title(f"Pool speed-up, {workers} workers on {data['machine'].get('cpu_count')} CPUs — {stamp}",
-                     fontsize=10)
-        ax.legend(fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
-        save(fig, "pool_speedup.png")
-    elif sp:
-        fig, ax = plt.subplots(figsize=(9, 0.6 * len(sp) + 1.8))
-        ax.barh([k for k, _ in sp], [v for _, v in sp], color="#1f77b4")
-        ax.axvline(1.0, color="gray", lw=1)
-        ax.set_xlabel("speed-up (x), as reported by bench_pool.py")
-        ax.set_ylabel("pool workload")
-        ax.set_title(f"Pool speed-up — {stamp}", fontsize=10)
-        ax.tick_params(axis="y", labelsize=7)
-        save(fig, "pool_speedup.png")
-    return made
 
 
 # ---- docs/benchmarks.md --------------------------------------------------------
@@ -1339,11 +590,6 @@ def pool_vs_lines(pv: list[dict[str, Any]]) -> list[str]:
     return L
 
 
-def reusable_text(r: dict[str, Any]) -> str:
-    """bench_pool's reusable_pool figures (``result["reusable"]``) in words."""
-    return (f"later calls {r['later_median_ms']:.3g} ms median ({r['later_best_ms']:.3g} ms best, "
-            f"{r['later_p90_ms']:.3g} ms p90, of {r['calls']}); the first call {r['first_ms']:.3g} ms "
-            f"(start-up included); a `with Pool(2)` per map {r['new_pool_median_ms']:.3g} ms")
 
 
 def memory_md(mem: Any) -> list[str]:
@@ -1408,30 +654,42 @@ def _wide_table(data: dict[str, Any], workloads: list[str]) -> list[str]:
     return L
 
 
+def add_other_pythons(data: dict[str, Any], paths: list[str]) -> None:
+    """Keep each run on another Python (run.py --out FILE) whole under
+    ``other_pythons``, by version; unreadable files under ``other_pythons_missing``."""
+    for path in paths:
+        try:
+            other = json.loads(Path(path).read_text())
+            data.setdefault("other_pythons", {})[other["python"]["bench"].split()[0]] = other
+        except (OSError, ValueError, KeyError, AttributeError) as e:
+            data.setdefault("other_pythons_missing", {})[path] = f"{type(e).__name__}: {e}"
+
+
 def write_docs(data: dict[str, Any], json_path: Path, made: list[Path]) -> Path:
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    images = {}
-    for p in made:
-        dst = DOCS_IMG / f"bench-{p.name}"
-        shutil.copyfile(p, dst)
-        images[p.stem] = f"img/{dst.name}"
-    try:
-        json_rel = str(json_path.resolve().relative_to(ROOT))
-    except ValueError:
-        json_rel = str(json_path)
-    md = docs_markdown(data, json_rel, images)
+    """docs/benchmarks.md; the run's JSON becomes the one tracked copy,
+    benchmarks/results/latest.json, which the page links as its raw data."""
+    if json_path.resolve() != LATEST.resolve():
+        LATEST.parent.mkdir(parents=True, exist_ok=True)
+        LATEST.write_text(json.dumps(data, indent=1) + "\n")
+    images = {p.stem.removeprefix("bench-"): f"img/{p.name}" for p in made}
     out = DOCS / "benchmarks.md"
-    out.write_text(md, encoding="utf-8")
+    out.write_text(docs_markdown(data, str(LATEST.relative_to(ROOT)), images), encoding="utf-8")
     return out
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: report.py RESULT.json")
-    path = Path(sys.argv[1])
+    import argparse
+
+    ap = argparse.ArgumentParser(description="table, goals, plots and docs/benchmarks.md from a saved run")
+    ap.add_argument("json", help="a run's JSON (build/bench/*.json or benchmarks/results/latest.json)")
+    ap.add_argument("--with", dest="with_results", action="append", default=[], metavar="FILE",
+                    help="a run on another Python (run.py --out FILE) to include; repeatable")
+    args = ap.parse_args()
+    path = Path(args.json)
     data = json.loads(path.read_text())
+    add_other_pythons(data, args.with_results)
     print("\n".join(table_lines(data)))
-    print("\n".join(goal_lines(data)))
+    print("\n".join(goal_lines(data) + other_pythons_lines(data)))
     made = plots(data)
     print("plots:", ", ".join(str(p.relative_to(ROOT)) for p in made))
     print("docs:", write_docs(data, path, made).relative_to(ROOT))
@@ -1439,4 +697,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -14,9 +14,9 @@ C++ micro-benchmarks (``build/bench/channel_bench``, if built), the pool
 figures (``bench_pool.py``, if present), the value codec against pickle
 (``bench_values.py``), ASGI servers under wrk (``bench_asgi.py``) and Dask
 clusters for GIL-bound work (``bench_dask.py``). Writes
-``benchmarks/results/<date>-<commit>[-quick].json``, the plots
-``benchmarks/results/*.png`` and, unless ``--no-docs``, ``docs/benchmarks.md``
-(plots copied to ``docs/img/``). Prints a table with ratios to
+``build/bench/<date>-<commit>[-quick].json``, the plots
+``docs/img/bench-*.png`` and, unless ``--no-docs``, ``docs/benchmarks.md``
+(its JSON copied to ``benchmarks/results/latest.json``, the one tracked). Prints a table with ratios to
 ``multiprocessing.Queue`` and the project goals as PASS/MISS lines.
 
 Other Pythons (``make bench`` runs sid's 3.14 and 3.15 first): a run with
@@ -542,12 +542,7 @@ def main() -> int:
         data.setdefault("dask", {"status": "skipped", "note": "interrupted"})
 
     data["goals"] = report.goals(data)
-    for path in args.with_results:
-        try:
-            other = json.loads(Path(path).read_text())
-            data.setdefault("other_pythons", {})[other["python"]["bench"].split()[0]] = other
-        except (OSError, ValueError, KeyError, AttributeError) as e:
-            data.setdefault("other_pythons_missing", {})[path] = f"{type(e).__name__}: {e}"
+    report.add_other_pythons(data, args.with_results)
     data["run_seconds"] = time.monotonic() - t_run
 
     print()
@@ -571,27 +566,20 @@ def main() -> int:
         print(f"run time: {data['run_seconds']:.0f} s")
         return 130 if interrupted else 0
     partial = bool(interrupted or args.only or args.peers)
-    made = []
-    if partial:
-        # The plots have stable names that the docs embed: keep them whole.
-        print("plots: not redrawn (partial run); redraw with report.py " + str(out.relative_to(ROOT)))
+    if args.no_docs or partial:
+        # The plots (docs/img/bench-*.png) belong to the docs: both or neither.
+        print(f"plots, docs: not regenerated ({'--no-docs' if args.no_docs else 'partial run'}); "
+              f"redo with report.py {out.relative_to(ROOT)}")
     else:
         try:
             made = report.plots(data)
             print("plots: " + ", ".join(str(p.relative_to(ROOT)) for p in made))
-        except Exception as e:  # plots must not lose the results
-            print(f"plots failed: {type(e).__name__}: {e}")
-    if args.no_docs or partial:
-        why = "--no-docs" if args.no_docs else "partial run"
-        print(f"docs: not regenerated ({why})")
-    else:
-        try:
             print(f"docs: {report.write_docs(data, out, made).relative_to(ROOT)}")
-        except Exception as e:  # the JSON is written; docs can be redone with report.py
+        except Exception as e:  # the JSON is written; plots and docs can be redone with report.py
             import traceback
 
             traceback.print_exc()
-            print(f"docs: failed ({type(e).__name__}: {e}); redo with report.py {out.relative_to(ROOT)}")
+            print(f"plots, docs: failed ({type(e).__name__}: {e}); redo with report.py {out.relative_to(ROOT)}")
     print(f"run time: {data['run_seconds']:.0f} s")
     return 130 if interrupted else 0
 

@@ -1,0 +1,298 @@
+"""benchmarks/python/common.py: constants, number formatting and accessors of a result JSON, shared by
+goals.py, plots.py and report.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "build" / "bench"  # every run's JSON
+LATEST = ROOT / "benchmarks" / "results" / "latest.json"  # the one tracked: docs/benchmarks.md's run
+DOCS = ROOT / "docs"
+DOCS_IMG = DOCS / "img"
+
+BASELINE = "mp-queue"
+# xchannels.ProcessChannel with processes as actors, and the peers whose
+# actors are processes too, that its goals compare it with.
+PROCESS_PEER = "xchannels-process"
+PROCESS_REFS = ["mp-queue", "faster-fifo"]
+# Streams with a ProcessChannel goal: >= 10x multiprocessing.Queue and >= 5x
+# faster-fifo on each.
+PROCESS_STREAMS = ["int", "5-tuple", "bytes-1KiB"]
+STREAM_MSGS = ["int", "5-tuple", "dict-10", "str-100", "bytes-1KiB"]
+STREAM_BIG = ["bytes-1MiB", "bytes-64MiB", "SharedBuffer-64MiB"]
+PATTERNS = ["mpmc-2x2", "fanout-1x2", "select-4", "batch"]
+# The workload whose physical limit (one copy at memory bandwidth) run.py
+# measures with bench_memcpy.py ("memcpy" in the result).
+MEMCPY_WORKLOAD = "stream-bytes-1MiB"
+# bench_values payloads with a goal of their own: encode+decode >= 5x pickle.
+VALUES_GOAL_PAYLOADS = ["5-tuple", "dict-10", "list-100-int", "list-100-records", "dict-1000"]
+# CPython's own interpreter queue (concurrent.interpreters on 3.14+, the test
+# package's on 3.13) and pool (InterpreterPoolExecutor, 3.14+): the peers
+# users of sub-interpreters pick first.
+STDLIB_QUEUE = "interp-queues"
+STDLIB_POOL = "InterpreterPoolExecutor"
+# bench_asgi's server rows that the ASGI goals compare.
+ASGI_XCHANNELS = "xchannels workers x2"
+ASGI_REFERENCE = "hypercorn -w 2"
+
+# ---- formatting -----------------------------------------------------------------
+
+
+def si(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suf}{unit}"
+    return f"{x:.3g}{unit}"
+
+
+def us(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x >= 1000:
+        return f"{x / 1000:.3g} ms"
+    return f"{x:.3g} µs"
+
+
+def ns_text(v: Any) -> str:
+    """Nanoseconds, as µs from 10,000 ns on."""
+    if not isinstance(v, (int, float)):
+        return "-"
+    return f"{v:.0f} ns" if v < 10_000 else f"{v / 1e3:,.1f} µs"
+
+
+def ratio_str(r: float | None) -> str:
+    if r is None:
+        return "-"
+    return f"{r:.3g}x" if r < 100 else f"{r:,.0f}x"
+
+
+def cells_by(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(c["workload"], c["peer"]): c for c in data.get("cells", [])}
+
+
+def figure(c: dict[str, Any] | None) -> float | None:
+    """The cell's headline figure, higher = better (items/s, or round trips/s)."""
+    if not c or c.get("status") != "ok":
+        return None
+    if "rt_median_us" in c:
+        return 1e6 / c["rt_median_us"]
+    return c.get("items_per_s")
+
+
+def ratio(data: dict[str, Any], workload: str, peer: str) -> float | None:
+    """Speed relative to multiprocessing.Queue in the same run (> 1 = faster)."""
+    cells = cells_by(data)
+    a, b = figure(cells.get((workload, peer))), figure(cells.get((workload, BASELINE)))
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def status_text(c: dict[str, Any] | None) -> str:
+    if c is None:
+        return "not run"
+    st = c.get("status")
+    if st == "n/a":
+        return f"n/a: {c.get('reason', '')}"
+    if st in ("error", "timeout", "skipped"):
+        return f"{st}: {first_line(c.get('error') or c.get('reason') or '')}"
+    return ""
+
+
+def first_line(s: str, n: int = 100) -> str:
+    lines = [ln for ln in s.strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else ""
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def cell_value_text(c: dict[str, Any] | None, short: bool = False) -> str:
+    if not c or c.get("status") != "ok":
+        st = (c or {}).get("status", "not run")
+        return st if short else status_text(c)
+    if "rt_median_us" in c:
+        return f"{us(c['rt_median_us'])} (p99 {us(c['rt_p99_us'])})"
+    t = f"{si(c['items_per_s'])}/s"
+    if c["workload"].startswith("stream-bytes") or "Buffer" in c["workload"]:
+        t += f", {si(c['mb_per_s'] * 1e6, 'B')}/s"
+    return t
+
+
+
+def dask_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """bench_dask's rows with figures, by config ({} if the section did not run)."""
+    rows = ((data.get("dask") or {}).get("result") or {}).get("rows", [])
+    return {r["config"]: r for r in rows if r.get("status") == "ok"}
+
+
+
+
+def _label(data: dict[str, Any], peer: str) -> str:
+    return (data.get("peer_info") or {}).get(peer, {}).get("label", peer)
+
+
+def _check_text(chk: dict[str, Any]) -> str:
+    """A cell's check round (cell.check_round) in a few words."""
+    t = f"{chk['lost']} lost, {chk['duplicated']} duplicated"
+    if chk.get("foreign"):
+        t += f", {chk['foreign']} never put"
+    if chk.get("reordered"):
+        t += f", {chk['reordered']} out of their producer's order"
+    return t
+
+
+
+def asgi_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """bench_asgi's rows by server name ({} if the section did not run)."""
+    res = (data.get("asgi") or {}).get("result")
+    if not isinstance(res, dict) or not isinstance(res.get("rows"), list):
+        return {}
+    return {str(r.get("name")): r for r in res["rows"] if isinstance(r, dict)}
+
+
+def _procs(r: dict[str, Any]) -> str:
+    n = r.get("procs")
+    return f"{n} process{'' if n == 1 else 'es'}" if isinstance(n, int) else "? processes"
+
+
+def asgi_ok(r: dict[str, Any] | None) -> bool:
+    """A bench_asgi row with figures."""
+    if not r or r.get("status", "ok") != "ok":
+        return False
+    return all(isinstance(r.get(k), (int, float)) for k in ("rps", "p99_ms", "rss_mib"))
+
+
+def asgi_missing(data: dict[str, Any]) -> str:
+    """Why the ASGI goals have no figure ("" if both servers have figures)."""
+    sec = data.get("asgi")
+    if not sec:
+        return "no figure (not measured in this run)"
+    if sec.get("status") != "ok":
+        return f"no figure ({sec.get('status')}: {first_line(sec.get('note') or '')})"
+    rows = asgi_rows(data)
+    for name in (ASGI_XCHANNELS, ASGI_REFERENCE):
+        r = rows.get(name)
+        if not asgi_ok(r):
+            why = first_line(str((r or {}).get("error") or "no row"))
+            return f"no figure ({name}: {(r or {}).get('status', 'error')}: {why})"
+    return ""
+
+
+
+def memcpy_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each peer's stream-bytes-1MiB figure against the memcpy limit."""
+    res = (data.get("memcpy") or {}).get("result")
+    if not isinstance(res, dict) or not isinstance(res.get("memmove_gbps"), (int, float)):
+        return []
+    limit = res["memmove_gbps"] * 1e9
+    cells = cells_by(data)
+    rows = []
+    for p in data["peers_order"]:
+        c = cells.get((MEMCPY_WORKLOAD, p))
+        if c is None:
+            continue
+        bps = c["mb_per_s"] * 1e6 if c.get("status") == "ok" and c.get("mb_per_s") else None
+        rows.append({"peer": p, "bytes_per_s": bps, "of_limit": bps / limit if bps else None,
+                     "copies": p != "queue-thread", "status": status_text(c)})
+    return rows
+
+
+
+
+# ---- C++ micro-benchmarks ------------------------------------------------------
+
+
+def cpp_rows(cpp: dict[str, Any]) -> list[dict[str, Any]]:
+    """Channel flavours against raw moodycamel, per workload."""
+    by: dict[tuple[str, str], dict[str, Any]] = {}
+    for b in cpp.get("benchmarks", []):
+        name = b["name"].split("/")[0]
+        parts = name.split("_")
+        if len(parts) != 3:
+            continue
+        # With repetitions, keep the median aggregate; else the one run.
+        if b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") != "median":
+                continue
+        elif (parts[2], parts[1]) in by:
+            continue
+        by[(parts[2], parts[1])] = b
+    rows = []
+    for wl in ("Spsc", "Mpmc", "PingPong"):
+        raw = by.get((wl, "RawMoodycamel"))
+        blk = by.get((wl, "BlockingMoodycamel"))
+        order = {"Unbounded": 0, "Bounded1024": 1, "Bounded1": 2, "RawMoodycamel": 8, "BlockingMoodycamel": 9}
+        for (w, flavor), b in sorted(by.items(), key=lambda kv: (order.get(kv[0][1], 5), kv[0][1])):
+            if w != wl:
+                continue
+            if wl == "PingPong":
+                fig = b.get("per_roundtrip")
+                text = us(fig * 1e6) if fig else "-"
+
+                def rel(o: dict[str, Any] | None, fig: float | None = fig) -> float | None:
+                    return o["per_roundtrip"] / fig if o and fig and o.get("per_roundtrip") else None
+            else:
+                fig = b.get("items_per_second")
+                text = f"{si(fig)}/s" if fig else "-"
+
+                def rel(o: dict[str, Any] | None, fig: float | None = fig) -> float | None:
+                    return fig / o["items_per_second"] if o and fig and o.get("items_per_second") else None
+            rows.append({"workload": wl, "flavor": flavor, "figure": text,
+                         "vs_raw": rel(raw), "vs_blocking": rel(blk)})
+    return rows
+
+
+# ---- pool ---------------------------------------------------------------------
+
+
+def flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out += flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(d, list) and d and all(not isinstance(x, (dict, list)) for x in d):
+        out.append((prefix, d))
+    elif isinstance(d, list):
+        for i, v in enumerate(d):
+            label = v.get("name") or v.get("workload") if isinstance(v, dict) else None
+            out += flatten(v, f"{prefix}[{label or i}]")
+    else:
+        out.append((prefix, d))
+    return out
+
+
+def pool_variants(pool: Any) -> list[dict[str, Any]] | None:
+    """bench_pool's {"variants": [{"name", "peers": [{"name", "seconds",
+    "speedup_vs_serial", ...}]}]} layout, or None if it is something else."""
+    if not isinstance(pool, dict) or not isinstance(pool.get("variants"), list):
+        return None
+    vs = [v for v in pool["variants"] if isinstance(v, dict) and isinstance(v.get("peers"), list)]
+    return vs or None
+
+
+def pool_peer_names(pv: list[dict[str, Any]]) -> list[str]:
+    """Every peer named in the pool variants, in first-seen order."""
+    return list(dict.fromkeys(str(q.get("name")) for v in pv for q in v["peers"]))
+
+
+def pool_speedups(pool: Any) -> list[tuple[str, float]]:
+    """Every numeric leaf whose key mentions a speed-up."""
+    res = []
+    for k, v in flatten(pool):
+        last = k.rsplit(".", 1)[-1].lower().replace("-", "").replace("_", "")
+        if "speedup" in last and isinstance(v, (int, float)) and not isinstance(v, bool):
+            res.append((k, float(v)))
+    return res
+
+
+
+def reusable_text(r: dict[str, Any]) -> str:
+    """bench_pool's reusable_pool figures (``result["reusable"]``) in words."""
+    return (f"later calls {r['later_median_ms']:.3g} ms median ({r['later_best_ms']:.3g} ms best, "
+            f"{r['later_p90_ms']:.3g} ms p90, of {r['calls']}); the first call {r['first_ms']:.3g} ms "
+            f"(start-up included); a `with Pool(2)` per map {r['new_pool_median_ms']:.3g} ms")
+
+
