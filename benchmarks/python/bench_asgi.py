@@ -1,37 +1,12 @@
-"""benchmarks/python/bench_asgi.py: a web server's throughput, latency and
-memory, ``xchannels.asgi`` (worker interpreters in one process) against
-process-based ASGI servers, all serving ``asgi_app:app``.
+"""benchmarks/python/bench_asgi.py: a web server's throughput, latency and memory, ``xchannels.asgi``
+(worker interpreters in one process) against process-based ASGI servers, all serving ``asgi_app:app``.
 
-Servers (``SERVERS``), each started with ``sys.executable -m ...`` from this
-folder (so ``asgi_app`` is importable), access logs off:
-
-- ``xchannels workers x2``: ``xchannels.asgi`` with 2 worker interpreters in
-  one process (Python >= 3.13 only: on 3.12 asyncio cannot be imported in an
-  own-GIL sub-interpreter, so the row is n/a there);
-- ``hypercorn -w 2`` and ``hypercorn -w 1`` (worker processes);
-- ``uvicorn --workers 2`` (worker processes).
-
-Each server is started in its own session on a free port, waited for until
-it answers ``GET /`` (``READY_TIMEOUT``), warmed up with ``WARMUP_SECONDS``
-of load, then loaded with ``wrk -t2 -c32 -d10s --latency`` (``-d3s`` with
-``--quick``). Requests/s and the p99 latency come from wrk's output; while
-wrk runs, the RSS of the server's process tree (the server and all its
-descendants, RSS by psutil, summed) is sampled a few
-times and the peak kept. Then the server's whole process group is killed. A
-server that cannot run (package missing, never answers, wrong answers)
-gets a row with an ``error`` and the others go on. wrk and the servers share
-the machine's cores: the figures compare servers, they are not a server's
-capacity.
-
-Rounds: ``ROUNDS`` (``ROUNDS_QUICK`` with ``--quick``) passes over the
-servers, the order reversed every other pass; each server keeps its best
-round by requests/s, with that round's p99 and RSS (every round's requests/s
-is kept in ``rounds``).
-
-The servers' process groups are also registered with a small watchdog
-process in a session of its own, which kills them if this process dies
-without cleaning up (``run.py`` kills a section that overruns its time limit
-with SIGKILL).
+Each server of ``SERVERS`` is started with ``sys.executable -m ...`` from this folder on a free port,
+waited for until it answers ``GET /``, warmed up, then loaded with ``wrk --latency`` while the RSS of its
+process tree is sampled (the peak kept); then its whole tree is killed. A server that cannot run gets a
+row with an ``error`` and the others go on. ``ROUNDS`` passes over the servers, the order reversed
+every other pass, each server keeping its best round by requests/s. The servers stay in this process's
+process group, so ``run.py``, which kills a section's group when it overruns, kills them too.
 
 Usage: ``python benchmarks/python/bench_asgi.py [--quick]`` prints a table;
 ``run(quick)`` returns the figures for the ``make bench`` harness.
@@ -39,6 +14,7 @@ Usage: ``python benchmarks/python/bench_asgi.py [--quick]`` prints a table;
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -55,6 +31,8 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import IO, Any
+
+import report
 
 
 HERE = Path(__file__).resolve().parent
@@ -104,62 +82,14 @@ SERVERS = [
 
 # ---- processes ----------------------------------------------------------------------
 
-# Reads "+ PGID" / "- PGID" lines; at end of input (this process closed the
-# pipe or died) kills every process group still registered.
-_WATCHDOG_CODE = """\
-import os, signal, sys
-groups = set()
-for line in sys.stdin:
-    op, _, pgid = line.partition(" ")
-    (groups.add if op == "+" else groups.discard)(int(pgid))
-for g in groups:
-    try:
-        os.killpg(g, signal.SIGKILL)
-    except OSError:
-        pass
-"""
-
-
-class Watchdog:
-    """Kills the registered process groups if this process dies first."""
-
-    def __init__(self) -> None:
-        self.p = subprocess.Popen([sys.executable, "-c", _WATCHDOG_CODE], stdin=subprocess.PIPE, text=True,
-                                  start_new_session=True)
-
-    def _send(self, line: str) -> None:
-        try:
-            self.p.stdin.write(line + "\n")  # type: ignore[union-attr]
-            self.p.stdin.flush()  # type: ignore[union-attr]
-        except (OSError, ValueError):
-            pass
-
-    def add(self, pgid: int) -> None:
-        self._send(f"+ {pgid}")
-
-    def remove(self, pgid: int) -> None:
-        self._send(f"- {pgid}")
-
-    def close(self) -> None:
-        try:
-            self.p.stdin.close()  # type: ignore[union-attr]
-        except OSError:
-            pass
-        try:
-            self.p.wait(5)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-
 
 class Running:
-    """A server process in its own session; ``stop`` kills its whole group."""
+    """A server process (in this process group); ``stop`` kills it and all its descendants."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], watchdog: Watchdog) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self.log: IO[bytes] = tempfile.TemporaryFile()
-        self.watchdog = watchdog
         self.p = subprocess.Popen(argv, cwd=HERE, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-        watchdog.add(self.p.pid)
+                                  stderr=subprocess.STDOUT)
 
     def output(self, n: int = 1500) -> str:
         """The last n characters the server printed."""
@@ -170,19 +100,23 @@ class Running:
             return ""
 
     def stop(self) -> None:
-        """SIGTERM to the group, then SIGKILL to whatever is left of it."""
-        pgid = self.p.pid
-        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pgid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                self.p.wait(wait)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.p.returncode is not None:
-            self.watchdog.remove(pgid)  # the group is gone: its id may be reused
+        """SIGTERM to the server's tree, then SIGKILL to whatever is left of it."""
+        import psutil
+
+        try:
+            tree = [psutil.Process(self.p.pid), *psutil.Process(self.p.pid).children(recursive=True)]
+        except psutil.Error:
+            tree = []
+        for p in tree:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        _, alive = psutil.wait_procs(tree, timeout=3.0)
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(alive, timeout=5.0)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.p.wait(1)
         self.log.close()
 
 
@@ -327,7 +261,7 @@ def load(pid: int, port: int, seconds: float) -> dict[str, Any]:
     return res
 
 
-def measure(server: Server, seconds: float, env: dict[str, str], watchdog: Watchdog) -> dict[str, Any]:
+def measure(server: Server, seconds: float, env: dict[str, str]) -> dict[str, Any]:
     """Start the server, wait for it, warm it up, load it, kill it: one row."""
     row: dict[str, Any] = {"name": server.name, "command": command_text(server)}
     if find_spec(server.package) is None:
@@ -335,7 +269,7 @@ def measure(server: Server, seconds: float, env: dict[str, str], watchdog: Watch
     port = free_port()
     argv = [sys.executable, "-m", *(a.replace("{port}", str(port)) for a in server.args)]
     t = time.monotonic()
-    run = Running(argv, env, watchdog)
+    run = Running(argv, env)
     try:
         why = wait_ready(run, port)
         if why is not None:
@@ -378,14 +312,6 @@ def app_cost_ms(repeats: int = 20) -> tuple[float, int]:
     return best * 1e3, asgi_app.COST_LOOPS
 
 
-def _row_text(r: dict[str, Any]) -> str:
-    if r.get("status") != "ok":
-        return f"{r.get('status', 'error')}: {r.get('error', '?')}"
-    extra = f"  ({r['note']})" if r.get("note") else ""
-    return (f"{r['rps']:8.0f} req/s  p99 {r['p99_ms']:7.1f} ms  RSS {r['rss_mib']:6.1f} MiB"
-            f" ({r['procs']} proc{'s' if r['procs'] != 1 else ''}){extra}")
-
-
 def run(quick: bool = False) -> dict[str, Any]:
     """Every server of ``SERVERS`` under wrk; see the module docstring."""
     seconds = SECONDS_QUICK if quick else SECONDS
@@ -412,29 +338,25 @@ def run(quick: bool = False) -> dict[str, Any]:
                             "error": "wrk not found (Debian/Ubuntu: apt-get install wrk)"}
     else:
         env = server_env()
-        watchdog = Watchdog()
-        try:
-            for rnd in range(rounds):
-                for s in SERVERS if rnd % 2 == 0 else SERVERS[::-1]:
-                    tag = f"{s.name}" + (f" (round {rnd + 1})" if rounds > 1 else "")
-                    if sys.version_info[:2] < s.min_python:
-                        best[s.name] = {"name": s.name, "command": command_text(s), "status": "n/a",
-                                        "error": f"Python {sys.version_info[0]}.{sys.version_info[1]}: "
-                                                 + s.why_min_python}
-                        continue
-                    if time.monotonic() > deadline:
-                        best.setdefault(s.name, {"name": s.name, "command": command_text(s), "status": "error",
-                                                 "error": "not run: the section's time budget was spent"})
-                        print(f"{tag}: skipped (time budget spent)", flush=True)
-                        continue
-                    row = measure(s, seconds, env, watchdog)
-                    every[s.name].append(row.get("rps"))
-                    print(f"{tag + ':':<32} {_row_text(row)}", flush=True)
-                    prev = best.get(s.name)
-                    if prev is None or (row.get("rps") or 0) > (prev.get("rps") or 0):
-                        best[s.name] = row
-        finally:
-            watchdog.close()
+        for rnd in range(rounds):
+            for s in SERVERS if rnd % 2 == 0 else SERVERS[::-1]:
+                tag = f"{s.name}" + (f" (round {rnd + 1})" if rounds > 1 else "")
+                if sys.version_info[:2] < s.min_python:
+                    best[s.name] = {"name": s.name, "command": command_text(s), "status": "n/a",
+                                    "error": f"Python {sys.version_info[0]}.{sys.version_info[1]}: "
+                                             + s.why_min_python}
+                    continue
+                if time.monotonic() > deadline:
+                    best.setdefault(s.name, {"name": s.name, "command": command_text(s), "status": "error",
+                                             "error": "not run: the section's time budget was spent"})
+                    print(f"{tag}: skipped (time budget spent)", flush=True)
+                    continue
+                row = measure(s, seconds, env)
+                every[s.name].append(row.get("rps"))
+                print(f"{tag + ':':<32} {report.asgi_row_text(row)}", flush=True)
+                prev = best.get(s.name)
+                if prev is None or (row.get("rps") or 0) > (prev.get("rps") or 0):
+                    best[s.name] = row
     for s in SERVERS:
         row = best[s.name]
         if every[s.name]:
@@ -445,25 +367,6 @@ def run(quick: bool = False) -> dict[str, Any]:
     result["xchannels_over_hypercorn2_rps"] = x["rps"] / h["rps"] if x and h and h["rps"] else None
     result["rss_ratio"] = x["rss_mib"] / h["rss_mib"] if x and h and h["rss_mib"] else None
     return result
-
-
-def format_lines(result: dict[str, Any]) -> list[str]:
-    """The figures of :func:`run` as text lines."""
-    lines = [f"{result['app']} (request cost {result['app_cost_ms']:.2f} ms, {result['cost_loops']:,} loops) "
-             f"under {result['wrk']} --latency, Python {result['python']}, {result['cpus']} CPUs, "
-             f"best of {result['rounds']} round(s)",
-             f"  {'server':<22} {'req/s':>8} {'p99':>10} {'RSS (tree)':>12}  processes"]
-    for r in result["rows"]:
-        if r.get("status") != "ok":
-            lines.append(f"  {r['name']:<22} {r.get('status', 'error')}: {r.get('error', '?')}")
-            continue
-        note = f"  ({r['note']})" if r.get("note") else ""
-        lines.append(f"  {r['name']:<22} {r['rps']:8.0f} {r['p99_ms']:7.1f} ms {r['rss_mib']:8.1f} MiB  "
-                     f"{r['procs']}{note}")
-    x, m = result.get("xchannels_over_hypercorn2_rps"), result.get("rss_ratio")
-    if x is not None:
-        lines.append(f"  xchannels / hypercorn -w 2: requests/s {x:.2f}x, RSS {m:.2f}x")
-    return lines
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -481,4 +384,4 @@ if __name__ == "__main__":
         result = run(quick=a.quick)
     except KeyboardInterrupt:
         sys.exit("interrupted (the servers were stopped)")
-    print("\n".join(format_lines(result)))
+    print("\n".join(report.section_lines("asgi", result)))

@@ -152,6 +152,8 @@ def one_cluster(config: str, quick: bool) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Both clusters, each in a child of its own; rows by config."""
+    import report  # here: the workers import this module, and need none of it
+
     try:
         import distributed  # noqa: F401  (installed? the children need it)
     except ImportError:
@@ -167,7 +169,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         else:
             rows.append({"config": config, "label": LABELS[config], "status": "error",
                          "error": child.stderr.strip()[-800:]})
-        print(format_row(rows[-1]), flush=True)
+        print(report.dask_row_text(rows[-1]), flush=True)
     out: dict[str, Any] = {"rows": rows}
     by = {r["config"]: r for r in rows if r["status"] == "ok"}
     if len(by) == 2:
@@ -175,13 +177,6 @@ def run(quick: bool = False) -> dict[str, Any]:
         out["throughput_ratio"] = x["numbers_per_s"] / procs["numbers_per_s"]
         out["rss_ratio"] = x["rss_mib"] / procs["rss_mib"]
     return out
-
-
-def format_row(r: dict[str, Any]) -> str:
-    if r.get("status") != "ok":
-        return f"{r['label']:<46} error: {r.get('error', '')[-200:]}"
-    return (f"{r['label']:<46} {r['numbers_per_s'] / 1e3:8.0f}k numbers/s  RSS {r['rss_mib']:6.1f} MiB "
-            f"({r['procs']} processes)  best of {r['rounds']}")
 
 
 def main() -> None:
@@ -193,11 +188,9 @@ def main() -> None:
 
         print(json.dumps(bench_dask.one_cluster(sys.argv[sys.argv.index("--config") + 1], quick)))
         return
-    res = run(quick)
-    if not res["rows"]:
-        print(res["note"])
-    if "throughput_ratio" in res:
-        print(f"xchannels / processes: throughput {res['throughput_ratio']:.2f}x, RSS {res['rss_ratio']:.2f}x")
+    import report
+
+    print("\n".join(report.section_lines("dask", run(quick))))
 
 
 if __name__ == "__main__":

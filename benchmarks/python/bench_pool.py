@@ -1,67 +1,10 @@
-"""benchmarks/python/bench_pool.py: xchannels.Pool against serial, a thread
-pool and the process pools, start-up included, plus the memory a pool adds.
+"""benchmarks/python/bench_pool.py: xchannels.Pool against serial, a thread pool and the process pools,
+start-up included, plus the memory a pool adds (workloads, peers and memory: benchmarks/README.md, "Pool").
 
-Workloads (each timed from pool creation to the last result, pool shut down,
-2 workers, every peer in the same run; arguments are built before the clock
-starts):
-
-- ``startup``: one trivial task, which measures start-up plus shutdown (no
-  speed-ups reported for it).
-- ``big``: the seed workload, CPU-bound: 16 tasks ``work(n)`` with n spread
-  evenly over 200,000..400,000 (quick: 8 tasks over 50,000..100,000),
-  ``map`` with each API's default chunking.
-- ``small``: 10,000 tasks ``work(1000)`` (quick: 2,000), where messaging cost
-  dominates: ``map`` with each API's default chunking (``chunksize=1`` for the
-  Executors, multiprocessing.Pool picks ``len / (4 * workers)``), and the same
-  with ``chunksize`` matched to multiprocessing.Pool's choice.
-- ``small-submit``: the same tasks, one ``submit`` / ``apply_async`` each.
-- ``data-bytes``: 48 tasks ``crc(data)``, each given its own 1 MiB ``bytes``
-  (48 different payloads), returning ``(len(data), zlib.crc32(data))``;
-  ``map`` with each API's default chunking. Measures moving data to the
-  workers: the crc itself takes ~0.4 ms per MiB.
-- ``data-sharedbuffer``: the same 48 tasks, but xchannels.Pool is given each
-  payload as an ``xchannels.SharedBuffer`` (made before the clock starts;
-  sending one is O(1)). The other peers have no such type and get the
-  ``bytes`` of ``data-bytes``.
-- ``data-records``: 48 tasks ``records_sum(records)``, each given 10,000
-  records ``(i, float, short str, bool, None)``, returning ``(len, sum of
-  the ints)``. The container is ``RECORDS_CONTAINER``: a list of 5-tuples,
-  the way real records arrive (a tuple until lists travelled natively).
-- ``records-dataclass``: ``map`` of ``reprice`` over 10,000 small frozen
-  dataclass records (quick: 2,000; ``pool_records.Record``: an int, a
-  float, a short str), each returning a new record, with each API's default
-  chunking: xchannels.Pool's default pickle fallback against the process
-  pools' pickle, both ways.
-
-``reusable`` (not a workload of the table; a fresh child process): the
-first ``xchannels.reusable_pool(2)`` call with a 4-task ``map`` of a trivial
-function (start-up included) against the later calls (median and best of
-200), and against opening ``with Pool(2)`` for each such map. Goal: later
-calls <= 2 ms.
-
-Memory (``memory``, not timed): the memory a 2-worker pool adds, each peer
-measured in a fresh child process (``_memory_probe``): the PSS (psutil's
-``memory_full_info``; RSS where that is missing) of the process and
-all its descendants, before the pool is created and once both workers have
-run a task, with the pool and task modules already imported before the first
-reading. Process pools' helper processes (forkserver, resource tracker) are
-counted, and reported apart.
-
-Peers: serial, ``xchannels.Pool(2)``, ``multiprocessing.Pool(2)`` (fork on
-Linux, the default there up to 3.13, whatever the Python; elsewhere the
-platform's default; the ratios "vs mp.Pool" are to it), the same with the
-``spawn`` and ``forkserver`` start methods, ``ProcessPoolExecutor(2)``,
-``ThreadPoolExecutor(2)`` and, on CPython 3.14+,
-``concurrent.futures.InterpreterPoolExecutor(2)`` (the standard library's
-own pool of interpreters; its workers get this folder on ``sys.path`` from an
-initializer, ``site.addsitedir``, as new interpreters do not see the
-parent's later ``sys.path`` changes).
-
-Importing this module has no side effects. ``run(quick)`` returns the figures
-(``make bench`` calls it); ``python bench_pool.py [--quick]`` prints a table.
-The task functions are taken from this module imported as ``bench_pool``
-(its folder is put on ``sys.path``), so worker interpreters and processes can
-import it by name whatever name the caller imported this file under.
+Importing this module has no side effects. ``run(quick)`` returns the figures (``make bench`` calls it);
+``python bench_pool.py [--quick]`` prints them. The task functions are taken from this module imported as
+``bench_pool`` (its folder is put on ``sys.path``), so worker interpreters and processes can import it by
+name whatever name the caller imported this file under.
 """
 
 from __future__ import annotations
@@ -464,41 +407,27 @@ def _reusable_probe() -> dict[str, Any]:
     }
 
 
-def measure_reusable(timeout: float = 120) -> dict[str, Any]:
-    """:func:`_reusable_probe` in a fresh child process (so that its first
-    call is the process's first pool). ``{"error"}`` if it failed."""
+def _in_fresh_process(call: str, timeout: float) -> dict[str, Any]:
+    """``bench_pool.<call>`` run in a fresh child process, its JSON result; ``{"error"}`` if it failed."""
     import json
     import subprocess
 
-    code = (
-        "import json, sys\n"
-        f"sys.path.insert(0, {HERE!r})\n"
-        "import bench_pool\n"
-        "sys.stdout.write('@@REUSE ' + json.dumps(bench_pool._reusable_probe()) + '\\n')\n"
-    )
+    code = (f"import json, sys\nsys.path.insert(0, {HERE!r})\nimport bench_pool\n"
+            f"sys.stdout.write('@@PROBE ' + json.dumps(bench_pool.{call}) + '\\n')\n")
     try:
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
-        line = next((ln for ln in p.stdout.splitlines() if ln.startswith("@@REUSE ")), None)
+        line = next((ln for ln in p.stdout.splitlines() if ln.startswith("@@PROBE ")), None)
         if line is None:
             raise RuntimeError(f"exit code {p.returncode}: {p.stderr.strip()[-500:]}")
-        result: dict[str, Any] = json.loads(line[len("@@REUSE "):])
+        result: dict[str, Any] = json.loads(line[len("@@PROBE "):])
         return result
-    except Exception as e:
+    except Exception as e:  # one probe's failure must not lose the others
         return {"error": f"{type(e).__name__}: {e}"[:300]}
 
 
-def reusable_lines(r: dict[str, Any] | None) -> list[str]:
-    """The reusable_pool figures as text lines (for the table and the report)."""
-    if not r:
-        return []
-    if "error" in r:
-        return [f"reusable_pool: error: {r['error']}"]
-    return [
-        f"reusable_pool(2), a {r['tasks']}-task map of a trivial function: first call {r['first_ms']:.1f} ms "
-        f"(start-up included), later calls {r['later_median_ms']:.3f} ms median, {r['later_best_ms']:.3f} ms "
-        f"best, {r['later_p90_ms']:.3f} ms p90 (of {r['calls']}; goal <= {r['goal_ms']:g} ms); "
-        f"a `with Pool(2)` per map: {r['new_pool_median_ms']:.1f} ms median",
-    ]
+def measure_reusable(timeout: float = 120) -> dict[str, Any]:
+    """:func:`_reusable_probe` in a fresh child process (so that its first call is the process's first pool)."""
+    return _in_fresh_process("_reusable_probe()", timeout)
 
 
 # ---- memory ---------------------------------------------------------------------------
@@ -599,26 +528,10 @@ def measure_memory(timeout: float = 60) -> dict[str, Any]:
     """The memory each 2-worker pool adds, each peer in a fresh child
     process so that peers do not disturb each other. Returns ``{"metric",
     "peers": [{"name", "added_mib", ...}], "spawn_over_xchannels"}``."""
-    import json
-    import subprocess
-
     peers = []
     for peer in MEMORY_PEERS:
-        code = (
-            "import json, sys\n"
-            f"sys.path.insert(0, {HERE!r})\n"
-            "import bench_pool\n"
-            f"r = bench_pool._memory_probe({peer!r})\n"
-            "sys.stdout.write('@@MEM ' + json.dumps(r) + '\\n')\n"
-        )
-        try:
-            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
-            line = next((ln for ln in p.stdout.splitlines() if ln.startswith("@@MEM ")), None)
-            if line is None:
-                raise RuntimeError(f"exit code {p.returncode}: {p.stderr.strip()[-500:]}")
-            peers.append({"name": peer, **_summarize(json.loads(line[len("@@MEM "):]))})
-        except Exception as e:  # one peer's failure must not lose the others
-            peers.append({"name": peer, "error": f"{type(e).__name__}: {e}"[:300]})
+        probe = _in_fresh_process(f"_memory_probe({peer!r})", timeout)
+        peers.append({"name": peer, **(probe if "error" in probe else _summarize(probe))})
     by = {p["name"]: p for p in peers}
     xs, sp = by["xchannels.Pool"].get("added_mib"), by["multiprocessing.Pool[spawn]"].get("added_mib")
     metrics = {p["metric"] for p in peers if "metric" in p}
@@ -630,59 +543,6 @@ def measure_memory(timeout: float = 60) -> dict[str, Any]:
     }
 
 
-# ---- text ----------------------------------------------------------------------------
-
-
-def format_table(result: dict[str, Any]) -> str:
-    """The figures of :func:`run` as a text table."""
-    lines = [
-        f"Python {result['python']} on {result['machine']}, {result['cpus']} CPUs, "
-        f"{result['workers']} workers, multiprocessing start method "
-        f"{result['mp_start_method']}, best of {result['repeats']}, start-up included",
-    ]
-    w = 34
-    for v in result["variants"]:
-        lines.append("")
-        lines.append(f"{v['name']}: {v['tasks']} tasks, {v['note']}")
-        if v["peers"][0]["speedup_vs_serial"] is None:
-            lines.append(f"  {'peer':<{w}}{'seconds':>9}{'first run':>11}")
-        else:
-            lines.append(f"  {'peer':<{w}}{'seconds':>9}{'vs serial':>11}{'vs mp.Pool':>12}")
-        for p in v["peers"]:
-            if p["speedup_vs_serial"] is None:
-                lines.append(f"  {p['name']:<{w}}{p['seconds']:>9.3f}{p['runs'][0]:>11.3f}")
-            else:
-                lines.append(
-                    f"  {p['name']:<{w}}{p['seconds']:>9.3f}{p['speedup_vs_serial']:>10.2f}x"
-                    f"{p['speedup_vs_mp_pool']:>11.2f}x"
-                )
-    reusable = reusable_lines(result.get("reusable"))
-    if reusable:
-        lines += [""] + reusable
-    mem = result.get("memory")
-    if mem:
-        lines += memory_lines(mem)
-    return "\n".join(lines)
-
-
-def memory_lines(mem: dict[str, Any]) -> list[str]:
-    w = 34
-    lines = ["", f"memory: what a {mem['workers']}-worker pool adds ({mem['metric']} of the process and its "
-             "descendants, each peer in a fresh process)",
-             f"  {'peer':<{w}}{'added':>10}{'parent':>10}{'workers':>10}{'helpers':>10}{'RSS added':>11}"]
-    for p in mem["peers"]:
-        if "error" in p:
-            lines.append(f"  {p['name']:<{w}}error: {p['error']}")
-            continue
-        helpers = f"  ({', '.join(p['helpers'])})" if p["helpers"] else ""
-        lines.append(f"  {p['name']:<{w}}{p['added_mib']:>6.1f} MiB{p['parent_added_mib']:>6.1f} MiB"
-                     f"{p['workers_mib']:>6.1f} MiB{p['helpers_mib']:>6.1f} MiB{p['rss_added_mib']:>7.1f} MiB"
-                     + helpers)
-    if mem.get("spawn_over_xchannels"):
-        lines.append(f"  spawn / xchannels: {mem['spawn_over_xchannels']:.2f}x")
-    return lines
-
-
 if __name__ == "__main__":
     import argparse
 
@@ -691,4 +551,6 @@ if __name__ == "__main__":
     ap.add_argument("--only", metavar="REGEX", help="run only the workloads whose name matches")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     a = ap.parse_args()
-    print(format_table(run(quick=a.quick, memory=not a.no_memory, only=a.only)))
+    import report
+
+    print("\n".join(report.section_lines("pool", run(quick=a.quick, memory=not a.no_memory, only=a.only))))

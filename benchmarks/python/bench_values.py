@@ -108,4 +108,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 if __name__ == "__main__":
     import report
 
-    print("\n".join(report.values_text(run("--quick" in sys.argv))))
+    print("\n".join(report.section_lines("values", run("--quick" in sys.argv))))

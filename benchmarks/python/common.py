@@ -17,9 +17,6 @@ BASELINE = "mp-queue"
 # actors are processes too, that its goals compare it with.
 PROCESS_PEER = "xchannels-process"
 PROCESS_REFS = ["mp-queue", "faster-fifo"]
-# Streams with a ProcessChannel goal: >= 10x multiprocessing.Queue and >= 5x
-# faster-fifo on each.
-PROCESS_STREAMS = ["int", "5-tuple", "bytes-1KiB"]
 STREAM_MSGS = ["int", "5-tuple", "dict-10", "str-100", "bytes-1KiB"]
 STREAM_BIG = ["bytes-1MiB", "bytes-64MiB", "SharedBuffer-64MiB"]
 PATTERNS = ["mpmc-2x2", "fanout-1x2", "select-4", "batch"]
@@ -130,11 +127,11 @@ def dask_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 
-def _label(data: dict[str, Any], peer: str) -> str:
+def label(data: dict[str, Any], peer: str) -> str:
     return (data.get("peer_info") or {}).get(peer, {}).get("label", peer)
 
 
-def _check_text(chk: dict[str, Any]) -> str:
+def check_text(chk: dict[str, Any]) -> str:
     """A cell's check round (cell.check_round) in a few words."""
     t = f"{chk['lost']} lost, {chk['duplicated']} duplicated"
     if chk.get("foreign"):
@@ -153,7 +150,7 @@ def asgi_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {str(r.get("name")): r for r in res["rows"] if isinstance(r, dict)}
 
 
-def _procs(r: dict[str, Any]) -> str:
+def procs_text(r: dict[str, Any]) -> str:
     n = r.get("procs")
     return f"{n} process{'' if n == 1 else 'es'}" if isinstance(n, int) else "? processes"
 
@@ -248,22 +245,6 @@ def cpp_rows(cpp: dict[str, Any]) -> list[dict[str, Any]]:
 # ---- pool ---------------------------------------------------------------------
 
 
-def flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out += flatten(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(d, list) and d and all(not isinstance(x, (dict, list)) for x in d):
-        out.append((prefix, d))
-    elif isinstance(d, list):
-        for i, v in enumerate(d):
-            label = v.get("name") or v.get("workload") if isinstance(v, dict) else None
-            out += flatten(v, f"{prefix}[{label or i}]")
-    else:
-        out.append((prefix, d))
-    return out
-
-
 def pool_variants(pool: Any) -> list[dict[str, Any]] | None:
     """bench_pool's {"variants": [{"name", "peers": [{"name", "seconds",
     "speedup_vs_serial", ...}]}]} layout, or None if it is something else."""
@@ -276,17 +257,6 @@ def pool_variants(pool: Any) -> list[dict[str, Any]] | None:
 def pool_peer_names(pv: list[dict[str, Any]]) -> list[str]:
     """Every peer named in the pool variants, in first-seen order."""
     return list(dict.fromkeys(str(q.get("name")) for v in pv for q in v["peers"]))
-
-
-def pool_speedups(pool: Any) -> list[tuple[str, float]]:
-    """Every numeric leaf whose key mentions a speed-up."""
-    res = []
-    for k, v in flatten(pool):
-        last = k.rsplit(".", 1)[-1].lower().replace("-", "").replace("_", "")
-        if "speedup" in last and isinstance(v, (int, float)) and not isinstance(v, bool):
-            res.append((k, float(v)))
-    return res
-
 
 
 def reusable_text(r: dict[str, Any]) -> str:

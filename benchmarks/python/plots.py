@@ -123,7 +123,6 @@ def plots(data: dict[str, Any], outdir: Path = DOCS_IMG) -> list[Path]:
 
     pres = (data.get("pool") or {}).get("result")
     pv = pool_variants(pres)
-    sp = pool_speedups(pres)
     # Only the workloads with speed-ups (startup has none).
     pv = [v for v in pv or [] if any(isinstance(q.get("speedup_vs_serial"), (int, float)) for q in v["peers"])]
     if pv:
@@ -148,15 +147,6 @@ def plots(data: dict[str, Any], outdir: Path = DOCS_IMG) -> list[Path]:
                      fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-        save(fig, "pool_speedup.png")
-    elif sp:
-        fig, ax = plt.subplots(figsize=(9, 0.6 * len(sp) + 1.8))
-        ax.barh([k for k, _ in sp], [v for _, v in sp], color="#1f77b4")
-        ax.axvline(1.0, color="gray", lw=1)
-        ax.set_xlabel("speed-up (x), as reported by bench_pool.py")
-        ax.set_ylabel("pool workload")
-        ax.set_title(f"Pool speed-up — {stamp}", fontsize=10)
-        ax.tick_params(axis="y", labelsize=7)
         save(fig, "pool_speedup.png")
     return made
 

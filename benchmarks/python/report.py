@@ -1,7 +1,6 @@
-"""benchmarks/python/report.py: tables, goals, plots and docs/benchmarks.md from a result JSON.
+"""benchmarks/python/report.py: stdout tables and docs/benchmarks.md from a result JSON (fixed text: report.md).
 
-``run.py`` calls these after a run; to redo the plots and the docs from a
-saved result without measuring again::
+``run.py`` calls these after a run; to redo the plots and the docs from a saved run without measuring again::
 
     python benchmarks/python/report.py build/bench/<date>-<commit>.json [--with OTHER.json ...]
 """
@@ -9,141 +8,52 @@ saved result without measuring again::
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
-from common import *  # noqa: F401,F403
-from common import _label, _procs
+from common import *  # noqa: F403
 from goals import goal_lines, goals  # noqa: F401
-from plots import plots  # noqa: F401
+from plots import plots
+
+BLOCKS = {b.split("\n", 1)[0]: b.split("\n", 1)[1].rstrip("\n")
+          for b in (Path(__file__).with_name("report.md").read_text(encoding="utf-8").split("\n@@ ")[1:])}
 
 
-# ---- stdout table and goals ----------------------------------------------------
+def block(name: str, **fields: Any) -> list[str]:
+    """A block of report.md, filled in, as lines."""
+    return BLOCKS[name].format(**fields).split("\n")
+
+
+def md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "| --- |" + " --- |" * (len(head) - 1)] + [
+        "| " + " | ".join(r) + " |" for r in rows]
+
+
+def notes_lines(notes: list[str]) -> list[str]:
+    """Numbered footnotes ``[i] note`` under a table, after an empty line."""
+    return [f"{'' if i > 1 else chr(10)}[{i}] {n.replace('|', '/')}  " for i, n in enumerate(notes, 1)]
+
+
+# ---- stdout ------------------------------------------------------------------------
 
 
 def table_lines(data: dict[str, Any]) -> list[str]:
     cells = cells_by(data)
-    peers = data["peers_order"]
-    out = [
-        f"{'workload':<26} {'peer':<17} {'figure':<34} {'vs mp.Queue':>11}  note",
-        "-" * 100,
-    ]
+    out = [f"{'workload':<26} {'peer':<17} {'figure':<34} {'vs mp.Queue':>11}  note", "-" * 100]
     for w in data["workloads_order"]:
-        for p in peers:
+        for p in data["peers_order"]:
             c = cells.get((w, p))
-            if c is None:
-                continue
-            if c.get("status") == "ok":
-                fig = cell_value_text(c)
-                note = c.get("how", "")
-            else:
-                fig = c.get("status", "?")
-                note = status_text(c)
-            out.append(f"{w:<26} {p:<17} {fig:<34} {ratio_str(ratio(data, w, p)):>11}  {note}")
+            if c is not None:
+                ok = c.get("status") == "ok"
+                fig, note = (cell_value_text(c), c.get("how", "")) if ok else (c.get("status", "?"), status_text(c))
+                out.append(f"{w:<26} {p:<17} {fig:<34} {ratio_str(ratio(data, w, p)):>11}  {note}")
         out.append("")
-    out.append("vs mp.Queue: speed relative to multiprocessing.Queue measured in this run")
-    out.append("(items/s ratio; for pingpong, its median round trip / this one). > 1 = faster.")
-    return out
-
-
-
-
-def dask_md(data: dict[str, Any]) -> list[str]:
-    """The docs' section on bench_dask: one row per cluster."""
-    sec = data.get("dask") or {}
-    L = ["## Dask: one worker process with interpreters against worker processes", ""]
-    res = sec.get("result") or {}
-    if not res.get("rows"):
-        return L + [f"Not measured in this run: {sec.get('note') or res.get('note') or 'no figures'}.", ""]
-    r0 = res["rows"][0]
-    L += ["`benchmarks/python/bench_dask.py`: a `distributed.LocalCluster(processes=True)` (Dask's profiler "
-          f"on) runs a graph of {r0.get('tasks', '?')} tasks, each the longest Collatz chain over "
-          f"{r0.get('chunk', 0):,} numbers (pure Python), and a task that takes the maximum; best of "
-          f"{r0.get('rounds', '?')} rounds. RSS: the peak, summed over the cluster's processes (the "
-          "scheduler with the client, nannies, workers). See [Scaling out with Dask](dask.md).", "",
-          "| cluster | numbers/s | RSS (MiB) | processes |", "| --- | --- | --- | --- |"]
-    for r in res["rows"]:
-        if r.get("status") != "ok":
-            L.append(f"| {r['label']} | error: {first_line(r.get('error') or '')} | | |")
-        else:
-            L.append(f"| {r['label']} | {r['numbers_per_s'] / 1e3:,.0f}k | {r['rss_mib']:.0f} | {r['procs']} |")
-    return L + [""]
-
-
-
-
-def asgi_md(data: dict[str, Any]) -> list[str]:
-    """The docs' section on bench_asgi: one row per server."""
-    sec = data.get("asgi")
-    if not sec:
-        return []  # results from before the section existed
-    L = ["## ASGI servers under load", ""]
-    res = sec.get("result")
-    if sec.get("status") != "ok" or not isinstance(res, dict) or not res.get("rows"):
-        return L + [f"Not measured in this run: {sec.get('note', 'no figures')}.", ""]
-    L += ["`benchmarks/python/bench_asgi.py`: each server serves `benchmarks/python/asgi_app.py`, a plain "
-          "ASGI app that answers every request with a small JSON body after "
-          f"{res.get('app_cost_ms', 0):.2f} ms of pure-Python work ({res.get('cost_loops', 0):,} loop "
-          "iterations, measured in the benchmark's process), access logs off. Each server is started "
-          f"on its own, warmed up for {res.get('warmup_seconds', 1)} s, then loaded with "
-          f"`{res.get('wrk')} --latency` against `/` (best of {res.get('rounds', 1)} round(s) by "
-          "requests/s, that round's p99; the order of the servers is reversed every other round). wrk "
-          "runs on the same 2 cores as the server, so the figures compare the servers, not their capacity. "
-          "RSS: the peak, over a few readings during the load, of the summed `VmRSS` of the server's "
-          "process and all its descendants (shared pages count once per process).", "",
-          "| server | requests/s | every round | p99 | RSS (process tree) | processes | command |",
-          "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in res["rows"]:
-        cmd = f"`{r['command']}`".replace("|", "/") if r.get("command") else "-"
-        if not asgi_ok(r):
-            why = first_line(str(r.get("error") or "no figure"), 160).replace("|", "/")
-            L.append(f"| {r.get('name')} | {r.get('status', 'error')}: {why} | - | - | - | - | {cmd} |")
-            continue
-        every = ", ".join(f"{v:,.0f}" for v in r.get("rounds") or [] if isinstance(v, (int, float))) or "-"
-        L.append(f"| {r['name']} | {r['rps']:,.0f} | {every} | {r['p99_ms']:.1f} ms | {r['rss_mib']:.1f} MiB | "
-                 f"{r.get('procs', '?')} | {cmd} |")
-    x, m = res.get("xchannels_over_hypercorn2_rps"), res.get("rss_ratio")
-    if isinstance(x, (int, float)) and isinstance(m, (int, float)):
-        L += ["", f"{ASGI_XCHANNELS} against {ASGI_REFERENCE}: {x:.2f}x the requests/s with {m:.2f}x the RSS."]
-    L.append("")
-    return L
-
-
-def values_lines(data: dict[str, Any]) -> list[str]:
-    vals = (data.get("values") or {}).get("result")
-    if not vals:
-        return []
-    L = ["## Values: encode + decode against pickle", "",
-         "`benchmarks/python/bench_values.py`: codec = encode into a message and decode again"
-         " (`_encode_decode`); put+get = `put_nowait` + `get_nowait` on a local channel;"
-         " pickle = `pickle.loads(pickle.dumps(v))`. Best of 5 loops of up to"
-         f" {vals.get('n', 0):,} operations (fewer for big values), one interpreter.", "",
-         "| payload | what | codec | put+get | pickle | pickle / codec |",
-         "| --- | --- | --- | --- | --- | --- |"]
-
-    ns = ns_text
-    notes = []
-    for r in vals["rows"]:
-        what = str(r.get("what", "")).replace("|", "/")
-        if r.get("speedup") is None:
-            notes.append(f"{r['payload']}: {first_line(r.get('error') or 'no figure', 200)}")
-            L.append(f"| {r['payload']} | {what} | error [{len(notes)}] | {ns(r.get('channel_ns'))} | "
-                     f"{ns(r.get('pickle_ns'))} | - |")
-            continue
-        L.append(f"| {r['payload']} | {what} | {ns(r['codec_ns'])} | {ns(r.get('channel_ns'))} | "
-                 f"{ns(r['pickle_ns'])} | {r['speedup']:.1f}x |")
-    for i, n in enumerate(notes, 1):
-        L.append(f"{chr(10) if i == 1 else ''}[{i}] {n.replace('|', '/')}  ")
-    L.append("")
-    return L
-
-
+    return out + ["vs mp.Queue: speed relative to multiprocessing.Queue measured in this run",
+                  "(items/s ratio; for pingpong, its median round trip / this one). > 1 = faster."]
 
 
 def memcpy_table_lines(data: dict[str, Any]) -> list[str]:
-    """Plain-text lines for run.py: the limit and each peer's distance from it."""
+    """The limit of stream-bytes-1MiB and each peer's distance from it."""
     rows = memcpy_rows(data)
     if not rows:
         return []
@@ -151,62 +61,73 @@ def memcpy_table_lines(data: dict[str, Any]) -> list[str]:
     L = [f"{MEMCPY_WORKLOAD} against one copy at memory bandwidth (memmove of {res['distinct_payloads']} "
          f"distinct 1 MiB payloads, single thread: {res['memmove_gbps']:.2f} GB/s):"]
     for r in rows:
-        if r["bytes_per_s"] is None:
-            L.append(f"  {r['peer']:<17} {r['status']}")
-        else:
-            tail = "" if r["copies"] else "  (passes references, no copy: not bound by it)"
-            L.append(f"  {r['peer']:<17} {si(r['bytes_per_s'], 'B')}/s = {r['of_limit']:.2f}x the limit{tail}")
+        tail = "" if r["copies"] else "  (passes references, no copy: not bound by it)"
+        L.append(f"  {r['peer']:<17} " + (r["status"] if r["bytes_per_s"] is None else
+                                          f"{si(r['bytes_per_s'], 'B')}/s = {r['of_limit']:.2f}x the limit{tail}"))
     return L
 
 
-def memcpy_md(data: dict[str, Any]) -> list[str]:
-    """The docs' paragraph on stream-bytes-1MiB's physical limit."""
-    rows = memcpy_rows(data)
-    if not rows:
-        mc = data.get("memcpy") or {}
-        if mc and mc.get("status") != "ok":
-            return [f"The memcpy limit of `{MEMCPY_WORKLOAD}` was not measured: {mc.get('note', '?')}.", ""]
-        return []
-    res = data["memcpy"]["result"]
-    llc = res.get("llc") or {}
-    info = data["peer_info"]
-
-    def mib(b: Any) -> str:
-        return f"{b / 2**20:.0f} MiB" if isinstance(b, (int, float)) else "?"
-
-    srcs = f"sysfs {mib(llc.get('sysfs_bytes'))}, getconf {mib(llc.get('getconf_bytes'))}"
-    L = [f"### `{MEMCPY_WORKLOAD}` against the physical limit", "",
-         f"Moving a 1 MiB `bytes` to another interpreter or process takes at least one copy of it, and "
-         f"a source that is not in the cache is copied at memory bandwidth: that is the limit. In "
-         f"`{MEMCPY_WORKLOAD}` the producer cycles through {res['distinct_payloads']} distinct 1 MiB "
-         f"payloads ({mib(res.get('set_bytes'))}, made before the clock starts; max(4 x last-level cache, "
-         f"64 MiB), with the cache size the larger of {srcs}), so no peer copies from the cache. One "
-         f"thread copying the same set in the same run (`benchmarks/python/bench_memcpy.py`, right after "
-         f"the workload's cells, best of the run's rounds): `ctypes.memmove` into a reused 1 MiB buffer "
-         f"**{res['memmove_gbps']:.2f} GB/s** (the limit below); a new `bytes` per payload "
-         f"(`bytes(memoryview(x))`, malloc + copy) {res['alloc_copy_gbps']:.2f} GB/s; memmove of one "
-         f"payload again and again, in the cache, {res['hot_memmove_gbps']:.2f} GB/s (what a stream of one "
-         f"object put again and again can reach).", "",
-         "| peer | MB/s | of the limit |", "| --- | --- | --- |"]
-    for r in rows:
-        label = info[r["peer"]]["label"]
-        if r["bytes_per_s"] is None:
-            L.append(f"| {label} | {r['status'].replace('|', '/')} | - |")
-        else:
-            tail = " (references, no copy)" if not r["copies"] else ""
-            L.append(f"| {label} | {si(r['bytes_per_s'], 'B')}/s | {r['of_limit']:.2f}x{tail} |")
-    L += ["", "A producer and a consumer run on two cores at once, so a peer that copies on both sides "
-          "(xchannels: into the message at put, into the new `bytes` at get) can overlap its copies, and "
-          "one that copies only once (the interpreter queues copy at get) can come near 1x; pickling peers "
-          "add a pickle and a pipe or shared-memory copy. queue.Queue between threads passes references "
-          "and copies nothing, so the limit does not bind it.", ""]
+def section_lines(name: str, res: Any) -> list[str]:
+    """A section's figures (``data[name]["result"]``: pool, values, asgi, dask, cpp) as stdout lines."""
+    res = res if isinstance(res, dict) else {}
+    L = []
+    if name == "cpp":
+        L = [f"{r['workload']:<9} {r['flavor']:<19} {r['figure']:<12} vs raw {ratio_str(r['vs_raw']):>7}"
+             f"  vs blocking {ratio_str(r['vs_blocking']):>7}" for r in cpp_rows(res)]
+    elif name == "pool":
+        short = {"serial": "serial", "multiprocessing.Pool": "mp.Pool", "multiprocessing.Pool[spawn]": "spawn",
+                 "multiprocessing.Pool[forkserver]": "forkserver", "ProcessPoolExecutor": "PPE",
+                 "ThreadPoolExecutor": "threads", "InterpreterPoolExecutor": "IPE"}
+        for v in pool_variants(res) or []:
+            secs = {q.get("name"): q.get("seconds") for q in v["peers"]}
+            xs = secs.get("xchannels.Pool")
+            if isinstance(xs, (int, float)) and xs > 0:
+                vs = "  ".join(f"{short.get(k, k)} {t / xs:.2f}x" for k, t in secs.items()
+                               if k != "xchannels.Pool" and isinstance(t, (int, float)) and t > 0)
+                L.append(f"{v['name']:<18} xchannels.Pool {xs:7.3f} s   others' time / its: {vs}")
+        reuse = res.get("reusable")
+        if isinstance(reuse, dict):
+            L.append(f"reusable_pool: {reusable_text(reuse) if 'later_median_ms' in reuse else reuse.get('error')}")
+        mem = res.get("memory") or {}
+        for p in mem.get("peers", []):
+            L.append(f"memory {p['name']:<33} " + (f"+{p['added_mib']:6.1f} MiB {mem.get('metric')}  (RSS "
+                                                   f"+{p['rss_added_mib']:.1f} MiB)" if "added_mib" in p else
+                                                   str(p.get("error"))))
+        if mem.get("spawn_over_xchannels"):
+            L.append(f"memory spawn / xchannels: {mem['spawn_over_xchannels']:.2f}x")
+    elif name == "values":
+        for r in res.get("rows", []):
+            ch = f"{r['channel_ns']:6.0f} ns" if r.get("channel_ns") is not None else "     -   "
+            L.append(f"{r['payload']:<16} {r['error']}" if r.get("error") else
+                     f"{r['payload']:<16} codec {r['codec_ns']:6.0f} ns  put+get {ch}  pickle {r['pickle_ns']:6.0f} "
+                     f"ns  pickle/codec {r['speedup']:.1f}x")
+    elif name == "asgi":
+        if res.get("rows"):
+            L.append(f"{res.get('app')}, {res.get('app_cost_ms', 0):.2f} ms of Python per request, "
+                     f"{res.get('wrk')}, best of {res.get('rounds')} round(s):")
+        L += [f"{r['name']:<22} {asgi_row_text(r)}" for r in res.get("rows", [])]
+        if res.get("xchannels_over_hypercorn2_rps") is not None:
+            L.append(f"xchannels / hypercorn -w 2: requests/s {res['xchannels_over_hypercorn2_rps']:.2f}x, "
+                     f"RSS {res['rss_ratio']:.2f}x")
+    elif name == "dask":
+        L = [dask_row_text(r) for r in res.get("rows", [])] or [str(res.get("note", ""))]
+        if "throughput_ratio" in res:
+            L.append(f"xchannels / processes: throughput {res['throughput_ratio']:.2f}x, RSS {res['rss_ratio']:.2f}x")
     return L
 
 
+def asgi_row_text(r: dict[str, Any]) -> str:
+    if r.get("status") != "ok":
+        return f"{r.get('status', 'error')}: {r.get('error', '?')}"
+    return (f"{r['rps']:8.0f} req/s  p99 {r['p99_ms']:7.1f} ms  RSS {r['rss_mib']:6.1f} MiB ({procs_text(r)})"
+            + (f"  ({r['note']})" if r.get("note") else ""))
 
 
-def _py(data: dict[str, Any]) -> str:
-    return str((data.get("python") or {}).get("bench", "?")).split()[0]
+def dask_row_text(r: dict[str, Any]) -> str:
+    if r.get("status") != "ok":
+        return f"{r['label']:<46} error: {r.get('error', '')[-200:]}"
+    return (f"{r['label']:<46} {r['numbers_per_s'] / 1e3:8.0f}k numbers/s  RSS {r['rss_mib']:6.1f} MiB "
+            f"({r['procs']} processes)  best of {r['rounds']}")
 
 
 def other_pythons_lines(data: dict[str, Any]) -> list[str]:
@@ -220,376 +141,197 @@ def other_pythons_lines(data: dict[str, Any]) -> list[str]:
     return L
 
 
+# ---- docs/benchmarks.md: sections -----------------------------------------------------
+
+
 def other_pythons_md(data: dict[str, Any]) -> list[str]:
     """Every goal on every Python of the run, side by side (run.py --with)."""
-    runs = {_py(data): data, **(data.get("other_pythons") or {})}
+    runs = {str((data.get("python") or {}).get("bench", "?")).split()[0]: data, **(data.get("other_pythons") or {})}
     if len(runs) < 2:
         return []
     vers = sorted(runs, key=lambda v: tuple(int(x) if x.isdigit() else 0 for x in v.split(".")))
     by = {v: {g["goal"]: g for g in runs[v].get("goals", [])} for v in vers}
     names = list(dict.fromkeys(g["goal"] for v in vers for g in runs[v].get("goals", [])))
-    L = ["## Goals on each Python", "",
-         "The same goals, measured by `make bench` on each Python in turn on the same machine (3.14 and "
-         "3.15 are Debian sid's, run in the sid root of `.ci/sid`; "
-         + ", ".join(f"{v}: {'quick run, ' if runs[v].get('quick') else ''}{runs[v].get('timestamp', '?')}"
-                     for v in vers)
-         + "). Each run compares its peers on its own Python: CPython's interpreter queue and "
-         f"`{STDLIB_POOL}` (3.14+) are that Python's. The C++ micro-benchmarks do not depend on Python "
-         "and run with the main run only.", "",
-         "| goal | " + " | ".join(f"Python {v}" for v in vers) + " |", "| --- |" + " --- |" * len(vers)]
-    for n in names:
-        row = []
-        for v in vers:
-            g = by[v].get(n)
-            row.append(f"**{g['status']}** {g['detail']}".replace("|", "/") if g else "-")
-        L.append(f"| {n} | " + " | ".join(row) + " |")
+    L = block("pythons", pool=STDLIB_POOL, runs=", ".join(
+        f"{v}: {'quick run, ' if runs[v].get('quick') else ''}{runs[v].get('timestamp', '?')}" for v in vers))
+    L += [""] + md_table(["goal"] + [f"Python {v}" for v in vers], [[n] + [
+        f"**{g['status']}** {g['detail']}".replace("|", "/") if (g := by[v].get(n)) else "-" for v in vers]
+        for n in names])
     for path, why in (data.get("other_pythons_missing") or {}).items():
         L += ["", f"Not included: `{path}` ({why})."]
-    L.append("")
-    return L
+    return L + [""]
 
 
-
-
-# ---- docs/benchmarks.md --------------------------------------------------------
-
-
-def _reading(data: dict[str, Any]) -> list[str]:
+def reading_lines(data: dict[str, Any]) -> list[str]:
     cells = cells_by(data)
-    # ProcessChannel is xchannels too: it is read against the process peers
-    # below, not counted as a peer of Channel.
+    # ProcessChannel is xchannels too: it is read against the process peers, not counted as a peer of Channel.
     peers = [p for p in data["peers_order"] if p not in ("xchannels", PROCESS_PEER)]
-    wins, close, behind = [], [], []
+    wins, close, behind, procs, qt_ahead = [], [], [], [], []
     for w in data["workloads_order"]:
         x = figure(cells.get((w, "xchannels")))
-        if x is None:
-            continue
-        others = [(figure(cells.get((w, p))), p) for p in peers]
-        others = [(v, p) for v, p in others if v is not None]
-        if not others:
-            continue
-        # Across interpreters/processes only: queue.Queue stays in one interpreter.
-        cross = [(v, p) for v, p in others if p != "queue-thread"] or others
-        best, bp = max(cross)
-        r = x / best
-        label = data["peer_info"][bp]["label"]
-        if r >= 1.25:
-            wins.append(f"{w} ({r:.3g}x the best cross-interpreter/process peer, {label})")
-        elif r >= 0.8:
-            close.append(f"{w} ({label} at {1 / r:.2g}x of xchannels)")
-        else:
-            behind.append(f"{w} ({label} is {1 / r:.3g}x faster)")
-    out = []
-    if wins:
-        out.append("- **xchannels leads** in: " + "; ".join(wins) + ".")
-    if close:
-        out.append("- **A peer is close** (within 25 %) in: " + "; ".join(close) + ".")
-    if behind:
-        out.append("- **xchannels is slower** in: " + "; ".join(behind) + ".")
-    out += _process_reading(data)
-    qt_ahead = []
-    for w in data["workloads_order"]:
-        x, q = figure(cells.get((w, "xchannels"))), figure(cells.get((w, "queue-thread")))
+        others = [(v, p) for p in peers if (v := figure(cells.get((w, p)))) is not None]
+        if x is not None and others:
+            # Across interpreters/processes only: queue.Queue stays in one interpreter.
+            best, bp = max([(v, p) for v, p in others if p != "queue-thread"] or others)
+            r, lb = x / best, label(data, bp)
+            if r >= 1.25:
+                wins.append(f"{w} ({r:.3g}x the best cross-interpreter/process peer, {lb})")
+            elif r >= 0.8:
+                close.append(f"{w} ({lb} at {1 / r:.2g}x of xchannels)")
+            else:
+                behind.append(f"{w} ({lb} is {1 / r:.3g}x faster)")
+        xp = figure(cells.get((w, PROCESS_PEER)))
+        pothers = [(v, p) for p in PROCESS_REFS if (v := figure(cells.get((w, p)))) is not None]
+        if PROCESS_PEER in data["peers_order"] and xp is not None and pothers:
+            best, bp = max(pothers)
+            procs.append(f"{w} {ratio_str(xp / best)} {label(data, bp)}")
+        q = figure(cells.get((w, "queue-thread")))
         if x and q and q > x:
             qt_ahead.append(f"{w} ({q / x:.3g}x)")
+    out = [head + "; ".join(items) + "." for head, items in (
+        ("- **xchannels leads** in: ", wins), ("- **A peer is close** (within 25 %) in: ", close),
+        ("- **xchannels is slower** in: ", behind)) if items]
+    if procs:
+        out.append(f"- **{label(data, PROCESS_PEER)}** (processes) against the faster of the other process peers "
+                   "(multiprocessing.Queue, faster-fifo), > 1 = ProcessChannel faster: " + "; ".join(procs) + ".")
     if qt_ahead:
-        out.append(
-            "- `queue.Queue` between two threads of one interpreter beats xchannels in: "
-            + "; ".join(qt_ahead)
-            + ". It passes references under one GIL: no copy, no decode, and no parallel "
-            "Python, so for large bytes it measures reference passing only."
-        )
+        out.append("- `queue.Queue` between two threads of one interpreter beats xchannels in: " + "; ".join(qt_ahead)
+                   + ". It passes references under one GIL: no copy, no decode, and no parallel Python, so for "
+                   "large bytes it measures reference passing only.")
     lim = [r for r in memcpy_rows(data) if r["of_limit"] is not None and r["copies"]]
     if lim:
-        gbps = data["memcpy"]["result"]["memmove_gbps"]
         out.append(f"- `{MEMCPY_WORKLOAD}` against its physical limit, one copy out of the cache at "
-                   f"{gbps:.3g} GB/s (single-thread memcpy, same payloads, same run): "
-                   + "; ".join(f"{data['peer_info'][r['peer']]['label']} {r['of_limit']:.2f}x" for r in lim)
+                   f"{data['memcpy']['result']['memmove_gbps']:.3g} GB/s (single-thread memcpy, same payloads, same "
+                   "run): " + "; ".join(f"{label(data, r['peer'])} {r['of_limit']:.2f}x" for r in lim)
                    + " (see below the streams table).")
-    pv = pool_variants(((data.get("pool") or {}).get("result")))
-    if pv:
-        parts = []
-        for v in pv:
-            xs = next((q for q in v["peers"] if "xchannels" in str(q.get("name"))), None)
-            mp = next((q for q in v["peers"] if str(q.get("name")) == "multiprocessing.Pool"), None)
-            if xs and isinstance(xs.get("seconds"), (int, float)) and xs["seconds"] > 0:
-                sv = xs.get("speedup_vs_serial")
-                t = f"{v['name']}: {xs['seconds']:.3g} s"
-                if isinstance(sv, (int, float)):
-                    t += f", {sv:.2g}x serial"
-                if mp and isinstance(mp.get("seconds"), (int, float)):
-                    t += f", {mp['seconds'] / xs['seconds']:.2g}x multiprocessing.Pool"
-                parts.append(t)
-        if parts:
-            out.append("- Pool (start-up included, 2 workers on 2 cores): xchannels.Pool " + "; ".join(parts) + ".")
-        mem = ((data.get("pool") or {}).get("result") or {}).get("memory")
-        if isinstance(mem, dict):
-            by = {p["name"]: p for p in mem.get("peers", []) if "added_mib" in p}
-            xs, sp = by.get("xchannels.Pool"), by.get("multiprocessing.Pool[spawn]")
-            if xs and sp and mem.get("spawn_over_xchannels"):
-                out.append(f"- Pool memory ({mem.get('metric')}): 2 workers add {xs['added_mib']:.1f} MiB with "
-                           f"xchannels.Pool, {sp['added_mib']:.1f} MiB with multiprocessing.Pool[spawn] "
-                           f"({mem['spawn_over_xchannels']:.2g}x).")
-    return out
-
-
-def _process_reading(data: dict[str, Any]) -> list[str]:
-    """xchannels ProcessChannel against the faster of the process peers
-    (multiprocessing.Queue, faster-fifo), workload by workload."""
-    cells = cells_by(data)
-    if PROCESS_PEER not in data["peers_order"]:
-        return []
+    pres = (data.get("pool") or {}).get("result") or {}
     parts = []
-    for w in data["workloads_order"]:
-        x = figure(cells.get((w, PROCESS_PEER)))
-        others = [(v, p) for p in PROCESS_REFS if (v := figure(cells.get((w, p)))) is not None]
-        if x is None or not others:
-            continue
-        best, bp = max(others)
-        parts.append(f"{w} {ratio_str(x / best)} {_label(data, bp)}")
-    if not parts:
-        return []
-    return [f"- **{_label(data, PROCESS_PEER)}** (processes) against the faster of the other process peers "
-            "(multiprocessing.Queue, faster-fifo), > 1 = ProcessChannel faster: " + "; ".join(parts) + "."]
+    for var in pool_variants(pres) or []:
+        xq = next((q for q in var["peers"] if "xchannels" in str(q.get("name"))), None)
+        mp = next((q for q in var["peers"] if str(q.get("name")) == "multiprocessing.Pool"), None)
+        if xq and isinstance(xq.get("seconds"), (int, float)) and xq["seconds"] > 0:
+            sv = xq.get("speedup_vs_serial")
+            parts.append(f"{var['name']}: {xq['seconds']:.3g} s" + (f", {sv:.2g}x serial" if isinstance(
+                sv, (int, float)) else "") + (f", {mp['seconds'] / xq['seconds']:.2g}x multiprocessing.Pool" if mp
+                                              and isinstance(mp.get("seconds"), (int, float)) else ""))
+    if parts:
+        out.append("- Pool (start-up included, 2 workers on 2 cores): xchannels.Pool " + "; ".join(parts) + ".")
+    mem = pres.get("memory") or {}
+    by = {p["name"]: p for p in mem.get("peers", []) if "added_mib" in p}
+    xs, sp = by.get("xchannels.Pool"), by.get("multiprocessing.Pool[spawn]")
+    if xs and sp and mem.get("spawn_over_xchannels"):
+        out.append(f"- Pool memory ({mem.get('metric')}): 2 workers add {xs['added_mib']:.1f} MiB with "
+                   f"xchannels.Pool, {sp['added_mib']:.1f} MiB with multiprocessing.Pool[spawn] "
+                   f"({mem['spawn_over_xchannels']:.2g}x).")
+    return out + block("reading")
 
 
-def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -> str:
-    cells = cells_by(data)
-    peers = data["peers_order"]
-    info = data["peer_info"]
-    m = data["machine"]
-    L: list[str] = []
-    L.append("# Benchmarks")
-    L.append("")
-    L.append(
-        "<!-- Generated by benchmarks/python/run.py (or report.py) from "
-        f"{json_rel}; do not edit by hand. -->"
-    )
-    L.append("")
-    quick = " **This is a `--quick` run: short cells, rough figures.**" if data.get("quick") else ""
-    L.append(
-        f"Run of {data['date']} at commit `{data['commit']}`, on {m.get('cpu_model', '?')} "
-        f"({m.get('cpu_count', '?')} CPUs), {m.get('uname', '?')}; "
-        f"Python {data['python'].get('bench', '?').split()[0]}; compiler {data.get('compiler', '?')}. "
-        f"The whole run took {data.get('run_seconds', 0):.0f} s.{quick}"
-    )
-    L.append("")
-    L.append(
-        "Every figure below was measured in the same run as the others, on a shared, "
-        "noisy 2-core machine: read the ratios, not the absolute numbers. "
-        f"Each cell is the best of {data.get('rounds', 1)} pass(es) over the whole grid (the host's "
-        "placement of the two vCPUs changes cross-core speed by up to 2x for minutes at a time). "
-        f"Raw data: `{json_rel}`. Reproduce with `make bench` (or `make bench QUICK=1`)."
-    )
-    L.append("")
-    L.append("## Goals")
-    L.append("")
-    for g in data.get("goals", []):
-        L.append(f"- **{g['status']}** {g['goal']}: {g['detail']}")
-    L.append("")
-    L += other_pythons_md(data)
-    L.append("## Peers")
-    L.append("")
-    L.append("| peer | what | actors run in |")
-    L.append("| --- | --- | --- |")
-    for p in peers:
-        L.append(f"| {p} | {info[p]['label']} | {info[p]['where']} |")
-    L.append("")
-    L.append(
-        "Time runs from the first put to the last get seen by the consumers, after "
-        "warm-up rounds; interpreter and process start-up are excluded. Each cell is "
-        "calibrated to about "
-        f"{data.get('target_seconds', 0):g} s per round and repeated up to 3 times; "
-        "the median is kept. Workloads are defined in `benchmarks/README.md`."
-    )
-    L.append("")
-    L.append("## Reading")
-    L.append("")
-    L += _reading(data)
-    L += [
-        "- The machine has 2 cores. `mpmc-2x2` runs 4 busy actors, `fanout-1x2` 3 and "
-        "`select-4` 5: on 2 cores they show contention and scheduling, not scaling; "
-        "compare them between peers, not with the streams.",
-        "- CPython's interpreter queues (3.13's `test.support.interpreters.queues`, 3.14's public "
-        "`concurrent.interpreters.create_queue()`) poll: a blocking `get`/`put` that finds "
-        "nothing sleeps 10 ms and retries, which is why their ping-pong round trip is "
-        "~10 ms. On 3.13 they were run with `syncobj=True` (cross-interpreter data, no pickle); "
-        "3.13.0's default pickles every item. A dict is not cross-interpreter data, so for "
-        "`stream-dict-10` their data queue is created with `syncobj=False` and pickles, as a user's "
-        "would have to (3.14's queue pickles it by itself). For `SharedBuffer-64MiB` they carry a "
-        "shared `memoryview` of a 64 MiB `bytearray`, their nearest zero-copy equivalent "
-        "(it must not outlive the interpreter that made it).",
-        "- `SharedBuffer-64MiB` hands over a reference to the same 64 MiB block: its MB/s "
-        "is nominal (the consumer does not read the bytes). The process peers cannot "
-        "hand it over without copying it (multiprocessing.Queue and faster-fifo pickle it, "
-        "ProcessChannel copies it through its ring): n/a; see `bytes-64MiB`.",
-        "- multiprocessing.Queue and faster-fifo pickle every item and run their actors in "
-        "processes started with `spawn` (start-up excluded). `select-4` and, except for "
-        "xchannels and faster-fifo, `batch` are emulated where a peer has no such API; "
-        "see the notes in the tables.",
-        "- `xchannels-process` is xchannels' `ProcessChannel` with processes as actors, started "
-        "with `spawn` like multiprocessing.Queue's and faster-fifo's (start-up excluded), so it is "
-        "read against those two. Each item is encoded in the same flat form as a `Channel`'s "
-        "(no pickle), copied into a ring in a shared-memory segment (a memfd) that every actor "
-        "maps, and decoded into a new object by the consumer; the channel reaches each spawned "
-        "process as a duplicated file descriptor. Its data rings hold max(64 MiB, 3 x the payload "
-        "+ 1 MiB), as faster-fifo's buffers do; its control queues the default 1 MiB. `select-4` "
-        "uses `xchannels.select`, which takes ProcessChannels too; there is no batch API, so "
-        "`batch` is emulated as for multiprocessing.Queue.",
-        "- `mpmc-2x2` ends, for every peer, with an untimed check round: each producer puts "
-        "distinct ints in order and the consumers count every one they get; any int lost, "
-        "received twice or never put fails the cell.",
-    ]
-    L.append("")
-    L.append("## Streams: one producer, one consumer")
-    L.append("")
-    if "throughput" in images:
-        L.append(f"![Throughput by payload]({images['throughput']})")
-        L.append("")
-    L += _wide_table(data, [w for w in data["workloads_order"] if w.startswith("stream-")])
-    L.append("")
-    stream_how = [f"{w} / {p}: {c['how']}" for w in data["workloads_order"] if w.startswith("stream-")
-                  for p in peers if (c := cells.get((w, p))) and c.get("how")]
-    if stream_how:
-        L.append("How: " + "; ".join(stream_how) + ".")
-        L.append("")
-    L += memcpy_md(data)
-    L.append("## Round-trip latency")
-    L.append("")
-    if "latency" in images:
-        L.append(f"![Ping-pong latency]({images['latency']})")
-        L.append("")
-    L += _wide_table(data, ["pingpong"])
-    L.append("")
-    L.append("## Patterns: several producers or consumers, select, batches")
-    L.append("")
-    if "patterns" in images:
-        L.append(f"![Patterns]({images['patterns']})")
-        L.append("")
-    L += _wide_table(data, [w for w in PATTERNS if w in data["workloads_order"]])
-    L.append("")
-    how = []
-    for w in ("batch", "select-4"):
+def wide_table(data: dict[str, Any], workloads: list[str], images: dict[str, str], image: str,
+               alt: str) -> list[str]:
+    """One row per workload, one column per peer: the figure and its ratio to multiprocessing.Queue."""
+    cells, peers, notes = cells_by(data), data["peers_order"], []
+    rows = []
+    for w in workloads:
+        row = [w]
         for p in peers:
             c = cells.get((w, p))
-            if c and c.get("how"):
-                how.append(f"{w} / {p}: {c['how']}")
-    if how:
-        L.append("How each peer did `batch` and `select-4`: " + "; ".join(how) + ".")
-        L.append("")
-    L += values_lines(data)
-    L.append("## Pool")
-    L.append("")
-    pool = data.get("pool") or {}
-    if pool.get("status") == "ok":
-        if "pool_speedup" in images:
-            L.append(f"![Pool speed-up]({images['pool_speedup']})")
-            L.append("")
-        L.append("Figures from `benchmarks/python/bench_pool.py`: each time runs from pool creation to the "
-                 "last result with the pool shut down (start-up included), 2 workers, best of the runs; "
-                 "task arguments are built before the clock starts. The first run of `startup` in the "
-                 "process pays first-use costs (imports; forkserver's server process, which later pools "
-                 "reuse), so it is shown too.")
-        L.append("")
-        pv = pool_variants(pool.get("result"))
-        res = pool.get("result")
-        if pv:
-            names = pool_peer_names(pv)
-            L.append("| workload | " + " | ".join(names) + " |")
-            L.append("| --- |" + " --- |" * len(names))
-            for v in pv:
-                row = []
-                for nm in names:
-                    q = next((q for q in v["peers"] if q.get("name") == nm), None)
-                    if q is None or not isinstance(q.get("seconds"), (int, float)):
-                        row.append(str((q or {}).get("error", "-"))[:60].replace("|", "/"))
-                    else:
-                        sv = q.get("speedup_vs_serial")
-                        runs = q.get("runs") or []
-                        if isinstance(sv, (int, float)):
-                            extra_txt = f" ({sv:.3g}x serial)"
-                        elif len(runs) > 1 and isinstance(runs[0], (int, float)):
-                            extra_txt = f" (first run {runs[0]:.3g} s)"  # start-up: first use in the process
-                        else:
-                            extra_txt = ""
-                        row.append(f"{q['seconds']:.3g} s" + extra_txt)
-                L.append(f"| {v['name']} ({v.get('tasks', '?')} tasks) | " + " | ".join(row) + " |")
-            L.append("")
-            L += pool_vs_lines(pv)
-            for v in pv:
-                if v.get("note"):
-                    L.append(f"- {v['name']}: {v['note']}")
-            L += memory_md((res or {}).get("memory"))
-            reuse = (res or {}).get("reusable")
-            if isinstance(reuse, dict) and isinstance(reuse.get("later_median_ms"), (int, float)):
-                L += ["", f"`reusable_pool(2)`, a {reuse.get('tasks', 4)}-task `map` of a trivial function "
-                      "(a fresh process, so the first call is its first pool): " + reusable_text(reuse) + "."]
-            extra = {k: v for k, v in res.items() if k not in ("variants",) and not isinstance(v, (dict, list))}
-            if extra:
-                L.append("")
-                L.append("Settings: " + ", ".join(f"{k} = {v}" for k, v in extra.items()) + ".")
-            pool_rows = []
+            if c and c.get("status") == "ok":
+                r = ratio(data, w, p)
+                row.append(cell_value_text(c) + (f" **{ratio_str(r)}**" if r and p != BASELINE else ""))
+            else:
+                notes.append(f"{w} / {p}: {status_text(c)}")
+                row.append((c or {}).get("status", "not run") + f" [{len(notes)}]")
+        rows.append(row)
+    top = [f"![{alt}]({images[image]})", ""] if image in images else []
+    return top + md_table(["workload"] + [label(data, p) for p in peers], rows) + [
+        "", "Bold: speed relative to multiprocessing.Queue in this run (> 1 = faster)."] + notes_lines(notes)
+
+
+def how_lines(data: dict[str, Any], workloads: list[str], head: str) -> list[str]:
+    how = [f"{w} / {p}: {c['how']}" for w in workloads for p in data["peers_order"]
+           if (c := cells_by(data).get((w, p))) and c.get("how")]
+    return [head + "; ".join(how) + ".", ""] if how else []
+
+
+def memcpy_md(data: dict[str, Any]) -> list[str]:
+    """The docs' paragraph on stream-bytes-1MiB's physical limit."""
+    rows = memcpy_rows(data)
+    mc = data.get("memcpy") or {}
+    if not rows:
+        return [f"The memcpy limit of `{MEMCPY_WORKLOAD}` was not measured: {mc.get('note', '?')}.", ""] \
+            if mc and mc.get("status") != "ok" else []
+    res, llc = mc["result"], mc["result"].get("llc") or {}
+
+    def mib(b: Any) -> str:
+        return f"{b / 2**20:.0f} MiB" if isinstance(b, (int, float)) else "?"
+
+    L = block("memcpy", workload=MEMCPY_WORKLOAD, set_mib=mib(res.get("set_bytes")), sysfs=mib(llc.get("sysfs_bytes")),
+              getconf=mib(llc.get("getconf_bytes")), **res)
+    L += [""] + md_table(["peer", "MB/s", "of the limit"], [
+        [label(data, r["peer"]), r["status"].replace("|", "/"), "-"] if r["bytes_per_s"] is None else
+        [label(data, r["peer"]), f"{si(r['bytes_per_s'], 'B')}/s",
+         f"{r['of_limit']:.2f}x" + ("" if r["copies"] else " (references, no copy)")] for r in rows])
+    return L + [""] + block("memcpy_after") + [""]
+
+
+def values_md(data: dict[str, Any]) -> list[str]:
+    vals = (data.get("values") or {}).get("result")
+    if not vals:
+        return []
+    rows, notes = [], []
+    for r in vals["rows"]:
+        what = str(r.get("what", "")).replace("|", "/")
+        if r.get("speedup") is None:
+            notes.append(f"{r['payload']}: {first_line(r.get('error') or 'no figure', 200)}")
+            rows.append([r["payload"], what, f"error [{len(notes)}]", ns_text(r.get("channel_ns")),
+                         ns_text(r.get("pickle_ns")), "-"])
         else:
-            pool_rows = flatten(res)[:60]
-            L.append("| figure | value |")
-            L.append("| --- | --- |")
-        for k, v in pool_rows:
-            if isinstance(v, float):
-                v = f"{v:.4g}"
-            L.append(f"| {k} | {v} |")
-    else:
-        L.append(f"Not measured in this run: {pool.get('note', 'no pool figures')}.")
-    L.append("")
-    L += asgi_md(data)
-    L += dask_md(data)
-    L.append("## C++ micro-benchmarks: Channel against raw moodycamel")
-    L.append("")
-    cpp = data.get("cpp") or {}
-    if cpp.get("status") == "ok":
-        L.append(
-            "`build/bench/channel_bench` (Google Benchmark), int64 items, threads in one "
-            "process. Ratio > 1 means the Channel flavour is faster than the reference "
-            "(raw = busy-polling `ConcurrentQueue`, blocking = `BlockingConcurrentQueue`). "
-            "RawFutex is no queue at all: two words and a futex wait and wake per message, so "
-            "both sides park on every message. It is the floor of a parked round trip on this "
-            "machine, against which the pingpong-busy goal reads."
-        )
-        L.append("")
-        if cpp.get("failed"):
-            L.append("Failed or timed out: " + "; ".join(f"{k} ({v})" for k, v in cpp["failed"].items()) + ".")
-            L.append("")
-        L.append("| workload | flavour | figure | vs raw moodycamel | vs blocking moodycamel |")
-        L.append("| --- | --- | --- | --- | --- |")
-        for r in cpp_rows(cpp):
-            L.append(f"| {r['workload']} | {r['flavor']} | {r['figure']} | "
-                     f"{ratio_str(r['vs_raw'])} | {ratio_str(r['vs_blocking'])} |")
-    else:
-        L.append(f"Not measured in this run: {cpp.get('note', 'no C++ figures')}.")
-    L.append("")
-    return "\n".join(L)
+            rows.append([r["payload"], what, ns_text(r["codec_ns"]), ns_text(r.get("channel_ns")),
+                         ns_text(r["pickle_ns"]), f"{r['speedup']:.1f}x"])
+    return block("values", n=vals.get("n", 0)) + [""] + md_table(
+        ["payload", "what", "codec", "put+get", "pickle", "pickle / codec"], rows) + notes_lines(notes) + [""]
 
 
-def pool_vs_lines(pv: list[dict[str, Any]]) -> list[str]:
-    """xchannels.Pool against every other pool peer, per workload, as time
-    ratios (the peer's seconds / xchannels.Pool's: > 1 = xchannels faster)."""
-    names = [n for n in pool_peer_names(pv) if n != "xchannels.Pool"]
-    L = ["xchannels.Pool against each peer, same workloads: the peer's time / xchannels.Pool's "
-         "(> 1 = xchannels.Pool faster; start-up included):", "",
-         "| workload | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+def pool_md(data: dict[str, Any], images: dict[str, str]) -> list[str]:
+    pool = data.get("pool") or {}
+    res, pv = pool.get("result") or {}, pool_variants(pool.get("result"))
+    if pool.get("status") != "ok" or not pv:
+        return ["## Pool", "", f"Not measured in this run: {pool.get('note', 'no pool figures')}.", ""]
+    L = ["## Pool", ""] + ([f"![Pool speed-up]({images['pool_speedup']})", ""] if "pool_speedup" in images else [])
+    names = pool_peer_names(pv)
+
+    def cell(q: dict[str, Any] | None) -> str:
+        if q is None or not isinstance(q.get("seconds"), (int, float)):
+            return str((q or {}).get("error", "-"))[:60].replace("|", "/")
+        sv, runs = q.get("speedup_vs_serial"), q.get("runs") or []
+        if isinstance(sv, (int, float)):
+            return f"{q['seconds']:.3g} s ({sv:.3g}x serial)"
+        first = f" (first run {runs[0]:.3g} s)" if len(runs) > 1 and isinstance(runs[0], (int, float)) else ""
+        return f"{q['seconds']:.3g} s{first}"  # start-up: the first use in the process
+
+    L += block("pool") + [""] + md_table(["workload"] + names, [
+        [f"{v['name']} ({v.get('tasks', '?')} tasks)"] + [cell(next((q for q in v["peers"] if q.get("name") == nm),
+                                                                    None)) for nm in names] for v in pv])
+    others = [n for n in names if n != "xchannels.Pool"]
+    L += ["", "xchannels.Pool against each peer, same workloads: the peer's time / xchannels.Pool's "
+          "(> 1 = xchannels.Pool faster; start-up included):", ""]
+    rows = []
     for v in pv:
         secs = {q.get("name"): q.get("seconds") for q in v["peers"]}
         xs = secs.get("xchannels.Pool")
-        if not isinstance(xs, (int, float)) or xs <= 0:
-            continue
-        row = []
-        for nm in names:
-            t = secs.get(nm)
-            row.append(ratio_str(t / xs) if isinstance(t, (int, float)) and t > 0 else "-")
-        L.append(f"| {v['name']} | " + " | ".join(row) + " |")
-    L.append("")
-    return L
-
-
+        if isinstance(xs, (int, float)) and xs > 0:
+            rows.append([v["name"]] + [ratio_str(t / xs) if isinstance(t := secs.get(nm), (int, float)) and t > 0
+                                       else "-" for nm in others])
+    L += md_table(["workload"] + others, rows) + [""] + [f"- {v['name']}: {v['note']}" for v in pv if v.get("note")]
+    L += memory_md(res.get("memory"))
+    reuse = res.get("reusable")
+    if isinstance(reuse, dict) and isinstance(reuse.get("later_median_ms"), (int, float)):
+        L += ["", f"`reusable_pool(2)`, a {reuse.get('tasks', 4)}-task `map` of a trivial function "
+              "(a fresh process, so the first call is its first pool): " + reusable_text(reuse) + "."]
+    extra = {k: v for k, v in res.items() if k != "variants" and not isinstance(v, (dict, list))}
+    if extra:
+        L += ["", "Settings: " + ", ".join(f"{k} = {v}" for k, v in extra.items()) + "."]
+    return L + [""]
 
 
 def memory_md(mem: Any) -> list[str]:
@@ -597,61 +339,97 @@ def memory_md(mem: Any) -> list[str]:
     if not isinstance(mem, dict) or not mem.get("peers"):
         return []
     metric = mem.get("metric", "?")
-    L = ["", f"### Memory: what a {mem.get('workers', 2)}-worker pool adds", "",
-         f"Each pool measured in a fresh process: the {metric} "
-         + ("(proportional set size, `/proc/<pid>/smaps_rollup`: a page shared by k processes counts "
-            "1/k in each, so forked workers' shared pages are not counted twice) " if metric == "PSS" else "")
-         + "of that process and all its descendants, before the pool is created (the pool's and the "
-         "task's modules already imported) and once both workers have run a task (a 50 ms sleep) — "
-         "xchannels.Pool's workers are in-process interpreters, so its figure is the parent's growth. "
-         "Helper processes (the forkserver, the resource tracker that spawn and forkserver start) are "
-         "counted, and shown apart. RSS added: the same sum of RSS, which counts shared pages once per "
-         "process.", "",
-         f"| pool | {metric} added | parent | workers | helpers | RSS added |",
-         "| --- | --- | --- | --- | --- | --- |"]
-    for p in mem["peers"]:
-        if "error" in p:
-            L.append(f"| {p['name']} | error: {str(p['error'])[:80].replace('|', '/')} | | | | |")
-            continue
-        helpers = f" ({', '.join(p['helpers'])})" if p.get("helpers") else ""
-        L.append(f"| {p['name']} | **{p['added_mib']:.1f} MiB** | {p['parent_added_mib']:.1f} MiB | "
-                 f"{p['workers_mib']:.1f} MiB | {p['helpers_mib']:.1f} MiB{helpers} | {p['rss_added_mib']:.1f} MiB |")
+    L = [""] + block("memory", workers=mem.get("workers", 2), metric=metric,
+                     pss=BLOCKS["pss"] if metric == "PSS" else "") + [""]
+    L += md_table(["pool", f"{metric} added", "parent", "workers", "helpers", "RSS added"], [
+        [p["name"], f"error: {str(p['error'])[:80].replace('|', '/')}", "", "", "", ""] if "error" in p else
+        [p["name"], f"**{p['added_mib']:.1f} MiB**", f"{p['parent_added_mib']:.1f} MiB", f"{p['workers_mib']:.1f} MiB",
+         f"{p['helpers_mib']:.1f} MiB" + (f" ({', '.join(p['helpers'])})" if p.get("helpers") else ""),
+         f"{p['rss_added_mib']:.1f} MiB"] for p in mem["peers"]])
     r = mem.get("spawn_over_xchannels")
     by = {p["name"]: p for p in mem["peers"] if "added_mib" in p}
     xs, sp = by.get("xchannels.Pool"), by.get("multiprocessing.Pool[spawn]")
     if r and xs and sp and xs["added_mib"] > 0:
-        L.append("")
-        L.append(f"multiprocessing.Pool[spawn] adds {r:.2g}x the memory xchannels.Pool adds ({metric}); "
-                 f"its two worker processes alone, without the resource tracker, "
-                 f"{sp['workers_mib'] / xs['added_mib']:.2g}x; by the sum of RSS, "
-                 f"{sp['rss_added_mib'] / xs['rss_added_mib']:.2g}x.")
+        L += ["", f"multiprocessing.Pool[spawn] adds {r:.2g}x the memory xchannels.Pool adds ({metric}); its two "
+              f"worker processes alone, without the resource tracker, {sp['workers_mib'] / xs['added_mib']:.2g}x; by "
+              f"the sum of RSS, {sp['rss_added_mib'] / xs['rss_added_mib']:.2g}x."]
     return L
 
 
-def _wide_table(data: dict[str, Any], workloads: list[str]) -> list[str]:
-    cells = cells_by(data)
-    peers = data["peers_order"]
-    info = data["peer_info"]
-    L = ["| workload | " + " | ".join(info[p]["label"] for p in peers) + " |",
-         "| --- |" + " --- |" * len(peers)]
-    notes = []
-    for w in workloads:
-        row = []
-        for p in peers:
-            c = cells.get((w, p))
-            if c and c.get("status") == "ok":
-                r = ratio(data, w, p)
-                row.append(cell_value_text(c) + (f" **{ratio_str(r)}**" if r and p != BASELINE else ""))
-            else:
-                st = (c or {}).get("status", "not run")
-                notes.append(f"{w} / {p}: {status_text(c)}")
-                row.append(st + f" [{len(notes)}]")
-        L.append(f"| {w} | " + " | ".join(row) + " |")
-    L.append("")
-    L.append("Bold: speed relative to multiprocessing.Queue in this run (> 1 = faster).")
-    for i, n in enumerate(notes, 1):
-        L.append(f"{'' if i > 1 else chr(10)}[{i}] {n.replace('|', '/')}  ")
-    return L
+def asgi_md(data: dict[str, Any]) -> list[str]:
+    sec = data.get("asgi")
+    if not sec:
+        return []  # results from before the section existed
+    res = sec.get("result")
+    if sec.get("status") != "ok" or not isinstance(res, dict) or not res.get("rows"):
+        return ["## ASGI servers under load", "", f"Not measured in this run: {sec.get('note', 'no figures')}.", ""]
+    rows = []
+    for r in res["rows"]:
+        cmd = f"`{r['command']}`".replace("|", "/") if r.get("command") else "-"
+        if not asgi_ok(r):
+            why = first_line(str(r.get("error") or "no figure"), 160).replace("|", "/")
+            rows.append([str(r.get("name")), f"{r.get('status', 'error')}: {why}", "-", "-", "-", "-", cmd])
+        else:
+            every = ", ".join(f"{v:,.0f}" for v in r.get("rounds") or [] if isinstance(v, (int, float))) or "-"
+            rows.append([r["name"], f"{r['rps']:,.0f}", every, f"{r['p99_ms']:.1f} ms", f"{r['rss_mib']:.1f} MiB",
+                         str(r.get("procs", "?")), cmd])
+    L = ["## ASGI servers under load", ""] + block("asgi", **{"warmup_seconds": 1, "rounds": 1, **res}) + [""]
+    L += md_table(["server", "requests/s", "every round", "p99", "RSS (process tree)", "processes", "command"], rows)
+    x, m = res.get("xchannels_over_hypercorn2_rps"), res.get("rss_ratio")
+    if isinstance(x, (int, float)) and isinstance(m, (int, float)):
+        L += ["", f"{ASGI_XCHANNELS} against {ASGI_REFERENCE}: {x:.2f}x the requests/s with {m:.2f}x the RSS."]
+    return L + [""]
+
+
+def dask_md(data: dict[str, Any]) -> list[str]:
+    sec = data.get("dask") or {}
+    L = ["## Dask: one worker process with interpreters against worker processes", ""]
+    res = sec.get("result") or {}
+    if not res.get("rows"):
+        return L + [f"Not measured in this run: {sec.get('note') or res.get('note') or 'no figures'}.", ""]
+    r0 = res["rows"][0]
+    L += block("dask", tasks=r0.get("tasks", "?"), chunk=r0.get("chunk", 0), rounds=r0.get("rounds", "?")) + [""]
+    return L + md_table(["cluster", "numbers/s", "RSS (MiB)", "processes"], [
+        [r["label"], f"error: {first_line(r.get('error') or '')}", "", ""] if r.get("status") != "ok" else
+        [r["label"], f"{r['numbers_per_s'] / 1e3:,.0f}k", f"{r['rss_mib']:.0f}", str(r["procs"])]
+        for r in res["rows"]]) + [""]
+
+
+def cpp_md(data: dict[str, Any]) -> list[str]:
+    cpp = data.get("cpp") or {}
+    L = ["## C++ micro-benchmarks: Channel against raw moodycamel", ""]
+    if cpp.get("status") != "ok":
+        return L + [f"Not measured in this run: {cpp.get('note', 'no C++ figures')}.", ""]
+    L += block("cpp") + [""]
+    if cpp.get("failed"):
+        L += ["Failed or timed out: " + "; ".join(f"{k} ({v})" for k, v in cpp["failed"].items()) + ".", ""]
+    return L + md_table(["workload", "flavour", "figure", "vs raw moodycamel", "vs blocking moodycamel"], [
+        [r["workload"], r["flavor"], r["figure"], ratio_str(r["vs_raw"]), ratio_str(r["vs_blocking"])]
+        for r in cpp_rows(cpp)]) + [""]
+
+
+def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -> str:
+    m, wls = data["machine"], data["workloads_order"]
+    L = block("header", json_rel=json_rel, date=data["date"], commit=data["commit"], cpu=m.get("cpu_model", "?"),
+              cpus=m.get("cpu_count", "?"), uname=m.get("uname", "?"),
+              python=data["python"].get("bench", "?").split()[0], compiler=data.get("compiler", "?"),
+              seconds=data.get("run_seconds", 0), rounds=data.get("rounds", 1),
+              quick=" **This is a `--quick` run: short cells, rough figures.**" if data.get("quick") else "")
+    L += [""] + [f"- **{g['status']}** {g['goal']}: {g['detail']}" for g in data.get("goals", [])] + [""]
+    L += other_pythons_md(data) + ["## Peers", ""]
+    L += md_table(["peer", "what", "actors run in"], [[p, label(data, p), data["peer_info"][p]["where"]]
+                                                       for p in data["peers_order"]])
+    L += [""] + block("method", target=data.get("target_seconds", 0)) + [""] + reading_lines(data)
+    streams = [w for w in wls if w.startswith("stream-")]
+    L += ["", "## Streams: one producer, one consumer", ""]
+    L += wide_table(data, streams, images, "throughput", "Throughput by payload") + [""]
+    L += how_lines(data, streams, "How: ") + memcpy_md(data) + ["## Round-trip latency", ""]
+    L += wide_table(data, ["pingpong"], images, "latency", "Ping-pong latency") + [""]
+    L += ["## Patterns: several producers or consumers, select, batches", ""]
+    L += wide_table(data, [w for w in PATTERNS if w in wls], images, "patterns", "Patterns") + [""]
+    L += how_lines(data, ["batch", "select-4"], "How each peer did `batch` and `select-4`: ")
+    L += values_md(data) + pool_md(data, images) + asgi_md(data) + dask_md(data) + cpp_md(data)
+    return "\n".join(L)
 
 
 def add_other_pythons(data: dict[str, Any], paths: list[str]) -> None:

@@ -1,32 +1,10 @@
-"""benchmarks/python/run.py: the comparison benchmark suite (``make bench``).
+"""benchmarks/python/run.py: the comparison benchmark suite (``make bench``); flags, files and method:
+benchmarks/README.md.
 
-    .venv-3.13/bin/python benchmarks/python/run.py [--quick] [--no-docs]
-        [--only REGEX] [--peers a,b] [--no-cpp] [--no-pool] [--no-asgi] [--no-dask]
-        [--rounds N]
-        [--out FILE] [--with FILE ...]
-
-Runs every workload of ``workloads.py`` against every peer of ``peers.py``,
-each cell in its own process session (``cell.py``) with a time limit, so a
-peer that hangs or crashes is killed and recorded without sinking the run;
-right after each pass's ``stream-bytes-1MiB`` cells, ``bench_memcpy.py``
-measures that workload's physical limit (one copy out of cache). Then the
-C++ micro-benchmarks (``build/bench/channel_bench``, if built), the pool
-figures (``bench_pool.py``, if present), the value codec against pickle
-(``bench_values.py``), ASGI servers under wrk (``bench_asgi.py``) and Dask
-clusters for GIL-bound work (``bench_dask.py``). Writes
-``build/bench/<date>-<commit>[-quick].json``, the plots
-``docs/img/bench-*.png`` and, unless ``--no-docs``, ``docs/benchmarks.md``
-(its JSON copied to ``benchmarks/results/latest.json``, the one tracked). Prints a table with ratios to
-``multiprocessing.Queue`` and the project goals as PASS/MISS lines.
-
-Other Pythons (``make bench`` runs sid's 3.14 and 3.15 first): a run with
-``--out FILE`` writes its JSON there and neither plots nor docs; the main
-run then takes each such file with ``--with FILE``, keeps it whole under
-``other_pythons`` in its own JSON, prints its goals after its own and puts
-every Python's goals side by side in ``docs/benchmarks.md``.
-
-Works with the in-tree build (``PYTHONPATH=python``) or the installed
-package; sub-interpreters and spawned processes inherit ``sys.path``.
+Runs every workload of ``workloads.py`` against every peer of ``peers.py``, each cell in its own process
+session (``cell.py``) with a time limit, so a peer that hangs or crashes is killed and recorded without
+sinking the run; then the sections (C++, pool, values, ASGI, Dask), each a child process with a limit.
+Works with the in-tree build (``PYTHONPATH=python``) or the installed package.
 """
 
 from __future__ import annotations
@@ -326,9 +304,22 @@ def run_cpp(args: argparse.Namespace) -> dict[str, Any]:
         out["status"] = "error"
         out["note"] = "every benchmark failed: " + "; ".join(f"{k}: {v}" for k, v in out["failed"].items())
     print(f"C++ micro-benchmarks: {len(out['benchmarks'])} results in {out['seconds']:.1f} s", flush=True)
-    for r in report.cpp_rows(out):
-        print(f"  {r['workload']:<9} {r['flavor']:<19} {r['figure']:<12} vs raw {report.ratio_str(r['vs_raw']):>7}"
-              f"  vs blocking {report.ratio_str(r['vs_blocking']):>7}")
+    for line in report.section_lines("cpp", out):
+        print(f"  {line}")
+    return out
+
+
+# section -> (its module, its label, time limits quick and full)
+SECTIONS = {"pool": ("bench_pool", "Pool", 180, 420), "values": ("bench_values", "Values", 120, 120),
+            "asgi": ("bench_asgi", "ASGI", 120, 240), "dask": ("bench_dask", "Dask", 240, 420)}
+
+
+def run_section(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """A section: its module's ``run(quick)`` (``run_bench_module``), then its figures printed."""
+    module, label, quick_limit, limit = SECTIONS[name]
+    out = run_bench_module(args, label, module, quick_limit if args.quick else limit)
+    for line in report.section_lines(name, out.get("result")):
+        print(f"  {name}| {line}", flush=True)
     return out
 
 
@@ -361,40 +352,6 @@ def run_bench_module(args: argparse.Namespace, label: str, module: str, limit: f
     return {"status": "ok", "result": res, "seconds": time.monotonic() - t}
 
 
-def run_pool(args: argparse.Namespace) -> dict[str, Any]:
-    """Pool figures (bench_pool.py); prints xchannels.Pool's time per workload
-    against the other pools' (their time / its time: > 1 = xchannels faster)
-    and the memory each pool adds. The pool goals are in report.goals."""
-    out = run_bench_module(args, "Pool", "bench_pool", 180 if args.quick else 420)
-    res = out.get("result") or {}
-    short = {"serial": "serial", "multiprocessing.Pool": "mp.Pool", "multiprocessing.Pool[spawn]": "spawn",
-             "multiprocessing.Pool[forkserver]": "forkserver", "ProcessPoolExecutor": "PPE",
-             "ThreadPoolExecutor": "threads", "InterpreterPoolExecutor": "IPE"}
-    for v in report.pool_variants(res) or []:
-        secs = {q.get("name"): q.get("seconds") for q in v["peers"]}
-        xs = secs.get("xchannels.Pool")
-        if not isinstance(xs, (int, float)) or xs <= 0:
-            continue
-        vs = "  ".join(f"{short.get(k, k)} {t / xs:.2f}x" for k, t in secs.items()
-                       if k != "xchannels.Pool" and isinstance(t, (int, float)) and t > 0)
-        print(f"  pool| {v['name']:<18} xchannels.Pool {xs:7.3f} s   others' time / its: {vs}", flush=True)
-    reuse = res.get("reusable") if isinstance(res, dict) else None
-    if isinstance(reuse, dict):
-        text = report.reusable_text(reuse) if "later_median_ms" in reuse else reuse.get("error")
-        print(f"  pool| reusable_pool: {text}", flush=True)
-    mem = res.get("memory") if isinstance(res, dict) else None
-    if isinstance(mem, dict):
-        for p in mem.get("peers", []):
-            if "added_mib" in p:
-                print(f"  pool| memory {p['name']:<33} +{p['added_mib']:6.1f} MiB {mem.get('metric')}"
-                      f"  (RSS +{p['rss_added_mib']:.1f} MiB)", flush=True)
-            else:
-                print(f"  pool| memory {p['name']:<33} {p.get('error')}", flush=True)
-        if mem.get("spawn_over_xchannels"):
-            print(f"  pool| memory spawn / xchannels: {mem['spawn_over_xchannels']:.2f}x", flush=True)
-    return out
-
-
 def run_memcpy(args: argparse.Namespace, data: dict[str, Any]) -> None:
     """One round of bench_memcpy (one copy of 1 MiB blocks out of cache, the
     physical limit of stream-bytes-1MiB) into ``data["memcpy"]``, keeping the
@@ -416,46 +373,6 @@ def run_memcpy(args: argparse.Namespace, data: dict[str, Any]) -> None:
               f"{res['hot_memmove_gbps']:.2f} GB/s", flush=True)
     for line in report.memcpy_table_lines(data):
         print("  memcpy| " + line, flush=True)
-
-
-def run_values(args: argparse.Namespace) -> dict[str, Any]:
-    """Encode+decode cost per message against pickle (bench_values.py)."""
-    out = run_bench_module(args, "Values", "bench_values", 120)
-    for r in (out.get("result") or {}).get("rows", []):
-        if r.get("error"):
-            print(f"  values| {r['payload']:<16} {r['error']}", flush=True)
-            continue
-        ch = f"{r['channel_ns']:6.0f} ns" if r.get("channel_ns") is not None else "     -   "
-        print(f"  values| {r['payload']:<16} codec {r['codec_ns']:6.0f} ns  put+get {ch}"
-              f"  pickle {r['pickle_ns']:6.0f} ns  pickle/codec {r['speedup']:.1f}x", flush=True)
-    return out
-
-
-def run_asgi(args: argparse.Namespace) -> dict[str, Any]:
-    """ASGI servers under wrk (bench_asgi.py): requests/s, p99 latency and
-    the RSS of each server's process tree. The ASGI goals are in report.goals."""
-    out = run_bench_module(args, "ASGI", "bench_asgi", 120 if args.quick else 240)
-    res = out.get("result") or {}
-    if res.get("rows"):
-        print(f"  asgi| {res.get('app')}, {res.get('app_cost_ms', 0):.2f} ms of Python per request, "
-              f"{res.get('wrk')}, best of {res.get('rounds')} round(s):", flush=True)
-    for r in res.get("rows", []):
-        if r.get("status") != "ok":
-            print(f"  asgi| {r['name']:<22} {r.get('status', 'error')}: {r.get('error')}", flush=True)
-            continue
-        print(f"  asgi| {r['name']:<22} {r['rps']:8.0f} req/s  p99 {r['p99_ms']:7.1f} ms"
-              f"  RSS {r['rss_mib']:6.1f} MiB ({r['procs']} process{'' if r['procs'] == 1 else 'es'})", flush=True)
-    if res.get("xchannels_over_hypercorn2_rps") is not None:
-        print(f"  asgi| xchannels / hypercorn -w 2: requests/s {res['xchannels_over_hypercorn2_rps']:.2f}x, "
-              f"RSS {res['rss_ratio']:.2f}x", flush=True)
-    return out
-
-
-def run_dask(args: argparse.Namespace) -> dict[str, Any]:
-    """A Dask cluster for GIL-bound work (bench_dask.py): one worker process
-    fanning out over worker interpreters against two worker processes. The
-    Dask goal is in report.goals."""
-    return run_bench_module(args, "Dask", "bench_dask", 240 if args.quick else 420)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -526,20 +443,17 @@ def main() -> int:
     try:
         run_cells(args, data)
         data["cpp"] = {"status": "skipped", "note": "--no-cpp"} if args.no_cpp else run_cpp(args)
-        data["pool"] = {"status": "skipped", "note": "--no-pool"} if args.no_pool else run_pool(args)
-        data["values"] = run_values(args)
-        data["asgi"] = {"status": "skipped", "note": "--no-asgi"} if args.no_asgi else run_asgi(args)
-        data["dask"] = {"status": "skipped", "note": "--no-dask"} if args.no_dask else run_dask(args)
+        for name in SECTIONS:
+            skip = name != "values" and getattr(args, f"no_{name}")
+            data[name] = {"status": "skipped", "note": f"--no-{name}"} if skip else run_section(args, name)
     except KeyboardInterrupt:
         interrupted = True
         if Child.current is not None:
             Child.current.kill_group()
         print("\ninterrupted: stopping; writing what was measured", flush=True)
         data["interrupted"] = True
-        data.setdefault("cpp", {"status": "skipped", "note": "interrupted"})
-        data.setdefault("pool", {"status": "skipped", "note": "interrupted"})
-        data.setdefault("asgi", {"status": "skipped", "note": "interrupted"})
-        data.setdefault("dask", {"status": "skipped", "note": "interrupted"})
+        for name in ("cpp", "pool", "asgi", "dask"):
+            data.setdefault(name, {"status": "skipped", "note": "interrupted"})
 
     data["goals"] = report.goals(data)
     report.add_other_pythons(data, args.with_results)
