@@ -1,17 +1,6 @@
-"""benchmarks/python/asgi_app.py: the application ``bench_asgi.py`` serves.
-
-A plain ASGI 3 application, no framework: every HTTP request is answered
-``200`` with a small JSON body after ``work(COST_LOOPS)``, a pure-Python loop
-that stands for a request's CPU cost (about 0.7 ms on the benchmark machine;
-``bench_asgi.py`` measures it and reports it as ``app_cost_ms``). The loop
-runs in the event loop, as a view's Python code would, so one worker serves
-one request's cost at a time and requests/s measures how well a server's
-workers use the cores. The lifespan protocol is answered (startup and
-shutdown complete); other scope types are ignored.
-
-Pure Python and standard library only: every server under test, and every
-worker interpreter of ``xchannels.asgi``, imports it as ``asgi_app:app``.
-"""
+"""benchmarks/python/asgi_app.py: the ASGI 3 app ``bench_asgi.py`` serves: every request ``200`` with a small
+JSON body after ``work(COST_LOOPS)``, a pure-Python loop in the event loop standing for a view's CPU cost
+(~0.7 ms here). Standard library only: every server and every xchannels.asgi worker imports it."""
 
 from __future__ import annotations
 

@@ -1,16 +1,7 @@
-"""benchmarks/python/bench_asgi.py: a web server's throughput, latency and memory, ``xchannels.asgi``
-(worker interpreters in one process) against process-based ASGI servers, all serving ``asgi_app:app``.
-
-Each server of ``SERVERS`` is started with ``sys.executable -m ...`` from this folder on a free port,
-waited for until it answers ``GET /``, warmed up, then loaded with ``wrk --latency`` while the RSS of its
-process tree is sampled (the peak kept); then its whole tree is killed. A server that cannot run gets a
-row with an ``error`` and the others go on. ``ROUNDS`` passes over the servers, the order reversed
-every other pass, each server keeping its best round by requests/s. The servers stay in this process's
-process group, so ``run.py``, which kills a section's group when it overruns, kills them too.
-
-Usage: ``python benchmarks/python/bench_asgi.py [--quick]`` prints a table;
-``run(quick)`` returns the figures for the ``make bench`` harness.
-"""
+"""benchmarks/python/bench_asgi.py: ``xchannels.asgi`` (worker interpreters in one process) against
+process-based ASGI servers, all serving ``asgi_app:app`` under ``wrk --latency``, with the peak RSS of each
+server's process tree; ``ROUNDS`` passes, the order reversed every other one, best requests/s kept. The
+servers stay in this process group, so run.py's kill of an overrunning section reaches them."""
 
 from __future__ import annotations
 
@@ -124,19 +115,21 @@ def tree_rss(pid: int) -> tuple[int, int]:
     """(summed RSS in bytes, processes counted) of pid and its descendants (psutil)."""
     import psutil
 
-    total = procs = 0
     try:
-        root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
+        tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
     except psutil.Error:
         return 0, 0
-    for p in tree:
-        try:
-            total += p.memory_info().rss
-            procs += 1
-        except psutil.Error:  # exited meanwhile
-            pass
-    return total, procs
+    rss = [m.rss for p in tree if (m := _memory_info(p))]
+    return sum(rss), len(rss)
+
+
+def _memory_info(p: Any) -> Any:
+    import psutil
+
+    try:
+        return p.memory_info()
+    except psutil.Error:  # exited meanwhile
+        return None
 
 
 # ---- one measurement ----------------------------------------------------------------
@@ -204,21 +197,15 @@ _UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 def parse_wrk(out: str) -> dict[str, Any]:
     """Requests/s, latency percentiles (ms), request count and errors from
     the output of ``wrk --latency``."""
-    res: dict[str, Any] = {}
-    m = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
-    if m:
-        res["rps"] = float(m.group(1))
-    for pct, val, unit in re.findall(r"^\s*(50|75|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.M):
-        res[f"p{pct}_ms"] = float(val) * _UNITS_MS[unit]
-    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", out, re.M)
-    if m:
-        res["requests"] = int(m.group(1))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
+    res: dict[str, Any] = {f"p{pct}_ms": float(val) * _UNITS_MS[unit] for pct, val, unit in re.findall(
+        r"^\s*(50|75|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.M)}
+    for key, pattern, conv in (("rps", r"^Requests/sec:\s+([\d.]+)", float),
+                               ("requests", r"^\s*(\d+) requests in [\d.]+(?:us|ms|s|m|h)", int),
+                               ("non_2xx", r"Non-2xx or 3xx responses:\s+(\d+)", int)):
+        if m := re.search(pattern, out, re.M):
+            res[key] = conv(m.group(1))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         res["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups())))
-    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    if m:
-        res["non_2xx"] = int(m.group(1))
     return res
 
 
@@ -319,17 +306,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     deadline = time.monotonic() + (BUDGET_QUICK if quick else BUDGET)
     cost_ms, loops = app_cost_ms()  # also fails here, not in every server, if asgi_app is broken
     result: dict[str, Any] = {
-        "app": APP,
-        "cost_loops": loops,
-        "app_cost_ms": cost_ms,
-        "wrk": " ".join(wrk_command(seconds)[:4]),
-        "seconds": seconds,
-        "warmup_seconds": WARMUP_SECONDS,
-        "rounds": rounds,
-        "python": sys.version.split()[0],
-        "cpus": os.cpu_count(),
-        "rows": [],
-    }
+        "app": APP, "cost_loops": loops, "app_cost_ms": cost_ms, "wrk": " ".join(wrk_command(seconds)[:4]),
+        "seconds": seconds, "warmup_seconds": WARMUP_SECONDS, "rounds": rounds, "python": sys.version.split()[0],
+        "cpus": os.cpu_count(), "rows": []}
     best: dict[str, dict[str, Any]] = {}
     every: dict[str, list[float | None]] = {s.name: [] for s in SERVERS}
     if shutil.which("wrk") is None:

@@ -1,36 +1,12 @@
-"""benchmarks/python/bench_dask.py: a Dask cluster for GIL-bound work, one
-worker process fanning out over worker interpreters against the usual set-up
-of one worker process per core.
+"""benchmarks/python/bench_dask.py: a Dask cluster for GIL-bound work, one worker process fanning out over
+worker interpreters (``xchannels``: 1 worker process of 2 threads, each task mapping its range over
+``xchannels.reusable_pool(2)``; two threads, so that the next task's batches queue while one ends) against
+one worker process per core (``processes``: 2 of 1 thread). Tasks: the longest Collatz chain over ``CHUNK``
+numbers each, then a max. Each cluster in a child process (``--config NAME``): a warm-up, then ``ROUNDS``
+runs of the graph, the best throughput kept, the peak RSS of the process tree sampled every 20 ms.
 
-The task graph: ``TASKS`` tasks, each the longest Collatz chain over a range
-of ``CHUNK`` numbers (pure-Python CPU work), then one task that takes the
-maximum. Two clusters, each a ``distributed.LocalCluster(processes=True)``
-with Dask's defaults otherwise (its statistical profiler on):
-
-- ``xchannels``: 1 worker process of 2 threads; each task maps its range
-  over ``xchannels.reusable_pool(2)``, two worker interpreters in the
-  worker's process (the pool is made by the warm-up and kept). Two Dask
-  threads, so that the next task's batches are queued while one ends (with
-  one thread the interpreters idle while Dask hands out the next task:
-  0.98x instead of 1.01x here);
-- ``processes``: 2 worker processes of 1 thread each; each task runs its
-  range in the worker's thread.
-
-Each cluster runs in a child process of its own (``--config NAME``), which
-warms the cluster up (one task per worker thread), then runs the graph
-``ROUNDS`` times (``ROUNDS_QUICK`` with ``--quick``) and keeps the best
-round's throughput (numbers per second). While the rounds run, a thread
-sums the RSS of the cluster's processes (the child, which holds the
-scheduler and the client, and all its descendants: nannies and workers;
-psutil) every 20 ms and keeps the peak.
-
-This module is imported by the Dask workers and by xchannels' worker
-interpreters (the tasks are its functions), so it imports neither
-``distributed`` nor ``psutil`` at the top: neither can load in an own-GIL
-sub-interpreter.
-
-Usage: ``python benchmarks/python/bench_dask.py [--quick]`` prints a table;
-``run(quick)`` returns the figures for the ``make bench`` harness.
+Dask workers and xchannels' worker interpreters import this module for the tasks: no ``distributed`` or
+``psutil`` at the top (neither loads in an own-GIL sub-interpreter). ``run(quick)`` returns the figures.
 """
 
 from __future__ import annotations

@@ -1,29 +1,7 @@
-"""benchmarks/python/bench_memcpy.py: the physical limit of stream-bytes-1MiB.
-
-Moving a 1 MiB ``bytes`` from one interpreter or process to another takes at
-least one copy of it, and when the source is not in the cache that copy runs
-at memory bandwidth. This measures it on this machine, single-threaded, over
-the same set of distinct payloads the ``stream-bytes-1MiB`` producers cycle
-through (``workloads.make_payloads``, ``cell.distinct_count``: max(4 x LLC,
-64 MiB) in total, made before the clock starts):
-
-``memmove``     ``ctypes.memmove`` of each payload into one reused 1 MiB
-                buffer: one copy, source out of the cache, destination hot
-                (the best case of one copy: the limit reported)
-``alloc_copy``  ``bytes(memoryview(x))``: a new bytes object per payload,
-                what a receiver must build (malloc + one copy)
-``hot_memmove`` ``ctypes.memmove`` of one payload again and again (source in
-                the cache): what a stream of one object put again and again
-                can reach, shown for contrast
-
-Each is timed over whole passes through the set, for about ``target``
-seconds (at least 3 passes); the median pass is kept. GB/s are 1e9 bytes/s,
-as the cells' MB/s are 1e6 bytes/s.
-
-Usage: ``python benchmarks/python/bench_memcpy.py [--quick]``; ``run(quick)``
-returns the figures for the make bench harness (``run.py`` calls it right
-after each round's ``stream-bytes-1MiB`` cells).
-"""
+"""benchmarks/python/bench_memcpy.py: the physical limit of stream-bytes-1MiB, one copy at memory bandwidth
+over the producers' payload set (``memmove``: the limit; ``alloc_copy``: bytes(memoryview(x));
+``hot_memmove``: one cache-hot payload), each the median of whole passes for about ``target`` seconds;
+GB/s are 1e9 bytes/s (method: benchmarks/README.md). ``run(quick)`` returns the figures."""
 
 from __future__ import annotations
 

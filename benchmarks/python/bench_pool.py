@@ -1,11 +1,6 @@
-"""benchmarks/python/bench_pool.py: xchannels.Pool against serial, a thread pool and the process pools,
-start-up included, plus the memory a pool adds (workloads, peers and memory: benchmarks/README.md, "Pool").
-
-Importing this module has no side effects. ``run(quick)`` returns the figures (``make bench`` calls it);
-``python bench_pool.py [--quick]`` prints them. The task functions are taken from this module imported as
-``bench_pool`` (its folder is put on ``sys.path``), so worker interpreters and processes can import it by
-name whatever name the caller imported this file under.
-"""
+"""benchmarks/python/bench_pool.py: xchannels.Pool against serial, thread and process pools, start-up
+included, and the memory a pool adds (benchmarks/README.md, "Pool"). ``run(quick)`` returns the figures.
+Workers import the task functions from this module as ``bench_pool``; it imports little at the top."""
 
 from __future__ import annotations
 
@@ -212,51 +207,38 @@ def _mp_default_chunksize(tasks: int) -> int:
 
 
 def _variants(quick: bool) -> list[dict[str, Any]]:
-    """The workloads. ``args`` is a list of task arguments or a callable
-    returning ``(args, xchannels_args_or_None)``, called just before the
-    workload is timed (so one workload's payloads do not sit in the parent
-    while another forks its workers). ``key`` names the serial run whose
-    results every peer must match."""
-    if quick:
-        big = [50_000 + 50_000 * i // 7 for i in range(8)]
-        small = [1000] * 2000
-        records = 2000
-    else:
-        big = [200_000 + 200_000 * i // 15 for i in range(16)]
-        small = [1000] * 10_000
-        records = 10_000
-    matched = _mp_default_chunksize(len(small))
-    mib = DATA_BYTES // MiB
-    return [
-        {"name": "startup", "fn": "work", "args": [1], "key": "startup", "mode": "map", "chunksize": 1,
-         "note": "one trivial task: start-up and shutdown cost (no speed-ups)"},
-        {"name": "big", "fn": "work", "args": big, "key": "big", "mode": "map", "chunksize": 1,
-         "note": "CPU-bound work(n), map, default chunking"},
-        {"name": "small", "fn": "work", "args": small, "key": "small", "mode": "map", "chunksize": 1,
-         "note": "map, default chunking (Executors 1, multiprocessing.Pool its own)"},
-        {"name": f"small-chunk{matched}", "fn": "work", "args": small, "key": "small", "mode": "map",
-         "chunksize": matched, "note": f"map, chunksize={matched} for every pool"},
-        {"name": "small-submit", "fn": "work", "args": small, "key": "small", "mode": "submit", "chunksize": 1,
-         "note": "one submit/apply_async per task"},
-        {"name": "data-bytes", "fn": "crc", "args": lambda: (_bytes_payloads(), None), "key": "data",
-         "mode": "map", "chunksize": 1,
-         "note": f"each task given its own {mib} MiB bytes, returns (len, zlib.crc32); "
-                 "map, default chunking"},
-        {"name": "data-sharedbuffer", "fn": "crc", "key": "data", "mode": "map", "chunksize": 1,
-         "args": lambda: (lambda p: (p, _shared_buffers(p)))(_bytes_payloads()),
-         "note": f"as data-bytes, but xchannels.Pool is given each {mib} MiB payload as an "
-                 "xchannels.SharedBuffer (made before the clock starts, sent in O(1)); the other "
-                 "peers have no SharedBuffer and get the bytes"},
-        {"name": "data-records", "fn": "records_sum", "key": "records", "mode": "map", "chunksize": 1,
-         "args": lambda: (_records_payloads(), None),
-         "note": f"each task given {RECORDS_PER_TASK:,} distinct records (int, float, short str, bool, "
-                 f"None) as a {records_label()}; returns (len, sum of the ints); map, default chunking"},
-        {"name": "records-dataclass", "fn": "reprice", "key": "records-dataclass", "mode": "map",
-         "chunksize": 1, "args": lambda: (_dataclass_records(records), None),
-         "note": "map over small frozen dataclass records (int, float, short str), each returning a new "
-                 "record: xchannels.Pool's default pickle fallback, the process pools' pickle; "
-                 "default chunking"},
+    """The workloads. ``args``: the task arguments, or a callable returning ``(args, xchannels_args or None)``
+    called just before the workload is timed (so that one workload's payloads do not sit in the parent while
+    another forks its workers). ``key`` names the serial run whose results every peer must match."""
+    lo, k = (50_000, 8) if quick else (200_000, 16)
+    big = [lo + lo * i // (k - 1) for i in range(k)]
+    small, records = ([1000] * 2000, 2000) if quick else ([1000] * 10_000, 10_000)
+    matched, mib = _mp_default_chunksize(len(small)), DATA_BYTES // MiB
+    default = "map, default chunking"
+    rows = [  # name, task function, args, key, mode, chunksize, note
+        ("startup", "work", [1], "startup", "map", 1,
+         "one trivial task: start-up and shutdown cost (no speed-ups)"),
+        ("big", "work", big, "big", "map", 1, "CPU-bound work(n), " + default),
+        ("small", "work", small, "small", "map", 1, f"{default} (Executors 1, multiprocessing.Pool its own)"),
+        (f"small-chunk{matched}", "work", small, "small", "map", matched,
+         f"map, chunksize={matched} for every pool"),
+        ("small-submit", "work", small, "small", "submit", 1, "one submit/apply_async per task"),
+        ("data-bytes", "crc", lambda: (_bytes_payloads(), None), "data", "map", 1,
+         f"each task given its own {mib} MiB bytes, returns (len, zlib.crc32); {default}"),
+        ("data-sharedbuffer", "crc", lambda: (lambda p: (p, _shared_buffers(p)))(_bytes_payloads()), "data",
+         "map", 1,
+         f"as data-bytes, but xchannels.Pool is given each {mib} MiB payload as an xchannels.SharedBuffer (made "
+         "before the clock starts, sent in O(1)); the other peers have no SharedBuffer and get the bytes"),
+        ("data-records", "records_sum", lambda: (_records_payloads(), None), "records", "map", 1,
+         f"each task given {RECORDS_PER_TASK:,} distinct records (int, float, short str, bool, None) as a "
+         f"{records_label()}; returns (len, sum of the ints); {default}"),
+        ("records-dataclass", "reprice", lambda: (_dataclass_records(records), None), "records-dataclass",
+         "map", 1,
+         "map over small frozen dataclass records (int, float, short str), each returning a new record: "
+         "xchannels.Pool's default pickle fallback, the process pools' pickle; default chunking"),
     ]
+    keys = ("name", "fn", "args", "key", "mode", "chunksize", "note")
+    return [dict(zip(keys, row)) for row in rows]
 
 
 def _time(peer: str, fn: Callable[[Any], Any], v: dict[str, Any], args: list[Any],
@@ -273,18 +255,8 @@ def _time(peer: str, fn: Callable[[Any], Any], v: dict[str, Any], args: list[Any
 
 
 def run(quick: bool = False, memory: bool = True, only: str | None = None) -> dict[str, Any]:
-    """run(quick=False, memory=True, only=None) -> dict
-
-    Time every peer on every workload (best of 1 run when quick, else of 3;
-    start-up and shutdown included) and return the figures:
-    ``{"python", "machine", "cpus", "mp_start_method", "repeats",
-    "records_container", "variants": [{"name", "tasks", "note",
-    "wall_seconds", "peers": [{"name", "seconds", "speedup_vs_serial",
-    "speedup_vs_mp_pool", "runs"}]}], "memory": {...}}`` (``seconds`` is the
-    best of ``runs``, every run in order; speed-ups are None for the
-    ``startup`` variant; ``memory`` is :func:`measure_memory`'s result).
-    ``only``: a regular expression; run only the workloads it matches.
-    """
+    """Every peer on every workload (``only``: those whose name matches), best of 1 run (quick) or 3,
+    start-up and shutdown included; speed-ups are None for ``startup``; plus ``reusable`` and ``memory``."""
     import gc
     import multiprocessing
     import platform
@@ -292,15 +264,10 @@ def run(quick: bool = False, memory: bool = True, only: str | None = None) -> di
     mod = _module()
     repeats = 1 if quick else 3
     out: dict[str, Any] = {
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()} {platform.system()}",
-        "cpus": os.cpu_count(),
-        "workers": WORKERS,
+        "python": platform.python_version(), "machine": f"{platform.machine()} {platform.system()}",
+        "cpus": os.cpu_count(), "workers": WORKERS,
         "mp_start_method": MP_METHOD or multiprocessing.get_start_method(),
-        "repeats": repeats,
-        "records_container": RECORDS_CONTAINER.__name__,
-        "variants": [],
-    }
+        "repeats": repeats, "records_container": RECORDS_CONTAINER.__name__, "variants": []}
     serial_cache: dict[str, tuple[list[Any], list[float]]] = {}
     import re
 
@@ -332,26 +299,13 @@ def run(quick: bool = False, memory: bool = True, only: str | None = None) -> di
         serial = seconds["serial"]
         mp = seconds["multiprocessing.Pool"]
         timing_only = v["name"] == "startup"
-        out["variants"].append(
-            {
-                "name": v["name"],
-                "tasks": len(expected),
-                "note": v["note"],
-                "peers": [
-                    {
-                        "name": peer,
-                        "seconds": round(s, 4),
-                        "speedup_vs_serial": None if timing_only else round(serial / s, 3),
-                        "speedup_vs_mp_pool": None if timing_only else round(mp / s, 3),
-                        # every run in order: the first one pays first-use
-                        # costs (imports; forkserver's server process)
-                        "runs": [round(t, 4) for t in runs[peer]],
-                    }
-                    for peer, s in seconds.items()
-                ],
-                "wall_seconds": round(time.perf_counter() - wall, 2),
-            }
-        )
+        # "runs": every run in order: the first pays first-use costs (imports; forkserver's server)
+        out["variants"].append({"name": v["name"], "tasks": len(expected), "note": v["note"], "peers": [
+            {"name": peer, "seconds": round(s, 4),
+             "speedup_vs_serial": None if timing_only else round(serial / s, 3),
+             "speedup_vs_mp_pool": None if timing_only else round(mp / s, 3),
+             "runs": [round(t, 4) for t in runs[peer]]} for peer, s in seconds.items()],
+            "wall_seconds": round(time.perf_counter() - wall, 2)})
     if only is None or re.search(only, "reusable"):
         out["reusable"] = measure_reusable()
     if memory:
@@ -395,16 +349,11 @@ def _reusable_probe() -> dict[str, Any]:
         with xchannels.Pool(WORKERS) as pool:
             got = list(pool.map(mod.work, args))
         fresh.append(time.perf_counter() - start)
-    return {
-        "tasks": REUSABLE_TASKS,
-        "calls": REUSABLE_CALLS,
-        "first_ms": round(first * 1e3, 3),
-        "later_median_ms": round(statistics.median(later) * 1e3, 3),
-        "later_best_ms": round(min(later) * 1e3, 3),
-        "later_p90_ms": round(sorted(later)[int(len(later) * 0.9)] * 1e3, 3),
-        "new_pool_median_ms": round(statistics.median(fresh) * 1e3, 3),
-        "goal_ms": REUSABLE_GOAL_MS,
-    }
+    ms = lambda t: round(t * 1e3, 3)  # noqa: E731
+    return {"tasks": REUSABLE_TASKS, "calls": REUSABLE_CALLS, "first_ms": ms(first),
+            "later_median_ms": ms(statistics.median(later)), "later_best_ms": ms(min(later)),
+            "later_p90_ms": ms(sorted(later)[int(len(later) * 0.9)]),
+            "new_pool_median_ms": ms(statistics.median(fresh)), "goal_ms": REUSABLE_GOAL_MS}
 
 
 def _in_fresh_process(call: str, timeout: float) -> dict[str, Any]:
@@ -507,21 +456,16 @@ def _summarize(probe: dict[str, Any]) -> dict[str, Any]:
     use_pss = all(p["pss"] is not None for p in before + after)
     key = "pss" if use_pss else "rss"
 
-    def total(rows: list[dict[str, Any]], k: str, roles: tuple[str, ...] | None = None) -> int:
-        return sum(r[k] for r in rows if roles is None or r["role"] in roles)
+    def mib(rows: list[dict[str, Any]], k: str = key, roles: tuple[str, ...] | None = None) -> float:
+        return sum(r[k] for r in rows if roles is None or r["role"] in roles) / MiB
 
     helpers = [r for r in after if r["role"] not in ("parent", "worker")]
-    return {
-        "metric": "PSS" if use_pss else "RSS",
-        "added_mib": round((total(after, key) - total(before, key)) / MiB, 2),
-        "parent_added_mib": round((total(after, key, ("parent",)) - total(before, key, ("parent",))) / MiB, 2),
-        "workers_mib": round(total(after, key, ("worker",)) / MiB, 2),
-        "helpers_mib": round(total(helpers, key) / MiB, 2),
-        "helpers": sorted({r["role"] for r in helpers}),
-        "rss_added_mib": round((total(after, "rss") - total(before, "rss")) / MiB, 2),
-        "processes_added": len(after) - len(before),
-        "workers_seen": probe["workers_seen"],
-    }
+    return {"metric": "PSS" if use_pss else "RSS", "added_mib": round(mib(after) - mib(before), 2),
+            "parent_added_mib": round(mib(after, key, ("parent",)) - mib(before, key, ("parent",)), 2),
+            "workers_mib": round(mib(after, key, ("worker",)), 2), "helpers_mib": round(mib(helpers), 2),
+            "helpers": sorted({r["role"] for r in helpers}),
+            "rss_added_mib": round(mib(after, "rss") - mib(before, "rss"), 2),
+            "processes_added": len(after) - len(before), "workers_seen": probe["workers_seen"]}
 
 
 def measure_memory(timeout: float = 60) -> dict[str, Any]:
@@ -535,12 +479,8 @@ def measure_memory(timeout: float = 60) -> dict[str, Any]:
     by = {p["name"]: p for p in peers}
     xs, sp = by["xchannels.Pool"].get("added_mib"), by["multiprocessing.Pool[spawn]"].get("added_mib")
     metrics = {p["metric"] for p in peers if "metric" in p}
-    return {
-        "metric": metrics.pop() if len(metrics) == 1 else "mixed",
-        "workers": WORKERS,
-        "peers": peers,
-        "spawn_over_xchannels": round(sp / xs, 2) if xs and sp and xs > 0 else None,
-    }
+    return {"metric": metrics.pop() if len(metrics) == 1 else "mixed", "workers": WORKERS, "peers": peers,
+            "spawn_over_xchannels": round(sp / xs, 2) if xs and sp and xs > 0 else None}
 
 
 if __name__ == "__main__":

@@ -1,22 +1,5 @@
-"""benchmarks/python/bench_values.py: encode + decode cost per message,
-xchannels against pickle, in one run.
-
-codec: ``xchannels._xchannels._encode_decode(v)`` encodes one value into a
-message and decodes it again (what a put and a get do to the value, without
-the channel). channel: ``put_nowait`` + ``get_nowait`` on a local unbounded
-channel (codec plus enqueue and dequeue). pickle:
-``pickle.loads(pickle.dumps(v, HIGHEST_PROTOCOL))``. Same value, same loop.
-
-Each payload is first round-tripped once and must come back equal (same
-types: a list must not come back a tuple); a payload the codec rejects or
-changes gets an ``error`` row instead of figures, and the rest go on.
-Timing is pyperf's, in this process (``--in-process``): it calibrates the
-loop count to a minimum time per value (``MIN_TIME``), takes a warm-up and
-5 values, and the figure is their median.
-
-Usage: ``python benchmarks/python/bench_values.py [--quick]``; ``run(quick)``
-returns the figures for the make bench harness.
-"""
+"""benchmarks/python/bench_values.py: encode + decode per value, xchannels' codec against pickle, timed by
+pyperf in this process (method: benchmarks/README.md). ``run(quick)`` returns the figures."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""benchmarks/python/cell.py: run one (workload, peer) cell and print its result.
-
-    python benchmarks/python/cell.py WORKLOAD PEER [--quick]
-
-``run.py`` starts one of these per cell in its own process session, so a
-peer that hangs or crashes is killed with everything it started (processes,
-sub-interpreters, threads) without sinking the run. The last stdout line is
-``@@RESULT <json>``.
-"""
+"""benchmarks/python/cell.py: one (workload, peer) cell, in its own process session; the last stdout
+line is ``@@RESULT <json>``. Usage: ``python benchmarks/python/cell.py WORKLOAD PEER [--quick]``."""
 
 from __future__ import annotations
 
@@ -45,9 +38,8 @@ def _size(text: str) -> int | None:
 
 
 def llc_info() -> dict[str, Any]:
-    """The last-level (L3) cache size as sysfs (cpu0) and ``getconf
-    LEVEL3_CACHE_SIZE`` say; ``bytes`` is the larger (on this AMD EPYC VM
-    sysfs says 8 MiB, cpu0's slice, getconf 64 MiB), or 32 MiB if neither."""
+    """The L3 cache size as sysfs (cpu0) and ``getconf LEVEL3_CACHE_SIZE`` say; ``bytes`` the larger
+    (here sysfs says 8 MiB, cpu0's slice, getconf 64 MiB), or 32 MiB if neither."""
     import glob
 
     sysfs = None
@@ -68,8 +60,7 @@ def llc_info() -> dict[str, Any]:
 
 
 def distinct_count(payload_bytes: int, llc_bytes: int) -> int:
-    """How many distinct payloads make max(4 x LLC, 64 MiB), at most
-    DISTINCT_MAX: cycling through them, every put reads from memory."""
+    """How many distinct payloads make max(4 x LLC, 64 MiB), at most DISTINCT_MAX (every put reads memory)."""
     return max(1, min(DISTINCT_MAX, max(4 * llc_bytes, DISTINCT_MIN)) // payload_bytes)
 
 
@@ -79,16 +70,14 @@ class CellError(Exception):
 
 class Cell:
     def __init__(self, w: Workload, peer: Peer, quick: bool) -> None:
-        self.w = w
-        self.peer = peer
-        self.quick = quick
+        self.w, self.peer, self.quick = w, peer, quick
         self.target = TARGET_QUICK if quick else TARGET_FULL
         # A round that takes this long means a hang.
         self.round_timeout = 10.0 if quick else 30.0
         self.actors: list[Any] = []
         self.ctrl: list[Any] = []
         self.queues: list[Any] = []
-        self.producers: list[int] = []
+        self.producers: list[int] = []  # indices into actors and ctrl
         self.consumers: list[int] = []
         # Distinct payloads each producer cycles through (1: one object).
         self.llc = llc_info() if w.distinct else None
@@ -116,18 +105,11 @@ class Cell:
             self.queues.append(data)
             cons_q = [{"data": data}] * w.consumers
             prod_q = [{"data": data}] * w.producers
-        common = {
-            "PAYLOAD": w.payload,
-            "NCONS": 1 if w.topology == "per-producer" else w.consumers,
-            "NPROD": w.producers,
-            "TARGET": self.target,
-            "NDISTINCT": self.ndistinct,
-        }
+        common = {"PAYLOAD": w.payload, "NCONS": 1 if w.topology == "per-producer" else w.consumers,
+                  "NPROD": w.producers, "TARGET": self.target, "NDISTINCT": self.ndistinct}
         # Consumers first, so they are waiting when producers start.
-        for role, qs_list, idx in (
-            (w.consumer_role, cons_q, self.consumers),
-            (w.producer_role, prod_q, self.producers),
-        ):
+        for role, qs_list, idx in ((w.consumer_role, cons_q, self.consumers),
+                                   (w.producer_role, prod_q, self.producers)):
             for qs in qs_list:
                 me = len(self.actors)
                 ctrl = peer.make_queue()
@@ -148,10 +130,8 @@ class Cell:
             left = deadline - time.monotonic()
             if left <= 0:
                 missing = k - len(got)
-                raise TimeoutError(
-                    f"timed out waiting for {missing} '{want}' report(s) "
-                    f"after {self.round_timeout:.0f} s"
-                )
+                raise TimeoutError(f"timed out waiting for {missing} '{want}' report(s) "
+                                   f"after {self.round_timeout:.0f} s")
             try:
                 r = self.peer.main_get(self.out, timeout=min(1.0, left))
             except queue.Empty:
@@ -174,15 +154,20 @@ class Cell:
             got[r[1]] = r
         return got
 
-    def round(self, n: int) -> dict[str, Any]:
+    def _go(self, n: int, t_go: float | None) -> dict[int, tuple]:
+        """Send a round's n to the consumers, then, once they are ready, n and t_go to the producers (t_go
+        None: a few ms ahead; < 0: a check round); every actor's "done" report."""
         deadline = time.monotonic() + self.round_timeout
         for c in self.consumers:
-            self.peer.main_put(self.ctrl[c], (n, 0.0))
+            self.peer.main_put(self.ctrl[c], (n, min(0.0, t_go or 0.0)))
         self._wait("ready", len(self.consumers), deadline)
-        t_go = time.perf_counter() + self.peer.go_margin
+        t_go = time.perf_counter() + self.peer.go_margin if t_go is None else t_go
         for p in self.producers:
             self.peer.main_put(self.ctrl[p], (n, t_go))
-        done = self._wait("done", len(self.actors), deadline)
+        return self._wait("done", len(self.actors), deadline)
+
+    def round(self, n: int) -> dict[str, Any]:
+        done = self._go(n, None)
         t0 = min(done[p][2] for p in self.producers)
         t1 = max(done[c][2] for c in self.consumers)
         put = sum(done[p][3] for p in self.producers)
@@ -190,27 +175,16 @@ class Cell:
         if self.w.kind == "latency":
             r = done[self.producers[0]]
             res.update(round_trips=r[3], median=r[4], p99=r[5], elapsed=r[6])
-            got = done[self.consumers[0]][3]
-            if got != r[3]:
+            if (got := done[self.consumers[0]][3]) != r[3]:
                 raise CellError(f"ponger echoed {got} items, pinger did {r[3]}")
-        else:
-            got = sum(done[c][3] for c in self.consumers)
-            if got != put:
-                raise CellError(f"consumers got {got} items, producers put {put}")
+        elif (got := sum(done[c][3] for c in self.consumers)) != put:
+            raise CellError(f"consumers got {got} items, producers put {put}")
         return res
 
     def check_round(self, n: int) -> dict[str, Any]:
-        """One untimed round in which the producers put distinct ints (see
-        workloads.PRODUCER_CHECKED): every one of them must reach exactly one
-        consumer. Returns the counts; ``ok`` is False if an item was lost,
-        duplicated or not one that was put."""
-        deadline = time.monotonic() + self.round_timeout
-        for c in self.consumers:
-            self.peer.main_put(self.ctrl[c], (n, -1.0))
-        self._wait("ready", len(self.consumers), deadline)
-        for p in self.producers:
-            self.peer.main_put(self.ctrl[p], (n, -1.0))
-        done = self._wait("done", len(self.actors), deadline)
+        """One untimed round of distinct ints (workloads.producer, t_go < 0): each must reach exactly one
+        consumer; the counts, ``ok`` False if an item was lost, duplicated or not one that was put."""
+        done = self._go(n, -1.0)
         total = len(self.producers) * n
         times = [0] * total
         received = foreign = reordered = 0
@@ -218,12 +192,9 @@ class Cell:
             r = done[c]
             if len(r) != 7 or len(r[4]) != total:
                 raise CellError(f"check round: consumer {c} sent {str(r)[:200]}, not its counts")
-            received += r[3]
-            foreign += r[5]
-            reordered += r[6]
+            received, foreign, reordered = received + r[3], foreign + r[5], reordered + r[6]
             for i, k in enumerate(r[4]):
-                if k:
-                    times[i] += k
+                times[i] += k
         lost = sum(1 for k in times if k == 0)
         duplicated = sum(k - 1 for k in times if k > 1)
         ok = lost == 0 and duplicated == 0 and foreign == 0 and received == total
@@ -236,20 +207,12 @@ class Cell:
         warm: list[dict[str, Any]] = []
         if w.kind == "latency":
             warm.append(self.round(w.n0))
-            timed = []
-            for _ in range(ROUNDS):
-                timed.append(self.round(w.n_max))
+            timed = [self.round(w.n_max) for _ in range(ROUNDS)]
             med = statistics.median(r["median"] for r in timed)
-            p99 = statistics.median(r["p99"] for r in timed)
-            return {
-                "rounds": timed,
-                "warmup": warm,
-                "rt_median_us": med * 1e6,
-                "rt_p99_us": p99 * 1e6,
-                "round_trips_per_s": 1.0 / med,
-                "round_trips": sum(r["round_trips"] for r in timed),
-                "cell_seconds": time.monotonic() - t_cell,
-            }
+            return {"rounds": timed, "warmup": warm, "rt_median_us": med * 1e6,
+                    "rt_p99_us": statistics.median(r["p99"] for r in timed) * 1e6,
+                    "round_trips_per_s": 1.0 / med, "round_trips": sum(r["round_trips"] for r in timed),
+                    "cell_seconds": time.monotonic() - t_cell}
         # Warm up and calibrate: grow n until a round lasts >= target/2
         # (the first rounds are slow: caches, allocators, lazy imports).
         n = w.n0
@@ -270,16 +233,9 @@ class Cell:
             # peer) is not repeated past ~3 rounds' worth of time.
             if sum(r["elapsed"] for r in timed) > 3 * self.target + 1.0:
                 break
-        rates = [r["items"] / r["elapsed"] for r in timed]
-        ips = statistics.median(rates)
-        return {
-            "rounds": timed,
-            "warmup": warm,
-            "n_per_producer": n,
-            "items_per_s": ips,
-            "mb_per_s": ips * w.payload_bytes / 1e6,
-            "cell_seconds": time.monotonic() - t_cell,
-        }
+        ips = statistics.median(r["items"] / r["elapsed"] for r in timed)
+        return {"rounds": timed, "warmup": warm, "n_per_producer": n, "items_per_s": ips,
+                "mb_per_s": ips * w.payload_bytes / 1e6, "cell_seconds": time.monotonic() - t_cell}
 
     # -- tear-down ------------------------------------------------------------
 
@@ -300,10 +256,7 @@ class Cell:
         self.peer.close(self.queues)
         # Drop the queues now (os._exit skips finalizers; multiprocessing's
         # semaphores would be reported as leaked).
-        self.queues.clear()
-        self.ctrl.clear()
-        self.out = None
-        self.actors.clear()
+        self.queues, self.ctrl, self.out, self.actors = [], [], None, []
         gc.collect()
         return notes
 
@@ -369,11 +322,8 @@ def check_text(chk: dict[str, Any]) -> str:
 
 
 def start_busy_processes() -> list[subprocess.Popen[bytes]]:
-    """One busy-loop process per core (the *-busy workloads): each actor
-    then shares its core, and a waiter that would spin parks instead."""
-    n = len(os.sched_getaffinity(0))
-    code = "while True: pass"
-    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+    """One busy-loop process per core (*-busy workloads): a waiter that would spin parks instead."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in os.sched_getaffinity(0)]
     time.sleep(0.2)  # let them reach their loop
     return procs
 

@@ -1,10 +1,5 @@
-"""benchmarks/python/goals.py: the project's goals, one table, evaluated into PASS/MISS/N/A lines.
-
-``GOALS`` is the table, one row a goal, in the order printed (the names stay the same from run to run
-and Python to Python: ``docs/benchmarks.md`` puts them side by side). A row names the figure's kind
-(its check in ``CHECKS``), the workload, the peer measured, the references with the factor each must
-be beaten by, a bound on the figure itself, the peers shown beside it, and its detail text (a
-``str.format`` template over the fields its check fills). N/A: a figure is missing."""
+"""benchmarks/python/goals.py: the project's goals, one table (``GOALS``, a row a goal, in the order printed;
+names stable across runs and Pythons), each row checked by its kind's check into a PASS/MISS/N/A line."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""benchmarks/python/peers.py: the transports compared, and where their actors run.
-
-A peer is a queue plus the place its actors run (the table is in
-``benchmarks/README.md``). Orchestrator side, a ``Peer`` makes queues,
-starts actors and tears down; actor side, ``actor_main`` (imported in every
-sub-interpreter, process or thread actor) attaches the queues with the
-peer's ``attach`` and calls the workload's role function
-(``workloads.py``). Each peer's queues carry its own control messages too,
-so a peer is measured without depending on another one.
-"""
+"""benchmarks/python/peers.py: the peers (a queue and where its actors run; table in benchmarks/README.md):
+``Peer`` subclasses on the orchestrator side, ``actor_main`` on the actor side."""
 
 from __future__ import annotations
 
@@ -56,8 +48,7 @@ def actor_main(peer: str, role: str, queues: dict[str, Any], params: dict[str, A
 
 
 class ThreadActor:
-    """A thread of this process running ``target(*args)``; ``error`` holds
-    the traceback text if it died abnormally."""
+    """A thread running ``target(*args)``; ``error``: the traceback text if it died abnormally."""
 
     def __init__(self, name: str, target: Any, *args: Any) -> None:
         self.name, self.error = name, None
@@ -84,9 +75,8 @@ class ThreadActor:
 
 
 def _in_subinterpreter(code: str, name: str, started: threading.Event) -> str | None:
-    """Create an own-GIL sub-interpreter on this thread (3.12 wants the
-    creating thread to destroy it), run code, destroy it; the traceback text
-    or None. ``started`` is set once it exists: start-up is outside timing."""
+    """Create an own-GIL sub-interpreter on this thread (3.12 wants its creator to destroy it), run code,
+    destroy it; the traceback text or None. ``started``: set once it exists (start-up is untimed)."""
     from xchannels import _interp  # the package's shim over CPython's private modules
 
     try:
@@ -357,10 +347,6 @@ class FasterFifoPeer(_ProcessPeer):
 
 
 class XChannelsProcessPeer(_ProcessPeer):
-    """xchannels.ProcessChannel: each item encoded in Channel's flat form (no
-    pickle) into a ring in a shared-memory segment (a memfd) every process
-    maps; the channel reaches spawned actors as a duplicated descriptor."""
-
     name, label = "xchannels-process", "xchannels ProcessChannel"
     where = "each actor in its own process (multiprocessing, spawn); items copied through a shared-memory ring"
     batch = "emulated: one 100-int tuple per message (ProcessChannel has no put_many/get_many)"

@@ -1,11 +1,5 @@
-"""benchmarks/python/pool_records.py: the record type of bench_pool's
-``records-dataclass`` workload, in a module of its own so that the workers
-of the other workloads do not import ``dataclasses`` (which imports
-``inspect``: milliseconds in every fresh worker interpreter).
-
-Records are pickled by reference to this module (``pool_records.Record``):
-worker interpreters and processes import it by that name.
-"""
+"""benchmarks/python/pool_records.py: the record type of bench_pool's ``records-dataclass``, in a module of
+its own so that other workloads' workers do not import ``dataclasses`` (milliseconds per interpreter)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
 """benchmarks/python/report.py: stdout tables and docs/benchmarks.md from a result JSON (fixed text: report.md).
-
-``run.py`` calls these after a run; to redo the plots and the docs from a saved run without measuring again::
-
-    python benchmarks/python/report.py build/bench/<date>-<commit>.json [--with OTHER.json ...]
-"""
+From a saved run: ``python benchmarks/python/report.py build/bench/X.json [--with OTHER.json ...]``."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""benchmarks/python/run.py: the comparison benchmark suite (``make bench``); flags, files and method:
-benchmarks/README.md.
-
-Runs every workload of ``workloads.py`` against every peer of ``peers.py``, each cell in its own process
-session (``cell.py``) with a time limit, so a peer that hangs or crashes is killed and recorded without
-sinking the run; then the sections (C++, pool, values, ASGI, Dask), each a child process with a limit.
-Works with the in-tree build (``PYTHONPATH=python``) or the installed package.
-"""
+"""benchmarks/python/run.py: the comparison benchmark (``make bench``).
+Flags, files and method: benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -36,73 +30,56 @@ CPP_BENCH = ROOT / "build" / "bench" / "channel_bench"
 
 # ---- child processes ------------------------------------------------------------
 
+RUNNING: list[subprocess.Popen[str]] = []  # the child running now, killed on Ctrl-C
 
-class Child:
-    """A subprocess in its own session: killed with all it started."""
 
-    current: Child | None = None
+def kill_group(p: subprocess.Popen[str]) -> None:
+    """Kill p's session: p and whatever it started (spawned processes)."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
 
-    def __init__(self, cmd: list[str], live_prefix: str | None = None) -> None:
-        self.lines: list[str] = []
-        self.live_prefix = live_prefix
-        self.p = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        Child.current = self
-        self._err: list[str] = []
-        self._to = threading.Thread(target=self._read_out, daemon=True)
-        self._te = threading.Thread(target=self._read_err, daemon=True)
-        self._to.start()
-        self._te.start()
 
-    def _read_out(self) -> None:
-        for line in self.p.stdout:  # type: ignore[union-attr]
-            self.lines.append(line)
-            if self.live_prefix is not None and not line.startswith("@@RESULT"):
-                print(self.live_prefix + line.rstrip(), flush=True)
+def child(cmd: list[str], limit: float, live: str | None = None) -> tuple[bool, int | None, str, str]:
+    """Run cmd in its own session, killed with all it started after ``limit`` seconds; (finished in time,
+    exit code, stdout, stderr). ``live``: print stdout's lines as they come, after this prefix."""
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    RUNNING[:] = [p]
+    out: list[str] = []
+    err: list[str] = []
 
-    def _read_err(self) -> None:
-        for line in self.p.stderr:  # type: ignore[union-attr]
-            self._err.append(line)
+    def pump(f: Any, into: list[str], prefix: str | None) -> None:
+        for line in f:
+            into.append(line)
+            if prefix is not None and not line.startswith("@@RESULT"):
+                print(prefix + line.rstrip(), flush=True)
 
-    def wait(self, timeout: float) -> bool:
-        """True if it exited within timeout; else it is killed."""
-        try:
-            self.p.wait(timeout)
-            ok = True
-        except subprocess.TimeoutExpired:
-            ok = False
-        self.kill_group()
-        self._to.join(2)
-        self._te.join(2)
-        Child.current = None
-        return ok
+    readers = [threading.Thread(target=pump, args=a, daemon=True)
+               for a in ((p.stdout, out, live), (p.stderr, err, None))]
+    for t in readers:
+        t.start()
+    try:
+        p.wait(limit)
+        finished = True
+    except subprocess.TimeoutExpired:
+        finished = False
+    kill_group(p)
+    for t in readers:
+        t.join(2)
+    RUNNING.clear()
+    return finished, p.returncode, "".join(out), "".join(err)
 
-    def kill_group(self) -> None:
-        # Also reaps whatever the child left behind (spawned processes).
-        try:
-            os.killpg(self.p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.p.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
 
-    @property
-    def stderr(self) -> str:
-        return "".join(self._err)
-
-    def result(self) -> Any:
-        for line in reversed(self.lines):
-            if line.startswith("@@RESULT "):
-                return json.loads(line[len("@@RESULT "):])
-        return None
+def result_of(stdout: str) -> Any:
+    """The JSON of the child's last ``@@RESULT`` line, or None."""
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("@@RESULT ")]
+    return json.loads(lines[-1][len("@@RESULT "):]) if lines else None
 
 
 # ---- machine and build facts ------------------------------------------------------
@@ -116,55 +93,33 @@ def sh(cmd: list[str], timeout: float = 20) -> str:
 
 
 def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    models = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+              if ln.startswith("model name")] if Path("/proc/cpuinfo").exists() else []
     u = platform.uname()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {
-        "uname": f"{u.system} {u.release} {u.machine}",
-        "uname_full": " ".join(u),
-        "cpu_model": cpu,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "hostname": u.node,
-    }
+    return {"uname": f"{u.system} {u.release} {u.machine}", "uname_full": " ".join(u),
+            "cpu_model": models[0] if models else "", "cpu_count": os.cpu_count(),
+            "cpus_usable": len(os.sched_getaffinity(0)), "hostname": u.node}
 
 
 def commit() -> str:
     c = sh(["git", "rev-parse", "--short", "HEAD"]) or "nocommit"
-    if sh(["git", "status", "--porcelain", "--untracked-files=no"]):
-        c += "-dirty"
-    return c
+    return c + "-dirty" if sh(["git", "status", "--porcelain", "--untracked-files=no"]) else c
 
 
 def compiler() -> str:
     try:
         import xchannels._xchannels as m
 
-        for attr in ("__compiler__", "COMPILER", "_compiler", "compiler"):
-            v = getattr(m, attr, None)
-            if isinstance(v, str) and v:
-                return v
+        return str(m.__compiler__)
     except Exception:
-        pass
-    line = sh(["gcc", "--version"]).splitlines()
-    return (line[0] + " (gcc --version; not recorded by the module)") if line else "unknown"
+        line = sh(["gcc", "--version"]).splitlines()
+        return (line[0] + " (gcc --version; not recorded by the module)") if line else "unknown"
 
 
 def pythons() -> dict[str, str]:
     out = {"bench": sys.version.replace("\n", " "), "executable": sys.executable}
     for v in ("3.12", "3.13"):
-        exe = ROOT / f".venv-{v}" / "bin" / "python"
-        if exe.exists():
+        if (exe := ROOT / f".venv-{v}" / "bin" / "python").exists():
             out[v] = sh([str(exe), "-c", "import sys; print(sys.version)"]).replace("\n", " ")
     return out
 
@@ -191,11 +146,8 @@ def versions() -> dict[str, str]:
 
 
 def run_cells(args: argparse.Namespace, data: dict[str, Any]) -> None:
-    """Run every cell ``args.rounds`` times, one whole pass over the cells
-    per round, and keep each cell's best round. The machine is shared and its
-    speed moves by up to 2x over minutes (the host places the two vCPUs), so
-    rounds spread over time give every peer the same chances; the figure of
-    every round is kept in the cell (``rounds``)."""
+    """Every cell ``args.rounds`` times, one whole pass over the cells per round, each cell's best round
+    kept (and every round's figure, ``rounds``): see README's Method for why."""
     peers = data["peers_order"]
     # The baseline runs first in each workload, so progress lines show ratios.
     run_order = sorted(peers, key=lambda p: p != BASELINE)
@@ -212,16 +164,15 @@ def run_cells(args: argparse.Namespace, data: dict[str, Any]) -> None:
         print(f"{tag} ...", flush=True)
         t = time.monotonic()
         cmd = [sys.executable, str(HERE / "cell.py"), w, p] + (["--quick"] if args.quick else [])
-        child = Child(cmd)
-        finished = child.wait(limit)
-        res = child.result()
+        finished, code, out, err = child(cmd, limit)
+        res = result_of(out)
         if res is None:
             why = f"no result after {limit:g} s (killed)" if not finished else (
-                f"cell process exited with code {child.p.returncode} and no result")
+                f"cell process exited with code {code} and no result")
             res = {"workload": w, "peer": p, "status": "timeout" if not finished else "error",
-                   "error": why + ("\n" + child.stderr[-3000:] if child.stderr.strip() else "")}
-        elif child.stderr.strip() and res.get("status") != "ok":
-            res["stderr"] = child.stderr[-3000:]
+                   "error": why + ("\n" + err[-3000:] if err.strip() else "")}
+        elif err.strip() and res.get("status") != "ok":
+            res["stderr"] = err[-3000:]
         res["wall_seconds"] = time.monotonic() - t
         prev = best.get((w, p))
         figs = (prev or {}).get("rounds", []) + [report.figure(res)]
@@ -239,66 +190,50 @@ def run_cells(args: argparse.Namespace, data: dict[str, Any]) -> None:
             run_memcpy(args, data)
 
 
+def _cpp_score(entries: list[dict[str, Any]]) -> float:
+    """A benchmark's median figure, higher = better (round trips: 1 / time)."""
+    med = next((b for b in entries if b.get("aggregate_name") == "median"), entries[0] if entries else {})
+    return 1.0 / med["per_roundtrip"] if med.get("per_roundtrip") else float(med.get("items_per_second") or 0.0)
+
+
 def run_cpp(args: argparse.Namespace) -> dict[str, Any]:
-    if not CPP_BENCH.exists():
-        note = (f"{CPP_BENCH.relative_to(ROOT)} not built (cmake -DXCHANNELS_BENCHMARKS=ON "
-                "-B build/bench && cmake --build build/bench); skipped")
-        print(f"C++ micro-benchmarks: {note}", flush=True)
-        return {"status": "skipped", "note": note}
-    min_time = "0.05" if args.quick else "0.2"
-    names = [n.split("/")[0] for n in sh([str(CPP_BENCH), "--benchmark_list_tests=true"]).splitlines() if n.strip()]
-    names = list(dict.fromkeys(names))
+    """channel_bench, one process per benchmark with a time limit (a busy-polling benchmark can stall
+    for minutes on a loaded 2-core machine); whole passes over the list, best pass kept per benchmark."""
+    names = list(dict.fromkeys(n.split("/")[0] for n in sh([str(CPP_BENCH), "--benchmark_list_tests=true"])
+                               .splitlines() if n.strip())) if CPP_BENCH.exists() else []
     if not names:
-        note = "channel_bench --benchmark_list_tests printed nothing"
+        note = (f"{CPP_BENCH.relative_to(ROOT)} not built (cmake -DXCHANNELS_BENCHMARKS=ON -B build/bench && "
+                "cmake --build build/bench); skipped" if not CPP_BENCH.exists()
+                else "channel_bench --benchmark_list_tests printed nothing")
         print(f"C++ micro-benchmarks: {note}", flush=True)
-        return {"status": "error", "note": note}
-    # One process per benchmark, each with a time limit: a busy-polling
-    # benchmark can stall for minutes on a loaded 2-core machine.
-    limit = 20 if args.quick else 60
-    reps = 3 if args.quick else 5
-    base = [str(CPP_BENCH), "--benchmark_format=json", f"--benchmark_min_time={min_time}",
-            f"--benchmark_repetitions={reps}", "--benchmark_report_aggregates_only=true"]
+        return {"status": "skipped" if not CPP_BENCH.exists() else "error", "note": note}
+    limit, rounds = (20 if args.quick else 60), max(1, args.rounds)
+    base = [str(CPP_BENCH), "--benchmark_format=json", f"--benchmark_min_time={'0.05' if args.quick else '0.2'}",
+            f"--benchmark_repetitions={3 if args.quick else 5}", "--benchmark_report_aggregates_only=true"]
     print(f"C++ micro-benchmarks: {len(names)} x {' '.join(base[1:])} (limit {limit} s each, "
-          f"best of {max(1, args.rounds)} passes) ...", flush=True)
+          f"best of {rounds} passes) ...", flush=True)
     t = time.monotonic()
     keep = ("name", "run_type", "aggregate_name", "repetitions", "iterations", "real_time", "cpu_time",
             "time_unit", "items_per_second", "per_roundtrip")
-    rounds = max(1, args.rounds)
+    ctx_keys = ("date", "num_cpus", "mhz_per_cpu", "cpu_scaling_enabled", "library_build_type", "load_avg")
     out: dict[str, Any] = {"status": "ok", "command": " ".join(base[1:]) + " --benchmark_filter=^NAME(/|$)",
                            "rounds": rounds, "benchmarks": [], "failed": {}}
-
-    def score(entries: list[dict[str, Any]]) -> float:
-        # The median's figure, higher = better (round trips: 1 / time).
-        med = next((b for b in entries if b.get("aggregate_name") == "median"), entries[0] if entries else {})
-        if med.get("per_roundtrip"):
-            return 1.0 / med["per_roundtrip"]
-        return float(med.get("items_per_second") or 0.0)
-
-    # Like the Python cells: whole passes over the list, best pass kept per
-    # benchmark, so that a benchmark and its reference get the same chances
-    # at the host's fast and slow vCPU placements.
     best: dict[str, list[dict[str, Any]]] = {}
-    for _ in range(rounds):
-        for name in names:
-            child = Child(base + [f"--benchmark_filter=^{re.escape(name)}(/|$)"])
-            finished = child.wait(limit)
-            try:
-                j = json.loads("".join(child.lines))
-            except ValueError:
-                why = f"timed out after {limit} s" if not finished else f"exit code {child.p.returncode}"
-                out["failed"][name] = why
-                print(f"  {name}: {why}", flush=True)
-                continue
-            out.setdefault("context", {k: j.get("context", {}).get(k) for k in
-                           ("date", "num_cpus", "mhz_per_cpu", "cpu_scaling_enabled", "library_build_type",
-                            "load_avg")})
-            entries = [{k: b[k] for k in keep if k in b} for b in j.get("benchmarks", [])]
-            if name not in best or score(entries) > score(best[name]):
-                best[name] = entries
-    for name in names:
-        if name in best:
-            out["failed"].pop(name, None)
-            out["benchmarks"] += best[name]
+    for name in names * rounds:
+        finished, code, stdout, _ = child(base + [f"--benchmark_filter=^{re.escape(name)}(/|$)"], limit)
+        try:
+            j = json.loads(stdout)
+        except ValueError:
+            out["failed"][name] = f"timed out after {limit} s" if not finished else f"exit code {code}"
+            print(f"  {name}: {out['failed'][name]}", flush=True)
+            continue
+        out.setdefault("context", {k: j.get("context", {}).get(k) for k in ctx_keys})
+        entries = [{k: b[k] for k in keep if k in b} for b in j.get("benchmarks", [])]
+        if name not in best or _cpp_score(entries) > _cpp_score(best[name]):
+            best[name] = entries
+    for name in best:
+        out["failed"].pop(name, None)
+    out["benchmarks"] = [e for name in names if name in best for e in best[name]]
     out["seconds"] = time.monotonic() - t
     if not out["benchmarks"]:
         out["status"] = "error"
@@ -324,8 +259,7 @@ def run_section(args: argparse.Namespace, name: str) -> dict[str, Any]:
 
 
 def run_bench_module(args: argparse.Namespace, label: str, module: str, limit: float) -> dict[str, Any]:
-    """Runs ``<module>.run(quick)`` from benchmarks/python in a child process
-    with a time limit; returns {"status", "result" | "note", "seconds"}."""
+    """``<module>.run(quick)`` in a child process with a time limit: {"status", "result" | "note", "seconds"}."""
     if not (HERE / f"{module}.py").exists():
         note = f"benchmarks/python/{module}.py is missing; {label} section skipped"
         print(f"{label}: {note}", flush=True)
@@ -340,12 +274,11 @@ def run_bench_module(args: argparse.Namespace, label: str, module: str, limit: f
         "sys.stdout.flush()\n"
     )
     t = time.monotonic()
-    child = Child([sys.executable, "-c", code], live_prefix=f"  {label.lower()}| ")
-    finished = child.wait(limit)
-    res = child.result()
+    finished, exit_code, out, err = child([sys.executable, "-c", code], limit, live=f"  {label.lower()}| ")
+    res = result_of(out)
     if res is None:
-        why = f"timed out after {limit} s (killed)" if not finished else f"exit code {child.p.returncode}"
-        note = f"{module} failed ({why}): {child.stderr.strip()[-1500:]}"
+        why = f"timed out after {limit} s (killed)" if not finished else f"exit code {exit_code}"
+        note = f"{module} failed ({why}): {err.strip()[-1500:]}"
         print(f"{label}: {note}", flush=True)
         return {"status": "error", "note": note, "seconds": time.monotonic() - t}
     print(f"{label}: done in {time.monotonic() - t:.1f} s", flush=True)
@@ -353,9 +286,7 @@ def run_bench_module(args: argparse.Namespace, label: str, module: str, limit: f
 
 
 def run_memcpy(args: argparse.Namespace, data: dict[str, Any]) -> None:
-    """One round of bench_memcpy (one copy of 1 MiB blocks out of cache, the
-    physical limit of stream-bytes-1MiB) into ``data["memcpy"]``, keeping the
-    best round's figures (as for the cells) and every round's."""
+    """One round of bench_memcpy into ``data["memcpy"]``: the best round's figures, and every round's."""
     out = run_bench_module(args, "Memcpy", "bench_memcpy", 120)
     prev = data.get("memcpy") or {}
     res = out.get("result") or {}
@@ -413,27 +344,15 @@ def main() -> int:
     wls = [w.name for w in WORKLOADS if not args.only or re.search(args.only, w.name)]
     today = _dt.date.today().isoformat()
     data: dict[str, Any] = {
-        "schema": 1,
-        "date": today,
-        "timestamp": _dt.datetime.now().isoformat(timespec="seconds"),
-        "commit": commit(),
-        "quick": args.quick,
-        "rounds": args.rounds,
+        "schema": 1, "date": today, "timestamp": _dt.datetime.now().isoformat(timespec="seconds"),
+        "commit": commit(), "quick": args.quick, "rounds": args.rounds,
         "target_seconds": 0.1 if args.quick else 0.5,
-        "machine": machine(),
-        "compiler": compiler(),
-        "python": pythons(),
-        "versions": versions(),
-        "baseline": BASELINE,
-        "peers_order": peers,
-        "peer_info": peer_info(),
-        "workloads_order": wls,
-        "workloads": {w.name: {"description": w.description, "producers": w.producers,
-                               "consumers": w.consumers, "payload": w.payload,
-                               "payload_bytes": w.payload_bytes, "distinct": w.distinct}
+        "machine": machine(), "compiler": compiler(), "python": pythons(), "versions": versions(),
+        "baseline": BASELINE, "peers_order": peers, "peer_info": peer_info(), "workloads_order": wls,
+        "workloads": {w.name: {"description": w.description, "producers": w.producers, "consumers": w.consumers,
+                               "payload": w.payload, "payload_bytes": w.payload_bytes, "distinct": w.distinct}
                       for w in WORKLOADS if w.name in wls},
-        "cells": [],
-    }
+        "cells": []}
     print(f"xchannels benchmarks{' (quick)' if args.quick else ''}: commit {data['commit']}, "
           f"{data['machine']['cpu_model']} x{data['machine']['cpu_count']}, Python {sys.version.split()[0]}, "
           f"xchannels from {data['versions']['xchannels_from']}", flush=True)
@@ -448,8 +367,8 @@ def main() -> int:
             data[name] = {"status": "skipped", "note": f"--no-{name}"} if skip else run_section(args, name)
     except KeyboardInterrupt:
         interrupted = True
-        if Child.current is not None:
-            Child.current.kill_group()
+        for p in RUNNING:
+            kill_group(p)
         print("\ninterrupted: stopping; writing what was measured", flush=True)
         data["interrupted"] = True
         for name in ("cpp", "pool", "asgi", "dask"):
@@ -459,18 +378,14 @@ def main() -> int:
     report.add_other_pythons(data, args.with_results)
     data["run_seconds"] = time.monotonic() - t_run
 
-    print()
-    print("\n".join(report.table_lines(data)))
-    print()
+    print("\n" + "\n".join(report.table_lines(data)) + "\n")
     if report.memcpy_table_lines(data):
-        print("\n".join(report.memcpy_table_lines(data)))
-        print()
-    print("\n".join(report.goal_lines(data)))
-    for line in report.other_pythons_lines(data):
-        print(line)
+        print("\n".join(report.memcpy_table_lines(data)) + "\n")
+    print("\n".join(report.goal_lines(data) + report.other_pythons_lines(data)))
 
     report.RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"{today}-{data['commit']}{'-quick' if args.quick else ''}{'-partial' if interrupted or args.only or args.peers else ''}.json"
+    partial = bool(interrupted or args.only or args.peers)
+    name = f"{today}-{data['commit']}{'-quick' if args.quick else ''}{'-partial' if partial else ''}.json"
     out = Path(args.out).resolve() if args.out else report.RESULTS / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1) + "\n")
@@ -479,7 +394,6 @@ def main() -> int:
         print("plots, docs: left to the run that takes this file with --with")
         print(f"run time: {data['run_seconds']:.0f} s")
         return 130 if interrupted else 0
-    partial = bool(interrupted or args.only or args.peers)
     if args.no_docs or partial:
         # The plots (docs/img/bench-*.png) belong to the docs: both or neither.
         print(f"plots, docs: not regenerated ({'--no-docs' if args.no_docs else 'partial run'}); "

@@ -1,23 +1,9 @@
 """benchmarks/python/workloads.py: the named workloads, and the role functions every actor imports.
 
-A workload is a set of actors (producers, consumers) wired by queues and
-driven in rounds by ``cell.py``. One round: the orchestrator sends ``n`` to
-every consumer, which answers ``ready``; then ``n`` and a start time ``t_go``
-a few ms ahead to every producer, which waits until ``t_go``, notes
-``perf_counter()`` before its first put, puts ``n`` items and one ``None``
-sentinel per consumer. A consumer stops after one sentinel per producer
-feeding it and reports ``perf_counter()`` after that last get and its count.
-Elapsed = latest consumer end - earliest producer start (one clock,
-CLOCK_MONOTONIC, in every thread, interpreter and process). Ping-pong: the
-pinger times every round trip and reports the median and p99.
-
-Each role is a function of one argument ``a`` (``peers.actor_main`` builds
-it in the actor): ``a.q[name]`` the queues, ``a.ctrl_get()`` the next
-``(n, t_go)`` (n < 0: stop), ``a.report(tuple)``, ``a.batch_putter(q)`` /
-``a.batch_getter(q)``, ``a.select(qs)``, ``a.native_batch``, and the
-parameters ``ME``, ``IDX``, ``PAYLOAD``, ``NCONS``, ``NPROD``, ``TARGET``,
-``NDISTINCT``. A role binds what it uses to locals before its loops, as
-user code would, so the loops cost what a user's loops cost.
+A role is a function of one argument ``a`` (built by ``peers.actor_main``): ``a.q[name]`` the queues,
+``a.ctrl_get()`` the next ``(n, t_go)`` (n < 0: stop), ``a.report(tuple)``, ``a.batch_putter(q)``,
+``a.batch_getter(q)``, ``a.select(qs)``, ``a.native_batch``, and ``ME``, ``IDX``, ``PAYLOAD``, ``NCONS``,
+``NPROD``, ``TARGET``, ``NDISTINCT``. The round protocol: benchmarks/README.md, Method.
 """
 
 from __future__ import annotations
@@ -43,8 +29,7 @@ PAYLOADS = {
 
 
 def make_payloads(a, k: int) -> list:
-    """k distinct payloads, each its own buffer (the last 8 bytes differ),
-    made before any clock starts (bytes kinds only when k > 1)."""
+    """k distinct payloads (bytes kinds when k > 1), each its own buffer, the last 8 bytes differing."""
     x = PAYLOADS[a.PAYLOAD][0](a)
     if k <= 1:
         return [x]
@@ -76,8 +61,7 @@ def poll_select(empty: type[BaseException]):
 
 
 def rounds(a, ready: bool):
-    """The (n, t_go) of each round until the stop message; a consumer
-    (``ready``) answers ready first."""
+    """Each round's (n, t_go) until the stop message; a consumer (``ready``) answers ready first."""
     while (m := a.ctrl_get())[0] >= 0:
         if ready:
             a.report(("ready", a.ME, 0.0, 0))
@@ -85,9 +69,8 @@ def rounds(a, ready: bool):
 
 
 def producer(a) -> None:
-    """Puts n items (one object, or cycling through NDISTINCT distinct ones
-    across rounds), then NCONS sentinels. A check round (t_go < 0) puts the
-    distinct ints IDX*n .. IDX*n + n - 1 instead, untimed."""
+    """n items (one object, or cycling through NDISTINCT ones), then NCONS sentinels; a check round
+    (t_go < 0) puts the distinct ints IDX*n .. IDX*n + n - 1 instead, untimed."""
     put, report, ncons, me = a.q["data"].put, a.report, a.NCONS, a.ME
     items = make_payloads(a, a.NDISTINCT)
     x, it = items[0], (cycle(items) if len(items) > 1 else None)
@@ -113,10 +96,8 @@ def producer(a) -> None:
 
 
 def consumer(a) -> None:
-    """Counts items until NPROD sentinels. A check round (t_go < 0) also
-    counts how often each of the NPROD*n distinct ints arrived (a byte each),
-    the items that were not one of them, and those out of their producer's
-    order."""
+    """Counts items until NPROD sentinels; a check round (t_go < 0) counts each of the NPROD*n distinct
+    ints (a byte each), the items not one of them, and those out of their producer's order."""
     get, report, nprod, me = a.q["data"].get, a.report, a.NPROD, a.ME
     for n, t_go in rounds(a, True):
         c = s = 0
