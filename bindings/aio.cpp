@@ -1,8 +1,8 @@
 // bindings/aio.cpp: asyncio support: the Python types over the core's
 // EventHub (event_hub.h: the eventfd and ready list) and detail::Waiter
 // (waiter.h), the external waiter behind get_async / put_async /
-// select_async / join_async, and the Channel methods that forward to
-// xchannels._aio.
+// select_async / join_async, and CallAio, through which the Channel and
+// ProcessChannel coroutine methods forward to xchannels._aio.
 //
 // How a waiting coroutine sleeps without a thread: an _AioWaiter links one
 // core wait-list node per channel whose Parker carries a detail::Notifier.
@@ -516,32 +516,11 @@ PyObject* AioFunction(ModuleState* st, const char* name) {
   return PyObject_GetAttrString(st->aio, name);
 }
 
-// Calls _aio.<name>(self, *args, **kwargs) with the vectorcall arguments.
+// Calls _aio.<name>(self, *args, **kwargs) for a Channel.
 PyObject* Forward(const char* name, PyObject* self, PyObject* const* args,
                   Py_ssize_t nargs, PyObject* kwnames) {
-  auto* ch = reinterpret_cast<PyChannel*>(self);
-  PyObject* fn = AioFunction(ch->state, name);
-  if (fn == nullptr) return nullptr;
-  const Py_ssize_t nkw = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
-  std::vector<PyObject*> all(static_cast<size_t>(1 + nargs + nkw));
-  all[0] = self;
-  for (Py_ssize_t i = 0; i < nargs + nkw; ++i) {
-    all[static_cast<size_t>(1 + i)] = args[i];
-  }
-  PyObject* r = PyObject_Vectorcall(fn, all.data(),
-                                    static_cast<size_t>(1 + nargs), kwnames);
-  Py_DECREF(fn);
-  return r;
-}
-
-PyObject* GetAsyncImpl(PyObject* self, PyObject* const* args,
-                       Py_ssize_t nargs, PyObject* kwnames) {
-  return Forward("get_async", self, args, nargs, kwnames);
-}
-
-PyObject* PutAsyncImpl(PyObject* self, PyObject* const* args,
-                       Py_ssize_t nargs, PyObject* kwnames) {
-  return Forward("put_async", self, args, nargs, kwnames);
+  return CallAio(reinterpret_cast<PyChannel*>(self)->state, name, self, args,
+                 nargs, kwnames);
 }
 
 PyObject* JoinAsyncImpl(PyObject* self, PyObject* const* args,
@@ -556,14 +535,20 @@ PyObject* ANextImpl(PyObject* self) {
 
 }  // namespace
 
-PyObject* ChannelGetAsync(PyObject* self, PyObject* const* args,
-                          Py_ssize_t nargs, PyObject* kwnames) {
-  return NoExcept<GetAsyncImpl>::Call(self, args, nargs, kwnames);
-}
-
-PyObject* ChannelPutAsync(PyObject* self, PyObject* const* args,
-                          Py_ssize_t nargs, PyObject* kwnames) {
-  return NoExcept<PutAsyncImpl>::Call(self, args, nargs, kwnames);
+PyObject* CallAio(ModuleState* st, const char* name, PyObject* self,
+                  PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* fn = AioFunction(st, name);
+  if (fn == nullptr) return nullptr;
+  const Py_ssize_t nkw = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
+  std::vector<PyObject*> all(static_cast<size_t>(1 + nargs + nkw));
+  all[0] = self;
+  for (Py_ssize_t i = 0; i < nargs + nkw; ++i) {
+    all[static_cast<size_t>(1 + i)] = args[i];
+  }
+  PyObject* r = PyObject_Vectorcall(fn, all.data(),
+                                    static_cast<size_t>(1 + nargs), kwnames);
+  Py_DECREF(fn);
+  return r;
 }
 
 PyObject* ChannelJoinAsync(PyObject* self, PyObject* const* args,

@@ -6,23 +6,21 @@
 // the GIL; only if it must wait does it release the GIL and park in the core
 // (a futex wait, no polling). In the main thread of the main interpreter the
 // wait returns on EINTR so Ctrl-C raises KeyboardInterrupt with nothing lost.
+//
+// The methods Channel shares with ProcessChannel (put, get, their nowait and
+// async forms, iteration, qsize / empty / full, the context manager) are
+// QueueMethods<ChannelOps> (queue_methods.h); this file holds ChannelOps and
+// what only a Channel has: put_many, get_many, close and close_after, the
+// task counts, from_id, typed channels, select().
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "queue_methods.h"
 #include "state.h"
 #include "typespec.h"
 
 namespace xchannels::py {
-
-bool ParseBlock(PyObject* block_obj, PyObject* timeout, BlockArgs* out) {
-  int b = PyObject_IsTrue(block_obj);
-  if (b < 0) return false;
-  out->block = b != 0;
-  // As queue.Queue: a non-blocking call ignores its timeout.
-  if (!out->block || timeout == Py_None) return true;
-  return TimeoutSeconds(timeout, &out->secs);
-}
 
 namespace {
 
@@ -30,102 +28,54 @@ using SpecPtr = std::shared_ptr<const TypeSpec>;
 
 PyChannel* AsCh(PyObject* o) { return reinterpret_cast<PyChannel*>(o); }
 
-// Sends one encoded item, blocking as asked. Returns kOk or a failure status
-// with no exception set, or kInterrupted with one set.
-OpStatus SendItem(PyChannel* self, Item& it, const BlockArgs& ba,
-                  const Deadline& deadline) {
-  OpStatus s = self->ch->try_send(it);
-  if (s != OpStatus::kFull || !ba.block) return s;
-  ItemChannel* ch = self->ch;
-  return BlockingCall(self->state, [&](bool intr) {
-    return ch->send(it, deadline, intr);
-  });
-}
+// Channel's own operations for the shared methods (queue_methods.h).
+struct ChannelOps {
+  using Self = PyChannel;
+  using Encoded = Item;
+  using Received = Item;
+  static constexpr QueueNames kNames = {"get", "get_async", "put_async"};
 
-OpStatus RecvItem(PyChannel* self, Item& out, const BlockArgs& ba) {
-  OpStatus s = self->ch->try_recv(out);
-  if (s != OpStatus::kEmpty || !ba.block) return s;
-  ItemChannel* ch = self->ch;
-  Deadline deadline = ba.deadline();
-  return BlockingCall(self->state, [&](bool intr) {
-    return ch->recv(out, deadline, intr);
-  });
-}
-
-
-// ---- methods ----------------------------------------------------------------
-
-const char* const kPutNames[] = {"item", "block", "timeout"};
-
-PyObject* ChannelPut(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
-                     PyObject* kwnames) {
-  PyChannel* self = AsCh(op);
-  PyObject* a[3] = {nullptr, Py_True, Py_None};
-  if (nargs == 1 && kwnames == nullptr) {
-    a[0] = args[0];
-  } else if (!ParseArgs("put", args, nargs, kwnames, kPutNames, 3, 3, 1, a)) {
-    return nullptr;
+  static bool EncodeValue(PyChannel* self, PyObject* obj, Item* out) {
+    if (!CheckChannelType(self, obj)) return false;
+    *out = Encode(self->state, obj, self->pickle);
+    return out->kind() != Item::Kind::kEmpty;
   }
-  BlockArgs ba;
-  if (!ParseBlock(a[1], a[2], &ba)) return nullptr;
-  if (!CheckChannelType(self, a[0])) return nullptr;
-  Item it = Encode(self->state, a[0], self->pickle);
-  if (it.kind() == Item::Kind::kEmpty) return nullptr;
-  OpStatus s = SendItem(self, it, ba, ba.deadline());
-  if (s == OpStatus::kOk) Py_RETURN_NONE;
-  if (s != OpStatus::kInterrupted) RaiseStatus(self->state, s, "put");
-  return nullptr;
-}
-
-const char* const kPutNowaitNames[] = {"item"};
-
-PyObject* ChannelPutNowait(PyObject* op, PyObject* const* args,
-                           Py_ssize_t nargs, PyObject* kwnames) {
-  PyChannel* self = AsCh(op);
-  PyObject* obj = nullptr;
-  if (nargs == 1 && kwnames == nullptr) {
-    obj = args[0];
-  } else if (!ParseArgs("put_nowait", args, nargs, kwnames, kPutNowaitNames,
-                        1, 1, 1, &obj)) {
-    return nullptr;
+  static PyObject* DecodeValue(PyChannel* self, Item& it) {
+    return Decode(self->state, std::move(it));
   }
-  if (!CheckChannelType(self, obj)) return nullptr;
-  Item it = Encode(self->state, obj, self->pickle);
-  if (it.kind() == Item::Kind::kEmpty) return nullptr;
-  OpStatus s = self->ch->try_send(it);
-  if (s == OpStatus::kOk) Py_RETURN_NONE;
-  RaiseStatus(self->state, s, "put_nowait");
-  return nullptr;
-}
-
-const char* const kGetNames[] = {"block", "timeout"};
-
-PyObject* ChannelGet(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
-                     PyObject* kwnames) {
-  PyChannel* self = AsCh(op);
-  BlockArgs ba;
-  if (nargs != 0 || kwnames != nullptr) {
-    PyObject* a[2] = {Py_True, Py_None};
-    if (!ParseArgs("get", args, nargs, kwnames, kGetNames, 2, 2, 0, a) ||
-        !ParseBlock(a[0], a[1], &ba)) {
-      return nullptr;
-    }
+  static OpStatus TrySend(PyChannel* self, Item& it) {
+    return self->ch->try_send(it);
   }
-  Item it;
-  OpStatus s = RecvItem(self, it, ba);
-  if (s == OpStatus::kOk) return Decode(self->state, std::move(it));
-  if (s != OpStatus::kInterrupted) RaiseStatus(self->state, s, "get");
-  return nullptr;
-}
+  static OpStatus Send(PyChannel* self, Item& it, const Deadline& deadline,
+                       bool intr) {
+    return self->ch->send(it, deadline, intr);
+  }
+  static OpStatus TryRecv(PyChannel* self, Item& out) {
+    return self->ch->try_recv(out);
+  }
+  static OpStatus Recv(PyChannel* self, Item& out, const Deadline& deadline,
+                       bool intr) {
+    return self->ch->recv(out, deadline, intr);
+  }
+  static bool Busy(OpStatus) { return false; }  // the core never is
+  static void Raise(PyChannel* self, OpStatus s, const char* what,
+                    const Item*) {
+    RaiseStatus(self->state, s, what);
+  }
+  static size_t Size(PyChannel* self) { return self->ch->size(); }
+  static size_t MaxItems(PyChannel* self) { return self->ch->capacity(); }
+  static bool Closed(PyChannel* self) { return self->ch->closed(); }
+  static bool Pickle(PyChannel* self) { return self->pickle; }
+  static void ExitClose(PyChannel* self) { self->ch->counted_close(); }
+  static void Release(PyChannel* self) {
+    delete self->spec;
+    if (self->ch != nullptr) self->ch->Unref();
+  }
+};
 
-PyObject* ChannelGetNowait(PyObject* op, PyObject*) {
-  PyChannel* self = AsCh(op);
-  Item it;
-  OpStatus s = self->ch->try_recv(it);
-  if (s == OpStatus::kOk) return Decode(self->state, std::move(it));
-  RaiseStatus(self->state, s, "get_nowait");
-  return nullptr;
-}
+using Methods = QueueMethods<ChannelOps>;
+
+// ---- Channel's own methods -------------------------------------------------
 
 const char* const kPutManyNames[] = {"items", "block", "timeout"};
 
@@ -194,9 +144,9 @@ PyObject* ChannelPutMany(PyObject* op, PyObject* const* args,
     SetSent(0);
     return nullptr;
   }
-  Deadline deadline = ba.deadline();
+  const Deadline deadline = ba.deadline();
   for (size_t i = 0; i < items.size(); ++i) {
-    OpStatus s = SendItem(self, items[i], ba, deadline);
+    OpStatus s = Methods::Send(self, items[i], ba, &deadline);
     if (s != OpStatus::kOk) {
       if (s != OpStatus::kInterrupted) RaiseStatus(self->state, s, "put_many");
       SetSent(static_cast<Py_ssize_t>(i));
@@ -245,7 +195,7 @@ bool AddFailures(PyObject** failures, size_t index, PyObject* bad) {
 PyObject* GetMany(PyChannel* self, Py_ssize_t max_items, const BlockArgs& ba,
                   bool closed_is_none, PyObject** failures = nullptr) {
   Item first;
-  OpStatus s = RecvItem(self, first, ba);
+  OpStatus s = Methods::Recv(self, first, ba);
   if (s != OpStatus::kOk) {
     if (s == OpStatus::kClosed && closed_is_none) Py_RETURN_NONE;
     if (s != OpStatus::kInterrupted) RaiseStatus(self->state, s, "get_many");
@@ -418,20 +368,6 @@ PyObject* ChannelJoin(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
   }
 }
 
-PyObject* ChannelQsize(PyObject* op, PyObject*) {
-  return PyLong_FromSize_t(AsCh(op)->ch->size());
-}
-
-PyObject* ChannelEmptyMethod(PyObject* op, PyObject*) {
-  return PyBool_FromLong(AsCh(op)->ch->size() == 0);
-}
-
-PyObject* ChannelFullMethod(PyObject* op, PyObject*) {
-  ItemChannel* ch = AsCh(op)->ch;
-  size_t cap = ch->capacity();
-  return PyBool_FromLong(cap > 0 && ch->size() >= cap);
-}
-
 PyObject* ChannelFromId(PyObject* type, PyObject* arg) {
   ModuleState* st = StateOfType(type);
   if (st == nullptr) return nullptr;
@@ -465,36 +401,6 @@ PyObject* ChannelReduce(PyObject* op, PyObject*) {
                        static_cast<unsigned long long>(AsCh(op)->ch->id()));
 }
 
-PyObject* ChannelEnter(PyObject* op, PyObject*) { return Py_NewRef(op); }
-
-PyObject* ChannelExit(PyObject* op, PyObject* const*, Py_ssize_t) {
-  AsCh(op)->ch->counted_close();
-  Py_RETURN_NONE;
-}
-
-PyObject* ChannelIterNext(PyObject* op) {
-  PyChannel* self = AsCh(op);
-  Item it;
-  BlockArgs ba;
-  OpStatus s = RecvItem(self, it, ba);
-  if (s == OpStatus::kOk) return Decode(self->state, std::move(it));
-  if (s == OpStatus::kClosed) return nullptr;  // StopIteration
-  if (s != OpStatus::kInterrupted) RaiseStatus(self->state, s, "get");
-  return nullptr;
-}
-
-PyObject* GetClosed(PyObject* op, void*) {
-  return PyBool_FromLong(AsCh(op)->ch->closed());
-}
-PyObject* GetUnfinishedTasks(PyObject* op, void*) {
-  return PyLong_FromUnsignedLongLong(AsCh(op)->ch->unfinished_tasks());
-}
-PyObject* GetClosePending(PyObject* op, void*) {
-  return PyLong_FromUnsignedLongLong(AsCh(op)->ch->close_pending());
-}
-PyObject* GetId(PyObject* op, void*) {
-  return PyLong_FromUnsignedLongLong(AsCh(op)->ch->id());
-}
 // The maxsize the channel was made with: its capacity, or 0 or the
 // negative number given for an unbounded one (queue.Queue keeps it too).
 long long MaxsizeOf(ItemChannel* ch) {
@@ -512,11 +418,6 @@ PyObject* GetType(PyObject* op, void*) {
   PyChannel* self = AsCh(op);
   if (self->spec == nullptr) Py_RETURN_NONE;
   return TypeSpecToPython(self->state, **self->spec);
-}
-
-PyObject* GetFallback(PyObject* op, void*) {
-  if (!AsCh(op)->pickle) Py_RETURN_NONE;
-  return PyUnicode_FromString("pickle");
 }
 
 PyObject* ChannelRepr(PyObject* op) {
@@ -557,15 +458,7 @@ PyObject* ChannelNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
     return nullptr;
   }
   bool pickle = false;
-  if (fallback_obj != Py_None) {
-    if (!PyUnicode_Check(fallback_obj) ||
-        PyUnicode_CompareWithASCIIString(fallback_obj, "pickle") != 0) {
-      PyErr_Format(PyExc_ValueError,
-                   "fallback must be None or 'pickle', not %R", fallback_obj);
-      return nullptr;
-    }
-    pickle = true;
-  }
+  if (!ParseFallback(fallback_obj, &pickle)) return nullptr;
   size_t maxsize = 0;
   int64_t negative_maxsize = 0;
   if (maxsize_obj != nullptr) {
@@ -597,32 +490,33 @@ PyObject* ChannelNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
   return WrapChannel(st, std::move(ch));
 }
 
-void ChannelDealloc(PyObject* op) {
-  PyChannel* self = AsCh(op);
-  PyTypeObject* tp = Py_TYPE(op);
-  if (self->weakreflist != nullptr) PyObject_ClearWeakRefs(op);
-  delete self->spec;
-  if (self->ch != nullptr) self->ch->Unref();
-  tp->tp_free(op);
-  Py_DECREF(tp);
-}
-
-PyMethodDef kChannelMethods[] = {
-    {"put", FASTKW(NoExcept<ChannelPut>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "put($self, /, item, block=True, timeout=None)\n--\n\n"
+const QueueDocs kChannelDocs = {
+    /*put=*/"put($self, /, item, block=True, timeout=None)\n--\n\n"
      "Send item. On a bounded channel, wait for room if block is true (at\n"
      "most timeout seconds, then raise ChannelFull). Raises ChannelClosed\n"
      "once the channel is closed, NotShareableError (nothing sent) for a\n"
-     "value that cannot travel, TypeError for a typed channel's mismatch."},
-    {"put_nowait", FASTKW(NoExcept<ChannelPutNowait>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "put_nowait($self, /, item)\n--\n\nput(item, block=False)."},
-    {"get", FASTKW(NoExcept<ChannelGet>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "get($self, /, block=True, timeout=None)\n--\n\n"
+     "value that cannot travel, TypeError for a typed channel's mismatch.",
+    /*get=*/"get($self, /, block=True, timeout=None)\n--\n\n"
      "Receive the next item, waiting if block is true (at most timeout\n"
      "seconds, then raise ChannelEmpty). Raises ChannelClosed once the\n"
-     "channel is closed and drained."},
-    {"get_nowait", NoExcept<ChannelGetNowait>::Call, METH_NOARGS,
-     "get_nowait($self, /)\n--\n\nget(block=False)."},
+     "channel is closed and drained.",
+    /*get_async=*/"get_async($self, /, timeout=None)\n--\n\n"
+     "Coroutine: receive the next item without blocking the event loop\n"
+     "(await ch.get_async()). Waits at most timeout seconds, then raises\n"
+     "ChannelEmpty; raises ChannelClosed once the channel is closed and\n"
+     "drained. Cancelling it consumes nothing. Returns at once, without\n"
+     "yielding to the loop, when an item is already there.",
+    /*put_async=*/"put_async($self, /, item, timeout=None)\n--\n\n"
+     "Coroutine: send item; on a full bounded channel, wait for room without\n"
+     "blocking the event loop (at most timeout seconds, then raise\n"
+     "ChannelFull). Raises ChannelClosed, NotShareableError or TypeError\n"
+     "(typed channel) like put(), before anything is sent.",
+    /*qsize=*/"qsize($self, /)\n--\n\nApproximate number of queued items.",
+    /*empty=*/"empty($self, /)\n--\n\nqsize() == 0 (approximate, like queue.Queue).",
+    /*full=*/"full($self, /)\n--\n\nTrue when bounded and qsize() >= maxsize (approximate).",
+};
+
+PyMethodDef* const kChannelMethods = Methods::MethodTable(kChannelDocs, {
     {"put_many", FASTKW(NoExcept<ChannelPutMany>::Call), METH_FASTCALL | METH_KEYWORDS,
      "put_many($self, /, items, block=True, timeout=None)\n--\n\n"
      "Send every item in order and return how many were sent. All items are\n"
@@ -640,19 +534,6 @@ PyMethodDef kChannelMethods[] = {
      "None once closed and drained. Lenient: a\npickled value that cannot "
      "be unpickled is replaced by the exception\nits unpickling raised, and "
      "failures is None or {index: those exceptions}."},
-    {"get_async", FASTKW(ChannelGetAsync), METH_FASTCALL | METH_KEYWORDS,
-     "get_async($self, /, timeout=None)\n--\n\n"
-     "Coroutine: receive the next item without blocking the event loop\n"
-     "(await ch.get_async()). Waits at most timeout seconds, then raises\n"
-     "ChannelEmpty; raises ChannelClosed once the channel is closed and\n"
-     "drained. Cancelling it consumes nothing. Returns at once, without\n"
-     "yielding to the loop, when an item is already there."},
-    {"put_async", FASTKW(ChannelPutAsync), METH_FASTCALL | METH_KEYWORDS,
-     "put_async($self, /, item, timeout=None)\n--\n\n"
-     "Coroutine: send item; on a full bounded channel, wait for room without\n"
-     "blocking the event loop (at most timeout seconds, then raise\n"
-     "ChannelFull). Raises ChannelClosed, NotShareableError or TypeError\n"
-     "(typed channel) like put(), before anything is sent."},
     {"close", FASTKW(NoExcept<ChannelClose>::Call), METH_FASTCALL | METH_KEYWORDS,
      "close($self, /, immediate=False)\n--\n\nClose the channel (idempotent). Later puts raise\n"
      "ChannelClosed; gets drain what is queued, then raise ChannelClosed;\n"
@@ -681,47 +562,32 @@ PyMethodDef kChannelMethods[] = {
      "join_async($self, /, timeout=None)\n--\n\n"
      "Coroutine: join() without blocking the event loop. Raises\n"
      "TimeoutError if timeout seconds pass first."},
-    {"qsize", ChannelQsize, METH_NOARGS,
-     "qsize($self, /)\n--\n\nApproximate number of queued items."},
-    {"empty", ChannelEmptyMethod, METH_NOARGS,
-     "empty($self, /)\n--\n\nqsize() == 0 (approximate, like queue.Queue)."},
-    {"full", ChannelFullMethod, METH_NOARGS,
-     "full($self, /)\n--\n\nTrue when bounded and qsize() >= maxsize (approximate)."},
     {"from_id", NoExcept<ChannelFromId>::Call, METH_O | METH_CLASS,
      "from_id($type, id, /)\n--\n\nA handle on the existing channel with this id, from "
      "any interpreter.\nRaises ChannelNotFoundError if there is none."},
     {"__reduce__", ChannelReduce, METH_NOARGS, nullptr},
-    {"__enter__", ChannelEnter, METH_NOARGS, nullptr},
-    {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(ChannelExit)),
-     METH_FASTCALL, nullptr},
-    {nullptr, nullptr, 0, nullptr},
-};
+});
 
 PyGetSetDef kChannelGetSet[] = {
-    {"closed", GetClosed, nullptr, "Whether the channel is closed.", nullptr},
-    {"is_shutdown", GetClosed, nullptr,
+    {"closed", Methods::GetClosed, nullptr, "Whether the channel is closed.",
+     nullptr},
+    {"is_shutdown", Methods::GetClosed, nullptr,
      "queue.Queue's name for closed.", nullptr},
-    {"unfinished_tasks", GetUnfinishedTasks, nullptr,
+    {"unfinished_tasks", Methods::GetUnsigned<&ItemChannel::unfinished_tasks>, nullptr,
      "Items put and not yet marked done by task_done() (nor dropped by\n"
      "close(immediate=True)), counted across interpreters.", nullptr},
-    {"close_pending", GetClosePending, nullptr,
+    {"close_pending", Methods::GetUnsigned<&ItemChannel::close_pending>, nullptr,
      "close() calls still needed before the channel closes (see\n"
      "close_after); 0 when a close() closes at once.", nullptr},
-    {"id", GetId, nullptr, "Process-unique id; see Channel.from_id.", nullptr},
+    {"id", Methods::GetUnsigned<&ItemChannel::id>, nullptr, "Process-unique id; see Channel.from_id.", nullptr},
     {"maxsize", GetMaxsize, nullptr,
      "Capacity, fixed at creation; 0 or less (as given) means unbounded.", nullptr},
     {"type", GetType, nullptr,
      "The type= expression the channel checks, or None.", nullptr},
-    {"fallback", GetFallback, nullptr,
+    {"fallback", Methods::GetFallback, nullptr,
      "'pickle' if values that do not travel natively are pickled, else None.",
      nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
-};
-
-PyMemberDef kChannelMembers[] = {
-    {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(PyChannel, weakreflist),
-     Py_READONLY, nullptr},
-    {nullptr, 0, 0, 0, nullptr},
 };
 
 const char kChannelDoc[] =
@@ -737,30 +603,17 @@ const char kChannelDoc[] =
     "shareable. FIFO holds per producer. A handle may be sent through\n"
     "another channel, passed by id (Channel.from_id) or pickled.";
 
-PyType_Slot kChannelSlots[] = {
+PyType_Spec* const kChannelSpec = Methods::TypeSpec("xchannels.Channel", {
     {Py_tp_doc, const_cast<char*>(kChannelDoc)},
     {Py_tp_new, reinterpret_cast<void*>(NoExcept<ChannelNew>::Call)},
-    {Py_tp_dealloc, reinterpret_cast<void*>(ChannelDealloc)},
     {Py_tp_repr, reinterpret_cast<void*>(NoExcept<ChannelRepr>::Call)},
     {Py_tp_hash, reinterpret_cast<void*>(ChannelHash)},
     {Py_tp_richcompare, reinterpret_cast<void*>(ChannelRichCompare)},
-    {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
-    {Py_tp_iternext, reinterpret_cast<void*>(NoExcept<ChannelIterNext>::Call)},
     {Py_am_aiter, reinterpret_cast<void*>(PyObject_SelfIter)},  // aio.cpp
     {Py_am_anext, reinterpret_cast<void*>(ChannelANext)},
     {Py_tp_methods, kChannelMethods},
     {Py_tp_getset, kChannelGetSet},
-    {Py_tp_members, kChannelMembers},
-    {0, nullptr},
-};
-
-PyType_Spec kChannelSpec = {
-    "xchannels.Channel",
-    sizeof(PyChannel),
-    0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
-    kChannelSlots,
-};
+});
 
 }  // namespace
 
@@ -771,7 +624,7 @@ void RaiseJoinTimeout(ItemChannel* ch) {
 }
 
 bool InitChannelType(PyObject* module, ModuleState* st) {
-  return AddHeapType(module, &kChannelSpec, "Channel", &st->ChannelType);
+  return AddHeapType(module, kChannelSpec, "Channel", &st->ChannelType);
 }
 
 PyObject* WrapChannel(ModuleState* st, Ref<ItemChannel> ch) {

@@ -1,99 +1,28 @@
-// bindings/module.cpp: the module xchannels._xchannels: per-interpreter state,
-// exceptions, module functions and the helpers the binding files share.
+// bindings/module.cpp: the module xchannels._xchannels and its
+// per-interpreter state: the module definition, its body, the state's
+// lifecycle, the module functions (select, is_shareable) and the helpers
+// that find the state.
 //
 // Declared with multi-phase init and per-interpreter GIL support, so every
 // own-GIL sub-interpreter imports its own copy; the body below runs once per
 // interpreter (possibly concurrently) and keeps everything it makes in that
-// interpreter's ModuleState.
+// interpreter's ModuleState. The rooms it calls: errors.cpp (the exception
+// classes), args.cpp (argument parsing), each type's file (its Init*), and
+// the private functions (task_claims.cpp, testing.cpp: private_api.h).
+//
+// Invariants: the state slot holds the ModuleState from the first line of
+// ModuleExec until ModuleFree, also when the body fails half-way (ModuleFree
+// then deletes what was made). g_main_thread_ident is written only by the
+// main interpreter's import and is a plain integer.
 #include <pybind11/pybind11.h>
 
-#include <cmath>
-#include <cstdarg>
-#include <cstring>
-#include <limits>
 #include <string>
 
+#include "private_api.h"
 #include "state.h"
-#include "xchannels/detail/barrier.h"
 #include "xidata.h"
-#include "xchannels/task_claims.h"
-
-namespace pyb = pybind11;
 
 namespace xchannels::py {
-
-namespace {
-
-// The task ids of a list or tuple of ints, for the claim table.
-std::vector<uint64_t> TaskIds(pyb::handle seq) {
-  PyObject* fast = PySequence_Fast(seq.ptr(), "task ids must be a sequence");
-  if (fast == nullptr) throw pyb::error_already_set();
-  const Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-  std::vector<uint64_t> ids;
-  ids.reserve(static_cast<size_t>(n));
-  PyObject** items = PySequence_Fast_ITEMS(fast);
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    const unsigned long long id = PyLong_AsUnsignedLongLong(items[i]);
-    if (id == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
-      Py_DECREF(fast);
-      throw pyb::error_already_set();
-    }
-    ids.push_back(id);
-  }
-  Py_DECREF(fast);
-  return ids;
-}
-
-void DefineTaskClaims(pyb::module_& m) {
-  // The pool's arbiter between cancel() in the caller and a worker about to
-  // run a task (core/include/xchannels/task_claims.h). Private: used by
-  // xchannels._pool and xchannels._bootstrap.
-  m.def(
-      "_task_start",
-      [](uint64_t table, pyb::handle tasks) -> pyb::object {
-        std::vector<uint64_t> ids = TaskIds(tasks);
-        std::vector<uint64_t> cancelled;
-        TaskClaims::Global().Start(table, ids, &cancelled);
-        if (cancelled.empty()) return pyb::none();
-        pyb::tuple out(cancelled.size());
-        for (size_t i = 0; i < cancelled.size(); ++i) out[i] = pyb::int_(cancelled[i]);
-        return out;
-      },
-      pyb::arg("table"), pyb::arg("tasks"),
-      "_task_start(table, tasks) -> tuple | None\n\nA worker claims these "
-      "tasks to run them: None, or the ids of those already cancelled (not "
-      "to be run).");
-  m.def(
-      "_task_cancel",
-      [](uint64_t table, uint64_t task) { return TaskClaims::Global().Cancel(table, task); },
-      pyb::arg("table"), pyb::arg("task"),
-      "_task_cancel(table, task) -> bool\n\nCancel a task no worker has "
-      "started: True if it is cancelled, False if a worker started it.");
-  m.def(
-      "_task_running",
-      [](uint64_t table, uint64_t task) { return TaskClaims::Global().Running(table, task); },
-      pyb::arg("table"), pyb::arg("task"),
-      "_task_running(table, task) -> bool\n\nWhether a worker started the "
-      "task and the caller has not yet forgotten it.");
-  m.def(
-      "_task_forget",
-      [](uint64_t table, pyb::handle tasks) {
-        std::vector<uint64_t> ids = TaskIds(tasks);
-        TaskClaims::Global().Forget(table, ids);
-      },
-      pyb::arg("table"), pyb::arg("tasks"),
-      "_task_forget(table, tasks) -> None\n\nDrop the entries of tasks "
-      "whose outcome the caller has.");
-  m.def(
-      "_task_forget_table",
-      [](uint64_t table) { TaskClaims::Global().ForgetTable(table); }, pyb::arg("table"),
-      "_task_forget_table(table) -> None\n\nDrop every entry of a pool.");
-  m.def(
-      "_task_claims", []() { return TaskClaims::Global().size(); },
-      "Entries in the task claim table (for leak tests).");
-}
-
-}  // namespace
 
 ModuleState::~ModuleState() {
   // Runs when the module object dies (m_free), with that interpreter's GIL
@@ -137,143 +66,6 @@ int ModuleState::Traverse(visitproc visit, void* arg) const {
   return 0;
 }
 
-void RaiseStatus(ModuleState* st, OpStatus s, const char* what) {
-  switch (s) {
-    case OpStatus::kClosed: {
-      PyObject* closed = ChannelClosedType(st);
-      if (closed != nullptr) PyErr_Format(closed, "%s: channel is closed", what);
-      return;
-    }
-    case OpStatus::kEmpty:
-      PyErr_Format(st->ChannelEmpty, "%s: channel is empty", what);
-      return;
-    case OpStatus::kFull: {
-      PyObject* full = ChannelFullType(st);
-      if (full != nullptr) PyErr_Format(full, "%s: channel is full", what);
-      return;
-    }
-    case OpStatus::kInterrupted:
-      if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
-      return;
-    case OpStatus::kOk:
-      break;
-  }
-  PyErr_Format(PyExc_SystemError, "%s: unexpected status", what);
-}
-
-void FormatFromCause(PyObject* cls, const char* format, ...) {
-  PyObject* cause = PyErr_GetRaisedException();
-  va_list va;
-  va_start(va, format);
-  PyObject* msg = PyUnicode_FromFormatV(format, va);
-  va_end(va);
-  if (msg == nullptr) {  // that error stands, chained to the original
-    if (cause != nullptr) {
-      PyObject* exc = PyErr_GetRaisedException();
-      PyException_SetContext(exc, cause);  // steals cause
-      PyErr_SetRaisedException(exc);
-    }
-    return;
-  }
-  PyErr_SetObject(cls, msg);
-  Py_DECREF(msg);
-  if (cause != nullptr) {
-    PyObject* exc = PyErr_GetRaisedException();
-    PyException_SetCause(exc, cause);  // steals cause
-    PyErr_SetRaisedException(exc);
-  }
-}
-
-bool TimeoutSeconds(PyObject* timeout, double* secs) {
-  if (timeout == Py_None) {
-    *secs = std::numeric_limits<double>::infinity();
-    return true;
-  }
-  double v = PyFloat_AsDouble(timeout);
-  if (v == -1.0 && PyErr_Occurred()) {
-    // Not a number: say so, keeping float()'s own error as the cause. What
-    // a number raised itself (a huge int's OverflowError, a __float__ that
-    // failed, KeyboardInterrupt) goes through unchanged.
-    if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-      FormatFromCause(PyExc_TypeError,
-                      "timeout must be a number or None, not %s",
-                      Py_TYPE(timeout)->tp_name);
-    }
-    return false;
-  }
-  if (std::isnan(v) || v < 0) {
-    PyErr_SetString(PyExc_ValueError,
-                    "timeout must be a non-negative number or None");
-    return false;
-  }
-  *secs = v;
-  return true;
-}
-
-Deadline DeadlineAfter(double secs) {
-  // Beyond ~292 years a deadline overflows the clock: treat as forever.
-  if (secs > 9.0e9) return Deadline();
-  const auto after = std::chrono::duration<double>(secs);
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(after);
-}
-
-bool ParseTimeout(PyObject* timeout, Deadline* out) {
-  double secs;
-  if (!TimeoutSeconds(timeout, &secs)) return false;
-  *out = DeadlineAfter(secs);
-  return true;
-}
-
-bool ParseArgs(const char* fname, PyObject* const* args, Py_ssize_t nargs,
-               PyObject* kwnames, const char* const* names, int nnames,
-               int npositional, int nrequired, PyObject** out) {
-  if (nargs > npositional) {
-    PyErr_Format(PyExc_TypeError,
-                 "%s() takes at most %d positional arguments (%zd given)",
-                 fname, npositional, nargs);
-    return false;
-  }
-  bool seen[8] = {};
-  for (Py_ssize_t i = 0; i < nargs; ++i) {
-    out[i] = args[i];
-    seen[i] = true;
-  }
-  if (kwnames != nullptr) {
-    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
-    for (Py_ssize_t k = 0; k < nkw; ++k) {
-      PyObject* key = PyTuple_GET_ITEM(kwnames, k);
-      int found = -1;
-      for (int j = 0; j < nnames; ++j) {
-        if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0) {
-          found = j;
-          break;
-        }
-      }
-      if (found < 0) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s() got an unexpected keyword argument %R", fname, key);
-        return false;
-      }
-      if (seen[found]) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s() got multiple values for argument '%s'", fname,
-                     names[found]);
-        return false;
-      }
-      out[found] = args[nargs + k];
-      seen[found] = true;
-    }
-  }
-  for (int j = 0; j < nrequired; ++j) {
-    if (!seen[j]) {
-      PyErr_Format(PyExc_TypeError,
-                   "%s() missing required argument '%s'", fname, names[j]);
-      return false;
-    }
-  }
-  return true;
-}
-
 bool AddHeapType(PyObject* module, PyType_Spec* spec, const char* name,
                  PyTypeObject** out) {
   PyObject* type = PyType_FromModuleAndSpec(module, spec, nullptr);
@@ -305,8 +97,6 @@ bool CallerHandlesSignals(ModuleState* st) {
          PyThread_get_thread_ident() == g_main_thread_ident;
 }
 
-namespace {
-
 PyObject* ImportAttr(const char* module, const char* attr) {
   PyObject* mod = PyImport_ImportModule(module);
   if (mod == nullptr) return nullptr;
@@ -315,161 +105,13 @@ PyObject* ImportAttr(const char* module, const char* attr) {
   return v;
 }
 
-PyObject* NewException(const char* name, const char* doc, PyObject* bases) {
-  return PyErr_NewExceptionWithDoc(name, doc, bases, nullptr);
-}
-
-// ChannelFull derives from queue.Full, and ChannelClosed (on 3.13+) from
-// queue.ShutDown; importing queue (threading, collections, heapq) costs
-// 7-10 ms in a fresh interpreter on this machine, more than importing
-// xchannels itself, and pool workers start many. So unless queue is
-// imported already, each class is made on first use: the first status that
-// raises it, or the first lookup of the module attribute (through the
-// module's __getattr__). queue.Empty is _queue.Empty, which is cheap.
-constexpr const char kChannelFullDoc[] =
-    "put found no room (non-blocking, or the timeout passed). A queue.Full.";
-#if PY_VERSION_HEX >= 0x030D0000
-constexpr bool kClosedNeedsQueue = true;
-constexpr const char kChannelClosedDoc[] =
-    "put on a closed channel, or get on a closed and drained one. A "
-    "queue.ShutDown.";
-#else
-constexpr bool kClosedNeedsQueue = false;
-constexpr const char kChannelClosedDoc[] =
-    "put on a closed channel, or get on a closed and drained one.";
-#endif
-
-// Makes `name` (xchannels.<name>) deriving from ChannelError and, if
-// queue_attr is set, queue.<queue_attr>; caches it in *slot and as the
-// module attribute. Borrowed result.
-//
-// One class per interpreter, whatever the threads do: importing queue and
-// making the class run Python code, which may let another thread of this
-// interpreter take the GIL and come here too. Each thread makes its own
-// candidate, and PublishOnce keeps the first one stored; the store and the
-// module attribute happen with no Python code between them, so the slot,
-// the attribute and what RaiseStatus raises are one object.
-PyObject* MakeLazyException(ModuleState* st, PyObject** slot, const char* name,
-                            const char* doc, const char* queue_attr) {
-  if (*slot != nullptr) return *slot;
-  PyObject* bases;
-  if (queue_attr != nullptr) {
-    PyObject* base = ImportAttr("queue", queue_attr);
-    if (base == nullptr) return nullptr;
-    bases = PyTuple_Pack(2, st->ChannelError, base);
-    Py_DECREF(base);
-  } else {
-    bases = PyTuple_Pack(1, st->ChannelError);
-  }
-  if (bases == nullptr) return nullptr;
-  std::string qualname = std::string("xchannels.") + name;
-  PyObject* made = NewException(qualname.c_str(), doc, bases);
-  Py_DECREF(bases);
-  if (made == nullptr) return nullptr;
-  if (!PublishOnce(slot, made)) return *slot;  // another thread was first
-  // Cache it as the module attribute too (the module's __getattr__ is then
-  // not consulted again). Only the thread that published sets it.
-  PyObject* modname = PyUnicode_FromString("xchannels._xchannels");
-  PyObject* mod = modname != nullptr ? PyImport_GetModule(modname) : nullptr;
-  Py_XDECREF(modname);
-  if (mod != nullptr) {
-    if (PyObject_SetAttrString(mod, name, *slot) < 0) {
-      PyErr_Clear();  // only a cache
-    }
-    Py_DECREF(mod);
-  }
-  PyErr_Clear();  // PyImport_GetModule found nothing: fine
-  return *slot;
-}
-
-bool MakeExceptions(ModuleState* st, PyObject* m) {
-  PyObject* empty = ImportAttr("_queue", "Empty");
-  if (empty == nullptr) return false;
-  st->ChannelError = NewException(
-      "xchannels.ChannelError", "Base class of the channel errors.",
-      PyExc_Exception);
-  PyObject* b;
-  b = PyTuple_Pack(2, st->ChannelError, empty);
-  st->ChannelEmpty = NewException(
-      "xchannels.ChannelEmpty",
-      "get found nothing (non-blocking, or the timeout passed). A "
-      "queue.Empty.",
-      b);
-  Py_XDECREF(b);
-  b = PyTuple_Pack(2, st->ChannelError, PyExc_LookupError);
-  st->ChannelNotFoundError = NewException(
-      "xchannels.ChannelNotFoundError",
-      "No live channel has that id. A LookupError.", b);
-  Py_XDECREF(b);
-  st->NotShareableError = NewException(
-      "xchannels.NotShareableError",
-      "The value cannot travel between interpreters (a TypeError); the "
-      "message names the type and where it sits.",
-      PyExc_TypeError);
-  Py_DECREF(empty);
-  PyObject* all[] = {st->ChannelError, st->ChannelEmpty,
-                     st->ChannelNotFoundError, st->NotShareableError};
-  const char* names[] = {"ChannelError", "ChannelEmpty",
-                         "ChannelNotFoundError", "NotShareableError"};
-  for (int i = 0; i < 4; ++i) {
-    if (all[i] == nullptr) return false;
-    if (PyModule_AddObjectRef(m, names[i], all[i]) < 0) return false;
-  }
-  // queue already imported (or not needed): no reason to wait.
-  PyObject* modules = PyImport_GetModuleDict();  // borrowed
-  const bool have_queue = PyDict_GetItemString(modules, "queue") != nullptr;
-  if (have_queue || !kClosedNeedsQueue) {
-    PyObject* closed = ChannelClosedType(st);
-    if (closed == nullptr ||
-        PyModule_AddObjectRef(m, "ChannelClosed", closed) < 0) {
-      return false;
-    }
-  }
-  if (have_queue) {
-    PyObject* full = ChannelFullType(st);
-    if (full == nullptr || PyModule_AddObjectRef(m, "ChannelFull", full) < 0) {
-      return false;
-    }
-  }
-  return true;
-}
-
-
-}  // namespace
-
-PyObject* ChannelFullType(ModuleState* st) {
-  return MakeLazyException(st, &st->ChannelFull, "ChannelFull",
-                           kChannelFullDoc, "Full");
-}
-
-PyObject* ChannelClosedType(ModuleState* st) {
-  return MakeLazyException(st, &st->ChannelClosed, "ChannelClosed",
-                           kChannelClosedDoc,
-                           kClosedNeedsQueue ? "ShutDown" : nullptr);
-}
-
-namespace {
-
-PyObject* EncodeDecodeImpl(PyObject* module, PyObject* obj) {
-  ModuleState* st = StateOfModule(module);
-  Item it = Encode(st, obj);
-  if (it.kind() == Item::Kind::kEmpty) return nullptr;
-  return Decode(st, std::move(it));
-}
-PyObject* EncodeDecode(PyObject* module, PyObject* obj) {
-  return NoExcept<EncodeDecodeImpl>::Call(module, obj);
-}
-
-}  // namespace
-}  // namespace xchannels::py
-
-namespace xchannels::py {
 namespace {
 
 // Module functions a program may call per item are raw METH_FASTCALL
-// functions, like the Channel methods: pybind11's call path costs about
-// 170 ns a call (is_shareable(1): 234 ns through it, 63 ns raw). Their
-// `self` is the module, whose state slot holds the ModuleState.
+// functions, like the Channel methods: pybind11's call path costs 8-12 ns
+// more a call at the least, on calls of 13-16 ns (docs/design.md, "What
+// pybind11 is for"). Their `self` is the module, whose state slot holds
+// the ModuleState.
 
 const char* const kSelectNames[] = {"channels", "timeout"};
 
@@ -528,9 +170,6 @@ bool AddModuleFunctions(PyObject* module, PyMethodDef* table) {
   return true;
 }
 
-}  // namespace xchannels::py
-
-namespace xchannels::py {
 namespace {
 
 // The module body: runs once per interpreter that imports the module, with
@@ -572,20 +211,9 @@ void InitModule(pyb::module_& m, ModuleState* st) {
   m.def(
       "__getattr__",
       [st](const std::string& name) -> pyb::object {
-        PyObject* lazy = nullptr;
-        if (name == "ChannelFull") {
-          lazy = ChannelFullType(st);
-        } else if (name == "ChannelClosed") {
-          lazy = ChannelClosedType(st);
-        } else {
-          throw pyb::attribute_error(
-              "module 'xchannels._xchannels' has no attribute '" + name +
-              "'");
-        }
+        PyObject* lazy = LazyModuleAttr(st, name);
         if (lazy == nullptr) throw pyb::error_already_set();
         return pyb::reinterpret_borrow<pyb::object>(lazy);
-        throw pyb::attribute_error(
-            "module 'xchannels._xchannels' has no attribute '" + name + "'");
       },
       "Module attributes made on first use (ChannelFull, and ChannelClosed "
       "on 3.13+: they derive from classes of the queue module).");
@@ -626,43 +254,8 @@ void InitModule(pyb::module_& m, ModuleState* st) {
                         std::to_string(PYBIND11_VERSION_PATCH);
     m.attr("__build__") = build;
   }
-  // A raw METH_O function (self: the module), so benchmarks measure
-  // the codec and not pybind11's call overhead.
-  static PyMethodDef encode_decode_def = {
-      "_encode_decode", EncodeDecode, METH_O,
-      "_encode_decode(obj)\n--\n\nEncode obj into a message and decode it "
-      "again, without a channel (for benchmarks and tests)."};
-  PyObject* fn = PyCFunction_NewEx(&encode_decode_def, mod, mod);
-  if (fn == nullptr) throw pyb::error_already_set();
-  int rc = PyModule_AddObjectRef(mod, "_encode_decode", fn);
-  Py_DECREF(fn);
-  if (rc < 0) throw pyb::error_already_set();
-  m.def(
-      "_live_channels",
-      []() { return xchannels::Registry::Global().size(); },
-      "Channels alive in the process (for leak tests).");
   DefineTaskClaims(m);
-  m.def(
-      "_live_buffers",
-      []() { return xchannels::SharedBuffer::LiveCountForTesting(); },
-      "SharedBuffers alive in the process (for leak tests).");
-  m.def(
-      "_lent_bytes",
-      []() {
-        return pyb::make_tuple(LentForTesting(), ReturnedForTesting());
-      },
-      "(lent, returned): large bytes objects of the main interpreter that "
-      "messages borrow, and those given back that wait for the main "
-      "interpreter to drop them (for leak tests).");
-  m.def(
-      "_asymmetric_barriers",
-      []() {
-        xchannels::detail::InitBarriers();
-        return xchannels::detail::AsymmetricBarriers();
-      },
-      "True if channels use membarrier(2) (asymmetric barriers); False if "
-      "they use fences (membarrier missing, or "
-      "XCHANNELS_SYMMETRIC_BARRIERS=1).");
+  DefineTestHelpers(m);
 }
 
 // Multi-phase init (PEP 489) written out rather than PYBIND11_MODULE, whose

@@ -1,11 +1,17 @@
 // bindings/process_channel.cpp: xchannels.ProcessChannel, a channel between
 // processes over a shared-memory segment (core: xchannels/process_channel.h).
 //
-// Values travel as the flat form of an encoded Item (values.cpp: EncodeFlat /
-// DecodeFlat): everything a Channel carries natively except channels, and
-// the pickle fallback where the channel opted in. A handle pickles (for
-// multiprocessing) through xchannels._process, which passes the segment's
-// file descriptor with multiprocessing's own machinery.
+// Values travel as the flat form of an encoded Item (values.cpp: EncodeFlat;
+// values_decode.cpp: DecodeFlat): everything a Channel carries natively
+// except channels, and the pickle fallback where the channel opted in. A
+// handle pickles (for multiprocessing) through xchannels._process, which
+// passes the segment's file descriptor with multiprocessing's own machinery.
+//
+// The methods shared with Channel are QueueMethods<ProcessOps>
+// (queue_methods.h); this file holds ProcessOps, the ShmStatus mapping
+// (RaiseShm) and what only a ProcessChannel has: its constructor and
+// _from_fd, close, fileno, the futex-word helpers of its asyncio (_seq,
+// _wait_seq, _nudge), pickling and select() over ProcessChannels.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -15,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "queue_methods.h"
 #include "state.h"
 
 namespace xchannels::py {
@@ -46,16 +53,15 @@ void RaiseShm(PyProcessChannel* self, ShmStatus s, const char* what,
   ModuleState* st = self->state;
   switch (s) {
     case ShmStatus::kEmpty:
-      RaiseStatus(st, OpStatus::kEmpty, what);
-      return;
     case ShmStatus::kFull:
-      RaiseStatus(st, OpStatus::kFull, what);
-      return;
     case ShmStatus::kClosed:
-      RaiseStatus(st, OpStatus::kClosed, what);
-      return;
-    case ShmStatus::kInterrupted:
-      RaiseStatus(st, OpStatus::kInterrupted, what);
+    case ShmStatus::kInterrupted:  // the statuses both kinds of channel have
+      RaiseStatus(st,
+                  s == ShmStatus::kEmpty  ? OpStatus::kEmpty
+                  : s == ShmStatus::kFull ? OpStatus::kFull
+                  : s == ShmStatus::kClosed ? OpStatus::kClosed
+                                            : OpStatus::kInterrupted,
+                  what);
       return;
     case ShmStatus::kTooLarge:
       PyErr_Format(PyExc_ValueError,
@@ -81,8 +87,6 @@ void RaiseShm(PyProcessChannel* self, ShmStatus s, const char* what,
 
 // ProcessChannel(maxsize=0, *, capacity=1048576, fallback=None)
 PyObject* PcNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
-  ModuleState* st = StateOfType(reinterpret_cast<PyObject*>(type));
-  if (st == nullptr) return nullptr;
   static const char* kwlist[] = {"maxsize", "capacity", "fallback", nullptr};
   Py_ssize_t maxsize = 0;
   Py_ssize_t capacity = Py_ssize_t{1} << 20;
@@ -92,16 +96,11 @@ PyObject* PcNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
                                    &capacity, &fallback)) {
     return nullptr;
   }
-  uint32_t flags = 0;
-  if (fallback != Py_None) {
-    if (!PyUnicode_Check(fallback) ||
-        PyUnicode_CompareWithASCIIString(fallback, "pickle") != 0) {
-      PyErr_Format(PyExc_ValueError,
-                   "fallback must be None or 'pickle', not %R", fallback);
-      return nullptr;
-    }
-    flags |= ProcessChannel::kFlagPickle;
-  }
+  ModuleState* st = StateOfType(reinterpret_cast<PyObject*>(type));
+  if (st == nullptr) return nullptr;
+  bool pickle = false;
+  if (!ParseFallback(fallback, &pickle)) return nullptr;
+  const uint32_t flags = pickle ? ProcessChannel::kFlagPickle : 0;
   if (capacity < static_cast<Py_ssize_t>(ProcessChannel::kMinRingBytes)) {
     PyErr_Format(PyExc_ValueError,
                  "capacity must be at least %zu bytes, not %zd",
@@ -137,120 +136,73 @@ PyObject* PcFromFd(PyObject* type, PyObject* arg) {
   return Wrap(st, reinterpret_cast<PyTypeObject*>(type), std::move(ch));
 }
 
-const char* const kPutNames[] = {"item", "block", "timeout"};
+bool IsPickle(const PyProcessChannel* self) {
+  return (self->ch->flags() & ProcessChannel::kFlagPickle) != 0;
+}
 
-PyObject* PcPutImpl(PyProcessChannel* self, PyObject* obj,
-                    const BlockArgs& ba, const char* what) {
+// What a put sends: the encoded Item and its flat form, a record of `head`
+// then `payload` (a view into `item`).
+struct FlatRecord {
   Item item;
   RecordBuffer head;  // on the stack: a small record allocates nothing
   std::span<const uint8_t> payload;
-  if (!EncodeFlat(self->state, obj,
-                  (self->ch->flags() & ProcessChannel::kFlagPickle) != 0,
-                  &item, &head, &payload)) {
-    return nullptr;
-  }
-  ProcessChannel* ch = self->ch;
-  // First try with the GIL held, without waiting for the segment's mutex:
-  // another process may hold it stopped (SIGSTOP, a debugger), and waiting
-  // for it here would freeze every thread of this interpreter. If it is
-  // held, or if a blocking put finds the ring full, wait without the GIL.
-  ShmStatus s = ch->TrySendNoLockWait(head, payload);
-  if (s == ShmStatus::kBusy || (s == ShmStatus::kFull && ba.block)) {
-    const Deadline deadline =
-        ba.block ? ba.deadline() : Deadline(Clock::time_point::min());
-    s = BlockingCall(self->state, [&](bool intr) {
-      return ch->Send(head, payload, deadline, intr);
-    });
-  }
-  if (s == ShmStatus::kOk) Py_RETURN_NONE;
-  if (s != ShmStatus::kInterrupted) {
-    RaiseShm(self, s, what, head.size() + payload.size());
-  }
-  return nullptr;
-}
+};
 
-PyObject* PcPut(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
-                PyObject* kwnames) {
-  PyObject* a[3] = {nullptr, Py_True, Py_None};
-  if (nargs == 1 && kwnames == nullptr) {
-    a[0] = args[0];
-  } else if (!ParseArgs("put", args, nargs, kwnames, kPutNames, 3, 3, 1, a)) {
-    return nullptr;
+// ProcessChannel's own operations for the shared methods (queue_methods.h).
+// The tries do not wait for the segment's mutex: another process may hold
+// it stopped (SIGSTOP, a debugger), and waiting for it with the GIL held
+// would freeze every thread of this interpreter. A held mutex (kBusy) is
+// waited for without the GIL, even by a non-blocking call.
+struct ProcessOps {
+  using Self = PyProcessChannel;
+  using Encoded = FlatRecord;
+  using Received = RecordBuffer;
+  static constexpr QueueNames kNames = {"__next__", "process_get_async",
+                                        "process_put_async"};
+
+  static PyObject* DecodeValue(Self* self, RecordBuffer& rec) {
+    return DecodeFlat(self->state, rec.span(), IsPickle(self));
   }
-  BlockArgs ba;
-  if (!ParseBlock(a[1], a[2], &ba)) return nullptr;
-  return PcPutImpl(AsPc(op), a[0], ba, "put");
-}
-
-PyObject* PcPutNowait(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
-                      PyObject* kwnames) {
-  PyObject* obj = nullptr;
-  if (nargs == 1 && kwnames == nullptr) {
-    obj = args[0];
-  } else if (!ParseArgs("put_nowait", args, nargs, kwnames, kPutNames, 1, 1, 1,
-                        &obj)) {
-    return nullptr;
+  static bool EncodeValue(Self* self, PyObject* obj, FlatRecord* out) {
+    return EncodeFlat(self->state, obj, IsPickle(self), &out->item,
+                      &out->head, &out->payload);
   }
-  BlockArgs ba;
-  ba.block = false;
-  return PcPutImpl(AsPc(op), obj, ba, "put_nowait");
-}
-
-const char* const kGetNames[] = {"block", "timeout"};
-
-PyObject* PcGetImpl(PyProcessChannel* self, const BlockArgs& ba,
-                    const char* what) {
-  ProcessChannel* ch = self->ch;
-  RecordBuffer rec;
-  // As in put: the mutex is waited for without the GIL.
-  ShmStatus s = ch->TryRecvNoLockWait(&rec);
-  if (s == ShmStatus::kBusy || (s == ShmStatus::kEmpty && ba.block)) {
-    const Deadline deadline =
-        ba.block ? ba.deadline() : Deadline(Clock::time_point::min());
-    s = BlockingCall(self->state, [&](bool intr) {
-      return ch->Recv(&rec, deadline, intr);
-    });
+  static ShmStatus TrySend(Self* self, FlatRecord& r) {
+    return self->ch->TrySendNoLockWait(r.head, r.payload);
   }
-  if (s == ShmStatus::kOk) return DecodeFlat(self->state, rec.span(),
-                                          (ch->flags() & ProcessChannel::kFlagPickle) != 0);
-  if (s != ShmStatus::kInterrupted) RaiseShm(self, s, what);
-  return nullptr;
-}
-
-PyObject* PcGet(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
-                PyObject* kwnames) {
-  BlockArgs ba;
-  if (nargs != 0 || kwnames != nullptr) {
-    PyObject* a[2] = {Py_True, Py_None};
-    if (!ParseArgs("get", args, nargs, kwnames, kGetNames, 2, 2, 0, a) ||
-        !ParseBlock(a[0], a[1], &ba)) {
-      return nullptr;
-    }
+  static ShmStatus Send(Self* self, FlatRecord& r, const Deadline& deadline,
+                        bool intr) {
+    return self->ch->Send(r.head, r.payload, deadline, intr);
   }
-  return PcGetImpl(AsPc(op), ba, "get");
-}
+  static ShmStatus TryRecv(Self* self, RecordBuffer& rec) {
+    return self->ch->TryRecvNoLockWait(&rec);
+  }
+  static ShmStatus Recv(Self* self, RecordBuffer& rec,
+                        const Deadline& deadline, bool intr) {
+    return self->ch->Recv(&rec, deadline, intr);
+  }
+  static bool Busy(ShmStatus s) { return s == ShmStatus::kBusy; }
+  static void Raise(Self* self, ShmStatus s, const char* what,
+                    const FlatRecord* r) {
+    RaiseShm(self, s, what,
+             r != nullptr ? r->head.size() + r->payload.size() : 0);
+  }
+  static uint64_t Size(Self* self) { return self->ch->size(); }
+  static uint64_t MaxItems(Self* self) { return self->ch->max_items(); }
+  static bool Closed(Self* self) { return self->ch->closed(); }
+  static bool Pickle(Self* self) { return IsPickle(self); }
+  static void ExitClose(Self* self) { self->ch->Close(); }
+  static void Release(Self* self) {
+    if (self->ch != nullptr) self->ch->Unref();
+  }
+};
 
-PyObject* PcGetNowait(PyObject* op, PyObject*) {
-  BlockArgs ba;
-  ba.block = false;
-  return PcGetImpl(AsPc(op), ba, "get_nowait");
-}
+using Methods = QueueMethods<ProcessOps>;
+
+// ---- ProcessChannel's own methods ------------------------------------------
 
 PyObject* PcClose(PyObject* op, PyObject*) {
   return PyBool_FromLong(AsPc(op)->ch->Close());
-}
-
-PyObject* PcQsize(PyObject* op, PyObject*) {
-  return PyLong_FromUnsignedLongLong(AsPc(op)->ch->size());
-}
-
-PyObject* PcEmpty(PyObject* op, PyObject*) {
-  return PyBool_FromLong(AsPc(op)->ch->size() == 0);
-}
-
-PyObject* PcFull(PyObject* op, PyObject*) {
-  ProcessChannel* ch = AsPc(op)->ch;
-  return PyBool_FromLong(ch->max_items() > 0 && ch->size() >= ch->max_items());
 }
 
 PyObject* PcFileno(PyObject* op, PyObject*) {
@@ -263,28 +215,6 @@ PyObject* PcReduce(PyObject* op, PyObject*) {
   PyObject* r = PyObject_CallMethod(mod, "_reduce", "O", op);
   Py_DECREF(mod);
   return r;
-}
-
-PyObject* PcEnter(PyObject* op, PyObject*) { return Py_NewRef(op); }
-
-PyObject* PcExit(PyObject* op, PyObject* const*, Py_ssize_t) {
-  AsPc(op)->ch->Close();
-  Py_RETURN_NONE;
-}
-
-PyObject* PcNext(PyObject* op) {
-  PyProcessChannel* self = AsPc(op);
-  BlockArgs ba;
-  PyObject* v = PcGetImpl(self, ba, "__next__");
-  // A closed and drained channel ends the iteration. Only the class made
-  // already can be the pending exception: ChannelClosedType() would make it
-  // now (importing queue on 3.13+), running Python code with the exception
-  // set (and losing it if that import failed).
-  PyObject* closed = self->state->ChannelClosed;
-  if (v == nullptr && closed != nullptr && PyErr_ExceptionMatches(closed)) {
-    PyErr_Clear();
-  }
-  return v;
 }
 
 // _seq(data) -> int: the data (True) or space (False) word now.
@@ -323,55 +253,6 @@ PyObject* PcNudge(PyObject* op, PyObject*) {
   Py_RETURN_NONE;
 }
 
-// get_async / put_async: coroutines of xchannels._aio (process_get_async,
-// process_put_async: Channel's wait loop with a thread as the park).
-PyObject* ForwardAsync(const char* fn, PyObject* self, PyObject* const* args,
-                       Py_ssize_t nargs, PyObject* kwnames) {
-  PyObject* mod = PyImport_ImportModule("xchannels._aio");
-  if (mod == nullptr) return nullptr;
-  PyObject* f = PyObject_GetAttrString(mod, fn);
-  Py_DECREF(mod);
-  if (f == nullptr) return nullptr;
-  const Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
-  std::vector<PyObject*> all(static_cast<size_t>(n) + 2);
-  all[1] = self;
-  for (Py_ssize_t i = 0; i < n; ++i) all[static_cast<size_t>(i) + 2] = args[i];
-  PyObject* r = PyObject_Vectorcall(f, all.data() + 1,
-                                    (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                    kwnames);
-  Py_DECREF(f);
-  return r;
-}
-
-PyObject* PcGetAsync(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
-                     PyObject* kwnames) {
-  return ForwardAsync("process_get_async", op, args, nargs, kwnames);
-}
-
-PyObject* PcPutAsync(PyObject* op, PyObject* const* args, Py_ssize_t nargs,
-                     PyObject* kwnames) {
-  return ForwardAsync("process_put_async", op, args, nargs, kwnames);
-}
-
-PyObject* PcClosed(PyObject* op, void*) {
-  return PyBool_FromLong(AsPc(op)->ch->closed());
-}
-PyObject* PcMaxsize(PyObject* op, void*) {
-  return PyLong_FromUnsignedLongLong(AsPc(op)->ch->max_items());
-}
-PyObject* PcCapacity(PyObject* op, void*) {
-  return PyLong_FromSize_t(AsPc(op)->ch->ring_bytes());
-}
-PyObject* PcSegmentId(PyObject* op, void*) {
-  return PyLong_FromUnsignedLongLong(AsPc(op)->ch->segment_id());
-}
-PyObject* PcFallback(PyObject* op, void*) {
-  if (AsPc(op)->ch->flags() & ProcessChannel::kFlagPickle) {
-    return PyUnicode_FromString("pickle");
-  }
-  Py_RETURN_NONE;
-}
-
 PyObject* PcRepr(PyObject* op) {
   ProcessChannel* ch = AsPc(op)->ch;
   return PyUnicode_FromFormat(
@@ -381,51 +262,33 @@ PyObject* PcRepr(PyObject* op) {
       ch->closed() ? " closed" : "");
 }
 
-void PcDealloc(PyObject* op) {
-  PyProcessChannel* self = AsPc(op);
-  PyTypeObject* tp = Py_TYPE(op);
-  if (self->weakreflist != nullptr) PyObject_ClearWeakRefs(op);
-  if (self->ch != nullptr) self->ch->Unref();
-  tp->tp_free(op);
-  Py_DECREF(tp);
-}
-
-PyMethodDef kPcMethods[] = {
-    {"put", FASTKW(NoExcept<PcPut>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "put($self, /, item, block=True, timeout=None)\n--\n\n"
+const QueueDocs kPcDocs = {
+    /*put=*/"put($self, /, item, block=True, timeout=None)\n--\n\n"
      "Copy item into the shared segment; blocks while the channel is full.\n"
      "Raises ChannelClosed, ChannelFull (timeout or block=False),\n"
-     "NotShareableError, or ValueError for a value larger than the capacity."},
-    {"put_nowait", FASTKW(NoExcept<PcPutNowait>::Call),
-     METH_FASTCALL | METH_KEYWORDS,
-     "put_nowait($self, /, item)\n--\n\nput(item, block=False)."},
-    {"get", FASTKW(NoExcept<PcGet>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "get($self, /, block=True, timeout=None)\n--\n\n"
+     "NotShareableError, or ValueError for a value larger than the capacity.",
+    /*get=*/"get($self, /, block=True, timeout=None)\n--\n\n"
      "Take the next item, waiting for one; ChannelClosed once closed and\n"
-     "drained, ChannelEmpty on timeout or block=False."},
-    {"get_nowait", NoExcept<PcGetNowait>::Call, METH_NOARGS,
-     "get_nowait($self, /)\n--\n\nget(block=False)."},
+     "drained, ChannelEmpty on timeout or block=False.",
+    /*get_async=*/"get_async($self, /, timeout=None)\n--\n\n"
+     "Awaitable get(): waits without blocking the event loop (a helper\n"
+     "thread sleeps on the segment meanwhile). ChannelEmpty on timeout.",
+    /*put_async=*/"put_async($self, /, item, timeout=None)\n--\n\n"
+     "Awaitable put(): waits for room without blocking the event loop.\n"
+     "ChannelFull on timeout.",
+    /*qsize=*/"qsize($self, /)\n--\n\nItems queued (a snapshot).",
+    /*empty=*/"empty($self, /)\n--\n\nqsize() == 0 (a snapshot).",
+    /*full=*/"full($self, /)\n--\n\nWhether maxsize items are queued (a snapshot).",
+};
+
+PyMethodDef* const kPcMethods = Methods::MethodTable(kPcDocs, {
     {"close", NoExcept<PcClose>::Call, METH_NOARGS,
      "close($self, /)\n--\n\nClose the channel for every process and wake "
      "every waiter.\nReturns False if it was closed already."},
-    {"qsize", NoExcept<PcQsize>::Call, METH_NOARGS,
-     "qsize($self, /)\n--\n\nItems queued (a snapshot)."},
-    {"empty", NoExcept<PcEmpty>::Call, METH_NOARGS,
-     "empty($self, /)\n--\n\nqsize() == 0 (a snapshot)."},
-    {"full", NoExcept<PcFull>::Call, METH_NOARGS,
-     "full($self, /)\n--\n\nWhether maxsize items are queued (a snapshot)."},
     {"fileno", NoExcept<PcFileno>::Call, METH_NOARGS,
      "fileno($self, /)\n--\n\nThe segment's file descriptor (a memfd)."},
     {"_from_fd", NoExcept<PcFromFd>::Call, METH_O | METH_CLASS,
      "_from_fd($type, fd, /)\n--\n\nA new handle on the segment behind fd (duplicated)."},
-    {"get_async", FASTKW(NoExcept<PcGetAsync>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "get_async($self, /, timeout=None)\n--\n\n"
-     "Awaitable get(): waits without blocking the event loop (a helper\n"
-     "thread sleeps on the segment meanwhile). ChannelEmpty on timeout."},
-    {"put_async", FASTKW(NoExcept<PcPutAsync>::Call), METH_FASTCALL | METH_KEYWORDS,
-     "put_async($self, /, item, timeout=None)\n--\n\n"
-     "Awaitable put(): waits for room without blocking the event loop.\n"
-     "ChannelFull on timeout."},
     {"_seq", NoExcept<PcSeq>::Call, METH_O,
      "_seq($self, data, /)\n--\n\nThe data (True) or space (False) word now."},
     {"_wait_seq", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
@@ -436,31 +299,21 @@ PyMethodDef kPcMethods[] = {
     {"_nudge", NoExcept<PcNudge>::Call, METH_NOARGS,
      "_nudge($self, /)\n--\n\nMove both words and wake every waiter."},
     {"__reduce__", NoExcept<PcReduce>::Call, METH_NOARGS, nullptr},
-    {"__enter__", PcEnter, METH_NOARGS, nullptr},
-    {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(PcExit)),
-     METH_FASTCALL, nullptr},
-    {nullptr, nullptr, 0, nullptr},
-};
+});
 
 PyGetSetDef kPcGetSet[] = {
-    {"closed", PcClosed, nullptr, "Whether close() was called (by any process).",
+    {"closed", Methods::GetClosed, nullptr, "Whether close() was called (by any process).",
      nullptr},
-    {"maxsize", PcMaxsize, nullptr, "The item limit (0: none).", nullptr},
-    {"capacity", PcCapacity, nullptr, "The bytes the segment holds for items.",
+    {"maxsize", Methods::GetUnsigned<&ProcessChannel::max_items>, nullptr, "The item limit (0: none).", nullptr},
+    {"capacity", Methods::GetUnsigned<&ProcessChannel::ring_bytes>, nullptr, "The bytes the segment holds for items.",
      nullptr},
-    {"fallback", PcFallback, nullptr, "'pickle' or None.", nullptr},
-    {"_segment_id", PcSegmentId, nullptr,
+    {"fallback", Methods::GetFallback, nullptr, "'pickle' or None.", nullptr},
+    {"_segment_id", Methods::GetUnsigned<&ProcessChannel::segment_id>, nullptr,
      "A random number drawn at creation, the same in every handle.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
-PyMemberDef kPcMembers[] = {
-    {"__weaklistoffset__", Py_T_PYSSIZET,
-     offsetof(PyProcessChannel, weakreflist), Py_READONLY, nullptr},
-    {nullptr, 0, 0, 0, nullptr},
-};
-
-PyType_Slot kPcSlots[] = {
+PyType_Spec* const kPcSpec = Methods::TypeSpec("xchannels.ProcessChannel", {
     {Py_tp_doc, const_cast<char*>(
         "ProcessChannel(maxsize=0, *, capacity=1048576, fallback=None)\n--\n\n"
         "A channel between processes: items are copied into a shared-memory\n"
@@ -468,23 +321,10 @@ PyType_Slot kPcSlots[] = {
         "(0: no item limit). Pass it to multiprocessing.Process / Pool\n"
         "(fork, spawn, forkserver) like a multiprocessing.Queue.")},
     {Py_tp_new, reinterpret_cast<void*>(NoExcept<PcNew>::Call)},
-    {Py_tp_dealloc, reinterpret_cast<void*>(PcDealloc)},
     {Py_tp_repr, reinterpret_cast<void*>(NoExcept<PcRepr>::Call)},
-    {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
-    {Py_tp_iternext, reinterpret_cast<void*>(NoExcept<PcNext>::Call)},
     {Py_tp_methods, kPcMethods},
     {Py_tp_getset, kPcGetSet},
-    {Py_tp_members, kPcMembers},
-    {0, nullptr},
-};
-
-PyType_Spec kPcSpec = {
-    "xchannels.ProcessChannel",
-    sizeof(PyProcessChannel),
-    0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
-    kPcSlots,
-};
+});
 
 }  // namespace
 
@@ -539,9 +379,7 @@ PyObject* SelectProcessChannels(ModuleState* st, PyObject* seq,
     return nullptr;
   }
   PyObject* ch = PyTuple_GET_ITEM(seq, static_cast<Py_ssize_t>(index));
-  PyObject* value = DecodeFlat(
-      st, rec.span(),
-      (raw[index]->flags() & ProcessChannel::kFlagPickle) != 0);
+  PyObject* value = ProcessOps::DecodeValue(AsPc(ch), rec);
   if (value == nullptr) return nullptr;
   PyObject* pair = PyTuple_Pack(2, ch, value);
   Py_DECREF(value);
@@ -555,7 +393,7 @@ PyObject* WrapProcessChannel(ModuleState* st, Ref<ProcessChannel> ch) {
 }
 
 bool InitProcessChannelType(PyObject* module, ModuleState* st) {
-  return AddHeapType(module, &kPcSpec, "ProcessChannel",
+  return AddHeapType(module, kPcSpec, "ProcessChannel",
                      &st->ProcessChannelType);
 }
 

@@ -2,8 +2,8 @@
 // the binding files share.
 //
 // Every interpreter that imports xchannels._xchannels gets its own
-// ModuleState, created in the module body (which pybind11 runs once per
-// interpreter). Nothing here is ever a C++ static: Python objects belong to
+// ModuleState, created in the module body (module.cpp's ModuleExec, run
+// once per interpreter). Nothing here is ever a C++ static: Python objects belong to
 // one interpreter. The module's state slot holds the ModuleState; each heap
 // type made from the module keeps the module alive (PyType_FromModuleAndSpec),
 // and each instance its type, so the state outlives every instance. A type
@@ -28,6 +28,10 @@
 #include "xchannels/item.h"
 #include "xchannels/process_channel.h"
 #include "xchannels/shared_buffer.h"
+
+#include "args.h"
+#include "errors.h"
+#include "lent_bytes.h"  // BlockingCall drains the loans
 
 namespace xchannels::py {
 
@@ -116,17 +120,18 @@ PyObject* Select(ModuleState* st, PyObject* channels, PyObject* timeout);
 // ---- asyncio (aio.cpp) -------------------------------------------------------
 // Adds _AioHub, _AioWaiter and _aio_timeout to the module.
 bool InitAioTypes(PyObject* module, ModuleState* st);
-// Channel.get_async / put_async (METH_FASTCALL|METH_KEYWORDS) and
-// __anext__: forward to xchannels._aio.
-PyObject* ChannelGetAsync(PyObject* self, PyObject* const* args,
-                          Py_ssize_t nargs, PyObject* kwnames);
-PyObject* ChannelPutAsync(PyObject* self, PyObject* const* args,
-                          Py_ssize_t nargs, PyObject* kwnames);
+// Calls xchannels._aio.<name>(self, *args, **kwargs) with a METH_FASTCALL
+// method's arguments (the module cached in the state on first use): the
+// coroutine methods of Channel and ProcessChannel (queue_methods.h).
+PyObject* CallAio(ModuleState* st, const char* name, PyObject* self,
+                  PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames);
+// Channel.join_async (METH_FASTCALL|METH_KEYWORDS) and __anext__: forward
+// to xchannels._aio.
 PyObject* ChannelJoinAsync(PyObject* self, PyObject* const* args,
                            Py_ssize_t nargs, PyObject* kwnames);
 PyObject* ChannelANext(PyObject* self);
 
-// ---- values (values.cpp) ----------------------------------------------------
+// ---- values (values.cpp encodes, values_decode.cpp decodes) ----------------
 // What kind of value an object is: the one place that decides it, used by
 // the encoder, is_shareable and the typed-channel check. Exact built-in types
 // are recognised first (by identity: cheap), then NumPy scalars (a type whose
@@ -202,34 +207,9 @@ ModuleState* StateOfModule(PyObject* module);
 // AddHeapType), found by PyType_GetModuleByDef. Sets TypeError and returns
 // nullptr if the type has none.
 ModuleState* StateOfType(PyObject* type);
-// Raises the exception that matches a core status (not for kOk).
-void RaiseStatus(ModuleState* st, OpStatus s, const char* what);
-// This interpreter's ChannelFull class, made on first use (it needs the
-// queue module). Borrowed; nullptr with an exception set on failure.
-PyObject* ChannelFullType(ModuleState* st);
-// This interpreter's ChannelClosed class. On 3.13+ it is also a
-// queue.ShutDown, so it is made on first use unless queue was imported
-// already (as ChannelFull); on 3.12 at import. Borrowed; nullptr with an
-// exception set on failure.
-PyObject* ChannelClosedType(ModuleState* st);
-// Replaces the pending exception by cls(PyUnicode_FromFormat(format, ...))
-// with the original as __cause__ (CPython's _PyErr_FormatFromCause). The
-// message is formatted only once the original is fetched: %R and %S run
-// Python code, which must not run with an exception set.
-void FormatFromCause(PyObject* cls, const char* format, ...);
-// Parses a `timeout` argument: None -> no deadline; a number >= 0 -> now +
-// timeout on the monotonic clock. Raises ValueError / TypeError otherwise.
-bool ParseTimeout(PyObject* timeout, Deadline* out);
-// ParseTimeout's two halves: the conversion (None -> infinity), which may
-// run the object's __float__, and the deadline, which runs no Python code.
-bool TimeoutSeconds(PyObject* timeout, double* secs);
-Deadline DeadlineAfter(double secs);
-// Parses METH_FASTCALL|METH_KEYWORDS arguments into `out` by name.
-// `names` lists every parameter; the first `npositional` may be given by
-// position; `nrequired` must be given. Unset optional slots stay untouched.
-bool ParseArgs(const char* fname, PyObject* const* args, Py_ssize_t nargs,
-               PyObject* kwnames, const char* const* names, int nnames,
-               int npositional, int nrequired, PyObject** out);
+// module.<attr> after importing `module` (new reference; nullptr with an
+// exception set).
+PyObject* ImportAttr(const char* module, const char* attr);
 // Whether a blocked call on this thread should wake for signals (only the
 // main thread of the main interpreter runs Python signal handlers).
 bool CallerHandlesSignals(ModuleState* st);
@@ -283,17 +263,6 @@ inline bool PublishOnce(PyObject** slot, PyObject* made) {
 // PyMethodDef holds.
 #define FASTKW(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
-// ---- lent bytes (values.cpp) --------------------------------------------------
-// Large bytes put by the main interpreter are lent to the message instead of
-// copied; the main interpreter gets its references back later. OpenLoans at
-// a main-interpreter module state's creation, CloseLoans at its end;
-// DrainLoans with the main interpreter's GIL held (cheap when nothing waits).
-void OpenLoans();
-void CloseLoans();
-void DrainLoans();
-int64_t LentForTesting();      // lent objects not yet given back
-size_t ReturnedForTesting();   // given back, waiting for the main interpreter
-
 // Runs a blocking core call with the GIL released, restarting it after
 // signals that raise nothing. Returns the final status (OpStatus or
 // ShmStatus); kInterrupted means a signal handler raised (the exception is
@@ -330,19 +299,6 @@ auto BlockingCall(ModuleState* st, F&& call) {
     if (PyErr_CheckSignals() < 0) return Status::kInterrupted;
   }
 }
-
-// `block` and `timeout` of put/get: converted and validated once, up front
-// (ParseBlock), the deadline computed only when it is needed. The timeout
-// object is not looked at again: its __float__ is Python code, which could
-// fail or answer differently the second time, after the checks.
-struct BlockArgs {
-  bool block = true;
-  double secs = std::numeric_limits<double>::infinity();  // None: no timeout
-  Deadline deadline() const {
-    return block ? DeadlineAfter(secs) : Deadline();
-  }
-};
-bool ParseBlock(PyObject* block_obj, PyObject* timeout, BlockArgs* out);
 
 // ---- ProcessChannel (process_channel.cpp) ------------------------------------
 bool InitProcessChannelType(PyObject* module, ModuleState* st);

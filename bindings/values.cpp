@@ -1,5 +1,7 @@
-// bindings/values.cpp: Python objects <-> Items and Messages, no pickle
-// (pickle only on channels that opted in with fallback='pickle').
+// bindings/values.cpp: Python objects -> Items and Messages, no pickle
+// (pickle only on channels that opted in with fallback='pickle'); the
+// sending half of the values room (values_decode.cpp builds the objects
+// back; values_common.h is what the halves share).
 //
 // Encoding runs with the sender's GIL: one walk over the value tree
 // (Encoder<true>) writes the wire format of core/include/xchannels/message.h
@@ -7,189 +9,23 @@
 // finished message is one exactly-sized allocation. A value that cannot
 // travel raises before anything is enqueued, naming its place in the user's
 // value. Top-level scalars and references skip the Message and travel inside
-// the Item. Decoding runs with the receiver's GIL and builds new objects
-// owned by the receiver. Classify() is the one place that decides what kind
+// the Item. Classify() is the one place that decides what kind
 // of value an object is (encoder, is_shareable, typed channels).
 //
 // One exception to "nothing is shared with the sender": large bytes put by
-// the main interpreter are lent, not copied (see Loans below).
-#include <pthread.h>
-
-#include <atomic>
+// the main interpreter are lent, not copied (lent_bytes.h: LendBytes, and
+// every receive of the main interpreter takes back what was returned).
 #include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "lent_bytes.h"
 #include "state.h"
-#include "xchannels/detail/mutex.h"
+#include "values_common.h"
 
 namespace xchannels::py {
 namespace {
-
-// ---- lent bytes ---------------------------------------------------------------
-//
-// A bytes object of kBytesRefThreshold bytes or more, put by the main
-// interpreter, is lent instead of copied: its SharedBuffer points into the
-// object, which holds one extra reference until the buffer goes. bytes are
-// immutable (and resizing needs a reference count of 1), so the receiver
-// reads the same bytes a copy would hold, without the main interpreter's
-// GIL. This saves the copy and, above all, the page faults of fresh memory
-// when many large payloads are in flight (a Pool map of 48 x 1 MiB: the
-// caller's 48 MiB of fresh blocks cost about 24 ms of faults).
-//
-// Giving the reference back needs the main interpreter's GIL. The last
-// holder of the buffer is often a worker thread, so:
-//   - on a thread that holds the main interpreter's GIL: Py_DECREF at once;
-//   - elsewhere: the object joins the Loans list, under a mutex of its own,
-//     and nothing else happens on that thread: no call into CPython (a
-//     Py_AddPendingCall may release the caller's GIL on 3.13, mid-way
-//     through whatever it is doing). The main interpreter drops the list's
-//     references whenever one of its threads lends, receives (Decode,
-//     DecodeFlat: get, get_many, get_async, select) or returns from a wait
-//     of a blocking call (a main thread parked in get() at least every
-//     250 ms), and when its module goes.
-// Only exact bytes are lent: their deallocation runs no Python code, so a
-// decref inside a channel operation is safe. Sub-interpreters copy: their
-// objects cannot outlive them, and nothing would drain their list once they
-// are gone. Once the main interpreter's last module state is gone (at
-// finalization), returned objects are left alone: the process is exiting.
-// fork(): the list's mutex is taken around it (pthread_atfork), so the
-// child never inherits it locked.
-//
-// That mutex is a pthread mutex that the child makes anew, not an
-// absl::Mutex: absl's Unlock in a child whose parent had another thread
-// waiting on the mutex at the fork goes to wake that thread, which the child
-// does not have, and spun forever on an internal lock (test_values.py's
-// fork test hung in a fresh-clone make test, and in 1 of 26 runs of its
-// script).
-class ABSL_LOCKABLE ForkSafeMutex {
- public:
-  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { pthread_mutex_lock(&mu_); }
-  void Unlock() ABSL_UNLOCK_FUNCTION() { pthread_mutex_unlock(&mu_); }
-  // In a fork() child, for the mutex the forking thread held across fork().
-  void RemakeInChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    pthread_mutex_init(&mu_, nullptr);
-  }
-
- private:
-  pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
-};
-
-class ABSL_SCOPED_LOCKABLE ForkSafeLock {
- public:
-  explicit ForkSafeLock(ForkSafeMutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu)
-      : mu_(mu) {
-    mu_->Lock();
-  }
-  ~ForkSafeLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
-  ForkSafeLock(const ForkSafeLock&) = delete;
-  ForkSafeLock& operator=(const ForkSafeLock&) = delete;
-
- private:
-  ForkSafeMutex* const mu_;
-};
-
-class Loans {
- public:
-  // Any thread, any GIL or none. Never calls into CPython.
-  void Give(PyObject* obj) noexcept {
-    ForkSafeLock lock(&mu_);
-    if (users_ == 0) return;  // the main interpreter is gone: exiting
-    try {
-      returned_.push_back(obj);
-    } catch (...) {
-      return;  // out of memory: keep the object rather than crash
-    }
-    waiting_.store(true, std::memory_order_release);
-  }
-  // The main interpreter, GIL held.
-  void Drain() {
-    if (!waiting_.load(std::memory_order_acquire)) return;  // the common case
-    std::vector<PyObject*> out;
-    {
-      ForkSafeLock lock(&mu_);
-      waiting_.store(false, std::memory_order_relaxed);
-      out.swap(returned_);
-    }
-    for (PyObject* obj : out) Py_DECREF(obj);
-  }
-  // A module state of the main interpreter is made / goes (GIL held).
-  void Open() {
-    ForkSafeLock lock(&mu_);
-    ++users_;
-  }
-  void Close() {
-    Drain();
-    ForkSafeLock lock(&mu_);
-    if (users_ > 0 && --users_ == 0) {
-      waiting_.store(false, std::memory_order_relaxed);
-      returned_.clear();  // only objects returned since the Drain: left
-    }
-  }
-  size_t PendingForTesting() {
-    ForkSafeLock lock(&mu_);
-    return returned_.size();
-  }
-  void BeforeFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Lock(); }
-  void AfterForkParent() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); }
-  void AfterForkChild() { mu_.RemakeInChild(); }
-
- private:
-  ForkSafeMutex mu_;
-  std::atomic<bool> waiting_{false};  // returned_ may be non-empty
-  std::vector<PyObject*> returned_ ABSL_GUARDED_BY(mu_);
-  int users_ ABSL_GUARDED_BY(mu_) = 0;  // live main-interpreter module states
-};
-
-Loans& TheLoans() {
-  static Loans* loans = [] {
-    auto* l = new Loans();  // never destroyed: safe at exit
-    pthread_atfork([] { TheLoans().BeforeFork(); },
-                   [] { TheLoans().AfterForkParent(); },
-                   [] { TheLoans().AfterForkChild(); });
-    return l;
-  }();
-  return *loans;
-}
-
-std::atomic<int64_t> g_lent{0};  // live lent objects, for tests
-
-PyThreadState* AttachedThreadState() {
-#if PY_VERSION_HEX >= 0x030D0000
-  return PyThreadState_GetUnchecked();
-#else
-  return _PyThreadState_UncheckedGet();
-#endif
-}
-
-void ReturnLoan(void* context) noexcept {
-  auto* obj = static_cast<PyObject*>(context);
-  g_lent.fetch_sub(1, std::memory_order_relaxed);
-  PyThreadState* ts = AttachedThreadState();
-  if (ts != nullptr &&
-      PyThreadState_GetInterpreter(ts) == PyInterpreterState_Main()) {
-    Py_DECREF(obj);  // exact bytes: frees memory, runs no Python code
-    return;
-  }
-  TheLoans().Give(obj);
-}
-
-// A SharedBuffer over the exact bytes `obj` (main interpreter, GIL held).
-Ref<SharedBuffer> LendBytes(PyObject* obj) {
-  TheLoans().Drain();
-  Py_INCREF(obj);
-  Ref<SharedBuffer> b = SharedBuffer::Borrow(
-      PyBytes_AS_STRING(obj), static_cast<size_t>(PyBytes_GET_SIZE(obj)),
-      &ReturnLoan, obj);
-  if (!b) {
-    Py_DECREF(obj);
-    return b;
-  }
-  g_lent.fetch_add(1, std::memory_order_relaxed);
-  return b;
-}
-
 
 // bytes of at least this size travel as a SharedBuffer reference instead of
 // being copied into the message (keeps messages small; measured in
@@ -245,48 +81,6 @@ std::string RenderPath(const Step* steps, int depth) {
   return s;
 }
 
-// Replaces the pending exception by `cls("<where>: <what>: <original>")`
-// with the original as __cause__. MemoryError is left alone, and so is
-// what is not an Exception (KeyboardInterrupt, SystemExit): they are not
-// about the value.
-//
-// `where` is a callable giving the place: rendering it may call repr() on
-// a dict key, which runs Python code and must not run with an exception
-// set (a Py_DEBUG build asserts, and the key's repr could clear or replace
-// the pending exception), so it is called only once the original is
-// fetched.
-template <class Where>
-void ChainAs(PyObject* cls, Where&& where, const std::string& what) {
-  if (PyErr_Occurred() && (!PyErr_ExceptionMatches(PyExc_Exception) ||
-                           PyErr_ExceptionMatches(PyExc_MemoryError))) {
-    return;
-  }
-  PyObject* cause = PyErr_GetRaisedException();
-  // From here on no exception is set: repr() and str() may run.
-  std::string place = where();
-  PyObject* text = cause != nullptr ? PyObject_Str(cause) : nullptr;
-  if (text == nullptr) PyErr_Clear();
-  const char* msg = text != nullptr ? PyUnicode_AsUTF8(text) : nullptr;
-  if (msg == nullptr) {
-    PyErr_Clear();
-    msg = "";
-  }
-  std::string full = place.empty() ? what : place + ": " + what;
-  if (msg[0] != '\0') full += std::string(": ") + msg;
-  Py_XDECREF(text);
-  PyErr_SetString(cls, full.c_str());
-  if (cause != nullptr) {
-    PyObject* exc = PyErr_GetRaisedException();
-    PyException_SetCause(exc, cause);  // steals cause
-    PyErr_SetRaisedException(exc);
-  }
-}
-
-// A place known up front (no Python code to run).
-inline auto At(std::string where) {
-  return [w = std::move(where)] { return w; };
-}
-
 size_t BigIntBytes(PyObject* obj) {
   // Two's complement needs the magnitude's bits plus a sign bit.
   size_t nbits = _PyLong_NumBits(obj);
@@ -329,25 +123,6 @@ const char* TagName(Tag t) {
     case Tag::kFrozenSet: return "frozenset";
     default: return "value";
   }
-}
-
-// Imports pickle's dumps and loads into the state on first use.
-bool LoadPickle(ModuleState* st) {
-  if (st->pickle_dumps != nullptr) return true;
-  PyObject* pickle = PyImport_ImportModule("pickle");
-  if (pickle == nullptr) return false;
-  PyObject* dumps = PyObject_GetAttrString(pickle, "dumps");
-  PyObject* loads = dumps != nullptr ? PyObject_GetAttrString(pickle, "loads") : nullptr;
-  Py_DECREF(pickle);
-  if (loads == nullptr) {
-    Py_XDECREF(dumps);
-    return false;
-  }
-  // The import may have let another thread of this interpreter load them
-  // first: keep one pair (PublishOnce), never leak the other.
-  PublishOnce(&st->pickle_dumps, dumps);
-  PublishOnce(&st->pickle_loads, loads);
-  return true;
 }
 
 // The encoder: one walk over the value tree, writing as it goes (Write) or
@@ -755,173 +530,6 @@ class Encoder {
   Step path_[kMaxDepth];
 };
 
-// Builds Python objects from a decoded message.
-struct PyVisitor {
-  using Value = PyObject*;
-  ModuleState* st;
-
-  static bool IsNull(const Value& v) { return v == nullptr; }
-  Value None() { return Py_NewRef(Py_None); }
-  Value Bool(bool b) { return PyBool_FromLong(b); }
-  Value Int64(int64_t v) { return PyLong_FromLongLong(v); }
-  Value BigInt(const uint8_t* p, size_t n) {
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyLong_FromNativeBytes(p, n, Py_ASNATIVEBYTES_LITTLE_ENDIAN);
-#else
-    return _PyLong_FromByteArray(p, n, /*little_endian=*/1, /*is_signed=*/1);
-#endif
-  }
-  Value Float(double v) { return PyFloat_FromDouble(v); }
-  void BeginKey() { key_ = true; }
-  void EndKey() { key_ = false; }
-  bool key_ = false;
-
-  // A dict key: short ASCII keys come from a small per-interpreter cache
-  // (same bytes, same str object: str is immutable, so sharing it is
-  // invisible), which skips the allocation and keeps the hash computed.
-  Value CachedKey(const uint8_t* p, size_t len) {
-    if (st->key_cache == nullptr) {
-      st->key_cache = new (std::nothrow) PyObject*[ModuleState::kKeyCacheSlots]();
-      if (st->key_cache == nullptr) return nullptr;
-    }
-    uint32_t h = 2166136261u;  // FNV-1a
-    for (size_t i = 0; i < len; ++i) h = (h ^ p[i]) * 16777619u;
-    PyObject*& slot = st->key_cache[h & (ModuleState::kKeyCacheSlots - 1)];
-    if (slot != nullptr && static_cast<size_t>(PyUnicode_GET_LENGTH(slot)) == len &&
-        std::memcmp(PyUnicode_1BYTE_DATA(slot), p, len) == 0) {
-      return Py_NewRef(slot);
-    }
-    PyObject* s = PyUnicode_New(static_cast<Py_ssize_t>(len), 127);
-    if (s == nullptr) return nullptr;
-    std::memcpy(PyUnicode_1BYTE_DATA(s), p, len);
-    if (PyObject_Hash(s) == -1) PyErr_Clear();  // computed once, kept in s
-    Py_XSETREF(slot, Py_NewRef(s));
-    return s;
-  }
-
-  Value Str(int kind, const uint8_t* p, size_t len) {
-    if (key_ && kind == 1 && len > 1 && len <= 32 && IsAscii(p, len)) {
-      key_ = false;
-      return CachedKey(p, len);
-    }
-    if (kind == 1 && len > 1 && len <= 256 && IsAscii(p, len)) {
-      // Short ASCII text, the common case: one allocation and a copy,
-      // without PyUnicode_FromKindAndData's layers (len 0 and 1 still go
-      // there, for CPython's shared empty and one-character strings).
-      PyObject* s = PyUnicode_New(static_cast<Py_ssize_t>(len), 127);
-      if (s != nullptr) std::memcpy(PyUnicode_1BYTE_DATA(s), p, len);
-      return s;
-    }
-    return PyUnicode_FromKindAndData(kind, p, static_cast<Py_ssize_t>(len));
-  }
-  static bool IsAscii(const uint8_t* p, size_t len) {
-    uint64_t acc = 0;
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-      uint64_t w;
-      std::memcpy(&w, p + i, 8);
-      acc |= w;
-    }
-    for (; i < len; ++i) acc |= p[i];
-    return (acc & 0x8080808080808080ULL) == 0;
-  }
-  Value Bytes(const uint8_t* p, size_t n) {
-    return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(p),
-                                     static_cast<Py_ssize_t>(n));
-  }
-  Value Complex(double re, double im) { return PyComplex_FromDoubles(re, im); }
-  Value Tuple(size_t n) { return PyTuple_New(static_cast<Py_ssize_t>(n)); }
-  bool SetItem(Value& t, size_t i, Value item) {
-    PyTuple_SET_ITEM(t, static_cast<Py_ssize_t>(i), item);
-    return true;
-  }
-  Value List(size_t n) { return PyList_New(static_cast<Py_ssize_t>(n)); }
-  bool SetListItem(Value& l, size_t i, Value item) {
-    PyList_SET_ITEM(l, static_cast<Py_ssize_t>(i), item);
-    return true;
-  }
-  Value Dict(size_t n) {
-    // Presized for n keys, but never more than the payload could hold (a
-    // crafted count is bounded by the message's length anyway).
-    return _PyDict_NewPresized(static_cast<Py_ssize_t>(n));
-  }
-  bool SetDictItem(Value& d, Value key, Value value) {
-    // The keys were hashable in the sender and are built-in values here, so
-    // hashing them runs no user code (a crafted message's list key fails).
-    int rc = PyDict_SetItem(d, key, value);
-    Py_DECREF(key);
-    Py_DECREF(value);
-    return rc == 0;
-  }
-  Value Set(size_t, bool frozen) { return frozen ? PyFrozenSet_New(nullptr) : PySet_New(nullptr); }
-  bool AddSetItem(Value& s, Value item) {
-    int rc = PySet_Add(s, item);  // allowed on a new frozenset too
-    Py_DECREF(item);
-    return rc == 0;
-  }
-  Value Pickled(const uint8_t* p, size_t n) {
-    if (!allow_pickle) {
-      // A record from shared memory on a channel that did not opt in:
-      // unpickling it would run whatever code its writer chose.
-      PyErr_SetString(st->ChannelError,
-                      "ProcessChannel: a pickled value in a record of a channel "
-                      "without fallback='pickle' (written by a faulty or hostile "
-                      "process); not unpickled");
-      return nullptr;
-    }
-    if (!LoadPickle(st)) return nullptr;
-    // A bytes copy, not a view of the message: what loads makes may keep
-    // its argument, and the message is freed after decoding.
-    PyObject* data = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(p),
-                                               static_cast<Py_ssize_t>(n));
-    if (data == nullptr) return nullptr;
-    PyObject* v = PyObject_CallOneArg(st->pickle_loads, data);
-    Py_DECREF(data);
-    if (v == nullptr) {
-      if (failures != nullptr) return StandIn();
-      unpickle_failed = true;
-    }
-    return v;
-  }
-  // Lenient decoding (failures set): the exception that unpickling raised
-  // stands in the value's place, and is appended to *failures, so the rest
-  // of the message still decodes and the receiver learns what failed where.
-  Value StandIn() {
-    PyObject* exc = PyErr_GetRaisedException();
-    if (*failures == nullptr) {
-      *failures = PyList_New(0);
-      if (*failures == nullptr) {
-        Py_DECREF(exc);
-        return nullptr;
-      }
-    }
-    if (PyList_Append(*failures, exc) < 0) {
-      Py_DECREF(exc);
-      return nullptr;
-    }
-    return exc;
-  }
-  bool unpickle_failed = false;
-  // Lenient decoding: where the exceptions of failed unpickling go (a list
-  // made on the first one); null for strict decoding.
-  PyObject** failures = nullptr;
-  // False for records of a ProcessChannel without fallback='pickle'.
-  bool allow_pickle = true;
-  Value Buffer(SharedBuffer* b) {
-    b->AddRef();
-    return WrapSharedBuffer(st, Ref<SharedBuffer>::Adopt(b));
-  }
-  Value BytesFromBuffer(SharedBuffer* b) {
-    return Bytes(b->data(), b->size());
-  }
-  Value Channel(RefCounted* c) {
-    auto* ch = static_cast<ItemChannel*>(static_cast<ChannelBase*>(c));
-    ch->AddRef();
-    return WrapChannel(st, Ref<ItemChannel>::Adopt(ch));
-  }
-  void Discard(Value v) { Py_XDECREF(v); }
-};
-
 Item EncodeMessage(ModuleState* st, PyObject* obj, bool fallback) {
   MessageWriter w;
   Encoder<true> enc(st, &w, fallback);
@@ -939,24 +547,26 @@ Item EncodeMessage(ModuleState* st, PyObject* obj, bool fallback) {
   return Item::FromMessage(std::move(m));
 }
 
-std::string DecodePath(std::span<const uint32_t> path) {
-  if (path.empty()) return "";
-  std::string s = "item ";
-  for (uint32_t step : path) {
-    using D = Decoder<PyVisitor>;
-    uint32_t i = step & ~(D::kDictKey | D::kDictValue);
-    if (step & D::kDictValue) {
-      s += "[value #" + std::to_string(i) + "]";
-    } else if (step & D::kDictKey) {
-      s += ".keys()[" + std::to_string(i) + "]";
-    } else {
-      s += "[" + std::to_string(i) + "]";
-    }
-  }
-  return s;
-}
-
 }  // namespace
+
+// Imports pickle's dumps and loads into the state on first use.
+bool LoadPickle(ModuleState* st) {
+  if (st->pickle_dumps != nullptr) return true;
+  PyObject* pickle = PyImport_ImportModule("pickle");
+  if (pickle == nullptr) return false;
+  PyObject* dumps = PyObject_GetAttrString(pickle, "dumps");
+  PyObject* loads = dumps != nullptr ? PyObject_GetAttrString(pickle, "loads") : nullptr;
+  Py_DECREF(pickle);
+  if (loads == nullptr) {
+    Py_XDECREF(dumps);
+    return false;
+  }
+  // The import may have let another thread of this interpreter load them
+  // first: keep one pair (PublishOnce), never leak the other.
+  PublishOnce(&st->pickle_dumps, dumps);
+  PublishOnce(&st->pickle_loads, loads);
+  return true;
+}
 
 ValueClass ClassifyOther(ModuleState* st, PyObject* obj) {
   // Classify() (state.h) has tried the commonest exact types already.
@@ -1038,75 +648,6 @@ Item Encode(ModuleState* st, PyObject* obj, bool pickle_fallback) {
   return EncodeMessage(st, obj, pickle_fallback);
 }
 
-namespace {
-
-// Decodes a message payload; a malformed one raises `corrupt_exc`.
-// With `failures`, decodes leniently (see PyVisitor::StandIn).
-PyObject* DecodePayload(ModuleState* st, std::span<const uint8_t> payload,
-                        std::span<const MessageRef> refs,
-                        PyObject* corrupt_exc, bool allow_pickle = true,
-                        PyObject** failures = nullptr) {
-  PyVisitor v{st};
-  v.allow_pickle = allow_pickle;
-  v.failures = failures;
-  Decoder<PyVisitor> d(payload, refs, v);
-  PyObject* out = d.Run();
-  if (out == nullptr) {
-    if (failures != nullptr) Py_CLEAR(*failures);
-    if (v.unpickle_failed) {
-      ChainAs(st->NotShareableError, At(DecodePath(d.failure_path())),
-              "a pickled value (sent with fallback='pickle') cannot be unpickled "
-              "in this interpreter");
-    } else if (!PyErr_Occurred()) {
-      PyErr_Format(corrupt_exc, "xchannels: corrupt message (%s)",
-                   std::string(DecodeErrorName(d.error())).c_str());
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
-PyObject* Decode(ModuleState* st, Item&& item, PyObject** failures) {
-  // Every receive of the main interpreter (get, get_many, get_async,
-  // select) decodes here: it takes back the lent bytes returned meanwhile
-  // (an atomic load when there are none). A receiver that always finds
-  // items would otherwise never reach the drain after BlockingCall's wait.
-  if (st->main_interpreter) DrainLoans();
-  Item it = std::move(item);
-  switch (it.kind()) {
-    case Item::Kind::kNone:
-      return Py_NewRef(Py_None);
-    case Item::Kind::kFalse:
-      return Py_NewRef(Py_False);
-    case Item::Kind::kTrue:
-      return Py_NewRef(Py_True);
-    case Item::Kind::kInt:
-      return PyLong_FromLongLong(it.AsInt());
-    case Item::Kind::kFloat:
-      return PyFloat_FromDouble(it.AsFloat());
-    case Item::Kind::kBuffer: {
-      auto* b = static_cast<SharedBuffer*>(it.AsRef());
-      b->AddRef();
-      return WrapSharedBuffer(st, Ref<SharedBuffer>::Adopt(b));
-    }
-    case Item::Kind::kChannel: {
-      auto* c = static_cast<ItemChannel*>(static_cast<ChannelBase*>(it.AsRef()));
-      c->AddRef();
-      return WrapChannel(st, Ref<ItemChannel>::Adopt(c));
-    }
-    case Item::Kind::kMessage: {
-      const Message* m = it.AsMessage();
-      return DecodePayload(st, m->payload(), m->refs(), PyExc_SystemError,
-                           /*allow_pickle=*/true, failures);
-    }
-    case Item::Kind::kEmpty:
-      break;
-  }
-  PyErr_SetString(PyExc_SystemError, "xchannels: empty item");
-  return nullptr;
-}
-
 bool IsShareable(ModuleState* st, PyObject* obj) {
   // The encoder's walk without writing (exporters are exported, not
   // copied; nothing is pickled).
@@ -1130,37 +671,5 @@ bool EncodeFlat(ModuleState* st, PyObject* obj, bool pickle_fallback,
   }
   return true;
 }
-
-PyObject* DecodeFlat(ModuleState* st, std::span<const uint8_t> record,
-                     bool allow_pickle) {
-  if (st->main_interpreter) DrainLoans();  // as in Decode
-  FlatItem flat;
-  bool oom = false;
-  if (!UnflattenItem(record, &flat, &oom)) {
-    if (oom) return PyErr_NoMemory();
-    PyErr_SetString(st->ChannelError,
-                    "ProcessChannel: a malformed record in the shared segment "
-                    "(written by a faulty or hostile process)");
-    return nullptr;
-  }
-  if (flat.scalar.kind() != Item::Kind::kEmpty) {
-    return Decode(st, std::move(flat.scalar));
-  }
-  if (flat.is_buffer) return WrapSharedBuffer(st, std::move(flat.buffers[0]));
-  return DecodePayload(st, flat.payload, flat.refs, st->ChannelError,
-                       allow_pickle);
-}
-
-// ---- lent bytes: the module's side (see Loans) ------------------------------
-
-void OpenLoans() { TheLoans().Open(); }
-
-void CloseLoans() { TheLoans().Close(); }
-
-void DrainLoans() { TheLoans().Drain(); }
-
-int64_t LentForTesting() { return g_lent.load(std::memory_order_relaxed); }
-
-size_t ReturnedForTesting() { return TheLoans().PendingForTesting(); }
 
 }  // namespace xchannels::py
