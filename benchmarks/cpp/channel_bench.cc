@@ -124,40 +124,57 @@ void BM_Unbounded_PingPong(benchmark::State& s) { ChannelPingPong(s, 0); }
 void BM_Bounded1024_PingPong(benchmark::State& s) { ChannelPingPong(s, 1024); }
 void BM_Bounded1_PingPong(benchmark::State& s) { ChannelPingPong(s, 1); }
 
-// ---- raw moodycamel, busy polling --------------------------------------------
+// ---- moodycamel: raw (busy try_dequeue) or blocking (wait_dequeue) -------------
 
-void BM_RawMoodycamel_Spsc(benchmark::State& state) {
+using RawQueue = moodycamel::ConcurrentQueue<int64_t>;
+using BlockingQueue = moodycamel::BlockingConcurrentQueue<int64_t>;
+
+int64_t Take(RawQueue& q) {
+  int64_t out;
+  while (!q.try_dequeue(out)) {
+  }
+  return out;
+}
+
+int64_t Take(BlockingQueue& q) {
+  int64_t out;
+  q.wait_dequeue(out);
+  return out;
+}
+
+template <typename Q>
+void MoodycamelSpsc(benchmark::State& state) {
   for (auto _ : state) {
-    moodycamel::ConcurrentQueue<int64_t> q;
+    Q q;
     std::thread producer([&] {
       for (int64_t i = 0; i < kItems; ++i) q.enqueue(i);
     });
-    int64_t out, sum = 0;
-    for (int64_t i = 0; i < kItems; ++i) {
-      while (!q.try_dequeue(out)) {
-      }
-      sum += out;
-    }
+    int64_t sum = 0;
+    for (int64_t i = 0; i < kItems; ++i) sum += Take(q);
     benchmark::DoNotOptimize(sum);
     producer.join();
   }
   Finish(state, kItems);
 }
 
-void BM_RawMoodycamel_Mpmc(benchmark::State& state) {
+// The last producer to finish puts one stop marker (-1) per consumer.
+template <typename Q>
+void MoodycamelMpmc(benchmark::State& state) {
   for (auto _ : state) {
-    moodycamel::ConcurrentQueue<int64_t> q;
-    std::atomic<int64_t> consumed{0};
+    Q q;
+    std::atomic<int> producers_left{2};
     std::vector<std::thread> threads;
     for (int p = 0; p < 2; ++p) {
       threads.emplace_back([&] {
         for (int64_t i = 0; i < kItems / 2; ++i) q.enqueue(i);
+        if (producers_left.fetch_sub(1) == 1) {
+          q.enqueue(-1);
+          q.enqueue(-1);
+        }
       });
     }
     auto consume = [&] {
-      int64_t out;
-      while (consumed.load(std::memory_order_relaxed) < kItems) {
-        if (q.try_dequeue(out)) consumed.fetch_add(1, std::memory_order_relaxed);
+      while (Take(q) >= 0) {
       }
     };
     threads.emplace_back(consume);
@@ -167,27 +184,28 @@ void BM_RawMoodycamel_Mpmc(benchmark::State& state) {
   Finish(state, kItems);
 }
 
-void BM_RawMoodycamel_PingPong(benchmark::State& state) {
+template <typename Q>
+void MoodycamelPingPong(benchmark::State& state) {
   for (auto _ : state) {
-    moodycamel::ConcurrentQueue<int64_t> ping, pong;
+    Q ping, pong;
     std::thread echo([&] {
-      int64_t v;
-      for (int64_t i = 0; i < kRoundTrips; ++i) {
-        while (!ping.try_dequeue(v)) {
-        }
-        pong.enqueue(v);
-      }
+      for (int64_t i = 0; i < kRoundTrips; ++i) pong.enqueue(Take(ping));
     });
     for (int64_t i = 0; i < kRoundTrips; ++i) {
-      int64_t out;
       ping.enqueue(i);
-      while (!pong.try_dequeue(out)) {
-      }
+      benchmark::DoNotOptimize(Take(pong));
     }
     echo.join();
   }
   FinishRoundTrips(state);
 }
+
+void BM_RawMoodycamel_Spsc(benchmark::State& s) { MoodycamelSpsc<RawQueue>(s); }
+void BM_RawMoodycamel_Mpmc(benchmark::State& s) { MoodycamelMpmc<RawQueue>(s); }
+void BM_RawMoodycamel_PingPong(benchmark::State& s) { MoodycamelPingPong<RawQueue>(s); }
+void BM_BlockingMoodycamel_Spsc(benchmark::State& s) { MoodycamelSpsc<BlockingQueue>(s); }
+void BM_BlockingMoodycamel_Mpmc(benchmark::State& s) { MoodycamelMpmc<BlockingQueue>(s); }
+void BM_BlockingMoodycamel_PingPong(benchmark::State& s) { MoodycamelPingPong<BlockingQueue>(s); }
 
 // ---- raw futex: the parking floor -------------------------------------------------
 
@@ -218,73 +236,6 @@ void BM_RawFutex_PingPong(benchmark::State& state) {
     for (uint32_t i = 1; i <= kRoundTrips; ++i) {
       FutexPost(ping, i);
       FutexAwait(pong, i);
-    }
-    echo.join();
-  }
-  FinishRoundTrips(state);
-}
-
-// ---- moodycamel::BlockingConcurrentQueue ---------------------------------------
-
-void BM_BlockingMoodycamel_Spsc(benchmark::State& state) {
-  for (auto _ : state) {
-    moodycamel::BlockingConcurrentQueue<int64_t> q;
-    std::thread producer([&] {
-      for (int64_t i = 0; i < kItems; ++i) q.enqueue(i);
-    });
-    int64_t out, sum = 0;
-    for (int64_t i = 0; i < kItems; ++i) {
-      q.wait_dequeue(out);
-      sum += out;
-    }
-    benchmark::DoNotOptimize(sum);
-    producer.join();
-  }
-  Finish(state, kItems);
-}
-
-void BM_BlockingMoodycamel_Mpmc(benchmark::State& state) {
-  for (auto _ : state) {
-    moodycamel::BlockingConcurrentQueue<int64_t> q;
-    std::atomic<int> producers_left{2};
-    std::vector<std::thread> threads;
-    for (int p = 0; p < 2; ++p) {
-      threads.emplace_back([&] {
-        for (int64_t i = 0; i < kItems / 2; ++i) q.enqueue(i);
-        if (producers_left.fetch_sub(1) == 1) {
-          q.enqueue(-1);  // one stop marker per consumer
-          q.enqueue(-1);
-        }
-      });
-    }
-    auto consume = [&] {
-      int64_t out;
-      for (;;) {
-        q.wait_dequeue(out);
-        if (out < 0) return;
-      }
-    };
-    threads.emplace_back(consume);
-    consume();
-    for (auto& t : threads) t.join();
-  }
-  Finish(state, kItems);
-}
-
-void BM_BlockingMoodycamel_PingPong(benchmark::State& state) {
-  for (auto _ : state) {
-    moodycamel::BlockingConcurrentQueue<int64_t> ping, pong;
-    std::thread echo([&] {
-      int64_t v;
-      for (int64_t i = 0; i < kRoundTrips; ++i) {
-        ping.wait_dequeue(v);
-        pong.enqueue(v);
-      }
-    });
-    for (int64_t i = 0; i < kRoundTrips; ++i) {
-      int64_t out;
-      ping.enqueue(i);
-      pong.wait_dequeue(out);
     }
     echo.join();
   }

@@ -138,67 +138,56 @@ def _serial(fn: Callable[[Any], Any], ns: list[Any], mode: str, chunksize: int) 
     return [fn(n) for n in ns]
 
 
-def _xchannels(fn: Callable[[Any], Any], ns: list[Any], mode: str, chunksize: int) -> list[Any]:
-    import xchannels
-
-    with xchannels.Pool(WORKERS) as pool:
-        if mode == "submit":
-            futures = [pool.submit(fn, n) for n in ns]
-            return [f.result() for f in futures]
-        return list(pool.map(fn, ns, chunksize=chunksize))
-
-
-def _mp_pool(fn: Callable[[Any], Any], ns: list[Any], mode: str, chunksize: int,
-             method: str | None = None) -> list[Any]:
-    import multiprocessing
-
-    ctx = multiprocessing.get_context(method)
-    with ctx.Pool(WORKERS) as pool:
-        if mode == "submit":
-            results = [pool.apply_async(fn, (n,)) for n in ns]
-            return [r.get() for r in results]
-        # chunksize 0 means multiprocessing.Pool's own default
-        return pool.map(fn, ns, chunksize=chunksize or None)
-
-
-def _executor(kind: str, **options: Any) -> Callable[..., list[Any]]:
+def _pool(make: Callable[[], Any]) -> Callable[..., list[Any]]:
+    """A peer: a pool from ``make()``, one submit (apply_async) per task or one map, then shut down."""
     def run(fn: Callable[[Any], Any], ns: list[Any], mode: str, chunksize: int) -> list[Any]:
-        import concurrent.futures
-
-        cls = getattr(concurrent.futures, kind)
-        with cls(WORKERS, **options) as pool:
+        with make() as pool:
+            if mode == "submit" and hasattr(pool, "apply_async"):
+                return [r.get() for r in [pool.apply_async(fn, (n,)) for n in ns]]
             if mode == "submit":
-                futures = [pool.submit(fn, n) for n in ns]
-                return [f.result() for f in futures]
+                return [f.result() for f in [pool.submit(fn, n) for n in ns]]
+            if hasattr(pool, "apply_async"):  # chunksize 0 means multiprocessing.Pool's own default
+                return pool.map(fn, ns, chunksize=chunksize or None)
             return list(pool.map(fn, ns, chunksize=max(1, chunksize)))
-
     return run
 
 
-# multiprocessing.Pool's start method: fork on Linux on every Python (the
-# goals compare with a forked pool; 3.14 made forkserver the default, which
-# is a peer of its own), else the platform's default.
-MP_METHOD = "fork" if sys.platform.startswith("linux") else None
+def _mp(method: str | None) -> Callable[[], Any]:
+    import multiprocessing
 
+    return lambda: multiprocessing.get_context(method).Pool(WORKERS)
+
+
+def _futures(kind: str, **options: Any) -> Callable[[], Any]:
+    import concurrent.futures
+
+    return lambda: getattr(concurrent.futures, kind)(WORKERS, **options)
+
+
+def _xchannels_pool() -> Any:
+    import xchannels
+
+    return xchannels.Pool(WORKERS)
+
+
+# multiprocessing.Pool's start method: fork on Linux on every Python (the goals compare with a forked pool;
+# 3.14 made forkserver the default, which is a peer of its own), else the platform's default. Spawn (the
+# default on macOS and Windows) and forkserver start fresh interpreters that import the task's module, as
+# xchannels' workers do.
+MP_METHOD = "fork" if sys.platform.startswith("linux") else None
 PEERS: dict[str, Callable[..., list[Any]]] = {
-    "serial": _serial,
-    "xchannels.Pool": _xchannels,
-    "multiprocessing.Pool": lambda *a: _mp_pool(*a, method=MP_METHOD),
-    # The other start methods: spawn is the default on macOS and Windows,
-    # forkserver on Linux from Python 3.14; each starts fresh interpreters
-    # that import the task's module, as xchannels' workers do.
-    "multiprocessing.Pool[spawn]": lambda *a: _mp_pool(*a, method="spawn"),
-    "multiprocessing.Pool[forkserver]": lambda *a: _mp_pool(*a, method="forkserver"),
-    "ProcessPoolExecutor": _executor("ProcessPoolExecutor"),
-    "ThreadPoolExecutor": _executor("ThreadPoolExecutor"),
+    "serial": _serial, "xchannels.Pool": _pool(_xchannels_pool), "multiprocessing.Pool": _pool(_mp(MP_METHOD)),
+    "multiprocessing.Pool[spawn]": _pool(_mp("spawn")),
+    "multiprocessing.Pool[forkserver]": _pool(_mp("forkserver")),
+    "ProcessPoolExecutor": _pool(_futures("ProcessPoolExecutor")),
+    "ThreadPoolExecutor": _pool(_futures("ThreadPoolExecutor")),
 }
 if sys.version_info >= (3, 14):
     import site  # imported at start-up already
 
-    # Functions travel pickled (by reference): the workers import this
-    # module, so they need its folder on sys.path (the initializer).
-    PEERS["InterpreterPoolExecutor"] = _executor("InterpreterPoolExecutor", initializer=site.addsitedir,
-                                                 initargs=(HERE,))
+    # Functions travel pickled (by reference): the workers import this module, so they need its folder.
+    PEERS["InterpreterPoolExecutor"] = _pool(_futures("InterpreterPoolExecutor", initializer=site.addsitedir,
+                                                      initargs=(HERE,)))
 
 
 def _mp_default_chunksize(tasks: int) -> int:
@@ -391,14 +380,12 @@ MEMORY_PEERS: dict[str, str | None] = {
 _NAP = 0.05  # seconds per task while making sure both workers have started
 
 
-def _tree(workers: set[int]) -> dict[str, Any]:
-    """RSS and PSS (psutil's memory_full_info: smaps_rollup) of this process
-    and every descendant (forkserver's workers are its children, not ours);
-    helper processes (forkserver, resource tracker) named apart."""
+def _tree(workers: set[int]) -> dict[str, tuple[int, int]]:
+    """role -> (RSS, PSS) in bytes (psutil's memory_full_info: smaps_rollup; PSS 0 where unknown) summed
+    over this process and every descendant (forkserver's workers are its children, not ours)."""
     import psutil
 
-    me = psutil.Process()
-    rows = []
+    me, sums = psutil.Process(), {}
     for p in [me, *me.children(recursive=True)]:
         try:
             m, cmd = p.memory_full_info(), " ".join(p.cmdline())
@@ -407,75 +394,46 @@ def _tree(workers: set[int]) -> dict[str, Any]:
         role = ("parent" if p.pid == me.pid else "worker" if p.pid in workers
                 else "resource tracker" if "resource_tracker" in cmd else "forkserver" if "forkserver" in cmd
                 else "worker")
-        rows.append({"pid": p.pid, "role": role, "rss": m.rss, "pss": getattr(m, "pss", None)})
-    return {"procs": rows}
+        rss, pss = sums.get(role, (0, 0))
+        sums[role] = (rss + m.rss, pss + getattr(m, "pss", 0))
+    return sums
 
 
 def _memory_probe(peer: str) -> dict[str, Any]:
-    """Run in a fresh process: the memory a 2-worker pool of ``peer`` adds."""
+    """Run in a fresh process: what a 2-worker pool of ``peer`` adds, once each worker has run a task (a
+    worker started late may find both naps taken: then ask again)."""
     import gc
 
     mod = _module()
-    method = MEMORY_PEERS[peer]
-    make: Callable[[], Any]
-    if method is None:
-        import xchannels
-
-        make = lambda: xchannels.Pool(WORKERS)  # noqa: E731
-    else:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context(method)
-        make = lambda: ctx.Pool(WORKERS)  # noqa: E731
+    pool = (_xchannels_pool if MEMORY_PEERS[peer] is None else _mp(MEMORY_PEERS[peer]))()
     gc.collect()
-    before = _tree(set())
-    pool: Any = make()
-    try:
-        # Until each worker has run a task (a worker started late may find
-        # both naps taken): then both are fully started.
-        seen: set[tuple[int, int]] = set()
+    before, seen = _tree(set()), set()
+    with pool:
         for _ in range(40):
-            if method is None:
+            if MEMORY_PEERS[peer] is None:
                 seen.update(f.result() for f in [pool.submit(mod.nap, _NAP) for _ in range(WORKERS)])
             else:
                 seen.update(r.get() for r in [pool.apply_async(mod.nap, (_NAP,)) for _ in range(WORKERS)])
             if len(seen) >= WORKERS:
                 break
         after = _tree({pid for pid, _ in seen})
-    finally:
-        if method is None:
-            pool.shutdown()
-        else:
-            pool.terminate()
-            pool.join()
-    return {"before": before, "after": after, "workers_seen": len(seen)}
+    k = 1 if all(pss for pss in [v[1] for v in after.values()]) else 0  # PSS where the kernel has it
 
+    def mib(sums: dict[str, tuple[int, int]], *roles: str, k: int = k) -> float:
+        return round(sum(v[k] for r, v in sums.items() if not roles or r in roles) / MiB, 2)
 
-def _summarize(probe: dict[str, Any]) -> dict[str, Any]:
-    before, after = probe["before"]["procs"], probe["after"]["procs"]
-    use_pss = all(p["pss"] is not None for p in before + after)
-    key = "pss" if use_pss else "rss"
-
-    def mib(rows: list[dict[str, Any]], k: str = key, roles: tuple[str, ...] | None = None) -> float:
-        return sum(r[k] for r in rows if roles is None or r["role"] in roles) / MiB
-
-    helpers = [r for r in after if r["role"] not in ("parent", "worker")]
-    return {"metric": "PSS" if use_pss else "RSS", "added_mib": round(mib(after) - mib(before), 2),
-            "parent_added_mib": round(mib(after, key, ("parent",)) - mib(before, key, ("parent",)), 2),
-            "workers_mib": round(mib(after, key, ("worker",)), 2), "helpers_mib": round(mib(helpers), 2),
-            "helpers": sorted({r["role"] for r in helpers}),
-            "rss_added_mib": round(mib(after, "rss") - mib(before, "rss"), 2),
-            "processes_added": len(after) - len(before), "workers_seen": probe["workers_seen"]}
+    helpers = [r for r in after if r not in ("parent", "worker")]
+    return {"metric": "PSS" if k else "RSS", "added_mib": round(mib(after) - mib(before), 2),
+            "parent_added_mib": round(mib(after, "parent") - mib(before, "parent"), 2),
+            "workers_mib": mib(after, "worker"), "helpers_mib": mib(after, *helpers) if helpers else 0.0,
+            "helpers": sorted(helpers), "rss_added_mib": round(mib(after, k=0) - mib(before, k=0), 2),
+            "workers_seen": len(seen)}
 
 
 def measure_memory(timeout: float = 60) -> dict[str, Any]:
-    """The memory each 2-worker pool adds, each peer in a fresh child
-    process so that peers do not disturb each other. Returns ``{"metric",
-    "peers": [{"name", "added_mib", ...}], "spawn_over_xchannels"}``."""
-    peers = []
-    for peer in MEMORY_PEERS:
-        probe = _in_fresh_process(f"_memory_probe({peer!r})", timeout)
-        peers.append({"name": peer, **(probe if "error" in probe else _summarize(probe))})
+    """The memory each 2-worker pool adds, each peer in a fresh child process so that peers do not disturb
+    each other: ``{"metric", "peers": [{"name", "added_mib", ...}], "spawn_over_xchannels"}``."""
+    peers = [{"name": peer, **_in_fresh_process(f"_memory_probe({peer!r})", timeout)} for peer in MEMORY_PEERS]
     by = {p["name"]: p for p in peers}
     xs, sp = by["xchannels.Pool"].get("added_mib"), by["multiprocessing.Pool[spawn]"].get("added_mib")
     metrics = {p["metric"] for p in peers if "metric" in p}

@@ -118,13 +118,10 @@ def cell_value_text(c: dict[str, Any] | None, short: bool = False) -> str:
     return t
 
 
-
 def dask_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """bench_dask's rows with figures, by config ({} if the section did not run)."""
     rows = ((data.get("dask") or {}).get("result") or {}).get("rows", [])
     return {r["config"]: r for r in rows if r.get("status") == "ok"}
-
-
 
 
 def label(data: dict[str, Any], peer: str) -> str:
@@ -139,7 +136,6 @@ def check_text(chk: dict[str, Any]) -> str:
     if chk.get("reordered"):
         t += f", {chk['reordered']} out of their producer's order"
     return t
-
 
 
 def asgi_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -178,7 +174,6 @@ def asgi_missing(data: dict[str, Any]) -> str:
     return ""
 
 
-
 def memcpy_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     """Each peer's stream-bytes-1MiB figure against the memcpy limit."""
     res = (data.get("memcpy") or {}).get("result")
@@ -197,48 +192,31 @@ def memcpy_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-
-
 # ---- C++ micro-benchmarks ------------------------------------------------------
 
 
 def cpp_rows(cpp: dict[str, Any]) -> list[dict[str, Any]]:
-    """Channel flavours against raw moodycamel, per workload."""
+    """Channel flavours against raw and blocking moodycamel, per workload (with repetitions, the median)."""
     by: dict[tuple[str, str], dict[str, Any]] = {}
     for b in cpp.get("benchmarks", []):
-        name = b["name"].split("/")[0]
-        parts = name.split("_")
-        if len(parts) != 3:
-            continue
-        # With repetitions, keep the median aggregate; else the one run.
-        if b.get("run_type") == "aggregate":
-            if b.get("aggregate_name") != "median":
-                continue
-        elif (parts[2], parts[1]) in by:
-            continue
-        by[(parts[2], parts[1])] = b
+        parts = b["name"].split("/")[0].split("_")
+        if len(parts) == 3 and b.get("run_type") != "aggregate":
+            by.setdefault((parts[2], parts[1]), b)
+        elif len(parts) == 3 and b.get("aggregate_name") == "median":
+            by[(parts[2], parts[1])] = b
+
+    def speed(b: dict[str, Any] | None, wl: str) -> float | None:  # higher = better
+        v = (b or {}).get("per_roundtrip" if wl == "PingPong" else "items_per_second")
+        return (1 / v if wl == "PingPong" else v) if v else None
+
+    order = {"Unbounded": 0, "Bounded1024": 1, "Bounded1": 2, "RawMoodycamel": 8, "BlockingMoodycamel": 9}
     rows = []
     for wl in ("Spsc", "Mpmc", "PingPong"):
-        raw = by.get((wl, "RawMoodycamel"))
-        blk = by.get((wl, "BlockingMoodycamel"))
-        order = {"Unbounded": 0, "Bounded1024": 1, "Bounded1": 2, "RawMoodycamel": 8, "BlockingMoodycamel": 9}
-        for (w, flavor), b in sorted(by.items(), key=lambda kv: (order.get(kv[0][1], 5), kv[0][1])):
-            if w != wl:
-                continue
-            if wl == "PingPong":
-                fig = b.get("per_roundtrip")
-                text = us(fig * 1e6) if fig else "-"
-
-                def rel(o: dict[str, Any] | None, fig: float | None = fig) -> float | None:
-                    return o["per_roundtrip"] / fig if o and fig and o.get("per_roundtrip") else None
-            else:
-                fig = b.get("items_per_second")
-                text = f"{si(fig)}/s" if fig else "-"
-
-                def rel(o: dict[str, Any] | None, fig: float | None = fig) -> float | None:
-                    return fig / o["items_per_second"] if o and fig and o.get("items_per_second") else None
+        for flavor in sorted((f for w, f in by if w == wl), key=lambda f: (order.get(f, 5), f)):
+            s, raw, blk = (speed(by.get((wl, f)), wl) for f in (flavor, "RawMoodycamel", "BlockingMoodycamel"))
+            text = ((us(1e6 / s) if wl == "PingPong" else f"{si(s)}/s") if s else "-")
             rows.append({"workload": wl, "flavor": flavor, "figure": text,
-                         "vs_raw": rel(raw), "vs_blocking": rel(blk)})
+                         "vs_raw": s / raw if s and raw else None, "vs_blocking": s / blk if s and blk else None})
     return rows
 
 

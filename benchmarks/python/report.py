@@ -63,53 +63,30 @@ def memcpy_table_lines(data: dict[str, Any]) -> list[str]:
     return L
 
 
+def text_tables(md: list[str]) -> list[str]:
+    """The tables of markdown lines as aligned text, each with the line after it if that is a sentence."""
+    out, rows = [], []
+    for i, line in enumerate(md + [""]):
+        if line.startswith("| --- "):
+            continue
+        if line.startswith("| "):
+            rows.append([c.replace("**", "").replace("`", "") for c in line[2:-2].split(" | ")])
+        elif rows:
+            widths = [max(len(r[k]) for r in rows if k < len(r)) for k in range(len(rows[0]))]
+            out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+            after = [ln for ln in md[i:i + 3] if ln.strip()][:1]
+            out += [a.replace("`", "") for a in after if not a.startswith(("|", "#", "!"))] + [""]
+            rows = []
+    return out
+
+
 def section_lines(name: str, res: Any) -> list[str]:
-    """A section's figures (``data[name]["result"]``: pool, values, asgi, dask, cpp) as stdout lines."""
-    res = res if isinstance(res, dict) else {}
-    L = []
-    if name == "cpp":
-        L = [f"{r['workload']:<9} {r['flavor']:<19} {r['figure']:<12} vs raw {ratio_str(r['vs_raw']):>7}"
-             f"  vs blocking {ratio_str(r['vs_blocking']):>7}" for r in cpp_rows(res)]
-    elif name == "pool":
-        short = {"serial": "serial", "multiprocessing.Pool": "mp.Pool", "multiprocessing.Pool[spawn]": "spawn",
-                 "multiprocessing.Pool[forkserver]": "forkserver", "ProcessPoolExecutor": "PPE",
-                 "ThreadPoolExecutor": "threads", "InterpreterPoolExecutor": "IPE"}
-        for v in pool_variants(res) or []:
-            secs = {q.get("name"): q.get("seconds") for q in v["peers"]}
-            xs = secs.get("xchannels.Pool")
-            if isinstance(xs, (int, float)) and xs > 0:
-                vs = "  ".join(f"{short.get(k, k)} {t / xs:.2f}x" for k, t in secs.items()
-                               if k != "xchannels.Pool" and isinstance(t, (int, float)) and t > 0)
-                L.append(f"{v['name']:<18} xchannels.Pool {xs:7.3f} s   others' time / its: {vs}")
-        reuse = res.get("reusable")
-        if isinstance(reuse, dict):
-            L.append(f"reusable_pool: {reusable_text(reuse) if 'later_median_ms' in reuse else reuse.get('error')}")
-        mem = res.get("memory") or {}
-        for p in mem.get("peers", []):
-            L.append(f"memory {p['name']:<33} " + (f"+{p['added_mib']:6.1f} MiB {mem.get('metric')}  (RSS "
-                                                   f"+{p['rss_added_mib']:.1f} MiB)" if "added_mib" in p else
-                                                   str(p.get("error"))))
-        if mem.get("spawn_over_xchannels"):
-            L.append(f"memory spawn / xchannels: {mem['spawn_over_xchannels']:.2f}x")
-    elif name == "values":
-        for r in res.get("rows", []):
-            ch = f"{r['channel_ns']:6.0f} ns" if r.get("channel_ns") is not None else "     -   "
-            L.append(f"{r['payload']:<16} {r['error']}" if r.get("error") else
-                     f"{r['payload']:<16} codec {r['codec_ns']:6.0f} ns  put+get {ch}  pickle {r['pickle_ns']:6.0f} "
-                     f"ns  pickle/codec {r['speedup']:.1f}x")
-    elif name == "asgi":
-        if res.get("rows"):
-            L.append(f"{res.get('app')}, {res.get('app_cost_ms', 0):.2f} ms of Python per request, "
-                     f"{res.get('wrk')}, best of {res.get('rounds')} round(s):")
-        L += [f"{r['name']:<22} {asgi_row_text(r)}" for r in res.get("rows", [])]
-        if res.get("xchannels_over_hypercorn2_rps") is not None:
-            L.append(f"xchannels / hypercorn -w 2: requests/s {res['xchannels_over_hypercorn2_rps']:.2f}x, "
-                     f"RSS {res['rss_ratio']:.2f}x")
-    elif name == "dask":
-        L = [dask_row_text(r) for r in res.get("rows", [])] or [str(res.get("note", ""))]
-        if "throughput_ratio" in res:
-            L.append(f"xchannels / processes: throughput {res['throughput_ratio']:.2f}x, RSS {res['rss_ratio']:.2f}x")
-    return L
+    """A section's figures (``data[name]["result"]``: pool, values, asgi, dask, cpp) as stdout lines: the
+    tables of its part of docs/benchmarks.md."""
+    data = {name: res if name == "cpp" else {"status": "ok", "result": res}}
+    md = {"cpp": cpp_md, "pool": lambda d: pool_md(d, {}), "values": values_md, "asgi": asgi_md,
+          "dask": dask_md}[name](data)
+    return text_tables(md) or [ln for ln in md if ln.startswith("Not measured")]
 
 
 def asgi_row_text(r: dict[str, Any]) -> str:
