@@ -7,8 +7,10 @@
 //             mostly measures contention and scheduling).
 //   PingPong  2 threads, one request and one reply per round trip, 2^14
 //             round trips; the "per_roundtrip" counter (seconds) is the figure.
-// Flavors: Unbounded = Channel<int64_t>::Create(0), Bounded1024 =
-// Create(1024), RawMoodycamel = ConcurrentQueue with busy polling,
+// Every queue runs the same workload templates (a Channel's stop marker is an
+// item, as moodycamel's). Flavors: Unbounded = Channel<int64_t>::Create(0),
+// Bounded1024 = Create(1024), Bounded1 = Create(1) (PingPong only),
+// RawMoodycamel = ConcurrentQueue with busy polling,
 // BlockingMoodycamel = BlockingConcurrentQueue (wait_dequeue), RawFutex =
 // no queue at all: two words and a futex wait/wake on every message, so both
 // sides park every time (the floor of a parked round trip on this machine:
@@ -20,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -46,88 +49,23 @@ void FinishRoundTrips(benchmark::State& state) {
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
-// ---- Channel ---------------------------------------------------------------
+// ---- the queues, one face: enqueue(v) and Take(q) ---------------------------------
 
-void ChannelSpsc(benchmark::State& state, size_t capacity) {
-  for (auto _ : state) {
-    auto ch = Channel<int64_t>::Create(capacity);
-    std::thread producer([&] {
-      for (int64_t i = 0; i < kItems; ++i) {
-        int64_t v = i;
-        ch->send(v, kForever);
-      }
-    });
-    int64_t out, sum = 0;
-    for (int64_t i = 0; i < kItems; ++i) {
-      ch->recv(out, kForever);
-      sum += out;
-    }
-    benchmark::DoNotOptimize(sum);
-    producer.join();
-  }
-  Finish(state, kItems);
+using RawQueue = moodycamel::ConcurrentQueue<int64_t>;  // busy try_dequeue
+using BlockingQueue = moodycamel::BlockingConcurrentQueue<int64_t>;  // wait_dequeue
+
+template <size_t kCapacity>
+struct ChannelQueue {
+  Ref<Channel<int64_t>> ch = Channel<int64_t>::Create(kCapacity);
+  void enqueue(int64_t v) { ch->send(v, kForever); }
+};
+
+template <size_t kCapacity>
+int64_t Take(ChannelQueue<kCapacity>& q) {
+  int64_t out;
+  q.ch->recv(out, kForever);
+  return out;
 }
-
-void ChannelMpmc(benchmark::State& state, size_t capacity) {
-  for (auto _ : state) {
-    auto ch = Channel<int64_t>::Create(capacity);
-    std::atomic<int> producers_left{2};
-    std::vector<std::thread> threads;
-    for (int p = 0; p < 2; ++p) {
-      threads.emplace_back([&] {
-        for (int64_t i = 0; i < kItems / 2; ++i) {
-          int64_t v = i;
-          ch->send(v, kForever);
-        }
-        if (producers_left.fetch_sub(1) == 1) ch->close();
-      });
-    }
-    threads.emplace_back([&] {
-      int64_t out;
-      while (ch->recv(out, kForever) == OpStatus::kOk) {
-        benchmark::DoNotOptimize(out);
-      }
-    });
-    int64_t out;
-    while (ch->recv(out, kForever) == OpStatus::kOk) {
-      benchmark::DoNotOptimize(out);
-    }
-    for (auto& t : threads) t.join();
-  }
-  Finish(state, kItems);
-}
-
-void ChannelPingPong(benchmark::State& state, size_t capacity) {
-  for (auto _ : state) {
-    auto ping = Channel<int64_t>::Create(capacity);
-    auto pong = Channel<int64_t>::Create(capacity);
-    std::thread echo([&] {
-      int64_t v;
-      while (ping->recv(v, kForever) == OpStatus::kOk) pong->send(v, kForever);
-    });
-    for (int64_t i = 0; i < kRoundTrips; ++i) {
-      int64_t v = i, out;
-      ping->send(v, kForever);
-      pong->recv(out, kForever);
-    }
-    ping->close();
-    echo.join();
-  }
-  FinishRoundTrips(state);
-}
-
-void BM_Unbounded_Spsc(benchmark::State& s) { ChannelSpsc(s, 0); }
-void BM_Bounded1024_Spsc(benchmark::State& s) { ChannelSpsc(s, 1024); }
-void BM_Unbounded_Mpmc(benchmark::State& s) { ChannelMpmc(s, 0); }
-void BM_Bounded1024_Mpmc(benchmark::State& s) { ChannelMpmc(s, 1024); }
-void BM_Unbounded_PingPong(benchmark::State& s) { ChannelPingPong(s, 0); }
-void BM_Bounded1024_PingPong(benchmark::State& s) { ChannelPingPong(s, 1024); }
-void BM_Bounded1_PingPong(benchmark::State& s) { ChannelPingPong(s, 1); }
-
-// ---- moodycamel: raw (busy try_dequeue) or blocking (wait_dequeue) -------------
-
-using RawQueue = moodycamel::ConcurrentQueue<int64_t>;
-using BlockingQueue = moodycamel::BlockingConcurrentQueue<int64_t>;
 
 int64_t Take(RawQueue& q) {
   int64_t out;
@@ -142,8 +80,10 @@ int64_t Take(BlockingQueue& q) {
   return out;
 }
 
+// ---- the workloads ------------------------------------------------------------------
+
 template <typename Q>
-void MoodycamelSpsc(benchmark::State& state) {
+void Spsc(benchmark::State& state) {
   for (auto _ : state) {
     Q q;
     std::thread producer([&] {
@@ -159,7 +99,7 @@ void MoodycamelSpsc(benchmark::State& state) {
 
 // The last producer to finish puts one stop marker (-1) per consumer.
 template <typename Q>
-void MoodycamelMpmc(benchmark::State& state) {
+void Mpmc(benchmark::State& state) {
   for (auto _ : state) {
     Q q;
     std::atomic<int> producers_left{2};
@@ -185,7 +125,7 @@ void MoodycamelMpmc(benchmark::State& state) {
 }
 
 template <typename Q>
-void MoodycamelPingPong(benchmark::State& state) {
+void PingPong(benchmark::State& state) {
   for (auto _ : state) {
     Q ping, pong;
     std::thread echo([&] {
@@ -199,13 +139,6 @@ void MoodycamelPingPong(benchmark::State& state) {
   }
   FinishRoundTrips(state);
 }
-
-void BM_RawMoodycamel_Spsc(benchmark::State& s) { MoodycamelSpsc<RawQueue>(s); }
-void BM_RawMoodycamel_Mpmc(benchmark::State& s) { MoodycamelMpmc<RawQueue>(s); }
-void BM_RawMoodycamel_PingPong(benchmark::State& s) { MoodycamelPingPong<RawQueue>(s); }
-void BM_BlockingMoodycamel_Spsc(benchmark::State& s) { MoodycamelSpsc<BlockingQueue>(s); }
-void BM_BlockingMoodycamel_Mpmc(benchmark::State& s) { MoodycamelMpmc<BlockingQueue>(s); }
-void BM_BlockingMoodycamel_PingPong(benchmark::State& s) { MoodycamelPingPong<BlockingQueue>(s); }
 
 // ---- raw futex: the parking floor -------------------------------------------------
 
@@ -223,7 +156,7 @@ void FutexPost(std::atomic<uint32_t>& word, uint32_t value) {
           nullptr, nullptr, 0);
 }
 
-void BM_RawFutex_PingPong(benchmark::State& state) {
+void RawFutexPingPong(benchmark::State& state) {
   for (auto _ : state) {
     alignas(64) std::atomic<uint32_t> ping{0};
     alignas(64) std::atomic<uint32_t> pong{0};
@@ -242,25 +175,33 @@ void BM_RawFutex_PingPong(benchmark::State& state) {
   FinishRoundTrips(state);
 }
 
-#define XCHANNELS_BENCH(fn) \
-  BENCHMARK(fn)->UseRealTime()->Unit(benchmark::kMillisecond)
+void Add(const std::string& name, void (*fn)(benchmark::State&)) {
+  benchmark::RegisterBenchmark(name.c_str(), fn)->UseRealTime()->Unit(benchmark::kMillisecond);
+}
 
-XCHANNELS_BENCH(BM_RawMoodycamel_Spsc);
-XCHANNELS_BENCH(BM_BlockingMoodycamel_Spsc);
-XCHANNELS_BENCH(BM_Unbounded_Spsc);
-XCHANNELS_BENCH(BM_Bounded1024_Spsc);
-XCHANNELS_BENCH(BM_RawMoodycamel_Mpmc);
-XCHANNELS_BENCH(BM_BlockingMoodycamel_Mpmc);
-XCHANNELS_BENCH(BM_Unbounded_Mpmc);
-XCHANNELS_BENCH(BM_Bounded1024_Mpmc);
-XCHANNELS_BENCH(BM_RawMoodycamel_PingPong);
-XCHANNELS_BENCH(BM_BlockingMoodycamel_PingPong);
-XCHANNELS_BENCH(BM_RawFutex_PingPong);
-XCHANNELS_BENCH(BM_Unbounded_PingPong);
-XCHANNELS_BENCH(BM_Bounded1024_PingPong);
-XCHANNELS_BENCH(BM_Bounded1_PingPong);
+// BM_<flavor>_Spsc, _Mpmc and _PingPong (only the last with ``pingpong_only``).
+template <typename Q>
+void AddFlavor(const std::string& flavor, bool pingpong_only = false) {
+  if (!pingpong_only) {
+    Add("BM_" + flavor + "_Spsc", Spsc<Q>);
+    Add("BM_" + flavor + "_Mpmc", Mpmc<Q>);
+  }
+  Add("BM_" + flavor + "_PingPong", PingPong<Q>);
+}
 
 }  // namespace
 }  // namespace xchannels
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  using namespace xchannels;
+  AddFlavor<RawQueue>("RawMoodycamel");
+  AddFlavor<BlockingQueue>("BlockingMoodycamel");
+  AddFlavor<ChannelQueue<0>>("Unbounded");
+  AddFlavor<ChannelQueue<1024>>("Bounded1024");
+  AddFlavor<ChannelQueue<1>>("Bounded1", /*pingpong_only=*/true);
+  Add("BM_RawFutex_PingPong", RawFutexPingPong);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import psutil
 import report
-from common import ASGI_REFERENCE, ASGI_XCHANNELS, first_line
+from common import ASGI_REFERENCE, ASGI_XCHANNELS, first_line, tree_rss
 
 HERE = Path(__file__).resolve().parent
 APP = "asgi_app:app"
@@ -57,15 +57,6 @@ def tree(pid: int) -> list[Any]:
         return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
     except psutil.Error:
         return []
-
-
-def tree_rss(pid: int) -> tuple[int, int]:
-    """(summed RSS in bytes, processes counted) of pid and its descendants."""
-    rss = []
-    for p in tree(pid):
-        with contextlib.suppress(psutil.Error):  # exited meanwhile
-            rss.append(p.memory_info().rss)
-    return sum(rss), len(rss)
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:
@@ -173,12 +164,18 @@ def load(pid: int, port: int, seconds: float) -> dict[str, Any]:
     return res | {"rss_mib": peak[0] / MiB, "procs": peak[1]}
 
 
+def row_of(name: str, status: str = "", error: str = "") -> dict[str, Any]:
+    """A row of the table: the server and its command (without figures: ``status`` and ``error``)."""
+    return {"name": name, "command": "python -m " + SERVERS[name][1].replace("{port}", "PORT")} | (
+        {"status": status, "error": error} if status else {})
+
+
 def measure(name: str, seconds: float, env: dict[str, str]) -> dict[str, Any]:
     """Start the server, wait for it, warm it up, load it, kill it: one row."""
     package, args = SERVERS[name][:2]
-    row: dict[str, Any] = {"name": name, "command": "python -m " + args.replace("{port}", "PORT")}
+    row = row_of(name)
     if find_spec(package) is None:
-        return row | {"status": "error", "error": f"{package} is not installed"}
+        return row_of(name, "error", f"{package} is not installed")
     port = free_port()
     t, log = time.monotonic(), tempfile.TemporaryFile()
     argv = [sys.executable, "-m", *args.replace("{port}", str(port)).split()]
@@ -236,16 +233,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     for rnd in range(rounds):
         for s in list(SERVERS) if rnd % 2 == 0 else list(SERVERS)[::-1]:
             tag = s + (f" (round {rnd + 1})" if rounds > 1 else "")
-            cmd = "python -m " + SERVERS[s][1].replace("{port}", "PORT")
             if shutil.which("wrk") is None:
-                best[s] = {"name": s, "command": cmd, "status": "error",
-                           "error": "wrk not found (Debian/Ubuntu: apt-get install wrk)"}
+                best[s] = row_of(s, "error", "wrk not found (Debian/Ubuntu: apt-get install wrk)")
             elif sys.version_info[:2] < SERVERS[s][2]:
-                best[s] = {"name": s, "command": cmd, "status": "n/a",
-                           "error": f"Python {sys.version_info[0]}.{sys.version_info[1]}: {SERVERS[s][3]}"}
+                best[s] = row_of(s, "n/a", f"Python {sys.version_info[0]}.{sys.version_info[1]}: {SERVERS[s][3]}")
             elif time.monotonic() > deadline:
-                best.setdefault(s, {"name": s, "command": cmd, "status": "error",
-                                    "error": "not run: the section's time budget was spent"})
+                best.setdefault(s, row_of(s, "error", "not run: the section's time budget was spent"))
                 print(f"{tag}: skipped (time budget spent)", flush=True)
             else:
                 row = measure(s, seconds, env)

@@ -70,19 +70,10 @@ class TreeMemory(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        import psutil
+        from common import tree_rss
 
-        me = psutil.Process()
         while not self.stop.wait(0.02):
-            total, n = 0, 0
-            for p in [me, *me.children(recursive=True)]:
-                try:
-                    total += p.memory_info().rss
-                    n += 1
-                except psutil.Error:  # exited meanwhile
-                    pass
-            if total > self.peak:
-                self.peak, self.procs = total, n
+            self.peak, self.procs = max((self.peak, self.procs), tree_rss(os.getpid()))
 
 
 def one_cluster(config: str, quick: bool) -> dict[str, Any]:

@@ -24,9 +24,6 @@ MiB = 1024 * 1024
 DATA_TASKS = 48
 DATA_BYTES = MiB
 RECORDS_PER_TASK = 10_000
-# The container of a data-records task's argument: a list of 5-tuples (the
-# docs' wording follows this constant).
-RECORDS_CONTAINER = list
 
 
 # ---- task functions (run in the workers) ------------------------------------------
@@ -103,32 +100,19 @@ def _bytes_payloads() -> list[bytes]:
     return [random.Random(k).randbytes(DATA_BYTES) for k in range(DATA_TASKS)]
 
 
-def _shared_buffers(payloads: list[bytes]) -> list[Any]:
+def _records_payloads() -> list[Any]:
+    """DATA_TASKS lists of RECORDS_PER_TASK records each, every record distinct: (int, float, short str,
+    bool, None)."""
+    return [[(i, i * 0.5, f"r{i}", i % 3 == 0, None) for i in range(k * RECORDS_PER_TASK, (k + 1) * RECORDS_PER_TASK)]
+            for k in range(DATA_TASKS)]
+
+
+def _shared_buffers() -> tuple[list[bytes], list[Any]]:
+    """data-sharedbuffer's arguments: the bytes for the peers, SharedBuffers of them for xchannels.Pool."""
     import xchannels
 
-    return [xchannels.SharedBuffer(p) for p in payloads]
-
-
-def _records_payloads() -> list[Any]:
-    """DATA_TASKS containers of RECORDS_PER_TASK records each, every record
-    distinct: (int, float, short str, bool, None)."""
-    out = []
-    for k in range(DATA_TASKS):
-        base = k * RECORDS_PER_TASK
-        out.append(RECORDS_CONTAINER(
-            (i, i * 0.5, f"r{i}", i % 3 == 0, None) for i in range(base, base + RECORDS_PER_TASK)))
-    return out
-
-
-def _dataclass_records(count: int) -> list[Any]:
-    import pool_records
-
-    return pool_records.make(count)
-
-
-def records_label() -> str:
-    """How the data-records argument is described in the report."""
-    return f"{RECORDS_CONTAINER.__name__} of {RECORDS_PER_TASK:,} 5-tuples"
+    payloads = _bytes_payloads()
+    return payloads, [xchannels.SharedBuffer(p) for p in payloads]
 
 
 # ---- one timed run per peer ------------------------------------------------------
@@ -214,15 +198,14 @@ def _variants(quick: bool) -> list[dict[str, Any]]:
         ("small-submit", "work", small, "small", "submit", 1, "one submit/apply_async per task"),
         ("data-bytes", "crc", lambda: (_bytes_payloads(), None), "data", "map", 1,
          f"each task given its own {mib} MiB bytes, returns (len, zlib.crc32); {default}"),
-        ("data-sharedbuffer", "crc", lambda: (lambda p: (p, _shared_buffers(p)))(_bytes_payloads()), "data",
-         "map", 1,
+        ("data-sharedbuffer", "crc", _shared_buffers, "data", "map", 1,
          f"as data-bytes, but xchannels.Pool is given each {mib} MiB payload as an xchannels.SharedBuffer (made "
          "before the clock starts, sent in O(1)); the other peers have no SharedBuffer and get the bytes"),
         ("data-records", "records_sum", lambda: (_records_payloads(), None), "records", "map", 1,
          f"each task given {RECORDS_PER_TASK:,} distinct records (int, float, short str, bool, None) as a "
-         f"{records_label()}; returns (len, sum of the ints); {default}"),
-        ("records-dataclass", "reprice", lambda: (_dataclass_records(records), None), "records-dataclass",
-         "map", 1,
+         f"list of {RECORDS_PER_TASK:,} 5-tuples; returns (len, sum of the ints); {default}"),
+        ("records-dataclass", "reprice", lambda: (__import__("pool_records").make(records), None),
+         "records-dataclass", "map", 1,
          "map over small frozen dataclass records (int, float, short str), each returning a new record: "
          "xchannels.Pool's default pickle fallback, the process pools' pickle; default chunking"),
     ]
@@ -256,7 +239,7 @@ def run(quick: bool = False, memory: bool = True, only: str | None = None) -> di
         "python": platform.python_version(), "machine": f"{platform.machine()} {platform.system()}",
         "cpus": os.cpu_count(), "workers": WORKERS,
         "mp_start_method": MP_METHOD or multiprocessing.get_start_method(),
-        "repeats": repeats, "records_container": RECORDS_CONTAINER.__name__, "variants": []}
+        "repeats": repeats, "records_container": "list", "variants": []}
     serial_cache: dict[str, tuple[list[Any], list[float]]] = {}
     import re
 
@@ -286,17 +269,16 @@ def run(quick: bool = False, memory: bool = True, only: str | None = None) -> di
         gc.collect()
         seconds = {peer: min(r) for peer, r in runs.items()}
         serial = seconds["serial"]
-        mp = seconds["multiprocessing.Pool"]
         timing_only = v["name"] == "startup"
         # "runs": every run in order: the first pays first-use costs (imports; forkserver's server)
         out["variants"].append({"name": v["name"], "tasks": len(expected), "note": v["note"], "peers": [
             {"name": peer, "seconds": round(s, 4),
              "speedup_vs_serial": None if timing_only else round(serial / s, 3),
-             "speedup_vs_mp_pool": None if timing_only else round(mp / s, 3),
              "runs": [round(t, 4) for t in runs[peer]]} for peer, s in seconds.items()],
             "wall_seconds": round(time.perf_counter() - wall, 2)})
     if only is None or re.search(only, "reusable"):
-        out["reusable"] = measure_reusable()
+        # In a fresh child process, so that its first call is the process's first pool.
+        out["reusable"] = _in_fresh_process("_reusable_probe()", 120)
     if memory:
         out["memory"] = measure_memory()
     return out
@@ -313,6 +295,7 @@ def _reusable_probe() -> dict[str, Any]:
     """Run in a fresh process: the first ``reusable_pool(2)`` call with a
     4-task map (start-up included: its first pool), the later calls, and a
     ``with Pool(2)`` per map for comparison."""
+    import contextlib
     import statistics
 
     import xchannels
@@ -321,23 +304,19 @@ def _reusable_probe() -> dict[str, Any]:
     args = [1] * REUSABLE_TASKS
     expected = [mod.work(1)] * REUSABLE_TASKS
 
-    def call(get_pool: Callable[[], Any]) -> float:
+    def call(fresh: bool = False) -> float:
         start = time.perf_counter()
-        got = list(get_pool().map(mod.work, args))
+        with xchannels.Pool(WORKERS) if fresh else contextlib.nullcontext(xchannels.reusable_pool(WORKERS)) as pool:
+            got = list(pool.map(mod.work, args))
         elapsed = time.perf_counter() - start
         if got != expected:
             raise AssertionError("reusable_pool returned wrong results")
         return elapsed
 
-    first = call(lambda: xchannels.reusable_pool(WORKERS))
-    later = [call(lambda: xchannels.reusable_pool(WORKERS)) for _ in range(REUSABLE_CALLS)]
+    first = call()
+    later = [call() for _ in range(REUSABLE_CALLS)]
     xchannels.reusable_pool(WORKERS).shutdown()
-    fresh = []
-    for _ in range(10):
-        start = time.perf_counter()
-        with xchannels.Pool(WORKERS) as pool:
-            got = list(pool.map(mod.work, args))
-        fresh.append(time.perf_counter() - start)
+    fresh = [call(fresh=True) for _ in range(10)]
     ms = lambda t: round(t * 1e3, 3)  # noqa: E731
     return {"tasks": REUSABLE_TASKS, "calls": REUSABLE_CALLS, "first_ms": ms(first),
             "later_median_ms": ms(statistics.median(later)), "later_best_ms": ms(min(later)),
@@ -361,11 +340,6 @@ def _in_fresh_process(call: str, timeout: float) -> dict[str, Any]:
         return result
     except Exception as e:  # one probe's failure must not lose the others
         return {"error": f"{type(e).__name__}: {e}"[:300]}
-
-
-def measure_reusable(timeout: float = 120) -> dict[str, Any]:
-    """:func:`_reusable_probe` in a fresh child process (so that its first call is the process's first pool)."""
-    return _in_fresh_process("_reusable_probe()", timeout)
 
 
 # ---- memory ---------------------------------------------------------------------------

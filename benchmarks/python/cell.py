@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import glob
 import json
 import os
 import queue
@@ -15,7 +16,8 @@ import time
 import traceback
 from typing import Any
 
-from peers import Peer, make_peer
+from common import check_text
+from peers import PEERS, Peer
 from workloads import BY_NAME, Workload
 
 # Seconds one timed round should last, and how many timed rounds.
@@ -40,19 +42,14 @@ def _size(text: str) -> int | None:
 def llc_info() -> dict[str, Any]:
     """The L3 cache size as sysfs (cpu0) and ``getconf LEVEL3_CACHE_SIZE`` say; ``bytes`` the larger
     (here sysfs says 8 MiB, cpu0's slice, getconf 64 MiB), or 32 MiB if neither."""
-    import glob
+    from pathlib import Path
 
-    sysfs = None
-    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
-        try:
-            if open(os.path.join(d, "level")).read().strip() == "3":
-                sysfs = _size(open(os.path.join(d, "size")).read())
-        except OSError:
-            pass
+    levels = {Path(d, "level").read_text().strip(): d for d in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")}
+    sysfs = _size(Path(levels["3"], "size").read_text()) if "3" in levels else None
     try:
         getconf = _size(subprocess.run(["getconf", "LEVEL3_CACHE_SIZE"], capture_output=True, text=True,
                                        timeout=5).stdout)
-    except Exception:
+    except (OSError, subprocess.SubprocessError):
         getconf = None
     found = [v for v in (sysfs, getconf) if v]
     return {"sysfs_bytes": sysfs, "getconf_bytes": getconf,
@@ -87,24 +84,18 @@ class Cell:
 
     def setup(self) -> None:
         w, peer = self.w, self.peer
-        size = w.payload_bytes
-        self.out = peer.make_queue()
-        self.queues.append(self.out)
+        self.out = peer.make(None, None)
+        # Each consumer's and each producer's queues, by the names the roles use.
         if w.topology == "pingpong":
-            ping, pong = peer.make_queue(), peer.make_queue()
-            self.queues += [ping, pong]
-            cons_q = [{"ping": ping, "pong": pong}]
-            prod_q = [{"ping": ping, "pong": pong}]
+            both = {"ping": peer.make(None, None), "pong": peer.make(None, None)}
+            data, cons_q, prod_q = list(both.values()), [both], [both]
         elif w.topology == "per-producer":
-            data = [peer.make_queue(size, w.payload) for _ in range(w.producers)]
-            self.queues += data
-            cons_q = [{f"d{i}": q for i, q in enumerate(data)}]
-            prod_q = [{"data": q} for q in data]
+            data = [peer.make(w.payload_bytes, w.payload) for _ in range(w.producers)]
+            cons_q, prod_q = [{f"d{i}": q for i, q in enumerate(data)}], [{"data": q} for q in data]
         else:
-            data = peer.make_queue(size, w.payload)
-            self.queues.append(data)
-            cons_q = [{"data": data}] * w.consumers
-            prod_q = [{"data": data}] * w.producers
+            data = [peer.make(w.payload_bytes, w.payload)]
+            cons_q, prod_q = [{"data": data[0]}] * w.consumers, [{"data": data[0]}] * w.producers
+        self.queues += [self.out, *data]
         common = {"PAYLOAD": w.payload, "NCONS": 1 if w.topology == "per-producer" else w.consumers,
                   "NPROD": w.producers, "TARGET": self.target, "NDISTINCT": self.ndistinct}
         # Consumers first, so they are waiting when producers start.
@@ -112,13 +103,13 @@ class Cell:
                                    (w.producer_role, prod_q, self.producers)):
             for qs in qs_list:
                 me = len(self.actors)
-                ctrl = peer.make_queue()
+                ctrl = peer.make(None, None)
                 self.queues.append(ctrl)
                 self.ctrl.append(ctrl)
                 name = f"{'prod' if idx is self.producers else 'cons'}{me}"
                 # IDX: the actor's index among the producers (or consumers).
                 params = dict(common, ME=me, IDX=len(idx))
-                a = peer.start(name, role, dict(qs, ctrl=ctrl, out=self.out), params)
+                a = peer.start(peer, name, role, dict(qs, ctrl=ctrl, out=self.out), params)
                 self.actors.append(a)
                 idx.append(me)
 
@@ -133,7 +124,7 @@ class Cell:
                 raise TimeoutError(f"timed out waiting for {missing} '{want}' report(s) "
                                    f"after {self.round_timeout:.0f} s")
             try:
-                r = self.peer.main_get(self.out, timeout=min(1.0, left))
+                r = self.peer.get(self.out, min(1.0, left))
             except queue.Empty:
                 for a in self.actors:
                     if not a.alive():
@@ -159,11 +150,11 @@ class Cell:
         None: a few ms ahead; < 0: a check round); every actor's "done" report."""
         deadline = time.monotonic() + self.round_timeout
         for c in self.consumers:
-            self.peer.main_put(self.ctrl[c], (n, min(0.0, t_go or 0.0)))
+            self.peer.put(self.ctrl[c], (n, min(0.0, t_go or 0.0)))
         self._wait("ready", len(self.consumers), deadline)
         t_go = time.perf_counter() + self.peer.go_margin if t_go is None else t_go
         for p in self.producers:
-            self.peer.main_put(self.ctrl[p], (n, t_go))
+            self.peer.put(self.ctrl[p], (n, t_go))
         return self._wait("done", len(self.actors), deadline)
 
     def round(self, n: int) -> dict[str, Any]:
@@ -241,11 +232,11 @@ class Cell:
 
     def teardown(self, failed: bool) -> list[str]:
         notes = []
-        if failed:
-            self.peer.abort(self.queues)
+        if failed and self.peer.abort_closes:
+            self.peer.close_all(self.queues)  # wakes actors blocked on them
         for c in self.ctrl:
             try:
-                self.peer.main_put(c, (-1, 0.0))
+                self.peer.put(c, (-1, 0.0))
             except Exception:
                 pass
         deadline = time.monotonic() + (5.0 if not failed else 2.0)
@@ -253,7 +244,7 @@ class Cell:
             if not a.join(max(0.05, deadline - time.monotonic())):
                 notes.append(f"{a.name} did not stop; killed with the cell")
                 a.kill()
-        self.peer.close(self.queues)
+        self.peer.close_all(self.queues)
         # Drop the queues now (os._exit skips finalizers; multiprocessing's
         # semaphores would be reported as leaked).
         self.queues, self.ctrl, self.out, self.actors = [], [], None, []
@@ -264,29 +255,23 @@ class Cell:
 def run(workload: str, peer_name: str, quick: bool) -> dict[str, Any]:
     w = BY_NAME[workload]
     res: dict[str, Any] = {"workload": workload, "peer": peer_name}
-    try:
-        peer = make_peer(peer_name)
-    except Exception as e:
-        # Not 'n/a': the peer should work here (e.g. a module being rebuilt).
-        return dict(res, status="error", error=f"cannot load peer: {type(e).__name__}: {e}")
-    reason = peer.available() or peer.unsupported(workload, w.payload)
+    peer = PEERS[peer_name]
+    reason = peer.available() or (peer.no_shared_buffer if w.payload == "SharedBuffer-64MiB" else None)
     if reason:
         return dict(res, status="n/a", reason=reason)
-    res["where"] = peer.where
-    if w.name == "batch":
-        res["how"] = peer.batch
-    elif w.name.startswith("select"):
-        res["how"] = peer.select_how
-    elif peer.payload_note(w.payload):
-        res["how"] = peer.payload_note(w.payload)
+    how = peer.batch if w.name == "batch" else peer.select_how if w.name.startswith("select") else \
+        peer.payload_note(w.payload)
+    res |= {"how": how} if how else {}
     cell = Cell(w, peer, quick)
-    busy = start_busy_processes() if w.busy else []
+    if w.distinct:
+        res |= {"distinct_payloads": cell.ndistinct, "distinct_bytes": cell.ndistinct * w.payload_bytes,
+                "llc": cell.llc}
+    # *-busy workloads: a busy-loop process per core, so that a waiter that would spin parks instead.
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in os.sched_getaffinity(0)] \
+        if w.busy else []
     if busy:
         res["busy_processes"] = len(busy)
-    if w.distinct:
-        res["distinct_payloads"] = cell.ndistinct
-        res["distinct_bytes"] = cell.ndistinct * w.payload_bytes
-        res["llc"] = cell.llc
+        time.sleep(0.2)  # let them reach their loop
     failed = False
     try:
         cell.setup()
@@ -294,7 +279,8 @@ def run(workload: str, peer_name: str, quick: bool) -> dict[str, Any]:
         if w.check:
             chk = res["check"] = cell.check_round(CHECK_N)
             if not chk["ok"]:
-                raise CellError(check_text(chk))
+                raise CellError(f"check round: {chk['put']:,} distinct items put, {chk['received']:,} "
+                                f"received; {check_text(chk)}")
         res["status"] = "ok"
     except TimeoutError as e:
         failed = True
@@ -306,33 +292,12 @@ def run(workload: str, peer_name: str, quick: bool) -> dict[str, Any]:
             res["traceback"] = traceback.format_exc()[-4000:]
     finally:
         notes = cell.teardown(failed)
-        stop_busy_processes(busy)
+        for p in busy:
+            p.kill()
+            p.wait()
         if notes:
             res["teardown"] = notes
     return res
-
-
-def check_text(chk: dict[str, Any]) -> str:
-    """A check round's outcome in words."""
-    t = (f"check round: {chk['put']:,} distinct items put, {chk['received']:,} received; "
-         f"{chk['lost']} lost, {chk['duplicated']} duplicated, {chk['foreign']} not put")
-    if chk.get("reordered"):
-        t += f", {chk['reordered']} out of their producer's order"
-    return t
-
-
-def start_busy_processes() -> list[subprocess.Popen[bytes]]:
-    """One busy-loop process per core (*-busy workloads): a waiter that would spin parks instead."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in os.sched_getaffinity(0)]
-    time.sleep(0.2)  # let them reach their loop
-    return procs
-
-
-def stop_busy_processes(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        p.kill()
-    for p in procs:
-        p.wait()
 
 
 def main() -> None:

@@ -106,22 +106,15 @@ def first_line(s: str, n: int = 100) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def cell_value_text(c: dict[str, Any] | None, short: bool = False) -> str:
+def cell_value_text(c: dict[str, Any] | None) -> str:
     if not c or c.get("status") != "ok":
-        st = (c or {}).get("status", "not run")
-        return st if short else status_text(c)
+        return status_text(c)
     if "rt_median_us" in c:
         return f"{us(c['rt_median_us'])} (p99 {us(c['rt_p99_us'])})"
     t = f"{si(c['items_per_s'])}/s"
     if c["workload"].startswith("stream-bytes") or "Buffer" in c["workload"]:
         t += f", {si(c['mb_per_s'] * 1e6, 'B')}/s"
     return t
-
-
-def dask_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """bench_dask's rows with figures, by config ({} if the section did not run)."""
-    rows = ((data.get("dask") or {}).get("result") or {}).get("rows", [])
-    return {r["config"]: r for r in rows if r.get("status") == "ok"}
 
 
 def label(data: dict[str, Any], peer: str) -> str:
@@ -138,14 +131,6 @@ def check_text(chk: dict[str, Any]) -> str:
     return t
 
 
-def asgi_rows(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """bench_asgi's rows by server name ({} if the section did not run)."""
-    res = (data.get("asgi") or {}).get("result")
-    if not isinstance(res, dict) or not isinstance(res.get("rows"), list):
-        return {}
-    return {str(r.get("name")): r for r in res["rows"] if isinstance(r, dict)}
-
-
 def procs_text(r: dict[str, Any]) -> str:
     n = r.get("procs")
     return f"{n} process{'' if n == 1 else 'es'}" if isinstance(n, int) else "? processes"
@@ -156,22 +141,6 @@ def asgi_ok(r: dict[str, Any] | None) -> bool:
     if not r or r.get("status", "ok") != "ok":
         return False
     return all(isinstance(r.get(k), (int, float)) for k in ("rps", "p99_ms", "rss_mib"))
-
-
-def asgi_missing(data: dict[str, Any]) -> str:
-    """Why the ASGI goals have no figure ("" if both servers have figures)."""
-    sec = data.get("asgi")
-    if not sec:
-        return "no figure (not measured in this run)"
-    if sec.get("status") != "ok":
-        return f"no figure ({sec.get('status')}: {first_line(sec.get('note') or '')})"
-    rows = asgi_rows(data)
-    for name in (ASGI_XCHANNELS, ASGI_REFERENCE):
-        r = rows.get(name)
-        if not asgi_ok(r):
-            why = first_line(str((r or {}).get("error") or "no row"))
-            return f"no figure ({name}: {(r or {}).get('status', 'error')}: {why})"
-    return ""
 
 
 def memcpy_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -190,6 +159,23 @@ def memcpy_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"peer": p, "bytes_per_s": bps, "of_limit": bps / limit if bps else None,
                      "copies": p != "queue-thread", "status": status_text(c)})
     return rows
+
+
+def tree_rss(pid: int) -> tuple[int, int]:
+    """(summed RSS in bytes, processes counted) of pid and its descendants (psutil)."""
+    import psutil
+
+    rss = []
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:  # gone
+        return 0, 0
+    for p in procs:
+        try:
+            rss.append(p.memory_info().rss)
+        except psutil.Error:  # exited meanwhile
+            pass
+    return sum(rss), len(rss)
 
 
 # ---- C++ micro-benchmarks ------------------------------------------------------

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from common import (ASGI_REFERENCE, ASGI_XCHANNELS, PROCESS_PEER, STDLIB_POOL, STDLIB_QUEUE,
-                    VALUES_GOAL_PAYLOADS, asgi_missing, asgi_rows, cells_by, check_text, cpp_rows, dask_rows,
+                    VALUES_GOAL_PAYLOADS, asgi_ok, cells_by, check_text, cpp_rows,
                     figure, first_line, label, ns_text, pool_variants, procs_text, ratio_str, reusable_text, si,
                     status_text, us)
 
@@ -192,10 +192,18 @@ def _reusable(g: Goal, r: Run) -> Result:
 
 def _asgi(g: Goal, r: Run) -> Result:
     """bench_asgi: requests/s >= the reference's (``bound`` None), or RSS <= ``bound`` x its."""
-    missing = asgi_missing(r.data)
-    if missing:
-        return None, missing
-    rows, res = asgi_rows(r.data), r.data["asgi"]["result"]
+    sec = r.data.get("asgi")
+    if not sec:
+        return None, "no figure (not measured in this run)"
+    if sec.get("status") != "ok":
+        return None, f"no figure ({sec.get('status')}: {first_line(sec.get('note') or '')})"
+    res = sec["result"]
+    rows = {str(row.get("name")): row for row in res.get("rows") or [] if isinstance(row, dict)} \
+        if isinstance(res, dict) else {}
+    for name in (ASGI_XCHANNELS, ASGI_REFERENCE):
+        if not asgi_ok(row := rows.get(name)):
+            why = first_line(str((row or {}).get("error") or "no row"))
+            return None, f"no figure ({name}: {(row or {}).get('status', 'error')}: {why})"
     ax, ah = rows[ASGI_XCHANNELS], rows[ASGI_REFERENCE]
     if g.bound is None:
         return ax["rps"] >= ah["rps"], (
@@ -209,7 +217,8 @@ def _asgi(g: Goal, r: Run) -> Result:
 
 def _dask(g: Goal, r: Run) -> Result:
     """bench_dask: throughput >= the processes' with less RSS."""
-    rows = dask_rows(r.data)
+    rows = {row["config"]: row for row in ((r.data.get("dask") or {}).get("result") or {}).get("rows", [])
+            if row.get("status") == "ok"}
     x, p = rows.get("xchannels"), rows.get("processes")
     if x is None or p is None:
         sec = r.data.get("dask") or {}

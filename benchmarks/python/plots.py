@@ -18,35 +18,46 @@ PEER_COLORS = {
 }
 
 
-def _bars(ax: Any, data: dict[str, Any], workloads: list[str], value, ylabel: str, title: str) -> None:
-    cells = cells_by(data)
-    peers = data["peers_order"]
-    width = 0.8 / len(peers)
-    ymin = None
-    for i, p in enumerate(peers):
-        xs, ys = [], []
-        for j, w in enumerate(workloads):
-            v = value(cells.get((w, p)))
-            if v:
-                xs.append(j + (i - (len(peers) - 1) / 2) * width)
-                ys.append(v)
-                ymin = v if ymin is None else min(ymin, v)
-        ax.bar(xs, ys, width, label=data["peer_info"][p]["label"], color=PEER_COLORS.get(p))
-    ax.set_yscale("log")
-    if ymin:
-        ax.set_ylim(bottom=ymin / 3)
-    for i, p in enumerate(peers):
-        for j, w in enumerate(workloads):
-            c = cells.get((w, p))
-            if not value(c):
-                x = j + (i - (len(peers) - 1) / 2) * width
-                ax.text(x, (ymin or 1) / 2.5, (c or {}).get("status", "-"), rotation=90,
-                        ha="center", va="bottom", fontsize=7, color="gray")
-    ax.set_xticks(range(len(workloads)))
-    ax.set_xticklabels(workloads, fontsize=8)
+def _bars(ax: Any, names: list[str], groups: list[str], value: Any, ylabel: str, title: str,
+          colors: list[str | None] | None = None, missing: Any = None) -> None:
+    """Grouped bars: a series per name, a group per x tick, ``value(i, j)`` series i's bar in group j (None:
+    no bar). With ``missing(i, j)`` (why there is no bar), the axis is logarithmic and the whys are written
+    at its foot."""
+    width = 0.8 / max(1, len(names))
+    vals = [[value(i, j) for j in range(len(groups))] for i in range(len(names))]
+    x = [[j + (i - (len(names) - 1) / 2) * width for j in range(len(groups))] for i in range(len(names))]
+    for i, name in enumerate(names):
+        ax.bar([x[i][j] for j, v in enumerate(vals[i]) if v], [v for v in vals[i] if v], width, label=name,
+               color=(colors or [None] * len(names))[i])
+    if missing is not None:
+        ymin = min((v for row in vals for v in row if v), default=None)
+        ax.set_yscale("log")
+        if ymin:
+            ax.set_ylim(bottom=ymin / 3)
+        for i, j in ((i, j) for i in range(len(names)) for j in range(len(groups)) if not vals[i][j]):
+            ax.text(x[i][j], (ymin or 1) / 2.5, missing(i, j), rotation=90, ha="center", va="bottom", fontsize=7,
+                    color="gray")
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", which="major", alpha=0.3)
+
+
+def ok(c: dict[str, Any] | None, key: str) -> Any:
+    """The cell's figure ``key``, None without one."""
+    return c[key] if c and c.get("status") == "ok" and c.get(key) else None
+
+
+def _cell_bars(ax: Any, data: dict[str, Any], workloads: list[str], key: str, ylabel: str, title: str) -> None:
+    """A bar per peer and workload: the cell's ``key`` figure, or its status."""
+    cells, peers = cells_by(data), data["peers_order"]
+
+    def cell(i: int, j: int) -> Any:
+        return cells.get((workloads[j], peers[i]))
+
+    _bars(ax, [data["peer_info"][p]["label"] for p in peers], workloads, lambda i, j: ok(cell(i, j), key),
+          ylabel, title, [PEER_COLORS.get(p) for p in peers], lambda i, j: (cell(i, j) or {}).get("status", "-"))
 
 
 def plots(data: dict[str, Any], outdir: Path = DOCS_IMG) -> list[Path]:
@@ -59,9 +70,6 @@ def plots(data: dict[str, Any], outdir: Path = DOCS_IMG) -> list[Path]:
     stamp = f"{data['date']} {data['commit']}{' (quick)' if data.get('quick') else ''}"
     made = []
 
-    def ok(c, key):
-        return c[key] if c and c.get("status") == "ok" and c.get(key) else None
-
     def save(fig: Any, name: str, **layout: Any) -> None:
         fig.tight_layout(**layout)
         p = outdir / f"bench-{name}"
@@ -70,10 +78,10 @@ def plots(data: dict[str, Any], outdir: Path = DOCS_IMG) -> list[Path]:
         made.append(p)
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [5, 3]})
-    _bars(a1, data, [f"stream-{p}" for p in STREAM_MSGS], lambda c: ok(c, "items_per_s"),
-          "messages / s (log)", "Streaming, small items: messages per second")
-    _bars(a2, data, [f"stream-{p}" for p in STREAM_BIG], lambda c: ok(c, "mb_per_s"),
-          "MB / s (log)", "Streaming, large items: MB per second")
+    _cell_bars(a1, data, [f"stream-{p}" for p in STREAM_MSGS], "items_per_s", "messages / s (log)",
+               "Streaming, small items: messages per second")
+    _cell_bars(a2, data, [f"stream-{p}" for p in STREAM_BIG], "mb_per_s", "MB / s (log)",
+               "Streaming, large items: MB per second")
     lim = (data.get("memcpy") or {}).get("result")
     if isinstance(lim, dict) and isinstance(lim.get("memmove_gbps"), (int, float)) \
             and f"stream-{STREAM_BIG[0]}" == MEMCPY_WORKLOAD:
@@ -115,7 +123,7 @@ def plots(data: dict[str, Any], outdir: Path = DOCS_IMG) -> list[Path]:
     save(fig, "latency.png")
 
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    _bars(ax, data, PATTERNS, lambda c: ok(c, "items_per_s"), "items / s (log)",
+    _cell_bars(ax, data, PATTERNS, "items_per_s", "items / s (log)",
           f"Patterns (2 cores: contention, not scaling), higher is better — {stamp}")
     ax.set_xlabel("workload")
     ax.legend(fontsize=8)
@@ -127,26 +135,16 @@ def plots(data: dict[str, Any], outdir: Path = DOCS_IMG) -> list[Path]:
     pv = [v for v in pv or [] if any(isinstance(q.get("speedup_vs_serial"), (int, float)) for q in v["peers"])]
     if pv:
         names = pool_peer_names(pv)
-        fig, ax = plt.subplots(figsize=(13, 5.2))
-        width = 0.8 / max(1, len(names))
-        for i, nm in enumerate(names):
-            xs, ys = [], []
-            for j, v in enumerate(pv):
-                for q in v["peers"]:
-                    if q.get("name") == nm and isinstance(q.get("speedup_vs_serial"), (int, float)):
-                        xs.append(j + (i - (len(names) - 1) / 2) * width)
-                        ys.append(q["speedup_vs_serial"])
-            ax.bar(xs, ys, width, label=nm)
-        ax.axhline(1.0, color="gray", lw=1, ls="--")
-        ax.set_xticks(range(len(pv)))
-        ax.set_xticklabels([f"{v['name']}\n({v.get('tasks', '?')} tasks)" for v in pv], fontsize=8)
-        ax.set_xlabel("pool workload (start-up included)")
-        ax.set_ylabel("speed-up vs serial (x), higher is better")
+        speedups = [{q.get("name"): q.get("speedup_vs_serial") for q in v["peers"]} for v in pv]
         workers = pres.get("workers", "?") if isinstance(pres, dict) else "?"
-        ax.set_title(f"Pool speed-up, {workers} workers on {data['machine'].get('cpu_count')} CPUs — {stamp}",
-                     fontsize=10)
+        fig, ax = plt.subplots(figsize=(13, 5.2))
+        _bars(ax, names, [f"{v['name']}\n({v.get('tasks', '?')} tasks)" for v in pv],
+              lambda i, j: s if isinstance(s := speedups[j].get(names[i]), (int, float)) else None,
+              "speed-up vs serial (x), higher is better",
+              f"Pool speed-up, {workers} workers on {data['machine'].get('cpu_count')} CPUs — {stamp}")
+        ax.axhline(1.0, color="gray", lw=1, ls="--")
+        ax.set_xlabel("pool workload (start-up included)")
         ax.legend(fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
         save(fig, "pool_speedup.png")
     return made
 

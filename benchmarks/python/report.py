@@ -25,6 +25,16 @@ def md_table(head: list[str], rows: list[list[str]]) -> list[str]:
         "| " + " | ".join(r) + " |" for r in rows]
 
 
+# Each plot's alt text in docs/benchmarks.md.
+IMAGES = {"throughput": "Throughput by payload", "latency": "Ping-pong latency", "patterns": "Patterns",
+          "pool_speedup": "Pool speed-up"}
+
+
+def image_md(images: dict[str, str], name: str) -> list[str]:
+    """The plot ``name``, if it was drawn."""
+    return [f"![{IMAGES[name]}]({images[name]})", ""] if name in images else []
+
+
 def notes_lines(notes: list[str]) -> list[str]:
     """Numbered footnotes ``[i] note`` under a table, after an empty line."""
     return [f"{'' if i > 1 else chr(10)}[{i}] {n.replace('|', '/')}  " for i, n in enumerate(notes, 1)]
@@ -49,18 +59,10 @@ def table_lines(data: dict[str, Any]) -> list[str]:
 
 
 def memcpy_table_lines(data: dict[str, Any]) -> list[str]:
-    """The limit of stream-bytes-1MiB and each peer's distance from it."""
-    rows = memcpy_rows(data)
-    if not rows:
-        return []
-    res = data["memcpy"]["result"]
-    L = [f"{MEMCPY_WORKLOAD} against one copy at memory bandwidth (memmove of {res['distinct_payloads']} "
-         f"distinct 1 MiB payloads, single thread: {res['memmove_gbps']:.2f} GB/s):"]
-    for r in rows:
-        tail = "" if r["copies"] else "  (passes references, no copy: not bound by it)"
-        L.append(f"  {r['peer']:<17} " + (r["status"] if r["bytes_per_s"] is None else
-                                          f"{si(r['bytes_per_s'], 'B')}/s = {r['of_limit']:.2f}x the limit{tail}"))
-    return L
+    """The limit of stream-bytes-1MiB and each peer's distance from it: the page's table as text."""
+    md = memcpy_md(data)
+    return [f"{MEMCPY_WORKLOAD} against one copy at memory bandwidth "
+            f"({data['memcpy']['result']['memmove_gbps']:.2f} GB/s):"] + text_tables(md) if memcpy_rows(data) else []
 
 
 def text_tables(md: list[str]) -> list[str]:
@@ -81,11 +83,9 @@ def text_tables(md: list[str]) -> list[str]:
 
 
 def section_lines(name: str, res: Any) -> list[str]:
-    """A section's figures (``data[name]["result"]``: pool, values, asgi, dask, cpp) as stdout lines: the
+    """A section's figures (``data[name]["result"]``, or the whole of ``data["cpp"]``) as stdout lines: the
     tables of its part of docs/benchmarks.md."""
-    data = {name: res if name == "cpp" else {"status": "ok", "result": res}}
-    md = {"cpp": cpp_md, "pool": lambda d: pool_md(d, {}), "values": values_md, "asgi": asgi_md,
-          "dask": dask_md}[name](data)
+    md = section_md({name: res if name == "cpp" else {"status": "ok", "result": res}}, name)
     return text_tables(md) or [ln for ln in md if ln.startswith("Not measured")]
 
 
@@ -165,42 +165,33 @@ def reading_lines(data: dict[str, Any]) -> list[str]:
         ("- **xchannels leads** in: ", wins), ("- **A peer is close** (within 25 %) in: ", close),
         ("- **xchannels is slower** in: ", behind)) if items]
     if procs:
-        out.append(f"- **{label(data, PROCESS_PEER)}** (processes) against the faster of the other process peers "
-                   "(multiprocessing.Queue, faster-fifo), > 1 = ProcessChannel faster: " + "; ".join(procs) + ".")
+        out += block("reading_procs", peer=label(data, PROCESS_PEER), items="; ".join(procs))
     if qt_ahead:
-        out.append("- `queue.Queue` between two threads of one interpreter beats xchannels in: " + "; ".join(qt_ahead)
-                   + ". It passes references under one GIL: no copy, no decode, and no parallel Python, so for "
-                   "large bytes it measures reference passing only.")
-    lim = [r for r in memcpy_rows(data) if r["of_limit"] is not None and r["copies"]]
-    if lim:
-        out.append(f"- `{MEMCPY_WORKLOAD}` against its physical limit, one copy out of the cache at "
-                   f"{data['memcpy']['result']['memmove_gbps']:.3g} GB/s (single-thread memcpy, same payloads, same "
-                   "run): " + "; ".join(f"{label(data, r['peer'])} {r['of_limit']:.2f}x" for r in lim)
-                   + " (see below the streams table).")
+        out += block("reading_threads", items="; ".join(qt_ahead))
+    if lim := [r for r in memcpy_rows(data) if r["of_limit"] is not None and r["copies"]]:
+        out += block("reading_memcpy", workload=MEMCPY_WORKLOAD, gbps=data["memcpy"]["result"]["memmove_gbps"],
+                     items="; ".join(f"{label(data, r['peer'])} {r['of_limit']:.2f}x" for r in lim))
     pres = (data.get("pool") or {}).get("result") or {}
     parts = []
     for var in pool_variants(pres) or []:
-        xq = next((q for q in var["peers"] if "xchannels" in str(q.get("name"))), None)
-        mp = next((q for q in var["peers"] if str(q.get("name")) == "multiprocessing.Pool"), None)
-        if xq and isinstance(xq.get("seconds"), (int, float)) and xq["seconds"] > 0:
-            sv = xq.get("speedup_vs_serial")
-            parts.append(f"{var['name']}: {xq['seconds']:.3g} s" + (f", {sv:.2g}x serial" if isinstance(
-                sv, (int, float)) else "") + (f", {mp['seconds'] / xq['seconds']:.2g}x multiprocessing.Pool" if mp
-                                              and isinstance(mp.get("seconds"), (int, float)) else ""))
+        secs = {q.get("name"): q.get("seconds") for q in var["peers"]}
+        xq: dict[str, Any] = next((q for q in var["peers"] if "xchannels" in str(q.get("name"))), {})
+        xs, mp, sv = xq.get("seconds"), secs.get("multiprocessing.Pool"), xq.get("speedup_vs_serial")
+        if isinstance(xs, (int, float)) and xs > 0:
+            parts.append(f"{var['name']}: {xs:.3g} s" + (f", {sv:.2g}x serial" if isinstance(sv, (int, float)) else "")
+                         + (f", {mp / xs:.2g}x multiprocessing.Pool" if isinstance(mp, (int, float)) else ""))
     if parts:
-        out.append("- Pool (start-up included, 2 workers on 2 cores): xchannels.Pool " + "; ".join(parts) + ".")
+        out += block("reading_pool", items="; ".join(parts))
     mem = pres.get("memory") or {}
     by = {p["name"]: p for p in mem.get("peers", []) if "added_mib" in p}
     xs, sp = by.get("xchannels.Pool"), by.get("multiprocessing.Pool[spawn]")
     if xs and sp and mem.get("spawn_over_xchannels"):
-        out.append(f"- Pool memory ({mem.get('metric')}): 2 workers add {xs['added_mib']:.1f} MiB with "
-                   f"xchannels.Pool, {sp['added_mib']:.1f} MiB with multiprocessing.Pool[spawn] "
-                   f"({mem['spawn_over_xchannels']:.2g}x).")
+        out += block("reading_memory", metric=mem.get("metric"), x=xs["added_mib"], spawn=sp["added_mib"],
+                     ratio=mem["spawn_over_xchannels"])
     return out + block("reading")
 
 
-def wide_table(data: dict[str, Any], workloads: list[str], images: dict[str, str], image: str,
-               alt: str) -> list[str]:
+def wide_table(data: dict[str, Any], workloads: list[str], images: dict[str, str], image: str) -> list[str]:
     """One row per workload, one column per peer: the figure and its ratio to multiprocessing.Queue."""
     cells, peers, notes = cells_by(data), data["peers_order"], []
     rows = []
@@ -215,8 +206,7 @@ def wide_table(data: dict[str, Any], workloads: list[str], images: dict[str, str
                 notes.append(f"{w} / {p}: {status_text(c)}")
                 row.append((c or {}).get("status", "not run") + f" [{len(notes)}]")
         rows.append(row)
-    top = [f"![{alt}]({images[image]})", ""] if image in images else []
-    return top + md_table(["workload"] + [label(data, p) for p in peers], rows) + [
+    return image_md(images, image) + md_table(["workload"] + [label(data, p) for p in peers], rows) + [
         "", "Bold: speed relative to multiprocessing.Queue in this run (> 1 = faster)."] + notes_lines(notes)
 
 
@@ -247,30 +237,25 @@ def memcpy_md(data: dict[str, Any]) -> list[str]:
     return L + [""] + block("memcpy_after") + [""]
 
 
-def values_md(data: dict[str, Any]) -> list[str]:
-    vals = (data.get("values") or {}).get("result")
-    if not vals:
-        return []
-    rows, notes = [], []
-    for r in vals["rows"]:
-        what = str(r.get("what", "")).replace("|", "/")
+def values_md(data: dict[str, Any], res: dict[str, Any]) -> list[str]:
+    notes: list[str] = []
+
+    def row(r: dict[str, Any]) -> list[str]:
         if r.get("speedup") is None:
             notes.append(f"{r['payload']}: {first_line(r.get('error') or 'no figure', 200)}")
-            rows.append([r["payload"], what, f"error [{len(notes)}]", ns_text(r.get("channel_ns")),
-                         ns_text(r.get("pickle_ns")), "-"])
-        else:
-            rows.append([r["payload"], what, ns_text(r["codec_ns"]), ns_text(r.get("channel_ns")),
-                         ns_text(r["pickle_ns"]), f"{r['speedup']:.1f}x"])
-    return block("values", n=vals.get("n", 0)) + [""] + md_table(
-        ["payload", "what", "codec", "put+get", "pickle", "pickle / codec"], rows) + notes_lines(notes) + [""]
+        codec = ns_text(r["codec_ns"]) if r.get("speedup") is not None else f"error [{len(notes)}]"
+        return [r["payload"], str(r.get("what", "")).replace("|", "/"), codec, ns_text(r.get("channel_ns")),
+                ns_text(r.get("pickle_ns")), f"{r['speedup']:.1f}x" if r.get("speedup") is not None else "-"]
+
+    rows = [row(r) for r in res["rows"]]
+    return block("values", n=res.get("n", 0)) + [""] + md_table(
+        ["payload", "what", "codec", "put+get", "pickle", "pickle / codec"], rows) + notes_lines(notes)
 
 
-def pool_md(data: dict[str, Any], images: dict[str, str]) -> list[str]:
-    pool = data.get("pool") or {}
-    res, pv = pool.get("result") or {}, pool_variants(pool.get("result"))
-    if pool.get("status") != "ok" or not pv:
-        return ["## Pool", "", f"Not measured in this run: {pool.get('note', 'no pool figures')}.", ""]
-    L = ["## Pool", ""] + ([f"![Pool speed-up]({images['pool_speedup']})", ""] if "pool_speedup" in images else [])
+def pool_md(data: dict[str, Any], res: dict[str, Any]) -> list[str]:
+    pv = pool_variants(res)
+    if not pv:
+        return []
     names = pool_peer_names(pv)
 
     def cell(q: dict[str, Any] | None) -> str:
@@ -282,12 +267,10 @@ def pool_md(data: dict[str, Any], images: dict[str, str]) -> list[str]:
         first = f" (first run {runs[0]:.3g} s)" if len(runs) > 1 and isinstance(runs[0], (int, float)) else ""
         return f"{q['seconds']:.3g} s{first}"  # start-up: the first use in the process
 
-    L += block("pool") + [""] + md_table(["workload"] + names, [
+    L = block("pool") + [""] + md_table(["workload"] + names, [
         [f"{v['name']} ({v.get('tasks', '?')} tasks)"] + [cell(next((q for q in v["peers"] if q.get("name") == nm),
                                                                     None)) for nm in names] for v in pv])
     others = [n for n in names if n != "xchannels.Pool"]
-    L += ["", "xchannels.Pool against each peer, same workloads: the peer's time / xchannels.Pool's "
-          "(> 1 = xchannels.Pool faster; start-up included):", ""]
     rows = []
     for v in pv:
         secs = {q.get("name"): q.get("seconds") for q in v["peers"]}
@@ -295,16 +278,13 @@ def pool_md(data: dict[str, Any], images: dict[str, str]) -> list[str]:
         if isinstance(xs, (int, float)) and xs > 0:
             rows.append([v["name"]] + [ratio_str(t / xs) if isinstance(t := secs.get(nm), (int, float)) and t > 0
                                        else "-" for nm in others])
-    L += md_table(["workload"] + others, rows) + [""] + [f"- {v['name']}: {v['note']}" for v in pv if v.get("note")]
-    L += memory_md(res.get("memory"))
+    L += [""] + block("pool_ratios") + [""] + md_table(["workload"] + others, rows) + [""]
+    L += [f"- {v['name']}: {v['note']}" for v in pv if v.get("note")] + memory_md(res.get("memory"))
     reuse = res.get("reusable")
     if isinstance(reuse, dict) and isinstance(reuse.get("later_median_ms"), (int, float)):
-        L += ["", f"`reusable_pool(2)`, a {reuse.get('tasks', 4)}-task `map` of a trivial function "
-              "(a fresh process, so the first call is its first pool): " + reusable_text(reuse) + "."]
+        L += [""] + block("reusable", tasks=reuse.get("tasks", 4), figures=reusable_text(reuse))
     extra = {k: v for k, v in res.items() if k != "variants" and not isinstance(v, (dict, list))}
-    if extra:
-        L += ["", "Settings: " + ", ".join(f"{k} = {v}" for k, v in extra.items()) + "."]
-    return L + [""]
+    return L + (["", "Settings: " + ", ".join(f"{k} = {v}" for k, v in extra.items()) + "."] if extra else [])
 
 
 def memory_md(mem: Any) -> list[str]:
@@ -323,19 +303,14 @@ def memory_md(mem: Any) -> list[str]:
     by = {p["name"]: p for p in mem["peers"] if "added_mib" in p}
     xs, sp = by.get("xchannels.Pool"), by.get("multiprocessing.Pool[spawn]")
     if r and xs and sp and xs["added_mib"] > 0:
-        L += ["", f"multiprocessing.Pool[spawn] adds {r:.2g}x the memory xchannels.Pool adds ({metric}); its two "
-              f"worker processes alone, without the resource tracker, {sp['workers_mib'] / xs['added_mib']:.2g}x; by "
-              f"the sum of RSS, {sp['rss_added_mib'] / xs['rss_added_mib']:.2g}x."]
+        L += [""] + block("memory_ratio", r=r, metric=metric, workers=sp["workers_mib"] / xs["added_mib"],
+                          rss=sp["rss_added_mib"] / xs["rss_added_mib"])
     return L
 
 
-def asgi_md(data: dict[str, Any]) -> list[str]:
-    sec = data.get("asgi")
-    if not sec:
-        return []  # results from before the section existed
-    res = sec.get("result")
-    if sec.get("status") != "ok" or not isinstance(res, dict) or not res.get("rows"):
-        return ["## ASGI servers under load", "", f"Not measured in this run: {sec.get('note', 'no figures')}.", ""]
+def asgi_md(data: dict[str, Any], res: dict[str, Any]) -> list[str]:
+    if not isinstance(res, dict) or not res.get("rows"):
+        return []
     rows = []
     for r in res["rows"]:
         cmd = f"`{r['command']}`".replace("|", "/") if r.get("command") else "-"
@@ -346,39 +321,58 @@ def asgi_md(data: dict[str, Any]) -> list[str]:
             every = ", ".join(f"{v:,.0f}" for v in r.get("rounds") or [] if isinstance(v, (int, float))) or "-"
             rows.append([r["name"], f"{r['rps']:,.0f}", every, f"{r['p99_ms']:.1f} ms", f"{r['rss_mib']:.1f} MiB",
                          str(r.get("procs", "?")), cmd])
-    L = ["## ASGI servers under load", ""] + block("asgi", **{"warmup_seconds": 1, "rounds": 1, **res}) + [""]
-    L += md_table(["server", "requests/s", "every round", "p99", "RSS (process tree)", "processes", "command"], rows)
+    L = block("asgi", **{"warmup_seconds": 1, "rounds": 1, **res}) + [""] + md_table(
+        ["server", "requests/s", "every round", "p99", "RSS (process tree)", "processes", "command"], rows)
     x, m = res.get("xchannels_over_hypercorn2_rps"), res.get("rss_ratio")
     if isinstance(x, (int, float)) and isinstance(m, (int, float)):
-        L += ["", f"{ASGI_XCHANNELS} against {ASGI_REFERENCE}: {x:.2f}x the requests/s with {m:.2f}x the RSS."]
-    return L + [""]
+        L += [""] + block("asgi_ratio", x=x, m=m, ours=ASGI_XCHANNELS, theirs=ASGI_REFERENCE)
+    return L
 
 
-def dask_md(data: dict[str, Any]) -> list[str]:
-    sec = data.get("dask") or {}
-    L = ["## Dask: one worker process with interpreters against worker processes", ""]
-    res = sec.get("result") or {}
+def dask_md(data: dict[str, Any], res: dict[str, Any]) -> list[str]:
     if not res.get("rows"):
-        return L + [f"Not measured in this run: {sec.get('note') or res.get('note') or 'no figures'}.", ""]
+        return []
     r0 = res["rows"][0]
-    L += block("dask", tasks=r0.get("tasks", "?"), chunk=r0.get("chunk", 0), rounds=r0.get("rounds", "?")) + [""]
-    return L + md_table(["cluster", "numbers/s", "RSS (MiB)", "processes"], [
-        [r["label"], f"error: {first_line(r.get('error') or '')}", "", ""] if r.get("status") != "ok" else
-        [r["label"], f"{r['numbers_per_s'] / 1e3:,.0f}k", f"{r['rss_mib']:.0f}", str(r["procs"])]
-        for r in res["rows"]]) + [""]
+    return block("dask", tasks=r0.get("tasks", "?"), chunk=r0.get("chunk", 0), rounds=r0.get("rounds", "?")) + [
+        ""] + md_table(["cluster", "numbers/s", "RSS (MiB)", "processes"], [
+            [r["label"], f"error: {first_line(r.get('error') or '')}", "", ""] if r.get("status") != "ok" else
+            [r["label"], f"{r['numbers_per_s'] / 1e3:,.0f}k", f"{r['rss_mib']:.0f}", str(r["procs"])]
+            for r in res["rows"]])
 
 
-def cpp_md(data: dict[str, Any]) -> list[str]:
-    cpp = data.get("cpp") or {}
-    L = ["## C++ micro-benchmarks: Channel against raw moodycamel", ""]
-    if cpp.get("status") != "ok":
-        return L + [f"Not measured in this run: {cpp.get('note', 'no C++ figures')}.", ""]
-    L += block("cpp") + [""]
-    if cpp.get("failed"):
-        L += ["Failed or timed out: " + "; ".join(f"{k} ({v})" for k, v in cpp["failed"].items()) + ".", ""]
-    return L + md_table(["workload", "flavour", "figure", "vs raw moodycamel", "vs blocking moodycamel"], [
-        [r["workload"], r["flavor"], r["figure"], ratio_str(r["vs_raw"]), ratio_str(r["vs_blocking"])]
-        for r in cpp_rows(cpp)]) + [""]
+def cpp_md(data: dict[str, Any], cpp: dict[str, Any]) -> list[str]:
+    failed = ["Failed or timed out: " + "; ".join(f"{k} ({v})" for k, v in cpp["failed"].items()) + ".", ""] \
+        if cpp.get("failed") else []
+    return block("cpp") + [""] + failed + md_table(
+        ["workload", "flavour", "figure", "vs raw moodycamel", "vs blocking moodycamel"],
+        [[r["workload"], r["flavor"], r["figure"], ratio_str(r["vs_raw"]), ratio_str(r["vs_blocking"])]
+         for r in cpp_rows(cpp)])
+
+
+# The page's sections after the cells' tables: name -> (title, its image, a maker of its lines from the
+# section's figures, [] if there are none). A section missing from the JSON is left out if it came later
+# than the oldest saved runs (values, asgi), else said to be not measured.
+SECTIONS: dict[str, tuple[str, str, Any]] = {
+    "values": ("## Values: encode + decode against pickle", "", values_md),
+    "pool": ("## Pool", "pool_speedup", pool_md),
+    "asgi": ("## ASGI servers under load", "", asgi_md),
+    "dask": ("## Dask: one worker process with interpreters against worker processes", "", dask_md),
+    "cpp": ("## C++ micro-benchmarks: Channel against raw moodycamel", "", cpp_md),
+}
+
+
+def section_md(data: dict[str, Any], name: str, images: dict[str, str] | None = None) -> list[str]:
+    """A section of the page: its title and image, then its figures, or why it has none."""
+    title, image, make = SECTIONS[name]
+    sec = data.get(name)
+    if sec is None and name in ("values", "asgi"):
+        return []
+    sec = sec or {}
+    res = sec if name == "cpp" else sec.get("result") or {}
+    body = make(data, res) if sec.get("status") == "ok" else []
+    if not body:
+        return [title, "", f"Not measured in this run: {sec.get('note') or res.get('note') or 'no figures'}.", ""]
+    return [title, ""] + image_md(images or {}, image) + body + [""]
 
 
 def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -> str:
@@ -395,14 +389,13 @@ def docs_markdown(data: dict[str, Any], json_rel: str, images: dict[str, str]) -
     L += [""] + block("method", target=data.get("target_seconds", 0)) + [""] + reading_lines(data)
     streams = [w for w in wls if w.startswith("stream-")]
     L += ["", "## Streams: one producer, one consumer", ""]
-    L += wide_table(data, streams, images, "throughput", "Throughput by payload") + [""]
+    L += wide_table(data, streams, images, "throughput") + [""]
     L += how_lines(data, streams, "How: ") + memcpy_md(data) + ["## Round-trip latency", ""]
-    L += wide_table(data, ["pingpong"], images, "latency", "Ping-pong latency") + [""]
+    L += wide_table(data, ["pingpong"], images, "latency") + [""]
     L += ["## Patterns: several producers or consumers, select, batches", ""]
-    L += wide_table(data, [w for w in PATTERNS if w in wls], images, "patterns", "Patterns") + [""]
+    L += wide_table(data, [w for w in PATTERNS if w in wls], images, "patterns") + [""]
     L += how_lines(data, ["batch", "select-4"], "How each peer did `batch` and `select-4`: ")
-    L += values_md(data) + pool_md(data, images) + asgi_md(data) + dask_md(data) + cpp_md(data)
-    return "\n".join(L)
+    return "\n".join(L + [line for name in SECTIONS for line in section_md(data, name, images)])
 
 
 def add_other_pythons(data: dict[str, Any], paths: list[str]) -> None:

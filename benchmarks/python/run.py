@@ -25,7 +25,8 @@ import report  # noqa: E402
 from peers import BASELINE, PEER_NAMES, peer_info  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
 
-CPP_BENCH = ROOT / "build" / "bench" / "channel_bench"
+# The C++ micro-benchmarks: the Makefile's build, or $CPP_BENCH.
+CPP_BENCH = Path(os.environ.get("CPP_BENCH") or ROOT / "build" / "bench" / "channel_bench")
 
 
 # ---- child processes ------------------------------------------------------------
@@ -93,12 +94,11 @@ def sh(cmd: list[str], timeout: float = 20) -> str:
 
 
 def machine() -> dict[str, Any]:
-    models = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-              if ln.startswith("model name")] if Path("/proc/cpuinfo").exists() else []
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     u = platform.uname()
     return {"uname": f"{u.system} {u.release} {u.machine}", "uname_full": " ".join(u),
-            "cpu_model": models[0] if models else "", "cpu_count": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0)), "hostname": u.node}
+            "cpu_model": next(iter(re.findall(r"^model name\s*:\s*(.*)$", cpuinfo, re.M)), ""),
+            "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "hostname": u.node}
 
 
 def commit() -> str:
@@ -116,29 +116,17 @@ def compiler() -> str:
         return (line[0] + " (gcc --version; not recorded by the module)") if line else "unknown"
 
 
-def pythons() -> dict[str, str]:
-    out = {"bench": sys.version.replace("\n", " "), "executable": sys.executable}
-    for v in ("3.12", "3.13"):
-        if (exe := ROOT / f".venv-{v}" / "bin" / "python").exists():
-            out[v] = sh([str(exe), "-c", "import sys; print(sys.version)"]).replace("\n", " ")
-    return out
-
-
 def versions() -> dict[str, str]:
-    from importlib import metadata
+    from importlib import metadata, util
 
     out = {}
-    for dist in ("xchannels", "faster-fifo", "matplotlib"):
+    for dist in ("xchannels", "faster-fifo", "matplotlib", "pyperf", "psutil"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
-    try:
-        import xchannels
-
-        out["xchannels_from"] = str(Path(xchannels.__file__).parent)
-    except Exception as e:
-        out["xchannels_from"] = f"import failed: {e}"
+    spec = util.find_spec("xchannels")
+    out["xchannels_from"] = str(Path(spec.origin).parent) if spec and spec.origin else "not found"
     return out
 
 
@@ -199,14 +187,14 @@ def _cpp_score(entries: list[dict[str, Any]]) -> float:
 def run_cpp(args: argparse.Namespace) -> dict[str, Any]:
     """channel_bench, one process per benchmark with a time limit (a busy-polling benchmark can stall
     for minutes on a loaded 2-core machine); whole passes over the list, best pass kept per benchmark."""
-    names = list(dict.fromkeys(n.split("/")[0] for n in sh([str(CPP_BENCH), "--benchmark_list_tests=true"])
-                               .splitlines() if n.strip())) if CPP_BENCH.exists() else []
+    listed = sh([str(CPP_BENCH), "--benchmark_list_tests=true"]) if CPP_BENCH.exists() else ""
+    names = list(dict.fromkeys(n.split("/")[0] for n in listed.splitlines() if n.strip()))
     if not names:
-        note = (f"{CPP_BENCH.relative_to(ROOT)} not built (cmake -DXCHANNELS_BENCHMARKS=ON -B build/bench && "
-                "cmake --build build/bench); skipped" if not CPP_BENCH.exists()
-                else "channel_bench --benchmark_list_tests printed nothing")
+        note = "channel_bench --benchmark_list_tests printed nothing" if CPP_BENCH.exists() else (
+            f"{CPP_BENCH} not built (cmake -DXCHANNELS_BENCHMARKS=ON -B build/bench && cmake --build build/bench); "
+            "skipped")
         print(f"C++ micro-benchmarks: {note}", flush=True)
-        return {"status": "skipped" if not CPP_BENCH.exists() else "error", "note": note}
+        return {"status": "error" if CPP_BENCH.exists() else "skipped", "note": note}
     limit, rounds = (20 if args.quick else 60), max(1, args.rounds)
     base = [str(CPP_BENCH), "--benchmark_format=json", f"--benchmark_min_time={'0.05' if args.quick else '0.2'}",
             f"--benchmark_repetitions={3 if args.quick else 5}", "--benchmark_report_aggregates_only=true"]
@@ -217,7 +205,7 @@ def run_cpp(args: argparse.Namespace) -> dict[str, Any]:
             "time_unit", "items_per_second", "per_roundtrip")
     ctx_keys = ("date", "num_cpus", "mhz_per_cpu", "cpu_scaling_enabled", "library_build_type", "load_avg")
     out: dict[str, Any] = {"status": "ok", "command": " ".join(base[1:]) + " --benchmark_filter=^NAME(/|$)",
-                           "rounds": rounds, "benchmarks": [], "failed": {}}
+                           "rounds": rounds, "failed": {}}
     best: dict[str, list[dict[str, Any]]] = {}
     for name in names * rounds:
         finished, code, stdout, _ = child(base + [f"--benchmark_filter=^{re.escape(name)}(/|$)"], limit)
@@ -231,10 +219,8 @@ def run_cpp(args: argparse.Namespace) -> dict[str, Any]:
         entries = [{k: b[k] for k in keep if k in b} for b in j.get("benchmarks", [])]
         if name not in best or _cpp_score(entries) > _cpp_score(best[name]):
             best[name] = entries
-    for name in best:
-        out["failed"].pop(name, None)
-    out["benchmarks"] = [e for name in names if name in best for e in best[name]]
-    out["seconds"] = time.monotonic() - t
+    out["failed"] = {k: v for k, v in out["failed"].items() if k not in best}
+    out |= {"benchmarks": [e for name in names if name in best for e in best[name]], "seconds": time.monotonic() - t}
     if not out["benchmarks"]:
         out["status"] = "error"
         out["note"] = "every benchmark failed: " + "; ".join(f"{k}: {v}" for k, v in out["failed"].items())
@@ -244,61 +230,43 @@ def run_cpp(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-# section -> (its module, its label, time limits quick and full)
-SECTIONS = {"pool": ("bench_pool", "Pool", 180, 420), "values": ("bench_values", "Values", 120, 120),
-            "asgi": ("bench_asgi", "ASGI", 120, 240), "dask": ("bench_dask", "Dask", 240, 420)}
+# bench_<name>.py's sections (memcpy: run.py's, after stream-bytes-1MiB's cells) -> their time limits, quick
+# and full, in seconds.
+SECTIONS = {"pool": (180, 420), "values": (120, 120), "asgi": (120, 240), "dask": (240, 420), "memcpy": (120, 120)}
 
 
 def run_section(args: argparse.Namespace, name: str) -> dict[str, Any]:
-    """A section: its module's ``run(quick)`` (``run_bench_module``), then its figures printed."""
-    module, label, quick_limit, limit = SECTIONS[name]
-    out = run_bench_module(args, label, module, quick_limit if args.quick else limit)
-    for line in report.section_lines(name, out.get("result")):
-        print(f"  {name}| {line}", flush=True)
-    return out
-
-
-def run_bench_module(args: argparse.Namespace, label: str, module: str, limit: float) -> dict[str, Any]:
-    """``<module>.run(quick)`` in a child process with a time limit: {"status", "result" | "note", "seconds"}."""
-    if not (HERE / f"{module}.py").exists():
-        note = f"benchmarks/python/{module}.py is missing; {label} section skipped"
-        print(f"{label}: {note}", flush=True)
-        return {"status": "skipped", "note": note}
-    print(f"{label}: {module}.run(quick={args.quick}) ...", flush=True)
-    code = (
-        "import json, sys\n"
-        f"sys.path.insert(0, {str(HERE)!r})\n"
-        f"import {module}\n"
-        f"r = {module}.run({args.quick!r})\n"
-        "sys.stdout.write('@@RESULT ' + json.dumps(r, default=str) + '\\n')\n"
-        "sys.stdout.flush()\n"
-    )
+    """``bench_<name>.run(quick)`` in a child process with a time limit, then its figures printed:
+    ``{"status", "result" | "note", "seconds"}``."""
+    module, limit = f"bench_{name}", SECTIONS[name][0 if args.quick else 1]
+    print(f"{name}: {module}.run(quick={args.quick}) ...", flush=True)
+    code = (f"import json, sys\nsys.path.insert(0, {str(HERE)!r})\nimport {module}\n"
+            f"sys.stdout.write('@@RESULT ' + json.dumps({module}.run({args.quick!r}), default=str) + '\\n')\n")
     t = time.monotonic()
-    finished, exit_code, out, err = child([sys.executable, "-c", code], limit, live=f"  {label.lower()}| ")
+    finished, exit_code, out, err = child([sys.executable, "-c", code], limit, live=f"  {name}| ")
     res = result_of(out)
     if res is None:
         why = f"timed out after {limit} s (killed)" if not finished else f"exit code {exit_code}"
         note = f"{module} failed ({why}): {err.strip()[-1500:]}"
-        print(f"{label}: {note}", flush=True)
+        print(f"{name}: {note}", flush=True)
         return {"status": "error", "note": note, "seconds": time.monotonic() - t}
-    print(f"{label}: done in {time.monotonic() - t:.1f} s", flush=True)
+    print(f"{name}: done in {time.monotonic() - t:.1f} s", flush=True)
+    for line in report.section_lines(name, res) if name in report.SECTIONS else []:
+        print(f"  {name}| {line}", flush=True)
     return {"status": "ok", "result": res, "seconds": time.monotonic() - t}
 
 
 def run_memcpy(args: argparse.Namespace, data: dict[str, Any]) -> None:
-    """One round of bench_memcpy into ``data["memcpy"]``: the best round's figures, and every round's."""
-    out = run_bench_module(args, "Memcpy", "bench_memcpy", 120)
+    """One round of bench_memcpy: ``data["memcpy"]`` keeps the best round's figures, and every round's."""
+    out = run_section(args, "memcpy")
     prev = data.get("memcpy") or {}
-    res = out.get("result") or {}
-    gbps = res.get("memmove_gbps") if isinstance(res, dict) else None
+    gbps = (out.get("result") or {}).get("memmove_gbps")
     rounds = prev.get("rounds", []) + [gbps]
-    best_prev = (prev.get("result") or {}).get("memmove_gbps") if prev.get("status") == "ok" else None
-    if isinstance(gbps, (int, float)) and (best_prev is None or gbps > best_prev):
-        data["memcpy"] = out
-    elif not prev:
+    if not prev or (gbps or 0) > ((prev.get("result") or {}).get("memmove_gbps") or 0):
         data["memcpy"] = out
     data["memcpy"]["rounds"] = rounds
-    if isinstance(gbps, (int, float)):
+    if gbps:
+        res = out["result"]
         print(f"  memcpy| {res['distinct_payloads']} x 1 MiB ({res['set_bytes'] / 2**20:.0f} MiB): memmove "
               f"{gbps:.2f} GB/s, alloc+copy {res['alloc_copy_gbps']:.2f} GB/s, cache-hot "
               f"{res['hot_memmove_gbps']:.2f} GB/s", flush=True)
@@ -315,14 +283,13 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="short cells (~0.3 s each)")
-    ap.add_argument("--no-docs", action="store_true", help="do not regenerate docs/benchmarks.md")
+    for flag, what in (("--quick", "short cells (~0.3 s each)"), ("--no-docs", "do not regenerate docs/benchmarks.md"),
+                       ("--no-cpp", "skip the C++ micro-benchmarks"), ("--no-pool", "skip bench_pool.py"),
+                       ("--no-asgi", "skip bench_asgi.py (ASGI servers under wrk)"),
+                       ("--no-dask", "skip bench_dask.py (Dask clusters)")):
+        ap.add_argument(flag, action="store_true", help=what)
     ap.add_argument("--only", default=None, help="regex: run only matching workloads")
     ap.add_argument("--peers", default=None, help="comma-separated peers (default: all)")
-    ap.add_argument("--no-cpp", action="store_true", help="skip the C++ micro-benchmarks")
-    ap.add_argument("--no-pool", action="store_true", help="skip bench_pool.py")
-    ap.add_argument("--no-asgi", action="store_true", help="skip bench_asgi.py (ASGI servers under wrk)")
-    ap.add_argument("--no-dask", action="store_true", help="skip bench_dask.py (Dask clusters)")
     ap.add_argument("--rounds", type=int, default=None,
                     help="passes over all cells, best kept per cell (default 3, quick 1)")
     ap.add_argument("--cell-timeout", type=float, default=None,
@@ -347,9 +314,10 @@ def main() -> int:
         "schema": 1, "date": today, "timestamp": _dt.datetime.now().isoformat(timespec="seconds"),
         "commit": commit(), "quick": args.quick, "rounds": args.rounds,
         "target_seconds": 0.1 if args.quick else 0.5,
-        "machine": machine(), "compiler": compiler(), "python": pythons(), "versions": versions(),
+        "machine": machine(), "compiler": compiler(), "versions": versions(),
+        "python": {"bench": sys.version.replace("\n", " "), "executable": sys.executable},
         "baseline": BASELINE, "peers_order": peers, "peer_info": peer_info(), "workloads_order": wls,
-        "workloads": {w.name: {"description": w.description, "producers": w.producers, "consumers": w.consumers,
+        "workloads": {w.name: {"producers": w.producers, "consumers": w.consumers,
                                "payload": w.payload, "payload_bytes": w.payload_bytes, "distinct": w.distinct}
                       for w in WORKLOADS if w.name in wls},
         "cells": []}
@@ -362,7 +330,7 @@ def main() -> int:
     try:
         run_cells(args, data)
         data["cpp"] = {"status": "skipped", "note": "--no-cpp"} if args.no_cpp else run_cpp(args)
-        for name in SECTIONS:
+        for name in ("pool", "values", "asgi", "dask"):
             skip = name != "values" and getattr(args, f"no_{name}")
             data[name] = {"status": "skipped", "note": f"--no-{name}"} if skip else run_section(args, name)
     except KeyboardInterrupt:
@@ -378,26 +346,21 @@ def main() -> int:
     report.add_other_pythons(data, args.with_results)
     data["run_seconds"] = time.monotonic() - t_run
 
-    print("\n" + "\n".join(report.table_lines(data)) + "\n")
-    if report.memcpy_table_lines(data):
-        print("\n".join(report.memcpy_table_lines(data)) + "\n")
+    memcpy = report.memcpy_table_lines(data)
+    print("\n" + "\n".join(report.table_lines(data) + [""] + memcpy + [""] * bool(memcpy)))
     print("\n".join(report.goal_lines(data) + report.other_pythons_lines(data)))
 
-    report.RESULTS.mkdir(parents=True, exist_ok=True)
     partial = bool(interrupted or args.only or args.peers)
     name = f"{today}-{data['commit']}{'-quick' if args.quick else ''}{'-partial' if partial else ''}.json"
     out = Path(args.out).resolve() if args.out else report.RESULTS / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1) + "\n")
     print(f"\nresults: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
-    if args.out:
-        print("plots, docs: left to the run that takes this file with --with")
-        print(f"run time: {data['run_seconds']:.0f} s")
-        return 130 if interrupted else 0
-    if args.no_docs or partial:
-        # The plots (docs/img/bench-*.png) belong to the docs: both or neither.
-        print(f"plots, docs: not regenerated ({'--no-docs' if args.no_docs else 'partial run'}); "
-              f"redo with report.py {out.relative_to(ROOT)}")
+    # The plots (docs/img/bench-*.png) belong to the docs: both or neither.
+    if args.out or args.no_docs or partial:
+        why = "--out: left to the run that takes this file with --with" if args.out else \
+            f"{'--no-docs' if args.no_docs else 'partial run'}: redo with report.py {out.relative_to(ROOT)}"
+        print(f"plots, docs: not regenerated ({why})")
     else:
         try:
             made = report.plots(data)

@@ -215,6 +215,8 @@ def ponger(a) -> None:
 
 @dataclass(frozen=True)
 class Workload:
+    """A row of benchmarks/README.md's Workloads table."""
+
     name: str
     producers: int
     consumers: int
@@ -224,7 +226,6 @@ class Workload:
     topology: str  # "shared" | "per-producer" | "pingpong"
     n0: int  # first warm-up round, items per producer
     n_max: int  # cap on items per producer in a round
-    description: str = ""
     kind: str = "throughput"  # or "latency"
     busy: bool = False  # a busy-loop process per core during the cell (parking path)
     distinct: bool = False  # producers cycle through payloads > 4 x LLC in total
@@ -235,37 +236,22 @@ class Workload:
         return PAYLOADS[self.payload][1]
 
 
-def _stream(payload: str, n0: int, n_max: int, what: str, distinct: bool = False) -> Workload:
+def _stream(payload: str, n0: int, n_max: int, distinct: bool = False) -> Workload:
     return Workload(f"stream-{payload}", 1, 1, payload, "producer", "consumer", "shared", n0, n_max,
-                    f"1 producer -> 1 consumer, {what}; items/s and MB/s", distinct=distinct)
+                    distinct=distinct)
 
 
-_PING = Workload("pingpong", 1, 1, "int", "pinger", "ponger", "pingpong", 50, 10_000_000,
-                 "1 pinger <-> 1 ponger over two queues, int; round-trip latency µs (median, p99)",
-                 kind="latency")
+_PING = Workload("pingpong", 1, 1, "int", "pinger", "ponger", "pingpong", 50, 10_000_000, kind="latency")
 WORKLOADS: list[Workload] = [
-    _stream("int", 2000, 20_000_000, "the int 12345"),
-    _stream("5-tuple", 2000, 10_000_000, '(1, 2.5, "abc", b"xyz", None)'),
-    _stream("dict-10", 2000, 10_000_000, 'a 10-key dict {"k0": 1000, ..., "k9": 1009}'),
-    _stream("str-100", 2000, 10_000_000, "a 100-char str"),
-    _stream("bytes-1KiB", 1000, 5_000_000, "1 KiB bytes"),
-    _stream("bytes-1MiB", 20, 20_000, "1 MiB bytes, cycling through distinct objects of "
-            "max(4 x LLC, 64 MiB) in total", distinct=True),
-    _stream("bytes-64MiB", 2, 48, "64 MiB bytes"),
-    _stream("SharedBuffer-64MiB", 2, 1_000_000,
-            "a 64 MiB xchannels.SharedBuffer (zero-copy; interp-queues: a shared memoryview)"),
+    _stream("int", 2000, 20_000_000), _stream("5-tuple", 2000, 10_000_000), _stream("dict-10", 2000, 10_000_000),
+    _stream("str-100", 2000, 10_000_000), _stream("bytes-1KiB", 1000, 5_000_000),
+    _stream("bytes-1MiB", 20, 20_000, distinct=True), _stream("bytes-64MiB", 2, 48),
+    _stream("SharedBuffer-64MiB", 2, 1_000_000),
     _PING,
-    replace(_PING, name="pingpong-busy", n_max=1_000_000, busy=True,
-            description="pingpong with a busy-loop process on every core, so a wait often parks; "
-            "round-trip latency µs (median, p99)"),
-    Workload("mpmc-2x2", 2, 2, "int", "producer", "consumer", "shared", 1000, 10_000_000,
-             "2 producers -> 1 shared queue -> 2 consumers, int; items/s in total; "
-             "then an untimed round of distinct ints checks that no item is lost or duplicated", check=True),
-    Workload("fanout-1x2", 1, 2, "int", "producer", "consumer", "shared", 2000, 20_000_000,
-             "1 producer -> 1 shared queue -> 2 competing consumers (work split, Go-style fan-out), int; items/s"),
-    Workload("select-4", 4, 1, "int", "producer", "select_consumer", "per-producer", 500, 5_000_000,
-             "4 producers, each on its own queue -> 1 consumer selecting over the 4, int; items/s in total"),
-    Workload("batch", 1, 1, "int", "batch_producer", "batch_consumer", "shared", 10_000, 200_000_000,
-             "1 producer -> 1 consumer, batches of 100 ints (put_many/get_many where native); ints/s"),
+    replace(_PING, name="pingpong-busy", n_max=1_000_000, busy=True),
+    Workload("mpmc-2x2", 2, 2, "int", "producer", "consumer", "shared", 1000, 10_000_000, check=True),
+    Workload("fanout-1x2", 1, 2, "int", "producer", "consumer", "shared", 2000, 20_000_000),
+    Workload("select-4", 4, 1, "int", "producer", "select_consumer", "per-producer", 500, 5_000_000),
+    Workload("batch", 1, 1, "int", "batch_producer", "batch_consumer", "shared", 10_000, 200_000_000),
 ]
 BY_NAME = {w.name: w for w in WORKLOADS}
