@@ -333,7 +333,6 @@ bench: install
 	  -DCMAKE_BUILD_TYPE=Release -DXCHANNELS_TESTS=OFF -DXCHANNELS_BENCHMARKS=ON >/dev/null
 	$(CMAKE) --build $(BUILD)/bench -j $(JOBS)
 	@.venv-3.13/bin/python -m pip install -q faster-fifo || echo "note: faster-fifo could not be installed; the harness marks it n/a"
-	@.venv-3.13/bin/python -m pip install -q uvicorn || echo "note: uvicorn could not be installed; the web-server section marks it n/a"
 	@.venv-3.13/bin/python -m pip install -q pyperf psutil
 	@# sid's package lists from the root's set-up are enough; an update, if
 	@# needed, must accept a Release file past its Valid-Until (a frozen mirror).
@@ -345,11 +344,10 @@ bench: install
 	  test -f build/sid/venv-$$v/pyvenv.cfg || $(MAKE) --no-print-directory build/sid/venv-$$v/.stamp; \
 	done
 	@for v in $(SID_PYS); do \
-	  echo "== pip install . (sid's python$$v), faster-fifo, uvicorn, pyperf, psutil"; \
+	  echo "== pip install . (sid's python$$v), faster-fifo, pyperf, psutil"; \
 	  $(SID) bash -c "PATH=\$$PWD/build/sid/venv-$$v/bin:\$$PATH build/sid/venv-$$v/bin/python -m pip install -q \
 	    --no-build-isolation --no-deps -Ccmake.define.XCHANNELS_WERROR=ON ." || exit 1; \
 	  $(SID) $(call SID_VPY,$$v) -m pip install -q faster-fifo || echo "note: faster-fifo does not install on $$v; the harness marks it n/a"; \
-	  $(SID) $(call SID_VPY,$$v) -m pip install -q uvicorn || echo "note: uvicorn does not install on $$v; the harness marks it n/a"; \
 	  $(SID) $(call SID_VPY,$$v) -m pip install -q pyperf psutil || exit 1; \
 	  rm -f $(call BENCH_SID_JSON,$$v); \
 	  echo "== benchmarks on Python $$v (sid)$(if $(QUICK), (quick))"; \

@@ -1,7 +1,6 @@
-"""benchmarks/python/bench_asgi.py: ``xchannels.asgi`` (worker interpreters in one process) against
-process-based ASGI servers, all serving ``asgi_app:app`` under ``wrk --latency``, with the peak RSS of each
-server's process tree; ``ROUNDS`` passes, the order reversed every other one, best requests/s kept. The
-servers stay in this process group, so run.py's kill of an overrunning section reaches them."""
+"""benchmarks/python/bench_asgi.py: ``xchannels.asgi`` (worker interpreters in one process) against Hypercorn's
+worker processes, both serving ``asgi_app:app`` under ``wrk --latency``, with the peak RSS of each server's
+process tree. The servers stay in this process group, so run.py's kill of an overrunning section reaches them."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import site
 import subprocess
 import sys
@@ -22,7 +20,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
-import report
 from common import ASGI_REFERENCE, ASGI_XCHANNELS, first_line, tree_rss
 
 HERE = Path(__file__).resolve().parent
@@ -40,28 +37,20 @@ BUDGET, BUDGET_QUICK = 170.0, 70.0
 MiB = 1024 * 1024
 
 # name: (the package it needs, the arguments after ``python -m`` with {port}, the oldest Python it runs on
-# and why). Hypercorn (also inside xchannels.asgi's workers) writes no access log unless asked.
+# and why): the two servers the ASGI goals compare. Hypercorn writes no access log unless asked.
 SERVERS = {
     ASGI_XCHANNELS: ("xchannels", f"xchannels.asgi {APP} --workers 2 --bind {HOST}:{{port}}", (3, 13),
                      "asyncio cannot be imported in an own-GIL sub-interpreter before Python 3.13"),
     ASGI_REFERENCE: ("hypercorn", f"hypercorn {APP} -w 2 -b {HOST}:{{port}}", (3, 0), ""),
-    "hypercorn -w 1": ("hypercorn", f"hypercorn {APP} -w 1 -b {HOST}:{{port}}", (3, 0), ""),
-    "uvicorn --workers 2": ("uvicorn", f"uvicorn {APP} --workers 2 --host {HOST} --port {{port}} "
-                            "--no-access-log --log-level warning", (3, 0), ""),
 }
-
-
-def tree(pid: int) -> list[Any]:
-    """pid's process and its descendants (psutil), [] if it is gone."""
-    try:
-        return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return []
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the server's tree, then SIGKILL to whatever is left of it."""
-    procs = tree(server.pid)
+    try:
+        procs = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+    except psutil.Error:  # gone
+        procs = []
     for sig in ("terminate", "kill"):
         for p in procs:
             with contextlib.suppress(psutil.Error):
@@ -80,8 +69,8 @@ def output(log: IO[bytes]) -> str:
 
 
 def server_env() -> dict[str, str]:
-    """This environment for the servers, with PYTHONPATH made absolute (they run in this folder) and, if
-    xchannels is imported from outside the interpreter's site-packages (the source tree), its folder first."""
+    """This environment, PYTHONPATH made absolute (servers run in this folder), xchannels' folder first if it
+    is not in site-packages (the source tree)."""
     env = dict(os.environ)
     paths = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     spec = find_spec("xchannels")
@@ -140,8 +129,7 @@ def wrk_command(seconds: float, port: int | str = "PORT") -> list[str]:
 
 
 def load(pid: int, port: int, seconds: float) -> dict[str, Any]:
-    """wrk against the port, the RSS of pid's process tree read ``RSS_SAMPLES`` times meanwhile: wrk's
-    figures plus the peak RSS."""
+    """wrk against the port: its figures, and the peak RSS of pid's tree, read ``RSS_SAMPLES`` times."""
     wrk = subprocess.Popen(wrk_command(seconds, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak, deadline = (0, 0), time.monotonic() + seconds + 30
     try:
@@ -208,18 +196,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def app_cost_ms(repeats: int = 20) -> tuple[float, int]:
-    """(ms, loops): asgi_app.work(COST_LOOPS) in this process, best of repeats."""
+def app_cost_ms() -> tuple[float, int]:
+    """(ms, loops): asgi_app.work(COST_LOOPS) in this process, best of 20."""
     sys.path.insert(0, str(HERE))
     import asgi_app
     import timeit
 
-    return min(timeit.repeat(lambda: asgi_app.work(asgi_app.COST_LOOPS), number=1, repeat=repeats)) * 1e3, \
+    return min(timeit.repeat(lambda: asgi_app.work(asgi_app.COST_LOOPS), number=1, repeat=20)) * 1e3, \
         asgi_app.COST_LOOPS
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    """Every server of ``SERVERS`` under wrk; see the module docstring."""
+    """Every server of ``SERVERS`` under wrk, ``rounds`` passes (order reversed every other), best kept."""
     seconds, rounds = (SECONDS_QUICK, ROUNDS_QUICK) if quick else (SECONDS, ROUNDS)
     deadline = time.monotonic() + (BUDGET_QUICK if quick else BUDGET)
     cost_ms, loops = app_cost_ms()  # also fails here, not in every server, if asgi_app is broken
@@ -232,18 +220,15 @@ def run(quick: bool = False) -> dict[str, Any]:
     env = server_env()
     for rnd in range(rounds):
         for s in list(SERVERS) if rnd % 2 == 0 else list(SERVERS)[::-1]:
-            tag = s + (f" (round {rnd + 1})" if rounds > 1 else "")
             if shutil.which("wrk") is None:
                 best[s] = row_of(s, "error", "wrk not found (Debian/Ubuntu: apt-get install wrk)")
             elif sys.version_info[:2] < SERVERS[s][2]:
                 best[s] = row_of(s, "n/a", f"Python {sys.version_info[0]}.{sys.version_info[1]}: {SERVERS[s][3]}")
             elif time.monotonic() > deadline:
                 best.setdefault(s, row_of(s, "error", "not run: the section's time budget was spent"))
-                print(f"{tag}: skipped (time budget spent)", flush=True)
             else:
                 row = measure(s, seconds, env)
                 every[s].append(row.get("rps"))
-                print(f"{tag + ':':<32} {report.asgi_row_text(row)}", flush=True)
                 if (row.get("rps") or 0) > (best.get(s, {}).get("rps") or 0) or s not in best:
                     best[s] = row
     result["rows"] = [best[s] | ({"rounds": every[s]} if every[s] else {}) for s in SERVERS]
@@ -253,20 +238,3 @@ def run(quick: bool = False) -> dict[str, Any]:
     result["rss_ratio"] = x["rss_mib"] / h["rss_mib"] if x and h and h["rss_mib"] else None
     return result
 
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-if __name__ == "__main__":
-    import argparse
-
-    ap = argparse.ArgumentParser(description="ASGI servers under wrk: requests/s, p99 latency, RSS")
-    ap.add_argument("--quick", action="store_true", help=f"wrk -d{SECONDS_QUICK}s, {ROUNDS_QUICK} round")
-    a = ap.parse_args()
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        result = run(quick=a.quick)
-    except KeyboardInterrupt:
-        sys.exit("interrupted (the servers were stopped)")
-    print("\n".join(report.section_lines("asgi", result)))

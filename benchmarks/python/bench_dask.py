@@ -1,13 +1,6 @@
-"""benchmarks/python/bench_dask.py: a Dask cluster for GIL-bound work, one worker process fanning out over
-worker interpreters (``xchannels``: 1 worker process of 2 threads, each task mapping its range over
-``xchannels.reusable_pool(2)``; two threads, so that the next task's batches queue while one ends) against
-one worker process per core (``processes``: 2 of 1 thread). Tasks: the longest Collatz chain over ``CHUNK``
-numbers each, then a max. Each cluster in a child process (``--config NAME``): a warm-up, then ``ROUNDS``
-runs of the graph, the best throughput kept, the peak RSS of the process tree sampled every 20 ms.
-
-Dask workers and xchannels' worker interpreters import this module for the tasks: no ``distributed`` or
-``psutil`` at the top (neither loads in an own-GIL sub-interpreter). ``run(quick)`` returns the figures.
-"""
+"""benchmarks/python/bench_dask.py: a Dask cluster for GIL-bound work (Collatz chains), one worker process
+fanning out over ``xchannels.reusable_pool(2)`` against a worker process per core; ``run(quick)`` returns the
+figures. Workers import this module for the tasks: no ``distributed`` or ``psutil`` at the top."""
 
 from __future__ import annotations
 
@@ -26,7 +19,8 @@ TASKS, TASKS_QUICK = 32, 12
 ROUNDS, ROUNDS_QUICK = 3, 1
 INTERPRETERS = 2
 CONFIGS = {
-    # name: (worker processes, threads per worker, task)
+    # name: (worker processes, threads per worker, task); two threads, so that the next task's batches queue
+    # while one ends
     "xchannels": (1, 2, "chunk_fanned"),
     "processes": (2, 1, "chunk_serial"),
 }
@@ -119,8 +113,6 @@ def one_cluster(config: str, quick: bool) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Both clusters, each in a child of its own; rows by config."""
-    import report  # here: the workers import this module, and need none of it
-
     try:
         import distributed  # noqa: F401  (installed? the children need it)
     except ImportError:
@@ -136,7 +128,6 @@ def run(quick: bool = False) -> dict[str, Any]:
         else:
             rows.append({"config": config, "label": LABELS[config], "status": "error",
                          "error": child.stderr.strip()[-800:]})
-        print(report.dask_row_text(rows[-1]), flush=True)
     out: dict[str, Any] = {"rows": rows}
     by = {r["config"]: r for r in rows if r["status"] == "ok"}
     if len(by) == 2:
@@ -146,19 +137,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
-    quick = "--quick" in sys.argv
-    if "--config" in sys.argv:
-        # The tasks by their module's name: Dask would ship the functions of
-        # __main__ by value, and worker interpreters cannot import those.
-        import bench_dask
-
-        print(json.dumps(bench_dask.one_cluster(sys.argv[sys.argv.index("--config") + 1], quick)))
-        return
-    import report
-
-    print("\n".join(report.section_lines("dask", run(quick))))
-
-
 if __name__ == "__main__":
-    main()
+    # One cluster (run's child). The tasks by their module's name: Dask would ship the functions of
+    # __main__ by value, and worker interpreters cannot import those.
+    import bench_dask
+
+    print(json.dumps(bench_dask.one_cluster(sys.argv[sys.argv.index("--config") + 1], "--quick" in sys.argv)))

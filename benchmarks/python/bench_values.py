@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import pickle
-import sys
 import time
 from typing import Any
 
@@ -87,8 +86,3 @@ def run(quick: bool = False) -> dict[str, Any]:
             row.update(codec_ns=c, channel_ns=x, speedup=p / c, channel_speedup=p / x)
     return {"timing": "pyperf, in-process, median of 5 values", "rows": rows}
 
-
-if __name__ == "__main__":
-    import report
-
-    print("\n".join(report.section_lines("values", run("--quick" in sys.argv))))

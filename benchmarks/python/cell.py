@@ -39,9 +39,8 @@ def _size(text: str) -> int | None:
     return int(t) * mult if t.isdigit() and int(t) > 0 else None
 
 
-def llc_info() -> dict[str, Any]:
-    """The L3 cache size as sysfs (cpu0) and ``getconf LEVEL3_CACHE_SIZE`` say; ``bytes`` the larger
-    (here sysfs says 8 MiB, cpu0's slice, getconf 64 MiB), or 32 MiB if neither."""
+def llc_bytes() -> int:
+    """The L3 cache size: the larger of sysfs's (cpu0's slice) and getconf's, or 32 MiB if neither says."""
     from pathlib import Path
 
     levels = {Path(d, "level").read_text().strip(): d for d in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")}
@@ -51,14 +50,7 @@ def llc_info() -> dict[str, Any]:
                                        timeout=5).stdout)
     except (OSError, subprocess.SubprocessError):
         getconf = None
-    found = [v for v in (sysfs, getconf) if v]
-    return {"sysfs_bytes": sysfs, "getconf_bytes": getconf,
-            "bytes": max(found) if found else 32 * MiB, "assumed": not found}
-
-
-def distinct_count(payload_bytes: int, llc_bytes: int) -> int:
-    """How many distinct payloads make max(4 x LLC, 64 MiB), at most DISTINCT_MAX (every put reads memory)."""
-    return max(1, min(DISTINCT_MAX, max(4 * llc_bytes, DISTINCT_MIN)) // payload_bytes)
+    return max(sysfs or 0, getconf or 0) or 32 * MiB
 
 
 class CellError(Exception):
@@ -76,32 +68,28 @@ class Cell:
         self.queues: list[Any] = []
         self.producers: list[int] = []  # indices into actors and ctrl
         self.consumers: list[int] = []
-        # Distinct payloads each producer cycles through (1: one object).
-        self.llc = llc_info() if w.distinct else None
-        self.ndistinct = distinct_count(w.payload_bytes, self.llc["bytes"]) if self.llc else 1
+        # Distinct payloads each producer cycles through (1: one object): max(4 x LLC, 64 MiB) in all,
+        # at most DISTINCT_MAX, so that every put reads memory.
+        total = min(DISTINCT_MAX, max(4 * llc_bytes(), DISTINCT_MIN)) if w.distinct else 0
+        self.ndistinct = max(1, total // w.payload_bytes)
 
     # -- set-up ---------------------------------------------------------------
 
     def setup(self) -> None:
         w, peer = self.w, self.peer
         self.out = peer.make(None, None)
-        # Each consumer's and each producer's queues, by the names the roles use.
-        if w.topology == "pingpong":
-            both = {"ping": peer.make(None, None), "pong": peer.make(None, None)}
-            data, cons_q, prod_q = list(both.values()), [both], [both]
-        elif w.topology == "per-producer":
-            data = [peer.make(w.payload_bytes, w.payload) for _ in range(w.producers)]
-            cons_q, prod_q = [{f"d{i}": q for i, q in enumerate(data)}], [{"data": q} for q in data]
+        # The queues every actor shares, by the names the roles use.
+        if w.kind == "latency":
+            qs = {"ping": peer.make(None, None), "pong": peer.make(None, None)}
         else:
-            data = [peer.make(w.payload_bytes, w.payload)]
-            cons_q, prod_q = [{"data": data[0]}] * w.consumers, [{"data": data[0]}] * w.producers
-        self.queues += [self.out, *data]
-        common = {"PAYLOAD": w.payload, "NCONS": 1 if w.topology == "per-producer" else w.consumers,
-                  "NPROD": w.producers, "TARGET": self.target, "NDISTINCT": self.ndistinct}
+            qs = {"data": peer.make(w.payload_bytes, w.payload)}
+        self.queues += [self.out, *qs.values()]
+        common = {"PAYLOAD": w.payload, "NCONS": w.consumers, "NPROD": w.producers, "TARGET": self.target,
+                  "NDISTINCT": self.ndistinct}
         # Consumers first, so they are waiting when producers start.
-        for role, qs_list, idx in ((w.consumer_role, cons_q, self.consumers),
-                                   (w.producer_role, prod_q, self.producers)):
-            for qs in qs_list:
+        for role, count, idx in ((w.consumer_role, w.consumers, self.consumers),
+                                 (w.producer_role, w.producers, self.producers)):
+            for _ in range(count):
                 me = len(self.actors)
                 ctrl = peer.make(None, None)
                 self.queues.append(ctrl)
@@ -215,8 +203,6 @@ class Cell:
                 break
             n = min(w.n_max, int(n * min(20.0, max(2.0, self.target / el))))
         n = max(1, min(w.n_max, int(n * self.target / el)))
-        if w.topology == "shared" and "batch" in w.name:
-            n = max(100, n // 100 * 100)
         timed = []
         for i in range(ROUNDS):
             timed.append(self.round(n))
@@ -259,13 +245,11 @@ def run(workload: str, peer_name: str, quick: bool) -> dict[str, Any]:
     reason = peer.available() or (peer.no_shared_buffer if w.payload == "SharedBuffer-64MiB" else None)
     if reason:
         return dict(res, status="n/a", reason=reason)
-    how = peer.batch if w.name == "batch" else peer.select_how if w.name.startswith("select") else \
-        peer.payload_note(w.payload)
+    how = peer.payload_note(w.payload)
     res |= {"how": how} if how else {}
     cell = Cell(w, peer, quick)
     if w.distinct:
-        res |= {"distinct_payloads": cell.ndistinct, "distinct_bytes": cell.ndistinct * w.payload_bytes,
-                "llc": cell.llc}
+        res |= {"distinct_payloads": cell.ndistinct, "distinct_bytes": cell.ndistinct * w.payload_bytes}
     # *-busy workloads: a busy-loop process per core, so that a waiter that would spin parks instead.
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in os.sched_getaffinity(0)] \
         if w.busy else []

@@ -1,5 +1,4 @@
-"""benchmarks/python/common.py: constants, number formatting and accessors of a result JSON, shared by
-goals.py, plots.py and report.py."""
+"""benchmarks/python/common.py: constants, number formatting and accessors of a result JSON."""
 
 from __future__ import annotations
 
@@ -13,16 +12,11 @@ DOCS = ROOT / "docs"
 DOCS_IMG = DOCS / "img"
 
 BASELINE = "mp-queue"
-# xchannels.ProcessChannel with processes as actors, and the peers whose
-# actors are processes too, that its goals compare it with.
+# xchannels.ProcessChannel with processes as actors.
 PROCESS_PEER = "xchannels-process"
-PROCESS_REFS = ["mp-queue", "faster-fifo"]
 STREAM_MSGS = ["int", "5-tuple", "dict-10", "str-100", "bytes-1KiB"]
 STREAM_BIG = ["bytes-1MiB", "bytes-64MiB", "SharedBuffer-64MiB"]
-PATTERNS = ["mpmc-2x2", "fanout-1x2", "select-4", "batch"]
-# The workload whose physical limit (one copy at memory bandwidth) run.py
-# measures with bench_memcpy.py ("memcpy" in the result).
-MEMCPY_WORKLOAD = "stream-bytes-1MiB"
+PATTERNS = ["mpmc-2x2", "fanout-1x2"]
 # bench_values payloads with a goal of their own: encode+decode >= 5x pickle.
 VALUES_GOAL_PAYLOADS = ["5-tuple", "dict-10", "list-100-int", "list-100-records", "dict-1000"]
 # CPython's own interpreter queue (concurrent.interpreters on 3.14+, the test
@@ -80,15 +74,6 @@ def figure(c: dict[str, Any] | None) -> float | None:
     return c.get("items_per_s")
 
 
-def ratio(data: dict[str, Any], workload: str, peer: str) -> float | None:
-    """Speed relative to multiprocessing.Queue in the same run (> 1 = faster)."""
-    cells = cells_by(data)
-    a, b = figure(cells.get((workload, peer))), figure(cells.get((workload, BASELINE)))
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
 def status_text(c: dict[str, Any] | None) -> str:
     if c is None:
         return "not run"
@@ -143,24 +128,6 @@ def asgi_ok(r: dict[str, Any] | None) -> bool:
     return all(isinstance(r.get(k), (int, float)) for k in ("rps", "p99_ms", "rss_mib"))
 
 
-def memcpy_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each peer's stream-bytes-1MiB figure against the memcpy limit."""
-    res = (data.get("memcpy") or {}).get("result")
-    if not isinstance(res, dict) or not isinstance(res.get("memmove_gbps"), (int, float)):
-        return []
-    limit = res["memmove_gbps"] * 1e9
-    cells = cells_by(data)
-    rows = []
-    for p in data["peers_order"]:
-        c = cells.get((MEMCPY_WORKLOAD, p))
-        if c is None:
-            continue
-        bps = c["mb_per_s"] * 1e6 if c.get("status") == "ok" and c.get("mb_per_s") else None
-        rows.append({"peer": p, "bytes_per_s": bps, "of_limit": bps / limit if bps else None,
-                     "copies": p != "queue-thread", "status": status_text(c)})
-    return rows
-
-
 def tree_rss(pid: int) -> tuple[int, int]:
     """(summed RSS in bytes, processes counted) of pid and its descendants (psutil)."""
     import psutil
@@ -210,17 +177,11 @@ def cpp_rows(cpp: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def pool_variants(pool: Any) -> list[dict[str, Any]] | None:
-    """bench_pool's {"variants": [{"name", "peers": [{"name", "seconds",
-    "speedup_vs_serial", ...}]}]} layout, or None if it is something else."""
+    """bench_pool's variants ({"name", "peers": [{"name", "seconds", ...}]}), or None without any."""
     if not isinstance(pool, dict) or not isinstance(pool.get("variants"), list):
         return None
     vs = [v for v in pool["variants"] if isinstance(v, dict) and isinstance(v.get("peers"), list)]
     return vs or None
-
-
-def pool_peer_names(pv: list[dict[str, Any]]) -> list[str]:
-    """Every peer named in the pool variants, in first-seen order."""
-    return list(dict.fromkeys(str(q.get("name")) for v in pv for q in v["peers"]))
 
 
 def reusable_text(r: dict[str, Any]) -> str:

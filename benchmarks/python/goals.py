@@ -47,13 +47,10 @@ class Run:
                for p in peers if self.fig(w, p) is None]
         return f"no figure ({'; '.join(why)})"
 
-    def pool_peer(self, variant: str, peer: str) -> dict[str, Any]:
-        v = next((v for v in pool_variants(self.pool) or [] if v.get("name") == variant), None)
-        return next((q for q in v["peers"] if q.get("name") == peer), {}) if v else {}
-
     def secs(self, variant: str, peer: str, first: bool = False) -> float | None:
         """A pool's best time on ``variant`` (``first``: its first run, first use in the process)."""
-        q = self.pool_peer(variant, peer)
+        v = next((v for v in pool_variants(self.pool) or [] if v.get("name") == variant), {"peers": []})
+        q = next((q for q in v["peers"] if q.get("name") == peer), {})
         s = (q.get("runs") or [None])[0] if first else q.get("seconds")
         return float(s) if isinstance(s, (int, float)) and s > 0 else None
 
@@ -299,6 +296,3 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
         res.append({"goal": g.name.format(mp=r.mp), "status": status, "detail": detail})
     return res
 
-
-def goal_lines(data: dict[str, Any]) -> list[str]:
-    return [f"GOAL {g['status']}  {g['goal']}: {g['detail']}" for g in data.get("goals", [])]

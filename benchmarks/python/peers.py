@@ -1,10 +1,8 @@
-"""benchmarks/python/peers.py: the peers (a queue and where its actors run; table in benchmarks/README.md),
-one ``Peer`` row each: how the orchestrator makes its queues and starts its actors, and how an actor
-attaches to them (``actor_main``, on the actor side)."""
+"""benchmarks/python/peers.py: the peers, one ``Peer`` row each (make a queue, start an actor, attach on the
+actor side, close), and ``actor_main``, what every actor runs."""
 
 from __future__ import annotations
 
-import functools
 import os
 import queue as _queue
 import sys
@@ -21,22 +19,17 @@ BASELINE = "mp-queue"
 # data (syncobj=True raises NotShareableError): their data queue is made
 # with syncobj=False, so they are pickled, as a user would have to.
 NOT_XI_SHAREABLE = {"dict-10"}
-EMULATED_BATCH = "emulated: one 100-int tuple per message (no batch API)"
-POLL_SELECT = "emulated: round-robin get_nowait + 50 us sleep (no select API)"
 STDLIB_INTERPRETERS = sys.version_info >= (3, 14)  # concurrent.interpreters (PEP 734)
 
 
 def actor_main(peer: str, role: str, queues: dict[str, Any], params: dict[str, Any]) -> None:
-    """Run one actor: attach the queues, call ``workloads.<role>`` (its ``a``: the defaults below, then
-    what the peer's ``attach`` gives). An exception reaches the orchestrator as ("error", ME, traceback)."""
+    """Attach the queues and run ``workloads.<role>``; an exception is reported as ("error", ME, traceback)."""
     import workloads
 
     a = SimpleNamespace(**params)
     try:
         q, extra = PEERS[peer].attach(queues)
-        a.__dict__.update(q=q, ctrl_get=q["ctrl"].get, report=q["out"].put, batch_putter=lambda c: c.put,
-                          batch_getter=lambda c: c.get, native_batch=False, shared_64mib=_shared_64mib,
-                          select=workloads.poll_select(_queue.Empty))
+        a.__dict__.update(q=q, ctrl_get=q["ctrl"].get, report=q["out"].put, shared_64mib=_shared_64mib)
         a.__dict__.update(extra)
         getattr(workloads, role)(a)
     except BaseException:
@@ -54,7 +47,6 @@ class Actor:
     """A started thread or process running one actor; ``error``: why it died, if it did."""
 
     def __init__(self, name: str, runner: Callable[["Actor"], Any]) -> None:
-        """``runner(self)``: the thread or process to start."""
         self.name, self.error = name, None  # type: str, str | None
         self._r = runner(self)
         self._r.start()
@@ -131,14 +123,6 @@ def _in_threads(peer: "Peer", name: str, *args: Any) -> Any:
 # ---- the peers ------------------------------------------------------------------------
 
 
-def _get(q: Any, timeout: float) -> Any:
-    return q.get(timeout=timeout)
-
-
-def _close(q: Any) -> None:
-    q.close()
-
-
 @dataclass(frozen=True)
 class Peer:
     """A peer: a row of benchmarks/README.md's Peers table, as the harness and its actors use it."""
@@ -150,15 +134,13 @@ class Peer:
     make: Callable[[int | None, str | None], Any]  # a queue: (payload bytes, payload), (None, None) for control
     # Actor side: (queues by name, overrides of actor_main's defaults); by default the queues as they came.
     attach: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]] = lambda queues: (queues, {})
-    batch: str = EMULATED_BATCH  # how the batch workload is done
-    select_how: str = POLL_SELECT  # how the select workload is done
     go_margin: float = 0.005  # producers start this far ahead: more than a control message takes
     available: Callable[[], str | None] = lambda: None  # None if usable here, else the reason it is not
     no_shared_buffer: str | None = None  # why SharedBuffer-64MiB is n/a (None: it is not)
     payload_note: Callable[[str], str | None] = lambda payload: None
     put: Callable[[Any, Any], None] = lambda q, x: q.put(x)
-    get: Callable[[Any, float], Any] = _get  # raises queue.Empty after timeout seconds
-    close: Callable[[Any], None] | None = _close  # one queue (errors ignored); None: nothing to close
+    get: Callable[[Any, float], Any] = lambda q, timeout: q.get(timeout=timeout)  # queue.Empty after timeout s
+    close: Callable[[Any], None] | None = lambda q: q.close()  # one queue (errors ignored); None: nothing to close
     abort_closes: bool = False  # closing a queue wakes the actors blocked on it (done first on a failure)
 
     def close_all(self, queues: list[Any]) -> None:
@@ -177,8 +159,7 @@ def _shared_64mib() -> Any:
 
 
 def _ring_bytes(payload_bytes: int | None) -> int:
-    """faster-fifo's and ProcessChannel's fixed ring: room for a few of the largest items (control: 1 MiB,
-    the largest report is tens of KiB)."""
+    """faster-fifo's and ProcessChannel's fixed ring: room for a few of the largest items (control: 1 MiB)."""
     return MiB if payload_bytes is None else max(64 * MiB, 3 * payload_bytes + MiB)
 
 
@@ -194,10 +175,7 @@ def _x_get(q: Any, timeout: float) -> Any:
 def _x_attach(queues: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     import xchannels
 
-    return {k: xchannels.Channel.from_id(i) for k, i in queues.items()}, {
-        "batch_putter": lambda c: c.put_many,
-        "batch_getter": lambda c: functools.partial(c.get_many, 100),
-        "select": lambda qs, _sel=xchannels.select: _sel(qs)[1], "native_batch": True}
+    return {k: xchannels.Channel.from_id(i) for k, i in queues.items()}, {}
 
 
 def _interp_queues() -> Any:
@@ -241,11 +219,8 @@ def _iq_attach(queues: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     # Queue(qid) by id: prepare_main(q=queue) fails on 3.13 until the
     # interpreter has imported the queues module. The SharedBuffer's
     # nearest equivalent: a shared memoryview (must not outlive us).
-    from workloads import poll_select
-
     m = _interp_queues()
-    return {k: m.Queue(i) for k, i in queues.items()}, {
-        "select": poll_select(m.QueueEmpty), "shared_64mib": lambda: memoryview(bytearray(64 * MiB))}
+    return {k: m.Queue(i) for k, i in queues.items()}, {"shared_64mib": lambda: memoryview(bytearray(64 * MiB))}
 
 
 def _mp_close(q: Any) -> None:
@@ -277,10 +252,7 @@ def _ff_attach(queues: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
             except _queue.Empty:
                 pass
 
-    return queues, {"ctrl_get": ctrl_get, "report": lambda t: queues["out"].put(t, timeout=60),
-                    "batch_putter": lambda c: functools.partial(c.put_many, timeout=60),
-                    "batch_getter": lambda c: functools.partial(c.get_many, timeout=3600, max_messages_to_get=100),
-                    "native_batch": True}
+    return queues, {"ctrl_get": ctrl_get, "report": lambda t: queues["out"].put(t, timeout=60)}
 
 
 def _xp_make(payload_bytes: int | None, payload: str | None) -> Any:
@@ -290,39 +262,24 @@ def _xp_make(payload_bytes: int | None, payload: str | None) -> Any:
         xchannels.ProcessChannel(capacity=_ring_bytes(payload_bytes))
 
 
-def _xp_attach(queues: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    import xchannels
-
-    return queues, {"select": lambda qs, _sel=xchannels.select: _sel(qs)[1]}
-
-
-def _mp_make(payload_bytes: int | None, payload: str | None) -> Any:
-    import multiprocessing
-
-    return multiprocessing.get_context("spawn").Queue()
-
-
 _IN_INTERPRETERS = "each actor in its own own-GIL sub-interpreter on its own thread"
 _IN_PROCESSES = "each actor in its own process (multiprocessing, spawn)"
 PEERS: dict[str, Peer] = {p.name: p for p in (
     Peer("xchannels", "xchannels", _IN_INTERPRETERS, _in_interpreters, lambda b, p: __import__("xchannels").Channel(),
-         _x_attach, batch="put_many / get_many(100)", select_how="xchannels.select", get=_x_get,
-         abort_closes=True),
+         _x_attach, get=_x_get, abort_closes=True),
     Peer("interp-queues", f"interp queues ({sys.version_info.major}.{sys.version_info.minor})", _IN_INTERPRETERS,
          _in_interpreters, _iq_make, _iq_attach, go_margin=0.03,  # control messages wait up to 10 ms (polling)
          available=_iq_available, payload_note=_iq_note, close=None,
          # 3.13-3.15 truncate timeouts with int(); ask for whole seconds.
          get=lambda q, timeout: q.get(timeout=max(1, int(round(timeout))))),
-    Peer("mp-queue", "multiprocessing.Queue", _IN_PROCESSES, _in_processes, _mp_make,
+    Peer("mp-queue", "multiprocessing.Queue", _IN_PROCESSES, _in_processes,
+         lambda b, p: __import__("multiprocessing").get_context("spawn").Queue(),
          no_shared_buffer="no zero-copy shared buffer: items are pickled (see bytes-64MiB)", close=_mp_close),
-    Peer("faster-fifo", "faster-fifo", _IN_PROCESSES, _in_processes, _ff_make, _ff_attach,
-         batch="put_many / get_many(max_messages_to_get=100)", available=_ff_available,
+    Peer("faster-fifo", "faster-fifo", _IN_PROCESSES, _in_processes, _ff_make, _ff_attach, available=_ff_available,
          no_shared_buffer="no zero-copy shared buffer: items are pickled (see bytes-64MiB)",
          put=lambda q, x: q.put(x, timeout=60)),
     Peer("xchannels-process", "xchannels ProcessChannel",
-         _IN_PROCESSES + "; items copied through a shared-memory ring", _in_processes, _xp_make, _xp_attach,
-         batch="emulated: one 100-int tuple per message (ProcessChannel has no put_many/get_many)",
-         select_how="xchannels.select (over ProcessChannels: futex_waitv, Linux 5.16+)",
+         _IN_PROCESSES + "; items copied through a shared-memory ring", _in_processes, _xp_make,
          no_shared_buffer="no zero-copy across processes: a SharedBuffer is copied through the ring like "
                           "bytes (see bytes-64MiB)",
          abort_closes=True),  # close() wakes every waiter, in every process
@@ -334,5 +291,4 @@ PEER_NAMES = list(PEERS)
 
 def peer_info() -> dict[str, dict[str, str]]:
     """Static description of every peer (for the JSON and the docs)."""
-    return {n: {"label": p.label, "where": p.where, "batch": p.batch, "select": p.select_how}
-            for n, p in PEERS.items()}
+    return {n: {"label": p.label, "where": p.where} for n, p in PEERS.items()}

@@ -1,9 +1,8 @@
 """benchmarks/python/workloads.py: the named workloads, and the role functions every actor imports.
 
 A role is a function of one argument ``a`` (built by ``peers.actor_main``): ``a.q[name]`` the queues,
-``a.ctrl_get()`` the next ``(n, t_go)`` (n < 0: stop), ``a.report(tuple)``, ``a.batch_putter(q)``,
-``a.batch_getter(q)``, ``a.select(qs)``, ``a.native_batch``, and ``ME``, ``IDX``, ``PAYLOAD``, ``NCONS``,
-``NPROD``, ``TARGET``, ``NDISTINCT``. The round protocol: benchmarks/README.md, Method.
+``a.ctrl_get()`` the next ``(n, t_go)`` (n < 0: stop), ``a.report(tuple)``, and ``ME``, ``IDX``, ``PAYLOAD``,
+``NCONS``, ``NPROD``, ``TARGET``, ``NDISTINCT``. The round protocol: benchmarks/README.md, Method.
 """
 
 from __future__ import annotations
@@ -42,19 +41,6 @@ def wait_until(t: float) -> None:
         time.sleep(d - 0.002)
     while perf_counter() < t:
         pass
-
-
-def poll_select(empty: type[BaseException]):
-    """A select for peers without one: round-robin get_nowait, 50 µs nap."""
-    def select(qs, _sleep=time.sleep):
-        while True:
-            for q in qs:
-                try:
-                    return q.get_nowait()
-                except empty:
-                    pass
-            _sleep(0.00005)
-    return select
 
 
 # ---- roles ------------------------------------------------------------------------
@@ -135,49 +121,6 @@ def _check(get, report, nprod: int, me: int, n: int) -> None:
     report(("done", me, perf_counter(), c, bytes(seen), foreign, reordered))
 
 
-def select_consumer(a) -> None:
-    """One consumer over NPROD queues ``d0``.. with the peer's select."""
-    qs = [a.q["d%d" % i] for i in range(a.NPROD)]
-    select, report, nprod, me = a.select, a.report, a.NPROD, a.ME
-    for n, t_go in rounds(a, True):
-        c = s = 0
-        while s < nprod:
-            if select(qs) is None:
-                s += 1
-            else:
-                c += 1
-        report(("done", me, perf_counter(), c))
-
-
-def batch_producer(a) -> None:
-    putb, put = a.batch_putter(a.q["data"]), a.q["data"].put
-    report, me = a.report, a.ME
-    b = [12345] * 100 if a.native_batch else (12345,) * 100
-    for n, t_go in rounds(a, False):
-        wait_until(t_go)
-        nb = max(1, n // 100)
-        t0 = perf_counter()
-        for _ in range(nb):
-            putb(b)
-        put(None)
-        report(("done", me, t0, nb * 100))
-
-
-def batch_consumer(a) -> None:
-    getb, report, me = a.batch_getter(a.q["data"]), a.report, a.ME
-    for n, t_go in rounds(a, True):
-        c = 0
-        while True:
-            xs = getb()
-            if xs is None:
-                break
-            if xs[-1] is None:
-                c += len(xs) - 1
-                break
-            c += len(xs)
-        report(("done", me, perf_counter(), c))
-
-
 def pinger(a) -> None:
     put, get, report, me = a.q["ping"].put, a.q["pong"].get, a.report, a.ME
     for n, t_go in rounds(a, False):
@@ -223,10 +166,9 @@ class Workload:
     payload: str
     producer_role: str  # a role function's name, imported by the actors
     consumer_role: str
-    topology: str  # "shared" | "per-producer" | "pingpong"
     n0: int  # first warm-up round, items per producer
     n_max: int  # cap on items per producer in a round
-    kind: str = "throughput"  # or "latency"
+    kind: str = "throughput"  # or "latency": a ping and a pong queue, not a shared one
     busy: bool = False  # a busy-loop process per core during the cell (parking path)
     distinct: bool = False  # producers cycle through payloads > 4 x LLC in total
     check: bool = False  # an untimed check round of distinct ints after the timed ones
@@ -237,11 +179,10 @@ class Workload:
 
 
 def _stream(payload: str, n0: int, n_max: int, distinct: bool = False) -> Workload:
-    return Workload(f"stream-{payload}", 1, 1, payload, "producer", "consumer", "shared", n0, n_max,
-                    distinct=distinct)
+    return Workload(f"stream-{payload}", 1, 1, payload, "producer", "consumer", n0, n_max, distinct=distinct)
 
 
-_PING = Workload("pingpong", 1, 1, "int", "pinger", "ponger", "pingpong", 50, 10_000_000, kind="latency")
+_PING = Workload("pingpong", 1, 1, "int", "pinger", "ponger", 50, 10_000_000, kind="latency")
 WORKLOADS: list[Workload] = [
     _stream("int", 2000, 20_000_000), _stream("5-tuple", 2000, 10_000_000), _stream("dict-10", 2000, 10_000_000),
     _stream("str-100", 2000, 10_000_000), _stream("bytes-1KiB", 1000, 5_000_000),
@@ -249,9 +190,7 @@ WORKLOADS: list[Workload] = [
     _stream("SharedBuffer-64MiB", 2, 1_000_000),
     _PING,
     replace(_PING, name="pingpong-busy", n_max=1_000_000, busy=True),
-    Workload("mpmc-2x2", 2, 2, "int", "producer", "consumer", "shared", 1000, 10_000_000, check=True),
-    Workload("fanout-1x2", 1, 2, "int", "producer", "consumer", "shared", 2000, 20_000_000),
-    Workload("select-4", 4, 1, "int", "producer", "select_consumer", "per-producer", 500, 5_000_000),
-    Workload("batch", 1, 1, "int", "batch_producer", "batch_consumer", "shared", 10_000, 200_000_000),
+    Workload("mpmc-2x2", 2, 2, "int", "producer", "consumer", 1000, 10_000_000, check=True),
+    Workload("fanout-1x2", 1, 2, "int", "producer", "consumer", 2000, 20_000_000),
 ]
 BY_NAME = {w.name: w for w in WORKLOADS}
