@@ -2,6 +2,9 @@
 // flat_form.h for the grammar and the invariants.
 #include "xchannels/flat_form.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -20,7 +23,15 @@ void PutVarint(RecordBuffer* out, uint64_t v) {
   out->push_back(static_cast<uint8_t>(v));
 }
 
-void PutBuffer(RecordBuffer* out, const SharedBuffer& b) {
+void PutFdRef(RecordBuffer* out, const FdRef& r) {
+  out->append(&r.pid, 4);
+  out->append(&r.fd, 4);
+  out->append(&r.id, 8);
+  out->append(&r.size, 8);
+}
+
+void PutBuffer(RecordBuffer* out, const SharedBuffer& b,
+               const FlattenOptions& options) {
   const BufferLayout& l = b.layout();
   PutVarint(out, l.format.size());
   out->append(l.format.data(), l.format.size());
@@ -28,10 +39,45 @@ void PutBuffer(RecordBuffer* out, const SharedBuffer& b) {
   PutVarint(out, l.shape.size());
   for (int64_t e : l.shape) PutVarint(out, static_cast<uint64_t>(e));
   PutVarint(out, b.size());
+  if (const MemFile* file = b.file(); file != nullptr && options.by_fd) {
+    const int dup =
+        options.pass ? fcntl(file->fd(), F_DUPFD_CLOEXEC, 0) : INT32_MAX;
+    if (dup >= 0) {
+      if (options.pass) options.pass->Add(dup);
+      out->push_back(1);
+      PutFdRef(out, FdRef{static_cast<uint32_t>(getpid()),
+                          static_cast<uint32_t>(dup), file->id(),
+                          file->size()});
+      PutVarint(out, b.file_offset());
+      return;
+    }
+    // No descriptor to spare: the bytes go inline.
+  }
+  out->push_back(0);
+  // The padding's own varint is one byte (npad < 64): align what follows it.
+  const size_t npad =
+      options.align ? (64 - (out->size() + 1) % 64) % 64 : 0;
+  PutVarint(out, npad);
+  out->append_zeros(npad);
   out->append(b.data(), b.size());
 }
 
 }  // namespace
+
+uint64_t OutOfLineBytes(std::span<const uint8_t> record) {
+  if (record.size() != kOutOfLineRecordBytes ||
+      record[0] != static_cast<uint8_t>(FlatKind::kOutOfLine)) {
+    return 0;
+  }
+  uint64_t size;
+  std::memcpy(&size, record.data() + 1 + 16, 8);
+  return size;
+}
+
+void FlattenOutOfLine(const FdRef& ref, RecordBuffer* out) {
+  out->push_back(static_cast<uint8_t>(FlatKind::kOutOfLine));
+  PutFdRef(out, ref);
+}
 
 bool FlattenItem(const Item& item, RecordBuffer* out) {
   std::span<const uint8_t> payload;
@@ -41,7 +87,8 @@ bool FlattenItem(const Item& item, RecordBuffer* out) {
 }
 
 bool FlattenItem(const Item& item, RecordBuffer* out,
-                 std::span<const uint8_t>* payload) {
+                 std::span<const uint8_t>* payload,
+                 const FlattenOptions& options) {
   *payload = {};
   const auto kind = [out](FlatKind k) {
     out->push_back(static_cast<uint8_t>(k));
@@ -65,7 +112,7 @@ bool FlattenItem(const Item& item, RecordBuffer* out,
     }
     case Item::Kind::kBuffer:
       kind(FlatKind::kBuffer);
-      PutBuffer(out, *static_cast<const SharedBuffer*>(item.AsRef()));
+      PutBuffer(out, *static_cast<const SharedBuffer*>(item.AsRef()), options);
       return true;
     case Item::Kind::kMessage: {
       const Message* m = item.AsMessage();
@@ -75,7 +122,7 @@ bool FlattenItem(const Item& item, RecordBuffer* out,
       kind(FlatKind::kMessage);
       PutVarint(out, m->refs().size());
       for (const MessageRef& ref : m->refs()) {
-        PutBuffer(out, *static_cast<const SharedBuffer*>(ref.object));
+        PutBuffer(out, *static_cast<const SharedBuffer*>(ref.object), options);
       }
       *payload = m->payload();
       return true;
@@ -151,34 +198,89 @@ bool FormatFitsItemsize(const std::string& format, size_t itemsize) {
   return n == itemsize;
 }
 
-// Returns nullptr on a malformed buffer (*oom set if memory ran out).
-Ref<SharedBuffer> GetBuffer(Reader* r, bool* oom) {
-  uint64_t flen, itemsize, ndim, nbytes;
-  const uint8_t* p;
-  if (!r->Varint(&flen) || flen > 255 || !r->Bytes(flen, &p)) return nullptr;
+// One buffer as the record states it, before anything is made of it.
+struct ParsedBuffer {
   BufferLayout layout;
-  layout.format.assign(reinterpret_cast<const char*>(p), flen);
-  if (!r->Varint(&itemsize) || !r->Varint(&ndim) || ndim > 64) return nullptr;
-  layout.itemsize = itemsize;
-  for (uint64_t i = 0; i < ndim; ++i) {
-    uint64_t e;
-    if (!r->Varint(&e)) return nullptr;
-    layout.shape.push_back(static_cast<int64_t>(e));
-  }
-  if (!r->Varint(&nbytes) || !r->Bytes(nbytes, &p)) return nullptr;
-  if (!layout.Fits(nbytes) ||
-      !FormatFitsItemsize(layout.format, layout.itemsize)) {
-    return nullptr;
-  }
-  Ref<SharedBuffer> b = SharedBuffer::Copy(p, nbytes, std::move(layout));
-  if (!b) *oom = true;
-  return b;
+  uint64_t nbytes = 0;
+  const uint8_t* bytes = nullptr;  // where 0: the inline bytes
+  bool by_fd = false;              // where 1:
+  FdRef ref{};
+  uint64_t offset = 0;
+};
+
+bool GetFdRef(Reader* r, FdRef* ref) {
+  const uint8_t* p;
+  if (!r->Bytes(kFdRefBytes, &p)) return false;
+  std::memcpy(&ref->pid, p, 4);
+  std::memcpy(&ref->fd, p + 4, 4);
+  std::memcpy(&ref->id, p + 8, 8);
+  std::memcpy(&ref->size, p + 16, 8);
+  return true;
 }
 
-}  // namespace
+bool ParseBuffer(Reader* r, ParsedBuffer* b) {
+  uint64_t flen, itemsize, ndim;
+  const uint8_t* p;
+  if (!r->Varint(&flen) || flen > 255 || !r->Bytes(flen, &p)) return false;
+  b->layout.format.assign(reinterpret_cast<const char*>(p), flen);
+  if (!r->Varint(&itemsize) || !r->Varint(&ndim) || ndim > 64) return false;
+  b->layout.itemsize = itemsize;
+  for (uint64_t i = 0; i < ndim; ++i) {
+    uint64_t e;
+    if (!r->Varint(&e)) return false;
+    b->layout.shape.push_back(static_cast<int64_t>(e));
+  }
+  uint8_t where;
+  if (!r->Varint(&b->nbytes) || !r->Byte(&where)) return false;
+  if (!b->layout.Fits(b->nbytes) ||
+      !FormatFitsItemsize(b->layout.format, b->layout.itemsize)) {
+    return false;
+  }
+  if (where == 0) {
+    uint64_t npad;
+    return r->Varint(&npad) && npad < 64 && r->Bytes(npad, &p) &&
+           r->Bytes(b->nbytes, &b->bytes);
+  }
+  b->by_fd = true;
+  return where == 1 && GetFdRef(r, &b->ref) && r->Varint(&b->offset) &&
+         b->offset <= b->ref.size && b->nbytes <= b->ref.size - b->offset;
+}
 
-bool UnflattenItem(std::span<const uint8_t> record, FlatItem* out, bool* oom) {
-  *oom = false;
+// Where a record's buffers come from: the memfds its fdrefs name, in
+// order; and, for a record that lives in a memfd's data, that memfd (its
+// inline buffers are then views of it).
+struct Source {
+  std::span<const Ref<MemFile>> files;
+  const Ref<SharedBuffer>* body = nullptr;  // for a kOutOfLine record
+  size_t next = 0;
+  const Ref<SharedBuffer>* home = nullptr;  // the record lives in it
+};
+
+// Returns nullptr on a malformed buffer (*oom set if memory ran out).
+Ref<SharedBuffer> GetBuffer(Reader* r, Source* src, bool* oom) {
+  ParsedBuffer b;
+  if (!ParseBuffer(r, &b)) return nullptr;
+  Ref<SharedBuffer> out;
+  if (b.by_fd) {
+    if (src->next >= src->files.size()) return nullptr;
+    const Ref<MemFile>& file = src->files[src->next++];
+    if (!file || file->id() != b.ref.id || file->size() != b.ref.size) {
+      return nullptr;
+    }
+    out = SharedBuffer::InFile(file, b.offset, b.nbytes, std::move(b.layout));
+  } else if (src->home != nullptr) {
+    const Ref<SharedBuffer>& home = *src->home;
+    out = SharedBuffer::View(home, static_cast<size_t>(b.bytes - home->data()),
+                             b.nbytes, std::move(b.layout));
+  } else {
+    out = SharedBuffer::Copy(b.bytes, b.nbytes, std::move(b.layout));
+  }
+  if (!out) *oom = true;  // every other failure was checked above
+  return out;
+}
+
+bool Unflatten(std::span<const uint8_t> record, FlatItem* out, bool* oom,
+               Source* src) {
   Reader r{record};
   uint8_t kind;
   if (!r.Byte(&kind)) return false;
@@ -206,7 +308,7 @@ bool UnflattenItem(std::span<const uint8_t> record, FlatItem* out, bool* oom) {
       return true;
     }
     case FlatKind::kBuffer: {
-      Ref<SharedBuffer> b = GetBuffer(&r, oom);
+      Ref<SharedBuffer> b = GetBuffer(&r, src, oom);
       if (!b || r.pos != record.size()) return false;
       out->buffers.push_back(std::move(b));
       out->is_buffer = true;
@@ -214,14 +316,14 @@ bool UnflattenItem(std::span<const uint8_t> record, FlatItem* out, bool* oom) {
     }
     case FlatKind::kMessage: {
       uint64_t nrefs;
-      // Each buffer takes at least 4 bytes, which bounds nrefs.
-      if (!r.Varint(&nrefs) || nrefs > (record.size() - r.pos) / 4) {
+      // Each buffer takes at least 5 bytes, which bounds nrefs.
+      if (!r.Varint(&nrefs) || nrefs > (record.size() - r.pos) / 5) {
         return false;
       }
       out->buffers.reserve(nrefs);
       out->refs.reserve(nrefs);
       for (uint64_t i = 0; i < nrefs; ++i) {
-        Ref<SharedBuffer> b = GetBuffer(&r, oom);
+        Ref<SharedBuffer> b = GetBuffer(&r, src, oom);
         if (!b) return false;
         out->refs.push_back(MessageRef{b.get(), RefKind::kBuffer});
         out->buffers.push_back(std::move(b));
@@ -229,8 +331,64 @@ bool UnflattenItem(std::span<const uint8_t> record, FlatItem* out, bool* oom) {
       out->payload = record.subspan(r.pos);
       return true;
     }
+    case FlatKind::kOutOfLine: {
+      FdRef ref;
+      if (src->home != nullptr || !GetFdRef(&r, &ref) ||
+          r.pos != record.size() || src->body == nullptr || !*src->body) {
+        return false;
+      }
+      const Ref<SharedBuffer>& body = *src->body;
+      if (body->size() != ref.size) return false;
+      Source inner{src->files};
+      inner.home = &body;
+      out->body = body;
+      return Unflatten({body->data(), body->size()}, out, oom, &inner);
+    }
   }
   return false;  // an unknown kind
+}
+
+}  // namespace
+
+bool ScanFdRefs(std::span<const uint8_t> record, std::vector<FdRef>* out) {
+  out->clear();
+  Reader r{record};
+  uint8_t kind;
+  if (!r.Byte(&kind)) return false;
+  uint64_t nbuffers = 0;
+  switch (static_cast<FlatKind>(kind)) {
+    case FlatKind::kOutOfLine: {
+      FdRef ref;
+      if (!GetFdRef(&r, &ref) || r.pos != record.size()) return false;
+      ref.whole_record = true;
+      out->push_back(ref);
+      return true;
+    }
+    case FlatKind::kBuffer:
+      nbuffers = 1;
+      break;
+    case FlatKind::kMessage:
+      if (!r.Varint(&nbuffers) || nbuffers > (record.size() - r.pos) / 5) {
+        return false;
+      }
+      break;
+    default:
+      return true;  // no buffers (UnflattenItem checks the rest)
+  }
+  for (uint64_t i = 0; i < nbuffers; ++i) {
+    ParsedBuffer b;
+    if (!ParseBuffer(&r, &b)) return false;
+    if (b.by_fd) out->push_back(b.ref);
+  }
+  return true;
+}
+
+bool UnflattenItem(std::span<const uint8_t> record, FlatItem* out, bool* oom,
+                   std::span<const Ref<MemFile>> files,
+                   const Ref<SharedBuffer>& body) {
+  *oom = false;
+  Source src{files, &body};
+  return Unflatten(record, out, oom, &src);
 }
 
 }  // namespace xchannels

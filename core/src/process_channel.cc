@@ -23,6 +23,7 @@
 #include <new>
 #include <string>
 #include <time.h>
+#include <mutex>
 #include <vector>
 
 namespace xchannels {
@@ -39,7 +40,7 @@ void Unregister(std::atomic<uint32_t>* waiters) {
 }
 
 constexpr uint64_t kMagic = 0x314e4843'4d485358ull;  // "XSHMCHN1"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: out-of-line records (flat_form.h)
 // How long a waiter watches the seq word before it sleeps. The other side
 // is a process on another core (a Python put or get takes a microsecond or
 // two): a futex sleep and wake-up cost more than that, so a stream or a
@@ -120,9 +121,14 @@ ProcessChannel::ProcessChannel(int fd, uint8_t* base, size_t ring,
                                uint64_t max_items, uint32_t flags,
                                uint64_t segment_id)
     : fd_(fd), base_(base), ring_(ring), max_items_(max_items),
-      flags_(flags), segment_id_(segment_id) {}
+      flags_(flags), segment_id_(segment_id), owner_(getpid()) {}
 
 ProcessChannel::~ProcessChannel() {
+  // Records still queued lose their memfds with this handle (if it sent
+  // them): nothing outlives the handles.
+  for (const Pending& p : pending_) {
+    if (p.fd >= 0) close(p.fd);
+  }
   munmap(base_, kHeaderBytes + ring_);
   close(fd_);
 }
@@ -236,6 +242,7 @@ Ref<ProcessChannel> ProcessChannel::Attach(int fd, std::string* error) {
     munmap(p, size);
     return fail("out of memory");
   }
+  ch->attached_.store(true, std::memory_order_relaxed);
   return Ref<ProcessChannel>::Adopt(ch);
 }
 
@@ -308,12 +315,13 @@ bool ProcessChannel::StateValid(State* out) const {
   const uint64_t head = h->head.load(std::memory_order_relaxed);
   const uint64_t tail = h->tail.load(std::memory_order_relaxed);
   const uint64_t count = h->count.load(std::memory_order_relaxed);
+  const uint64_t ool = h->ool_bytes.load(std::memory_order_relaxed);
   if (!(tail >= head && tail - head <= ring_ && head % 8 == 0 &&
         tail % 8 == 0 && count <= (tail - head) / 8 &&
-        (count == 0) == (tail == head))) {
+        (count == 0) == (tail == head) && (count != 0 || ool == 0))) {
     return false;
   }
-  *out = State{head, tail, count};
+  *out = State{head, tail, count, ool};
   return true;
 }
 
@@ -334,15 +342,21 @@ bool ProcessChannel::Recover() {
   const uint64_t head = h->head.load(std::memory_order_relaxed);
   const uint64_t tail = h->tail.load(std::memory_order_relaxed);
   if (tail < head || tail - head > ring_ || head % 8 || tail % 8) return false;
-  uint64_t n = 0;
+  uint64_t n = 0, ool = 0;
   for (uint64_t off = head; off < tail;) {
     uint32_t hdr[2];
     std::memcpy(hdr, ring() + off % ring_, 8);
     if (hdr[1] != ~hdr[0] || hdr[0] > tail - off - 8) return false;
+    if (hdr[0] == kOutOfLineRecordBytes) {
+      uint8_t rec[kOutOfLineRecordBytes];
+      CopyOut(off + 8, sizeof rec, rec);
+      ool += OutOfLineBytes(rec);
+    }
     off += 8 + RoundUp8(hdr[0]);
     ++n;
   }
   h->count.store(n, std::memory_order_relaxed);
+  h->ool_bytes.store(ool, std::memory_order_relaxed);
   return true;
 }
 
@@ -359,13 +373,232 @@ ShmStatus ProcessChannel::LockState(State* st, const Deadline& lock_until,
   return StateValid(st) ? ShmStatus::kOk : CorruptUnlock();
 }
 
+void ProcessChannel::CopyOut(uint64_t off, size_t len, uint8_t* dst) const {
+  const size_t pos = off % ring_;
+  const size_t first = std::min<size_t>(len, ring_ - pos);
+  if (first > 0) std::memcpy(dst, ring() + pos, first);
+  if (len > first) std::memcpy(dst + first, ring(), len - first);
+}
+
+bool ProcessChannel::Prepare(const Item& item, OutRecord* out,
+                             std::string* error) {
+  error->clear();
+  out->head.clear();
+  out->fds.Reset();
+  out->file = nullptr;
+  // Inline when it fits: count first (no bytes are copied), so a large
+  // value is never flattened twice.
+  FlattenOptions ring_form;
+  ring_form.by_fd = true;
+  RecordBuffer counter(RecordBuffer::Counting{});
+  std::span<const uint8_t> tail;
+  if (!FlattenItem(item, &counter, &tail, ring_form)) return false;
+  const size_t inline_size = counter.size() + tail.size();
+  if (inline_size <= kInlineMax && 8 + RoundUp8(inline_size) <= ring_) {
+    ring_form.pass = &out->fds;
+    const bool ok = FlattenItem(item, &out->head, &out->tail, ring_form);
+    if (!out->fds.empty()) ForgetIfForked();  // before it holds any
+    return ok;
+  }
+  ForgetIfForked();
+  // Out of line: the whole record, written once into a file of the pool
+  // (or a new one); inline buffers 64-aligned, memfd buffers still by
+  // descriptor.
+  FlattenOptions file_form;
+  file_form.align = true;
+  file_form.by_fd = true;
+  RecordBuffer sized(RecordBuffer::Counting{});
+  FlattenItem(item, &sized, &tail, file_form);
+  const size_t size = sized.size() + tail.size();
+  Ref<MemFile> file;
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    size_t best = pool_.size();
+    for (size_t i = 0; i < pool_.size(); ++i) {
+      if (pool_[i]->size() >= size &&
+          (best == pool_.size() || pool_[i]->size() < pool_[best]->size())) {
+        best = i;
+      }
+    }
+    if (best < pool_.size()) {
+      file = std::move(pool_[best]);
+      pool_.erase(pool_.begin() + static_cast<std::ptrdiff_t>(best));
+    }
+  }
+  if (!file) {
+    // Rounded up to 1 MiB, so that a slightly larger value reuses it.
+    const size_t mib = size_t{1} << 20;
+    file = MemFile::Create((size + mib - 1) / mib * mib, /*populate=*/false,
+                           error);
+    if (!file) return false;
+  }
+  RecordBuffer into(file.get(), sized.size());
+  file_form.pass = &out->fds;
+  FlattenItem(item, &into, &tail, file_form);
+  if (into.size() != sized.size()) {
+    // A descriptor could not be duplicated: the buffer went inline.
+    *error = "no file descriptor left to send a memfd SharedBuffer";
+    return false;
+  }
+  if (into.write_failed() ||
+      (!tail.empty() && !file->WriteAt(into.size(), tail.data(), tail.size()))) {
+    *error = std::string("write: ") + std::strerror(errno);
+    return false;
+  }
+  if (!file->Publish(size, error)) return false;
+  FlattenOutOfLine(FdRef{static_cast<uint32_t>(getpid()),
+                         static_cast<uint32_t>(file->fd()), file->id(), size},
+                   &out->head);
+  out->tail = {};
+  out->file = std::move(file);
+  return true;
+}
+
+namespace {
+
+// The handles kept by KeepUntilTaken (never destroyed: safe at exit).
+struct Kept {
+  std::mutex mu;
+  std::vector<Ref<ProcessChannel>> chans;
+  std::atomic<size_t> count{0};
+};
+Kept& KeptHandles() {
+  static Kept* kept = new Kept();
+  return *kept;
+}
+
+}  // namespace
+
+void ProcessChannel::KeepUntilTaken(Ref<ProcessChannel> ch) {
+  Kept& k = KeptHandles();
+  std::lock_guard<std::mutex> lock(k.mu);
+  k.chans.push_back(std::move(ch));
+  k.count.store(k.chans.size(), std::memory_order_relaxed);
+}
+
+void ProcessChannel::ReleaseTaken() {
+  Kept& k = KeptHandles();
+  if (k.count.load(std::memory_order_relaxed) == 0) return;
+  std::vector<Ref<ProcessChannel>> done;  // destroyed after the mutex
+  {
+    std::lock_guard<std::mutex> lock(k.mu);
+    size_t kept = 0;
+    for (Ref<ProcessChannel>& ch : k.chans) {
+      ch->ReclaimPassed();
+      ch->ForgetIfForked();  // a child's copies are not its to keep
+      if (ch->HasSent()) {
+        k.chans[kept++] = std::move(ch);
+      } else {
+        done.push_back(std::move(ch));
+      }
+    }
+    k.chans.resize(kept);
+    k.count.store(kept, std::memory_order_relaxed);
+  }
+}
+
+ShmStatus ProcessChannel::WaitKept(const Deadline& deadline,
+                                   bool interruptible) {
+  for (;;) {
+    ReleaseTaken();
+    Ref<ProcessChannel> first;
+    {
+      Kept& k = KeptHandles();
+      std::lock_guard<std::mutex> lock(k.mu);
+      if (k.chans.empty()) return ShmStatus::kOk;
+      first = Ref<ProcessChannel>::Share(k.chans.front().get());
+    }
+    const ShmStatus s = first->WaitSent(deadline, interruptible);
+    if (s != ShmStatus::kOk) return s;
+  }
+}
+
+void ProcessChannel::ForgetIfForked() {
+  const pid_t me = getpid();
+  if (owner_.load(std::memory_order_relaxed) == me) return;
+  ForgetSent();
+  owner_.store(me, std::memory_order_relaxed);
+  attached_.store(true, std::memory_order_relaxed);
+}
+
+void ProcessChannel::ReclaimPassed() {
+  if (npending_.load(std::memory_order_relaxed) == 0) return;
+  ForgetIfForked();
+  // A snapshot is enough: the head only moves forward, and past a record
+  // only once its receiver has opened (or copied) what it names.
+  const uint64_t head = header()->head.load(std::memory_order_acquire);
+  std::vector<Ref<MemFile>> dropped;  // released after the mutex
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  size_t kept = 0;
+  for (Pending& p : pending_) {
+    if (p.end > head) {
+      pending_[kept++] = std::move(p);
+      continue;
+    }
+    if (p.fd >= 0) close(p.fd);
+    if (!p.file) continue;
+    if (pool_.size() < kPoolFiles && p.file->size() <= kPoolFileMax) {
+      pool_.push_back(std::move(p.file));
+    } else {
+      dropped.push_back(std::move(p.file));
+    }
+  }
+  pending_.resize(kept);
+  npending_.store(kept, std::memory_order_relaxed);
+}
+
+ShmStatus ProcessChannel::WaitSent(const Deadline& deadline,
+                                   bool interruptible) {
+  Header* h = header();
+  ForgetIfForked();
+  for (;;) {
+    ReclaimPassed();
+    uint64_t last = 0;
+    {
+      std::lock_guard<std::mutex> lock(pending_mu_);
+      for (const Pending& p : pending_) last = std::max(last, p.end);
+    }
+    if (last == 0) return ShmStatus::kOk;
+    // The space word moves whenever a record is taken: read it, then look
+    // at the head, then sleep while it has not moved (no wake-up is lost).
+    const uint32_t seq = h->space_seq.load(std::memory_order_acquire);
+    if (h->head.load(std::memory_order_acquire) >= last) continue;
+    if (h->corrupt.load(std::memory_order_relaxed) != 0) {
+      return ShmStatus::kCorrupt;
+    }
+    const ShmStatus s = WaitSeq(false, seq, deadline, interruptible);
+    if (s == ShmStatus::kEmpty) return ShmStatus::kFull;
+    if (s != ShmStatus::kOk) return s;
+  }
+}
+
+void ProcessChannel::ForgetSent() {
+  std::vector<Pending> gone;
+  std::vector<Ref<MemFile>> pool;
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    gone.swap(pending_);
+    pool.swap(pool_);
+    npending_.store(0, std::memory_order_relaxed);
+  }
+  for (const Pending& p : gone) {
+    if (p.fd >= 0) close(p.fd);
+  }
+}
+
 ShmStatus ProcessChannel::SendImpl(std::span<const uint8_t> head_part,
                                    std::span<const uint8_t> tail_part,
-                                   const Deadline& deadline,
+                                   OutRecord* held, const Deadline& deadline,
                                    bool interruptible, bool no_lock_wait) {
   const size_t size = head_part.size() + tail_part.size();
   const size_t need = 8 + RoundUp8(size);
   if (size > UINT32_MAX || need > ring_) return ShmStatus::kTooLarge;
+  // What the record holds out of line (read from the record itself, as
+  // Recover and the receiver read it).
+  const uint64_t weight =
+      tail_part.empty() ? OutOfLineBytes(head_part) : 0;
+  ReclaimPassed();
+  ReleaseTaken();
   Header* h = header();
   const Deadline lock_until = LockDeadline(deadline);
   for (;;) {
@@ -380,8 +613,24 @@ ShmStatus ProcessChannel::SendImpl(std::span<const uint8_t> head_part,
       return ShmStatus::kClosed;
     }
     const uint64_t head = st.head, tail = st.tail, count = st.count;
-    if (tail - head + need <= ring_ &&
-        (max_items_ == 0 || count < max_items_)) {
+    // The ring must hold the record; and what is queued, out-of-line bytes
+    // included, must stay within the capacity, except that an empty
+    // channel takes one value of any size.
+    const bool fits = tail - head + need <= ring_ &&
+                      (count == 0 ||
+                       (st.ool_bytes <= ring_ && weight <= ring_ &&
+                        tail - head + need + st.ool_bytes + weight <= ring_));
+    if (fits && (max_items_ == 0 || count < max_items_)) {
+      std::unique_lock<std::mutex> pending;
+      if (held != nullptr && (!held->fds.empty() || held->file)) {
+        pending = std::unique_lock<std::mutex>(pending_mu_);
+        try {
+          pending_.reserve(pending_.size() + held->fds.size() + 1);
+        } catch (const std::bad_alloc&) {
+          Unlock();
+          throw;
+        }
+      }
       // Copy beyond tail, then publish by advancing tail (the commit).
       const uint32_t len = static_cast<uint32_t>(size);
       const uint32_t hdr[2] = {len, ~len};
@@ -398,7 +647,18 @@ ShmStatus ProcessChannel::SendImpl(std::span<const uint8_t> head_part,
       }
       h->tail.store(tail + need, std::memory_order_release);
       h->count.store(count + 1, std::memory_order_release);
+      h->ool_bytes.store(st.ool_bytes + weight, std::memory_order_relaxed);
       h->data_seq.fetch_add(1, std::memory_order_release);
+      if (pending.owns_lock()) {
+        for (int fd : held->fds.Release()) {
+          pending_.push_back(Pending{tail + need, fd, nullptr});
+        }
+        if (held->file) {
+          pending_.push_back(Pending{tail + need, -1, std::move(held->file)});
+        }
+        npending_.store(pending_.size(), std::memory_order_relaxed);
+        pending.unlock();
+      }
       const bool wake = h->recv_waiters.load(std::memory_order_relaxed) > 0;
       Unlock();
       if (wake) FutexWakeShared(&h->data_seq, 1);
@@ -415,8 +675,97 @@ ShmStatus ProcessChannel::SendImpl(std::span<const uint8_t> head_part,
   }
 }
 
+namespace {
+
+// Copies the out-of-line record `r` names into *out (see the header: under
+// the mutex, from a file its sender may write at any time). kOk, kLost,
+// kResources (no descriptor: the record stays) or kNoMemory (no memory for
+// a copy of that size: the record is consumed, or it would block the
+// channel for every reader).
+ShmStatus CopyOutOfLine(const FdRef& r, Ref<SharedBuffer>* out) {
+  int fd = -1, err = 0;
+  switch (MemFile::OpenPeerFd(static_cast<pid_t>(r.pid),
+                              static_cast<int>(r.fd), &fd, &err)) {
+    case MemFile::Open::kOk: break;
+    case MemFile::Open::kResources: return ShmStatus::kResources;
+    default: return ShmStatus::kLost;
+  }
+  ShmStatus result = ShmStatus::kLost;
+  uint8_t* dst = nullptr;
+  Ref<SharedBuffer> buf;
+  // More than the machine's memory is not even tried.
+  static const uint64_t ram = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                              static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  if (MemFile::Check(fd, r.id, r.size, /*sealed_write=*/false,
+                     /*exact=*/false)) {
+    if (r.size <= ram) {
+      buf = SharedBuffer::Allocate(static_cast<size_t>(r.size), &dst);
+    }
+    result = buf ? ShmStatus::kOk : ShmStatus::kNoMemory;
+  }
+  if (buf && r.size >= (size_t{2} << 20)) {
+    // Fresh memory, faulted in 2 MiB at a time by the read below.
+    const auto lo = (reinterpret_cast<uintptr_t>(dst) + 4095) & ~uintptr_t{4095};
+    const auto hi = (reinterpret_cast<uintptr_t>(dst) + r.size) & ~uintptr_t{4095};
+    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+  }
+  for (uint64_t at = 0; buf && at < r.size;) {
+    const ssize_t n = pread(fd, dst + at, static_cast<size_t>(r.size - at),
+                            static_cast<off_t>(MemFile::kHeaderBytes + at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {  // shorter than it said: the sender is faulty
+      result = ShmStatus::kLost;
+      break;
+    }
+    at += static_cast<uint64_t>(n);
+  }
+  if (result == ShmStatus::kOk) *out = std::move(buf);
+  close(fd);
+  return result;
+}
+
+}  // namespace
+
+ShmStatus ProcessChannel::OpenFiles(RecordBuffer* out) {
+  std::vector<FdRef> refs;
+  // A malformed record opens nothing: its reader reports it.
+  if (!ScanFdRefs(out->span(), &refs) || refs.empty()) return ShmStatus::kOk;
+  ShmStatus s = ShmStatus::kOk;
+  if (refs[0].whole_record) {
+    // The record is out of line: copy it, then open what its buffers name.
+    s = CopyOutOfLine(refs[0], &out->body);
+    if (s == ShmStatus::kOk &&
+        !ScanFdRefs({out->body->data(), out->body->size()}, &refs)) {
+      refs.clear();  // malformed: UnflattenItem says so
+    }
+  }
+  out->files.reserve(refs.size());
+  for (size_t i = 0; i < refs.size() && s == ShmStatus::kOk; ++i) {
+    const FdRef& r = refs[i];
+    if (r.whole_record) break;  // nested: UnflattenItem refuses it
+    Ref<MemFile> file;
+    int err = 0;
+    switch (MemFile::OpenPeer(static_cast<pid_t>(r.pid),
+                              static_cast<int>(r.fd), r.id, r.size,
+                              /*populate=*/false, &file, &err)) {
+      case MemFile::Open::kOk: out->files.push_back(std::move(file)); break;
+      case MemFile::Open::kResources: s = ShmStatus::kResources; break;
+      default: s = ShmStatus::kLost; break;
+    }
+  }
+  if (s != ShmStatus::kOk) {
+    out->files.clear();
+    out->body = nullptr;
+  }
+  return s;
+}
+
 ShmStatus ProcessChannel::RecvImpl(RecordBuffer* out, const Deadline& deadline,
                                    bool interruptible, bool no_lock_wait) {
+  ReclaimPassed();
+  ReleaseTaken();
+  out->files.clear();
+  out->body = nullptr;
   Header* h = header();
   const Deadline lock_until = LockDeadline(deadline);
   for (;;) {
@@ -429,24 +778,34 @@ ShmStatus ProcessChannel::RecvImpl(RecordBuffer* out, const Deadline& deadline,
     const uint64_t head = st.head, tail = st.tail;
     if (tail != head) {
       uint32_t hdr[2];
-      const size_t pos = head % ring_;
-      std::memcpy(hdr, ring() + pos, 8);
+      CopyOut(head, 8, reinterpret_cast<uint8_t*>(hdr));
       const uint32_t len = hdr[0];
       if (hdr[1] != ~len || len > tail - head - 8) return CorruptUnlock();
+      ShmStatus result;
       try {
         out->resize(len);
+        // (resize may move the bytes: take the pointer after it.)
+        CopyOut(head + 8, len, out->data());
+        // Before the head moves on: the sender holds the memfds till then.
+        result = OpenFiles(out);
       } catch (const std::bad_alloc&) {
+        out->files.clear();
+        out->body = nullptr;
         Unlock();
         throw;
       }
-      // (resize may move the bytes: take the pointer after it.)
-      const size_t start = (pos + 8) % ring_;
-      const size_t first = std::min<size_t>(len, ring_ - start);
-      if (first > 0) std::memcpy(out->data(), ring() + start, first);
-      if (len > first) std::memcpy(out->data() + first, ring(), len - first);
+      if (result == ShmStatus::kResources) {
+        Unlock();  // the record stays for a reader that can open it
+        return result;
+      }
       const uint64_t count = st.count;
+      const uint64_t weight = OutOfLineBytes(out->span());
       h->head.store(head + 8 + RoundUp8(len), std::memory_order_release);
       h->count.store(count - 1, std::memory_order_release);
+      h->ool_bytes.store(count == 1 || weight > st.ool_bytes
+                             ? 0
+                             : st.ool_bytes - weight,
+                         std::memory_order_relaxed);
       h->space_seq.fetch_add(1, std::memory_order_release);
       const bool wake_sender =
           h->send_waiters.load(std::memory_order_relaxed) > 0;
@@ -456,7 +815,8 @@ ShmStatus ProcessChannel::RecvImpl(RecordBuffer* out, const Deadline& deadline,
       Unlock();
       if (wake_sender) FutexWakeShared(&h->space_seq, 1);
       if (wake_reader) FutexWakeShared(&h->data_seq, 1);
-      return ShmStatus::kOk;
+      ReleaseTaken();  // this process's kept handle may have sent it
+      return result;
     }
     if (h->closed.load(std::memory_order_relaxed) != 0) {
       Unlock();
@@ -549,7 +909,9 @@ ShmStatus ProcessChannel::Select(std::span<ProcessChannel* const> chans,
     for (size_t k = 0; k < n; ++k) {
       const size_t i = (start + k) % n;
       const ShmStatus s = chans[i]->TryRecv(out);
-      if (s == ShmStatus::kOk || s == ShmStatus::kCorrupt) {
+      if (s == ShmStatus::kOk || s == ShmStatus::kCorrupt ||
+          s == ShmStatus::kLost || s == ShmStatus::kResources ||
+          s == ShmStatus::kNoMemory) {
         *index = i;
         return s;
       }

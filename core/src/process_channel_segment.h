@@ -41,6 +41,9 @@ struct ProcessChannel::Header {
   std::atomic<uint32_t> data_seq;
   std::atomic<uint32_t> space_seq;
   uint64_t segment_id;  // random, set at creation: tells segments apart
+  // Guarded by mutex: the data bytes of the queued out-of-line records
+  // (their memfds'), counted against the ring's size; re-derived by Recover.
+  std::atomic<uint64_t> ool_bytes;
 };
 
 }  // namespace xchannels

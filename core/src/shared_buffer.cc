@@ -3,9 +3,11 @@
 #include "xchannels/shared_buffer.h"
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -149,6 +151,49 @@ Ref<SharedBuffer> SharedBuffer::Borrow(const void* data, size_t size,
   if (buf == nullptr) return nullptr;
   buf->release_ = release;
   buf->release_context_ = context;
+  return Ref<SharedBuffer>::Adopt(buf);
+}
+
+Ref<SharedBuffer> SharedBuffer::InFile(Ref<MemFile> file, size_t offset,
+                                       size_t size, BufferLayout layout) {
+  if (!file || offset > file->size() || size > file->size() - offset ||
+      !layout.Fits(size)) {
+    return nullptr;
+  }
+  auto* buf = new (std::nothrow) SharedBuffer(
+      file->data() + offset, size, std::move(layout), nullptr, nullptr);
+  if (buf == nullptr) return nullptr;
+  buf->file_ = std::move(file);
+  return Ref<SharedBuffer>::Adopt(buf);
+}
+
+Ref<SharedBuffer> SharedBuffer::CopyToFile(const void* data, size_t size,
+                                           BufferLayout layout,
+                                           std::string* error) {
+  if (!layout.Fits(size)) {
+    *error = "the layout does not fit the size";
+    return nullptr;
+  }
+  Ref<MemFile> file = MemFile::Create(size, /*populate=*/false, error);
+  if (!file) return nullptr;
+  if (size > 0 && !file->WriteAt(0, data, size)) {
+    *error = std::string("write: ") + std::strerror(errno);
+    return nullptr;
+  }
+  if (!file->Seal(error)) return nullptr;
+  Ref<SharedBuffer> b = InFile(std::move(file), 0, size, std::move(layout));
+  if (!b) *error = "out of memory";
+  return b;
+}
+
+Ref<SharedBuffer> SharedBuffer::View(const Ref<SharedBuffer>& base,
+                                     size_t offset, size_t length,
+                                     BufferLayout layout) {
+  if (!layout.Fits(length)) return nullptr;
+  const SharedBuffer* root = base->root();
+  auto* buf = new (std::nothrow) SharedBuffer(
+      base->data() + offset, length, std::move(layout), nullptr,
+      Ref<SharedBuffer>::Share(const_cast<SharedBuffer*>(root)));
   return Ref<SharedBuffer>::Adopt(buf);
 }
 

@@ -5,6 +5,8 @@
 #ifndef XCHANNELS_CORE_SRC_TEST_PEERS_H_
 #define XCHANNELS_CORE_SRC_TEST_PEERS_H_
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -33,6 +35,19 @@ class ProcessChannelTestPeer {
   static size_t StateBytes() noexcept {
     return offsetof(ProcessChannel::Header, data_seq) -
            offsetof(ProcessChannel::Header, head);
+  }
+  // The mutex (robust, process-shared), for the tests that hold it or
+  // die holding it.
+  static pthread_mutex_t* Mutex(const ProcessChannel& ch) noexcept {
+    return &ch.header()->mutex;
+  }
+  // The out-of-line bytes queued (header.ool_bytes), and where the field
+  // lies in the segment.
+  static uint64_t OolBytes(const ProcessChannel& ch) noexcept {
+    return ch.header()->ool_bytes.load(std::memory_order_relaxed);
+  }
+  static size_t OolBytesOffset() noexcept {
+    return offsetof(ProcessChannel::Header, ool_bytes);
   }
 };
 

@@ -4,6 +4,7 @@
 // The flat form of Items is tested in flat_form_test.cc.
 #include "xchannels/process_channel.h"
 #include "xchannels/detail/mutex.h"  // XCHANNELS_TSAN
+#include "process_test_util.h"
 #include "test_peers.h"
 
 #include <gtest/gtest.h>
@@ -25,13 +26,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Peer = ProcessChannelTestPeer;  // the raw segment
-
-Ref<ProcessChannel> Make(size_t ring = 4096, uint64_t max_items = 0) {
-  std::string err;
-  Ref<ProcessChannel> ch = ProcessChannel::Create(ring, max_items, 0, &err);
-  EXPECT_TRUE(ch) << err;
-  return ch;
-}
+using namespace process_test_util;  // Make, In, Soon, Fork, Wait, KillAtExit
 
 std::vector<uint8_t> Rec(const std::string& s) {
   return std::vector<uint8_t>(s.begin(), s.end());
@@ -39,9 +34,6 @@ std::vector<uint8_t> Rec(const std::string& s) {
 std::string Str(const RecordBuffer& v) {
   return std::string(v.data(), v.data() + v.size());
 }
-Deadline In(std::chrono::milliseconds d) { return Clock::now() + d; }
-// For calls that would wait forever: a hang becomes a failed status.
-Deadline Soon() { return Clock::now() + std::chrono::seconds(60); }
 
 // A record that checks itself: index, length, a byte pattern from both.
 std::vector<uint8_t> Numbered(uint64_t i, size_t len) {
@@ -156,22 +148,6 @@ TEST(ProcessChannelTest, AttachChecksTheSegment) {
   RecordBuffer out;
   ASSERT_EQ(again->TryRecv(&out), ShmStatus::kOk);
   EXPECT_EQ(Str(out), "via one handle");
-}
-
-// Runs `child` in a fork()ed process; returns its exit status.
-template <class F>
-pid_t Fork(F&& child) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    child();
-    _exit(0);
-  }
-  return pid;
-}
-int Wait(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return status;
 }
 
 TEST(ProcessChannelTest, StreamsBetweenForkedProcessesBothWays) {
@@ -366,18 +342,6 @@ pid_t HoldTheMutex(pthread_mutex_t* mutex, bool stop) {
   }
   return pid;
 }
-
-// Kills and reaps `pid` when the test leaves its scope (a failed ASSERT
-// included); pid 0 once reaped elsewhere.
-struct KillAtExit {
-  pid_t pid;
-  ~KillAtExit() {
-    if (pid > 0) {
-      kill(pid, SIGKILL);
-      Wait(pid);
-    }
-  }
-};
 
 TEST(ProcessChannelTest, AWaiterWhoseWakeUpWasLostTakesTheFreeMutexAnyway) {
   // What a waiter killed between its wake-up and its retry leaves behind

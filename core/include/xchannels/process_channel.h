@@ -15,6 +15,35 @@
 //                           offsets head <= off < tail, position off % ring
 //   record := u32 len, u32 ~len, len bytes, zero padding to 8
 //
+// Large values travel out of line (Prepare): a value whose flat record is
+// larger than kInlineMax, or than the ring, is written once into a memfd
+// (mem_file.h) that the sending handle keeps and reuses, and the ring
+// carries a small kOutOfLine record naming it by process id and
+// descriptor number (flat_form.h). A SharedBuffer whose bytes live in a
+// sealed memfd goes by descriptor the same way, with no copy at all. The
+// descriptors' lifetime:
+//   - The sender holds each (the record's file, or a duplicate in its
+//     OwnedFds) from the commit until the head has passed the record. At
+//     its next call on this handle it then closes a duplicate, and puts a
+//     file back in its pool (at most kPoolFiles files, none over
+//     kPoolFileMax bytes) for the next large value: a written page costs
+//     less than a fresh one.
+//   - The receiver opens them (/proc/PID/fd/N), checked, under the mutex
+//     and before it advances the head: while the sender must still hold
+//     them. It copies an out-of-line record there, under the mutex (the
+//     sender reuses the file once the head has passed, and may write it
+//     at any time: the copy, not the file, is parsed); it maps a sealed
+//     buffer. A record whose sender has exited by then is consumed and
+//     reported lost (kLost): the kernel freed its memfd with the sender. A
+//     receiver out of descriptors or memory leaves the record queued
+//     (kResources).
+//   - A process that dies closes its descriptors and mappings: the kernel
+//     frees each memfd with its last holder, so nothing outlives them.
+// Accounting: a queued out-of-line value weighs its data bytes plus its
+// record against `capacity` (header.ool_bytes sums the former), and counts
+// one item against the item limit; an empty channel admits one value of any
+// size.
+//
 // The design that keeps the others alive when a process dies (SIGKILL in the
 // middle of any call):
 //   - One robust, process-shared mutex guards head, tail, count, closed and
@@ -71,17 +100,22 @@
 #define XCHANNELS_PROCESS_CHANNEL_H_
 
 #include <pthread.h>
+#include <sys/types.h>
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "xchannels/detail/common.h"
 #include "xchannels/detail/futex.h"
 // RecordBuffer, which Recv fills; and what a record holds, for the callers.
 #include "xchannels/flat_form.h"
+#include "xchannels/mem_file.h"
 #include "xchannels/refcount.h"
 
 namespace xchannels {
@@ -97,6 +131,24 @@ enum class ShmStatus : uint8_t {
   kCorrupt,      // the segment's state fails a check
   kUnsupported,  // select: the kernel has no futex_waitv (before 5.16)
   kBusy,         // a *NoLockWait call found the mutex held by another caller
+  kLost,         // get: the record named a memfd its sender no longer holds
+                 // (it exited first); the record was consumed
+  kResources,    // get: no descriptor or memory left to open a record's
+                 // memfds; the record stays queued
+  kNoMemory,     // get: no memory for a copy of the record's out-of-line
+                 // value; the record was consumed (left, it would stop
+                 // every reader)
+};
+
+// What a put sends (ProcessChannel::Prepare): the record, as `head` then
+// `tail` (a view into the Item it was made from, so a message payload is
+// copied once), and the descriptors it names, held until it is taken.
+struct OutRecord {
+  RecordBuffer head;
+  std::span<const uint8_t> tail;
+  OwnedFds fds;       // duplicates of the memfds of buffers sent by descriptor
+  Ref<MemFile> file;  // the out-of-line record's file
+  size_t size() const noexcept { return head.size() + tail.size(); }
 };
 
 class ProcessChannel final : public RefCounted {
@@ -105,6 +157,11 @@ class ProcessChannel final : public RefCounted {
   static constexpr size_t kMinRingBytes = 64;
   static constexpr size_t kMaxRingBytes = size_t{1} << 40;
   static constexpr uint32_t kFlagPickle = 1;  // fallback='pickle'
+  // Records larger than this go out of line (and any that does not fit).
+  static constexpr size_t kInlineMax = 256 * 1024;
+  // The reuse pool of out-of-line files (see above).
+  static constexpr size_t kPoolFiles = 2;
+  static constexpr size_t kPoolFileMax = size_t{128} << 20;
 
   // Creates a new segment (memfd, mode 0600) with a ring of `ring_bytes`
   // (rounded up to 8) and an item limit (0: none). Returns nullptr with
@@ -114,6 +171,24 @@ class ProcessChannel final : public RefCounted {
   // Maps the segment behind `fd` and takes over the descriptor (closed with
   // the handle, or at once on failure). Checks the header.
   static Ref<ProcessChannel> Attach(int fd, std::string* error);
+
+  // The record that carries `item` on this channel, inline or out of line
+  // (its memfd written here, outside any lock). Returns false with *error
+  // set if the item has no flat form (it holds a channel: *error empty) or
+  // the memfd could not be made or written (an errno text). Throws
+  // std::bad_alloc.
+  bool Prepare(const Item& item, OutRecord* out, std::string* error);
+  // Puts a prepared record: as Send / TrySendNoLockWait; on kOk the
+  // channel holds record.fds until the record is taken.
+  ShmStatus Send(OutRecord& record, const Deadline& deadline,
+                 bool interruptible) {
+    return SendImpl(record.head, record.tail, &record, deadline,
+                    interruptible, false);
+  }
+  ShmStatus TrySendNoLockWait(OutRecord& record) {
+    return SendImpl(record.head, record.tail, &record,
+                    Deadline(Clock::time_point::min()), false, true);
+  }
 
   // Non-blocking put of one record.
   ShmStatus TrySend(std::span<const uint8_t> record) {
@@ -125,7 +200,7 @@ class ProcessChannel final : public RefCounted {
   // copied once, straight into the ring).
   ShmStatus Send(std::span<const uint8_t> head, std::span<const uint8_t> tail,
                  const Deadline& deadline, bool interruptible) {
-    return SendImpl(head, tail, deadline, interruptible, false);
+    return SendImpl(head, tail, nullptr, deadline, interruptible, false);
   }
   ShmStatus Send(std::span<const uint8_t> record, const Deadline& deadline,
                  bool interruptible) {
@@ -141,15 +216,15 @@ class ProcessChannel final : public RefCounted {
   // TryRecv again without their lock.
   ShmStatus TrySendNoLockWait(std::span<const uint8_t> head,
                               std::span<const uint8_t> tail) {
-    return SendImpl(head, tail, Deadline(Clock::time_point::min()), false,
-                    true);
+    return SendImpl(head, tail, nullptr, Deadline(Clock::time_point::min()),
+                    false, true);
   }
   ShmStatus TryRecvNoLockWait(RecordBuffer* out) {
     return RecvImpl(out, Deadline(Clock::time_point::min()), false, true);
   }
-  // Blocks until a record arrives (copied into *out), the deadline passes
-  // (kEmpty), the channel is closed and drained (kClosed) or, when
-  // interruptible, a signal arrives.
+  // Blocks until a record arrives (copied into *out, with out->files the
+  // memfds it names), the deadline passes (kEmpty), the channel is closed
+  // and drained (kClosed) or, when interruptible, a signal arrives.
   ShmStatus Recv(RecordBuffer* out, const Deadline& deadline,
                  bool interruptible) {
     return RecvImpl(out, deadline, interruptible, false);
@@ -161,7 +236,8 @@ class ProcessChannel final : public RefCounted {
   // Waits until one of `chans` has a record and takes it: *index says
   // which. Fair: the probe starts at a rotating position. Skips closed,
   // drained channels while others are open; kClosed when all are; kEmpty
-  // when the deadline passes; kCorrupt (with *index) for a corrupted one.
+  // when the deadline passes; kCorrupt, kLost, kResources or kNoMemory
+  // (with *index) as Recv returns them.
   // Sleeps on every channel's data word at once (futex_waitv, Linux 5.16+;
   // on older kernels it returns kUnsupported). The waiter registers on
   // each channel like Recv, and on leaving passes a wake-up on to another
@@ -181,16 +257,49 @@ class ProcessChannel final : public RefCounted {
                     bool interruptible);
   void Nudge();
 
+  // Records this handle sent that name a descriptor (a large value, a
+  // memfd SharedBuffer) depend on this process until they are taken: it
+  // holds the descriptor the receiver opens. WaitSent waits until every
+  // one has been taken (kOk), the deadline passes (kFull) or, when
+  // interruptible, a signal arrives (kInterrupted); kCorrupt if the segment
+  // is. For an exit hook, as multiprocessing.Queue flushes its feeder at
+  // exit. ForgetSent closes them without waiting (a forked child's
+  // inherited copies: the parent still holds its own).
+  ShmStatus WaitSent(const Deadline& deadline, bool interruptible);
+  void ForgetSent();
+  // Whether such records are in flight (a snapshot).
+  bool HasSent() const noexcept {
+    return npending_.load(std::memory_order_relaxed) != 0;
+  }
+  // A handle dropped while such records are in flight is kept (its segment
+  // and the descriptors its records name) until they are taken, if it is
+  // another process's channel (attached(): a Pool task's argument, a
+  // forked child's copy): a value put through it, in a process that lives
+  // on, still arrives. (The channel's creator, dropping its handle, frees
+  // them: the values of a channel nobody else holds would be kept forever.) KeepUntilTaken takes over one
+  // reference; every Send and Recv in the process releases the kept
+  // handles whose records were taken (ReleaseTaken), and WaitKept waits
+  // for all of them (the exit hook), as WaitSent does for one.
+  static void KeepUntilTaken(Ref<ProcessChannel> ch);
+  static void ReleaseTaken();
+  static ShmStatus WaitKept(const Deadline& deadline, bool interruptible);
+
   bool closed() const;
   uint64_t size() const;  // records queued (a snapshot)
   size_t ring_bytes() const noexcept { return ring_; }
   uint64_t max_items() const noexcept { return max_items_; }
   uint32_t flags() const noexcept { return flags_; }
   int fd() const noexcept { return fd_; }
+  // Whether this handle was attached to another's segment (Attach), or is a
+  // forked child's copy, rather than made here by Create.
+  bool attached() const noexcept {
+    return attached_.load(std::memory_order_relaxed);
+  }
   // A random number drawn at creation, the same in every handle: tells
   // whether a descriptor reached by number is still this channel's segment.
   uint64_t segment_id() const noexcept { return segment_id_; }
-  // The largest record that fits an empty ring.
+  // The largest record that fits an empty ring (larger values go out of
+  // line: Prepare).
   size_t max_record_bytes() const noexcept { return ring_ - 8; }
 
  private:
@@ -213,8 +322,21 @@ class ProcessChannel final : public RefCounted {
   Locked Lock(const Deadline& until = Deadline(), bool interruptible = false,
               bool no_wait = false);
   ShmStatus SendImpl(std::span<const uint8_t> head,
-                     std::span<const uint8_t> tail, const Deadline& deadline,
-                     bool interruptible, bool no_lock_wait);
+                     std::span<const uint8_t> tail, OutRecord* held,
+                     const Deadline& deadline, bool interruptible,
+                     bool no_lock_wait);
+  // With the lock held, the record copied into *out: opens the memfds it
+  // names into out->files, or copies the out-of-line record it names into
+  // out->body. kOk, kLost or kNoMemory (the record is to be consumed all
+  // the same) or kResources (it is to stay).
+  ShmStatus OpenFiles(RecordBuffer* out);
+  // Closes the descriptors of records the head has passed.
+  void ReclaimPassed();
+  // In a child forked from the process that made this handle: forgets the
+  // parent's records in flight and file pool (ForgetSent), whose
+  // descriptors are the child's copies; the parent still holds its own and
+  // may reuse its files. Called before anything uses them.
+  void ForgetIfForked();
   ShmStatus RecvImpl(RecordBuffer* out, const Deadline& deadline,
                      bool interruptible, bool no_lock_wait);
   void Unlock();
@@ -234,7 +356,7 @@ class ProcessChannel final : public RefCounted {
   int SleepOn(std::atomic<uint32_t>* word, std::atomic<uint32_t>* waiters,
               uint32_t seq, const Deadline& deadline);
   struct State {
-    uint64_t head, tail, count;
+    uint64_t head, tail, count, ool_bytes;
   };
   // With the lock held: reads head/tail/count once each and checks them;
   // false if corrupt. Only the snapshot in *out may be used afterwards.
@@ -247,8 +369,11 @@ class ProcessChannel final : public RefCounted {
   // With the lock held, on finding the state corrupt: marks the segment
   // corrupt, wakes every waiter, unlocks. Returns kCorrupt.
   ShmStatus CorruptUnlock();
-  // With the lock held, after EOWNERDEAD: re-derives count from the records.
+  // With the lock held, after EOWNERDEAD: re-derives count and ool_bytes
+  // from the records.
   bool Recover();
+  // Copies `len` bytes of the ring from absolute offset `off` (wrapping).
+  void CopyOut(uint64_t off, size_t len, uint8_t* dst) const;
 
   int fd_;
   uint8_t* base_;
@@ -256,6 +381,20 @@ class ProcessChannel final : public RefCounted {
   uint64_t max_items_;   // likewise
   uint32_t flags_;
   uint64_t segment_id_;  // likewise
+  // What this handle's records in flight name: released once the head
+  // reaches `end`, the ring offset past the record (a descriptor closed, a
+  // file put back in pool_).
+  struct Pending {
+    uint64_t end;
+    int fd;             // or -1
+    Ref<MemFile> file;  // or null
+  };
+  std::mutex pending_mu_;
+  std::vector<Pending> pending_;
+  std::vector<Ref<MemFile>> pool_;  // guarded by pending_mu_ too
+  std::atomic<size_t> npending_{0};  // pending_.size(), read without the mutex
+  std::atomic<pid_t> owner_;  // the process pending_ and pool_ belong to
+  std::atomic<bool> attached_{false};
 };
 
 }  // namespace xchannels

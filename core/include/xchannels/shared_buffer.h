@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "xchannels/mem_file.h"
 #include "xchannels/refcount.h"
 
 namespace xchannels {
@@ -63,6 +64,24 @@ class SharedBuffer final : public RefCounted {
   static Ref<SharedBuffer> Borrow(const void* data, size_t size,
                                   ReleaseFn release, void* context);
 
+  // Thread-safe. A buffer over `size` bytes at data offset `offset` of a
+  // sealed MemFile (which it keeps alive): its bytes can travel to another
+  // process by descriptor, without a copy (flat_form.h). Returns nullptr if
+  // `layout` does not fit `size`, the range is outside the file, or memory
+  // runs out.
+  static Ref<SharedBuffer> InFile(Ref<MemFile> file, size_t offset,
+                                  size_t size, BufferLayout layout);
+  // Thread-safe. Copies `size` bytes into a new sealed MemFile (InFile over
+  // all of it). Returns nullptr with *error set on failure.
+  static Ref<SharedBuffer> CopyToFile(const void* data, size_t size,
+                                      BufferLayout layout, std::string* error);
+
+  // Thread-safe. Zero-copy view of bytes [offset, offset + length) of
+  // `base` read with `layout`. Requires offset + length <= base size;
+  // nullptr if `layout` does not fit `length` or memory runs out.
+  static Ref<SharedBuffer> View(const Ref<SharedBuffer>& base, size_t offset,
+                                size_t length, BufferLayout layout);
+
   // Thread-safe. Zero-copy view of bytes [offset, offset + length) of `base`,
   // laid out as flat unsigned bytes. Requires offset + length <= base size.
   static Ref<SharedBuffer> Slice(const Ref<SharedBuffer>& base, size_t offset,
@@ -76,6 +95,13 @@ class SharedBuffer final : public RefCounted {
   // The root block this one views (itself if it owns its storage).
   const SharedBuffer* root() const noexcept {
     return base_ ? base_.get() : this;
+  }
+
+  // The sealed memfd the bytes live in (the root's), or nullptr; and where
+  // in its data they start.
+  const MemFile* file() const noexcept { return root()->file_.get(); }
+  size_t file_offset() const noexcept {
+    return static_cast<size_t>(data_ - root()->file_->data());
   }
 
   // Live buffers in the process (roots and slices), for leak tests.
@@ -94,6 +120,7 @@ class SharedBuffer final : public RefCounted {
   Ref<SharedBuffer> base_;  // for slices: the root block
   ReleaseFn release_ = nullptr;  // Borrow()ed storage: given back with this
   void* release_context_ = nullptr;
+  Ref<MemFile> file_;  // InFile() storage, kept alive with this
 };
 
 }  // namespace xchannels
