@@ -32,6 +32,7 @@ struct PyProcessChannel {
   ModuleState* state;
   ProcessChannel* ch;  // one reference, owned
   PyObject* weakreflist;
+  bool exit_hooked;  // handed to xchannels._process's exit hook
 };
 
 PyProcessChannel* AsPc(PyObject* o) {
@@ -43,6 +44,7 @@ PyObject* Wrap(ModuleState* st, PyTypeObject* tp, Ref<ProcessChannel> ch) {
   if (self == nullptr) return nullptr;
   self->state = st;
   self->weakreflist = nullptr;
+  self->exit_hooked = false;
   self->ch = ch.Release();
   return reinterpret_cast<PyObject*>(self);
 }
@@ -75,6 +77,25 @@ void RaiseShm(PyProcessChannel* self, ShmStatus s, const char* what,
       PyErr_Format(st->ChannelError,
                    "%s: the ProcessChannel's shared segment is corrupted "
                    "(written by a faulty or hostile process)",
+                   what);
+      return;
+    case ShmStatus::kLost:
+      PyErr_Format(st->ChannelError,
+                   "%s: a value sent out of line was lost: the process that "
+                   "sent it exited (or was killed) before it was received, "
+                   "and its memfd went with it; the channel stays usable",
+                   what);
+      return;
+    case ShmStatus::kNoMemory:
+      PyErr_Format(PyExc_MemoryError,
+                   "%s: no memory for a copy of a large value; it was "
+                   "dropped (the channel stays usable)",
+                   what);
+      return;
+    case ShmStatus::kResources:
+      PyErr_Format(PyExc_OSError,
+                   "%s: cannot open the memfd of a large value (out of file "
+                   "descriptors or memory); it stays queued",
                    what);
       return;
     case ShmStatus::kOk:
@@ -140,12 +161,12 @@ bool IsPickle(const PyProcessChannel* self) {
   return (self->ch->flags() & ProcessChannel::kFlagPickle) != 0;
 }
 
-// What a put sends: the encoded Item and its flat form, a record of `head`
-// then `payload` (a view into `item`).
+// What a put sends: the encoded Item and its record (which views `item`;
+// its head on the stack: a small record allocates nothing).
 struct FlatRecord {
   Item item;
-  RecordBuffer head;  // on the stack: a small record allocates nothing
-  std::span<const uint8_t> payload;
+  OutRecord rec;
+  bool names_fds = false;  // the record names descriptors this process holds
 };
 
 // ProcessChannel's own operations for the shared methods (queue_methods.h).
@@ -161,18 +182,37 @@ struct ProcessOps {
                                         "process_put_async"};
 
   static PyObject* DecodeValue(Self* self, RecordBuffer& rec) {
-    return DecodeFlat(self->state, rec.span(), IsPickle(self));
+    return DecodeFlat(self->state, rec, IsPickle(self));
   }
   static bool EncodeValue(Self* self, PyObject* obj, FlatRecord* out) {
-    return EncodeFlat(self->state, obj, IsPickle(self), &out->item,
-                      &out->head, &out->payload);
+    if (!EncodeFlat(self->state, obj, IsPickle(self), *self->ch, &out->item,
+                    &out->rec)) {
+      return false;
+    }
+    out->names_fds = !out->rec.fds.empty() || out->rec.file;
+    return true;
+  }
+  // After a put of a record that names descriptors: the first time, this
+  // handle joins xchannels._process's exit hook (which waits until such
+  // records are taken, as multiprocessing.Queue flushes at exit).
+  static bool Sent(Self* self, const FlatRecord& r) {
+    if (!r.names_fds || self->exit_hooked) return true;
+    PyObject* mod = PyImport_ImportModule("xchannels._process");
+    if (mod == nullptr) return false;
+    PyObject* res = PyObject_CallMethod(mod, "_sent_out_of_line", "O",
+                                        reinterpret_cast<PyObject*>(self));
+    Py_DECREF(mod);
+    if (res == nullptr) return false;
+    Py_DECREF(res);
+    self->exit_hooked = true;
+    return true;
   }
   static ShmStatus TrySend(Self* self, FlatRecord& r) {
-    return self->ch->TrySendNoLockWait(r.head, r.payload);
+    return self->ch->TrySendNoLockWait(r.rec);
   }
   static ShmStatus Send(Self* self, FlatRecord& r, const Deadline& deadline,
                         bool intr) {
-    return self->ch->Send(r.head, r.payload, deadline, intr);
+    return self->ch->Send(r.rec, deadline, intr);
   }
   static ShmStatus TryRecv(Self* self, RecordBuffer& rec) {
     return self->ch->TryRecvNoLockWait(&rec);
@@ -184,8 +224,7 @@ struct ProcessOps {
   static bool Busy(ShmStatus s) { return s == ShmStatus::kBusy; }
   static void Raise(Self* self, ShmStatus s, const char* what,
                     const FlatRecord* r) {
-    RaiseShm(self, s, what,
-             r != nullptr ? r->head.size() + r->payload.size() : 0);
+    RaiseShm(self, s, what, r != nullptr ? r->rec.size() : 0);
   }
   static uint64_t Size(Self* self) { return self->ch->size(); }
   static uint64_t MaxItems(Self* self) { return self->ch->max_items(); }
@@ -193,7 +232,14 @@ struct ProcessOps {
   static bool Pickle(Self* self) { return IsPickle(self); }
   static void ExitClose(Self* self) { self->ch->Close(); }
   static void Release(Self* self) {
-    if (self->ch != nullptr) self->ch->Unref();
+    if (self->ch == nullptr) return;
+    Ref<ProcessChannel> ch = Ref<ProcessChannel>::Adopt(self->ch);
+    self->ch = nullptr;
+    // Values it sent through another's channel that are still queued keep
+    // their descriptors alive (ProcessChannel::KeepUntilTaken).
+    if (ch->HasSent() && ch->attached()) {
+      ProcessChannel::KeepUntilTaken(std::move(ch));
+    }
   }
 };
 
@@ -248,6 +294,43 @@ PyObject* PcWaitSeq(PyObject* op, PyObject* const* args, Py_ssize_t nargs) {
   return nullptr;
 }
 
+// _wait_sent(timeout) -> bool: waits (GIL released) until every record this
+// handle sent that names a descriptor has been taken; False on timeout.
+PyObject* PcWaitSent(PyObject* op, PyObject* arg) {
+  PyProcessChannel* self = AsPc(op);
+  Deadline deadline;
+  if (arg != Py_None && !ParseTimeout(arg, &deadline)) return nullptr;
+  ProcessChannel* ch = self->ch;
+  const ShmStatus s = BlockingCall(self->state, [&](bool intr) {
+    return ch->WaitSent(deadline, intr);
+  });
+  if (s == ShmStatus::kOk) Py_RETURN_TRUE;
+  if (s == ShmStatus::kFull) Py_RETURN_FALSE;
+  if (s != ShmStatus::kInterrupted) RaiseShm(self, s, "_wait_sent");
+  return nullptr;
+}
+
+// _wait_kept(timeout) -> bool: the same for the handles dropped with values
+// in flight (ProcessChannel::KeepUntilTaken).
+PyObject* PcWaitKept(PyObject* type, PyObject* arg) {
+  ModuleState* st = StateOfType(type);
+  if (st == nullptr) return nullptr;
+  Deadline deadline;
+  if (arg != Py_None && !ParseTimeout(arg, &deadline)) return nullptr;
+  const ShmStatus s = BlockingCall(st, [&](bool intr) {
+    return ProcessChannel::WaitKept(deadline, intr);
+  });
+  if (s == ShmStatus::kOk) Py_RETURN_TRUE;
+  if (s == ShmStatus::kFull || s == ShmStatus::kCorrupt) Py_RETURN_FALSE;
+  return nullptr;  // interrupted: the exception is set
+}
+
+PyObject* PcForgetSent(PyObject* op, PyObject*) {
+  AsPc(op)->ch->ForgetSent();
+  AsPc(op)->exit_hooked = false;
+  Py_RETURN_NONE;
+}
+
 PyObject* PcNudge(PyObject* op, PyObject*) {
   AsPc(op)->ch->Nudge();
   Py_RETURN_NONE;
@@ -296,6 +379,14 @@ PyMethodDef* const kPcMethods = Methods::MethodTable(kPcDocs, {
      METH_FASTCALL,
      "_wait_seq($self, data, seq, timeout, /)\n--\n\n"
      "Wait until the word moves from seq; False on timeout."},
+    {"_wait_sent", NoExcept<PcWaitSent>::Call, METH_O,
+     "_wait_sent($self, timeout, /)\n--\n\n"
+     "Wait until this handle's large values are taken; False on timeout."},
+    {"_wait_kept", NoExcept<PcWaitKept>::Call, METH_O | METH_CLASS,
+     "_wait_kept($type, timeout, /)\n--\n\n"
+     "Wait until the large values of dropped handles are taken; False on timeout."},
+    {"_forget_sent", NoExcept<PcForgetSent>::Call, METH_NOARGS,
+     "_forget_sent($self, /)\n--\n\nClose this handle's descriptors of values in flight."},
     {"_nudge", NoExcept<PcNudge>::Call, METH_NOARGS,
      "_nudge($self, /)\n--\n\nMove both words and wake every waiter."},
     {"__reduce__", NoExcept<PcReduce>::Call, METH_NOARGS, nullptr},

@@ -109,7 +109,12 @@ struct QueueMethods {
     Encoded enc;
     if (!Q::EncodeValue(self, obj, &enc)) return nullptr;
     const Status s = Send(self, enc, ba);
-    if (s == Status::kOk) Py_RETURN_NONE;
+    if (s == Status::kOk) {
+      if constexpr (requires { Q::Sent(self, enc); }) {
+        if (!Q::Sent(self, enc)) return nullptr;
+      }
+      Py_RETURN_NONE;
+    }
     if (s != Status::kInterrupted) Q::Raise(self, s, what, &enc);
     return nullptr;
   }

@@ -28,22 +28,27 @@ void SharedBufferDealloc(PyObject* self) {
 }
 
 PyObject* SharedBufferNew(PyTypeObject* type, PyObject* args, PyObject* kw) {
-  static const char* kwlist[] = {"data", nullptr};
+  static const char* kwlist[] = {"data", "memfd", nullptr};
   PyObject* data = nullptr;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "O:SharedBuffer",
-                                   const_cast<char**>(kwlist), &data)) {
+  int memfd = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$p:SharedBuffer",
+                                   const_cast<char**>(kwlist), &data,
+                                   &memfd)) {
     return nullptr;
   }
   ModuleState* st = StateOfType(reinterpret_cast<PyObject*>(type));
   if (st == nullptr) return nullptr;
-  if (Py_TYPE(data) == st->SharedBufferType) return Py_NewRef(data);
+  if (Py_TYPE(data) == st->SharedBufferType &&
+      (!memfd || AsBuf(data)->buf->file() != nullptr)) {
+    return Py_NewRef(data);
+  }
   if (!PyObject_CheckBuffer(data)) {
     PyErr_Format(PyExc_TypeError,
                  "SharedBuffer() needs a bytes-like object, got %s",
                  Py_TYPE(data)->tp_name);
     return nullptr;
   }
-  Ref<SharedBuffer> buf = CopyExporter(st, data);
+  Ref<SharedBuffer> buf = CopyExporter(st, data, memfd != 0);
   if (!buf) return nullptr;
   return WrapSharedBuffer(st, std::move(buf));
 }
@@ -219,6 +224,10 @@ PyMethodDef kSharedBufferMethods[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
+PyObject* GetMemfd(PyObject* self, void*) {
+  return PyBool_FromLong(AsBuf(self)->buf->file() != nullptr);
+}
+
 PyGetSetDef kSharedBufferGetSet[] = {
     {"nbytes", GetNbytes, nullptr, "Size in bytes.", nullptr},
     {"format", GetFormat, nullptr, "struct-module format of one item.",
@@ -227,6 +236,10 @@ PyGetSetDef kSharedBufferGetSet[] = {
     {"shape", GetShape, nullptr, "C-contiguous shape, as a tuple.", nullptr},
     {"ndim", GetNdim, nullptr, "Number of dimensions.", nullptr},
     {"readonly", GetReadonly, nullptr, "Always True.", nullptr},
+    {"memfd", GetMemfd, nullptr,
+     "Whether the bytes live in a sealed memfd: a ProcessChannel then sends\n"
+     "them to another process by descriptor, without a copy.",
+     nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -237,14 +250,17 @@ PyMemberDef kSharedBufferMembers[] = {
 };
 
 const char kSharedBufferDoc[] =
-    "SharedBuffer(data)\n--\n\n"
+    "SharedBuffer(data, *, memfd=False)\n--\n\n"
     "An immutable block of bytes that belongs to no interpreter.\n\n"
     "``data`` (any bytes-like object) is copied once, C-contiguous, keeping\n"
     "its format, itemsize and shape. Sending a SharedBuffer through a\n"
     "Channel is zero-copy: the receiver sees the same memory, in O(1)\n"
     "whatever the size, and the memory lives as long as any interpreter\n"
-    "holds a view of it. Supports the read-only buffer protocol, len() (in\n"
-    "bytes), bytes(), ==, hash() and zero-copy slicing.";
+    "holds a view of it. With memfd=True the copy goes into a sealed memfd\n"
+    "(one descriptor while the buffer lives), and a ProcessChannel sends it\n"
+    "to another process the same way: no copy, the same memory there.\n"
+    "Supports the read-only buffer protocol, len() (in bytes), bytes(), ==,\n"
+    "hash() and zero-copy slicing.";
 
 PyType_Slot kSharedBufferSlots[] = {
     {Py_tp_doc, const_cast<char*>(kSharedBufferDoc)},
@@ -299,7 +315,8 @@ PyObject* WrapSharedBuffer(ModuleState* st, Ref<SharedBuffer> buf) {
   return reinterpret_cast<PyObject*>(self);
 }
 
-Ref<SharedBuffer> CopyExporter(ModuleState* st, PyObject* obj) {
+Ref<SharedBuffer> CopyExporter(ModuleState* st, PyObject* obj,
+                               bool in_file) {
   (void)st;
   Py_buffer view;
   if (PyObject_GetBuffer(obj, &view, PyBUF_FULL_RO) < 0) return nullptr;
@@ -310,16 +327,40 @@ Ref<SharedBuffer> CopyExporter(ModuleState* st, PyObject* obj) {
     layout.shape.assign(view.shape, view.shape + view.ndim);
   }
   size_t n = static_cast<size_t>(view.len);
-  uint8_t* dst = nullptr;
-  Ref<SharedBuffer> buf = SharedBuffer::Allocate(n, &dst, std::move(layout));
-  if (!buf) {
+  if (!layout.Fits(n)) {
     PyBuffer_Release(&view);
-    PyErr_NoMemory();
+    PyErr_SetString(PyExc_ValueError,
+                    "SharedBuffer(): the exporter's shape, itemsize and "
+                    "length disagree");
+    return nullptr;
+  }
+  uint8_t* dst = nullptr;
+  Ref<SharedBuffer> buf;
+  Ref<MemFile> file;
+  std::string error;
+  if (in_file) {
+    // Written once into a sealed memfd: it can then travel to another
+    // process by descriptor (mem_file.h).
+    file = MemFile::Create(n, /*populate=*/false, &error);
+    if (file) dst = file->writable();
+  } else {
+    buf = SharedBuffer::Allocate(n, &dst, std::move(layout));
+  }
+  if (dst == nullptr) {
+    PyBuffer_Release(&view);
+    if (!in_file) return PyErr_NoMemory(), nullptr;
+    PyErr_Format(PyExc_OSError, "SharedBuffer(memfd=True): %s", error.c_str());
     return nullptr;
   }
   int rc = 0;
   if (n > 0) {
-    if (PyBuffer_IsContiguous(&view, 'C')) {
+    if (in_file && PyBuffer_IsContiguous(&view, 'C')) {
+      // pwrite fills the file's fresh pages without faulting them in.
+      if (!file->WriteAt(0, view.buf, n)) {
+        PyBuffer_Release(&view);
+        return PyErr_SetFromErrno(PyExc_OSError), nullptr;
+      }
+    } else if (PyBuffer_IsContiguous(&view, 'C')) {
       std::memcpy(dst, view.buf, n);
     } else {
       rc = PyBuffer_ToContiguous(dst, &view, view.len, 'C');
@@ -327,6 +368,15 @@ Ref<SharedBuffer> CopyExporter(ModuleState* st, PyObject* obj) {
   }
   PyBuffer_Release(&view);
   if (rc < 0) return nullptr;
+  if (in_file) {
+    if (!file->Seal(&error)) {
+      PyErr_Format(PyExc_OSError, "SharedBuffer(memfd=True): %s",
+                   error.c_str());
+      return nullptr;
+    }
+    buf = SharedBuffer::InFile(std::move(file), 0, n, std::move(layout));
+    if (!buf) return PyErr_NoMemory(), nullptr;
+  }
   return buf;
 }
 

@@ -92,8 +92,10 @@ bool InitSharedBufferType(PyObject* module, ModuleState* st);
 // Wraps a reference (taken over) in a new Python SharedBuffer.
 PyObject* WrapSharedBuffer(ModuleState* st, Ref<SharedBuffer> buf);
 // Copies any buffer exporter once into a SharedBuffer (C-contiguous, format,
-// itemsize and shape kept). Sets an exception and returns nullptr on failure.
-Ref<SharedBuffer> CopyExporter(ModuleState* st, PyObject* obj);
+// itemsize and shape kept); `in_file`: into a sealed memfd (mem_file.h).
+// Sets an exception and returns nullptr on failure.
+Ref<SharedBuffer> CopyExporter(ModuleState* st, PyObject* obj,
+                               bool in_file = false);
 inline bool IsSharedBuffer(ModuleState* st, PyObject* o) {
   return Py_TYPE(o) == st->SharedBufferType;
 }
@@ -180,16 +182,17 @@ Item Encode(ModuleState* st, PyObject* obj, bool pickle_fallback = false);
 // its unpickling raised stands in its place, and *failures becomes a new
 // list of those exceptions (left null when there are none).
 PyObject* Decode(ModuleState* st, Item&& item, PyObject** failures = nullptr);
-// The flat form for a ProcessChannel (xchannels/process_channel.h): Encode
-// into *item, then flatten: the record is *head then *payload (a view into
-// *item). A Channel inside raises NotShareableError.
+// The record for a ProcessChannel (xchannels/process_channel.h): Encode
+// into *item, then ch->Prepare (inline, or out of line in a memfd): *out
+// views *item. A Channel inside raises NotShareableError; a memfd that
+// cannot be made, OSError.
 bool EncodeFlat(ModuleState* st, PyObject* obj, bool pickle_fallback,
-                Item* item, RecordBuffer* head,
-                std::span<const uint8_t>* payload);
-// Decodes a record read from a ProcessChannel: untrusted bytes, so a
-// malformed record raises ChannelError, and so does a pickled value unless
-// the channel opted in (allow_pickle).
-PyObject* DecodeFlat(ModuleState* st, std::span<const uint8_t> record,
+                ProcessChannel& ch, Item* item, OutRecord* out);
+// Decodes a record read from a ProcessChannel (with the memfds it names,
+// record.files): untrusted bytes, so a malformed record raises
+// ChannelError, and so does a pickled value unless the channel opted in
+// (allow_pickle).
+PyObject* DecodeFlat(ModuleState* st, const RecordBuffer& record,
                      bool allow_pickle);
 // Deep check, never raises for an unshareable value.
 bool IsShareable(ModuleState* st, PyObject* obj);

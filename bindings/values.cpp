@@ -658,11 +658,30 @@ bool IsShareable(ModuleState* st, PyObject* obj) {
 }
 
 bool EncodeFlat(ModuleState* st, PyObject* obj, bool pickle_fallback,
-                Item* item, RecordBuffer* head,
-                std::span<const uint8_t>* payload) {
+                ProcessChannel& ch, Item* item, OutRecord* out) {
   *item = Encode(st, obj, pickle_fallback);
   if (item->kind() == Item::Kind::kEmpty) return false;
-  if (!FlattenItem(*item, head, payload)) {
+  std::string error;
+  bool ok = false;
+  bool oom = false;
+  Py_BEGIN_ALLOW_THREADS  // a large value is written into its memfd here
+  try {
+    ok = ch.Prepare(*item, out, &error);
+  } catch (const std::bad_alloc&) {
+    oom = true;
+  }
+  Py_END_ALLOW_THREADS
+  if (oom) {
+    PyErr_NoMemory();
+    return false;
+  }
+  if (!ok && !error.empty()) {
+    PyErr_Format(PyExc_OSError,
+                 "ProcessChannel: no memfd for a large value: %s",
+                 error.c_str());
+    return false;
+  }
+  if (!ok) {
     PyErr_SetString(st->NotShareableError,
                     "a Channel cannot travel to another process: it lives in "
                     "this process's memory (send values, or use a "

@@ -18,11 +18,24 @@ Each segment carries a random id, checked after attaching, so a descriptor
 number that meanwhile names another file is refused. There is no name in
 the file system: nothing is left in ``/dev/shm``, and the segment goes away
 with the last descriptor or mapping.
+
+And the exit hook for large values: a value sent out of line (or a memfd
+SharedBuffer) lives in a memfd that the sending process holds until a
+receiver has taken it (a handle dropped meanwhile is kept alive until
+then, by the core). A handle that sent one joins ``_sent``; at exit
+(``atexit``, and multiprocessing's own exit in a child process, which skips
+``atexit``) this process waits until they are taken, as
+``multiprocessing.Queue`` flushes its buffer at exit. A forked child
+forgets the parent's: they are the parent's to wait for.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
+import threading
+import weakref
 from typing import Any
 
 from xchannels._xchannels import ChannelError, ProcessChannel
@@ -82,3 +95,41 @@ def _rebuild(pid: int, fd: int, segment_id: int) -> ProcessChannel:
         raise ChannelError(f"cannot unpickle the ProcessChannel: {where}: {e}") from None
     finally:
         os.close(own)
+
+
+_sent: weakref.WeakSet[ProcessChannel] = weakref.WeakSet()
+_lock = threading.Lock()
+_hooked = False
+
+
+def _wait_sent() -> None:
+    for ch in list(_sent):
+        ch._wait_sent(None)
+    ProcessChannel._wait_kept(None)  # handles dropped with values in flight
+
+
+def _forget_sent_after_fork() -> None:
+    global _hooked
+    for ch in list(_sent):
+        ch._forget_sent()
+    _sent.clear()
+    _hooked = False
+
+
+def _sent_out_of_line(ch: ProcessChannel) -> None:
+    """Called once per handle by its first put of a large value."""
+    global _hooked
+    with _lock:
+        _sent.add(ch)
+        if _hooked:
+            return
+        _hooked = True
+        atexit.register(_wait_sent)
+        # A multiprocessing child leaves through os._exit after running its
+        # finalizers, not atexit; the Queue's feeder joins there too.
+        util = sys.modules.get("multiprocessing.util")
+        if util is not None:
+            util.Finalize(None, _wait_sent, exitpriority=-5)
+
+
+os.register_at_fork(after_in_child=_forget_sent_after_fork)
