@@ -227,9 +227,26 @@ def _dask(g: Goal, r: Run) -> Result:
         "processes)")
 
 
+def _large(g: Goal, r: Run) -> Result:
+    """bench_large: the reference's round trip / xchannels' >= factor; the reference is ``refs``' peer on
+    the workload named in ``detail`` (default: the goal's); ``shown`` peers on the goal's workload beside."""
+    rows = ((r.data.get("large") or {}).get("result") or {}).get("rows", [])
+    secs = {(x["workload"], x["peer"]): x.get("seconds") for x in rows}
+    (ref_peer, factor), = g.refs
+    ref_w = g.detail or g.workload
+    x, ref = secs.get((g.workload, X)), secs.get((ref_w, ref_peer))
+    if not x or not ref:
+        errors = [f"{x['workload']} / {x['peer']}: {first_line(x['error'])}" for x in rows if x.get("error")]
+        return None, f"no figure ({'; '.join(errors) or 'not measured in this run'})"
+    shown = "".join(f"; {p}: {s * 1e3:.1f} ms" for p in g.shown if (s := secs.get((g.workload, p))))
+    return ref / x >= factor, (f"{x * 1e3:.1f} ms against {ref * 1e3:.1f} ms ({ref_peer}, {ref_w}): "
+                               f"{ref / x:.2f}x{shown} (median round trips)")
+
+
 CHECKS: dict[str, Callable[[Goal, Run], Result]] = {
     "throughput": _throughput, "latency": _latency, "check": _check_round, "values": _values, "cpp": _cpp,
-    "pool": _pool_speed, "pool-startup": _pool_startup, "reusable": _reusable, "asgi": _asgi, "dask": _dask}
+    "pool": _pool_speed, "pool-startup": _pool_startup, "reusable": _reusable, "asgi": _asgi, "dask": _dask,
+    "large": _large}
 LQ = "CPython's interpreter queue"  # the goals' names are the same on every Python
 PP = "process to process: ProcessChannel >= 10x multiprocessing.Queue and >= 5x faster-fifo"
 IPE = STDLIB_POOL
@@ -285,6 +302,11 @@ GOALS: list[Goal] = [
     Goal(f"ASGI: server RSS <= half of {ASGI_REFERENCE}", "asgi", bound=0.5),
     # Issue 29: a Dask worker process fanning out over interpreters against a worker process per core.
     Goal("Dask: 1 worker process x 2 interpreters >= 2 worker processes in throughput, with less memory", "dask"),
+    # Issue 28: values of any size between processes; SharedBuffer by descriptor.
+    Goal("64 MiB bytes to another process and back: ProcessChannel >= 3x multiprocessing.Queue", "large",
+         "bytes-64MiB", refs=(("multiprocessing.Queue", 3.0),)),
+    Goal("64 MiB SharedBuffer(memfd=True) to another process and back: <= 5x a 1 KiB one's (zero-copy)", "large",
+         "SharedBuffer-64MiB", refs=((X, 0.2),), shown=("shared_memory by hand",), detail="SharedBuffer-1KiB"),
 ]
 
 

@@ -280,8 +280,8 @@ PEERS: dict[str, Peer] = {p.name: p for p in (
          put=lambda q, x: q.put(x, timeout=60)),
     Peer("xchannels-process", "xchannels ProcessChannel",
          _IN_PROCESSES + "; items copied through a shared-memory ring", _in_processes, _xp_make,
-         no_shared_buffer="no zero-copy across processes: a SharedBuffer is copied through the ring like "
-                          "bytes (see bytes-64MiB)",
+         no_shared_buffer="a plain SharedBuffer is copied like bytes (see bytes-64MiB); one made with "
+                          "memfd=True goes by descriptor (see Large values between processes)",
          abort_closes=True),  # close() wakes every waiter, in every process
     Peer("queue-thread", "queue.Queue (threads)", "each actor a thread of the main interpreter (one GIL)",
          _in_threads, lambda b, p: _queue.Queue(), close=None),

@@ -161,6 +161,12 @@ def dask_md(data: dict[str, Any], res: dict[str, Any]) -> list[str]:
             for r in res["rows"]])
 
 
+def large_md(data: dict[str, Any], res: dict[str, Any]) -> list[str]:
+    rows = [[r["workload"], r["peer"], f"{r['seconds'] * 1e3:.1f} ms" if r.get("seconds")
+             else f"error: {first_line(r.get('error') or '', 120)}"] for r in res.get("rows") or []]
+    return block("large", trips=res.get("trips", "?"), short_trips=res.get("short_trips", "?")) + [""] + md_table(["value", "how", "round trip"], rows)
+
+
 def cpp_md(data: dict[str, Any], cpp: dict[str, Any]) -> list[str]:
     failed = ["Failed or timed out: " + "; ".join(f"{k} ({v})" for k, v in cpp["failed"].items()) + ".", ""] \
         if cpp.get("failed") else []
@@ -178,6 +184,7 @@ SECTIONS: dict[str, tuple[str, Any]] = {
     "pool": ("## Pool", pool_md),
     "asgi": ("## ASGI servers under load", asgi_md),
     "dask": ("## Dask: one worker process with interpreters against worker processes", dask_md),
+    "large": ("## Large values between processes", large_md),
     "cpp": ("## C++ micro-benchmarks: Channel against raw moodycamel", cpp_md),
 }
 
@@ -186,7 +193,7 @@ def section_md(data: dict[str, Any], name: str) -> list[str]:
     """A section of the page: its title, then its figures, or why it has none."""
     title, make = SECTIONS[name]
     sec = data.get(name)
-    if sec is None and name in ("values", "asgi"):
+    if sec is None and name in ("values", "asgi", "large"):
         return []
     sec = sec or {}
     res = sec if name == "cpp" else sec.get("result") or {}

@@ -167,7 +167,7 @@ def run_cpp(quick: bool, rounds: int) -> dict[str, Any]:
 
 
 # bench_<name>.py's sections -> their time limits, quick and full, in seconds.
-SECTIONS = {"pool": (180, 420), "values": (120, 120), "asgi": (120, 240), "dask": (240, 420)}
+SECTIONS = {"pool": (180, 420), "values": (120, 120), "asgi": (120, 240), "dask": (240, 420), "large": (120, 240)}
 
 
 def run_section(quick: bool, name: str) -> dict[str, Any]:
