@@ -14,11 +14,15 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "xchannels/process_channel.h"
 
 namespace xchannels {
+
+// The ring's records are 8-byte aligned.
+inline size_t RoundUp8(size_t n) { return (n + 7) & ~size_t{7}; }
 
 struct ProcessChannel::Header {
   uint64_t magic;
