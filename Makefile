@@ -181,7 +181,7 @@ sid-debug-test: sid-install
 	    -m "not stress" tests/python || exit 1; \
 	done
 	@echo "== reference-leak check (Python 3.14d): every test of the values, bad-input, type and buffer rooms repeated"
-	@$(SID) $(call SID_VPY,3.14d) -X dev -m pytest -q -p no:cacheprovider --refleak=2:3 $(REFLEAK_TESTS)
+	@$(SID) $(call SID_VPY,3.14d) -X dev -m pytest -q -p no:cacheprovider --refleak=3:3 $(REFLEAK_TESTS)
 
 # libFuzzer over the message decoder and over a ProcessChannel's corrupted
 # shared segment (clang, with ASan + UBSan), FUZZ_SECONDS each.
