@@ -238,8 +238,8 @@ def _large(g: Goal, r: Run) -> Result:
     if not x or not ref:
         errors = [f"{x['workload']} / {x['peer']}: {first_line(x['error'])}" for x in rows if x.get("error")]
         return None, f"no figure ({'; '.join(errors) or 'not measured in this run'})"
-    shown = "".join(f"; {p}: {s * 1e3:.1f} ms" for p in g.shown if (s := secs.get((g.workload, p))))
-    return ref / x >= factor, (f"{x * 1e3:.1f} ms against {ref * 1e3:.1f} ms ({ref_peer}, {ref_w}): "
+    shown = "".join(f"; {p}: {us(s * 1e6)}" for p in g.shown if (s := secs.get((g.workload, p))))
+    return ref / x >= factor, (f"{us(x * 1e6)} against {us(ref * 1e6)} ({ref_peer}, {ref_w}): "
                                f"{ref / x:.2f}x{shown} (median round trips)")
 
 

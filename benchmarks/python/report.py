@@ -162,7 +162,7 @@ def dask_md(data: dict[str, Any], res: dict[str, Any]) -> list[str]:
 
 
 def large_md(data: dict[str, Any], res: dict[str, Any]) -> list[str]:
-    rows = [[r["workload"], r["peer"], f"{r['seconds'] * 1e3:.1f} ms" if r.get("seconds")
+    rows = [[r["workload"], r["peer"], us(r["seconds"] * 1e6) if r.get("seconds")
              else f"error: {first_line(r.get('error') or '', 120)}"] for r in res.get("rows") or []]
     return block("large", trips=res.get("trips", "?"), short_trips=res.get("short_trips", "?")) + [""] + md_table(["value", "how", "round trip"], rows)
 
