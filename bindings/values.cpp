@@ -664,13 +664,21 @@ bool EncodeFlat(ModuleState* st, PyObject* obj, bool pickle_fallback,
   std::string error;
   bool ok = false;
   bool oom = false;
-  Py_BEGIN_ALLOW_THREADS  // a large value is written into its memfd here
   try {
-    ok = ch.Prepare(*item, out, &error);
+    ok = ch.Prepare(*item, out, &error, /*inline_only=*/true);
   } catch (const std::bad_alloc&) {
     oom = true;
   }
-  Py_END_ALLOW_THREADS
+  if (ok && out->head.empty()) {
+    // A large value: its memfd is written without the GIL.
+    Py_BEGIN_ALLOW_THREADS
+    try {
+      ok = ch.Prepare(*item, out, &error);
+    } catch (const std::bad_alloc&) {
+      oom = true;
+    }
+    Py_END_ALLOW_THREADS
+  }
   if (oom) {
     PyErr_NoMemory();
     return false;

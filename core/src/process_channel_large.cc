@@ -23,7 +23,7 @@
 namespace xchannels {
 
 bool ProcessChannel::Prepare(const Item& item, OutRecord* out,
-                             std::string* error) {
+                             std::string* error, bool inline_only) {
   error->clear();
   out->head.clear();
   out->fds.Reset();
@@ -42,6 +42,7 @@ bool ProcessChannel::Prepare(const Item& item, OutRecord* out,
     if (!out->fds.empty()) ForgetIfForked();  // before it holds any
     return ok;
   }
+  if (inline_only) return true;  // no record: the caller calls again
   ForgetIfForked();
   // Out of line: the whole record, written once into a file of the pool
   // (or a new one); inline buffers 64-aligned, memfd buffers still by

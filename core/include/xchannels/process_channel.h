@@ -177,7 +177,11 @@ class ProcessChannel final : public RefCounted {
   // set if the item has no flat form (it holds a channel: *error empty) or
   // the memfd could not be made or written (an errno text). Throws
   // std::bad_alloc.
-  bool Prepare(const Item& item, OutRecord* out, std::string* error);
+  // With `inline_only`, a value that must go out of line is left alone:
+  // true with out->head empty (no record ever is), for a caller that calls
+  // again without a lock of its own (the GIL) for the memfd's write only.
+  bool Prepare(const Item& item, OutRecord* out, std::string* error,
+               bool inline_only = false);
   // Puts a prepared record: as Send / TrySendNoLockWait; on kOk the
   // channel holds record.fds until the record is taken.
   ShmStatus Send(OutRecord& record, const Deadline& deadline,
