@@ -124,12 +124,15 @@ def _sent_out_of_line(ch: ProcessChannel) -> None:
         if _hooked:
             return
         _hooked = True
-        atexit.register(_wait_sent)
         # A multiprocessing child leaves through os._exit after running its
-        # finalizers, not atexit; the Queue's feeder joins there too.
-        util = sys.modules.get("multiprocessing.util")
-        if util is not None:
-            util.Finalize(None, _wait_sent, exitpriority=-5)
+        # finalizers, not atexit (the Queue's feeder joins there too); any
+        # other process through atexit. Once, either way: a second wait,
+        # after Ctrl-C ended the first, could only hang.
+        mp = sys.modules.get("multiprocessing")
+        if mp is not None and mp.parent_process() is not None:
+            sys.modules["multiprocessing.util"].Finalize(None, _wait_sent, exitpriority=-5)
+        else:
+            atexit.register(_wait_sent)
 
 
 os.register_at_fork(after_in_child=_forget_sent_after_fork)
