@@ -250,3 +250,47 @@ def test_the_check_sees_one_reference_per_operation():
     # What a leak looks like to the check: one reference kept per call.
     kept, obj = [], object()
     assert grows(lambda: kept.append(obj)) >= N
+
+
+# ---- the per-test check (conftest.py's --refleak) can fail, and tolerates warm-up ----
+
+_CHECKED = '''
+_kept = []
+# after the 3 warm-up runs: 20 15 10 (more than 10 a run, every run: a leak
+# by the first rule), then 3 1 0
+_settling = iter([40, 30, 25, 20, 15, 10, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+
+
+def test_leaks():
+    _kept.extend(object() for _ in range(20))
+
+
+def test_settles():
+    _kept.extend(object() for _ in range(next(_settling)))
+
+
+def test_clean():
+    assert sum(range(10)) == 45
+'''
+
+
+def test_the_per_test_check_fails_a_leak_and_not_a_warm_up(tmp_path):
+    import os
+    import subprocess
+
+    (tmp_path / "test_checked.py").write_text(_CHECKED)
+    here = os.path.dirname(__file__)
+    env = dict(os.environ, PYTHONPATH=here + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest", "--rootdir", str(tmp_path),
+         "-c", os.devnull, "--refleak=3:3", "-rf", str(tmp_path / "test_checked.py")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 1, text
+    assert "1 failed, 2 passed" in text, text
+    assert "Failed: reference leak: the total grew by [20, 20, 20] in the last 3 of 9 runs" in text, text
+    summary = text.split("short test summary")[-1]
+    assert "test_checked.py::test_leaks" in summary and "test_settles -" not in summary, text
+    assert "refleak: 1 tests settled only in extra runs" in text, text
+    assert "test_checked.py::test_settles [20, 15, 10, 3" in text, text
