@@ -25,8 +25,10 @@ receiver has taken it (a handle dropped meanwhile is kept alive until
 then, by the core). A handle that sent one joins ``_sent``; at exit
 (``atexit``, and multiprocessing's own exit in a child process, which skips
 ``atexit``) this process waits until they are taken, as
-``multiprocessing.Queue`` flushes its buffer at exit. A forked child
-forgets the parent's: they are the parent's to wait for.
+``multiprocessing.Queue`` flushes its buffer at exit; after a few seconds
+it says on stderr what it waits for, and Ctrl-C ends the wait (the values
+are then lost). A forked child forgets the parent's: they are the
+parent's to wait for.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import atexit
 import os
 import sys
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -102,10 +105,41 @@ _lock = threading.Lock()
 _hooked = False
 
 
-def _wait_sent() -> None:
+# Seconds the exit wait stays silent: a consumer about to take the value
+# is the common case; a process that waits longer says why, and how to leave.
+_EXIT_PATIENCE = 3.0
+
+
+def _all_taken(timeout: float | None) -> bool:
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def left() -> float | None:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
     for ch in list(_sent):
-        ch._wait_sent(None)
-    ProcessChannel._wait_kept(None)  # handles dropped with values in flight
+        if not ch._wait_sent(left()):
+            return False
+    return bool(ProcessChannel._wait_kept(left()))  # handles dropped with values in flight
+
+
+def _wait_sent() -> None:
+    try:
+        if _all_taken(_EXIT_PATIENCE):
+            return
+        print(
+            f"xchannels: process {os.getpid()} waits at exit until a receiver takes the large "
+            "values it sent through a ProcessChannel (Ctrl-C exits now, and they are lost)",
+            file=sys.stderr,
+            flush=True,
+        )
+        _all_taken(None)
+    except KeyboardInterrupt:
+        print(
+            f"xchannels: process {os.getpid()} exits without waiting: the large values it sent "
+            "and no receiver took are lost",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _forget_sent_after_fork() -> None:

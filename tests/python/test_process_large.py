@@ -389,6 +389,82 @@ def test_a_sender_that_returns_waits_at_exit_until_its_value_is_taken(what):
     assert bytes(got) == b"k" * (16 * MiB)
 
 
+_WAITING = "waits at exit until a receiver takes the large values"
+_LEFT = "exits without waiting: the large values it sent and no receiver took are lost"
+
+
+def _put_large_then_go_logged(ch: ProcessChannel, reply: ProcessChannel, log: str) -> None:
+    sys.stderr = open(log, "w", buffering=1)  # what the exit wait prints
+    _put_large_then_go(ch, reply, "return")
+
+
+def _wait_for_text(read, text: str, timeout: float = 60) -> str:
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        assert time.monotonic() < deadline, f"{text!r} never came; seen: {seen!r}"
+        seen += read()
+        time.sleep(0.05)
+    return seen
+
+
+def test_a_script_waiting_at_exit_says_why_and_ctrl_c_ends_the_wait():
+    # A plain script that is the only holder of its channel: nobody can
+    # take the value (as a multiprocessing.Queue's feeder, it would wait
+    # forever), so after a few seconds it says so on stderr, and Ctrl-C
+    # exits at once, without a traceback.
+    script = textwrap.dedent(
+        """
+        import xchannels
+        ch = xchannels.ProcessChannel()
+        ch.put(b"x" * (1 << 20))
+        print("put", flush=True)
+        """
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        try:
+            os.set_blocking(p.stderr.fileno(), False)
+            assert p.stdout.readline() == b"put\n"
+            t0 = time.monotonic()
+            err = _wait_for_text(lambda: (p.stderr.read() or b"").decode(), _WAITING)
+            assert time.monotonic() - t0 >= 1.0, "said it waits before waiting"
+            assert p.poll() is None
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=15)
+            err += (p.stderr.read() or b"").decode()
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert _LEFT in err and "Traceback" not in err, err
+
+
+def test_a_multiprocessing_child_waiting_at_exit_says_why_and_ctrl_c_ends_the_wait(tmp_path):
+    # A child leaves through multiprocessing's finalizers, not atexit.
+    log = str(tmp_path / "stderr")
+    ctx = multiprocessing.get_context("forkserver")
+    ch, reply = ProcessChannel(), ProcessChannel()
+    p = ctx.Process(target=_put_large_then_go_logged, args=(ch, reply, log))
+    p.start()
+    try:
+        assert reply.get(timeout=60) == "put"
+        with open(log) as f:
+            _wait_for_text(f.read, _WAITING)
+        assert p.exitcode is None
+        os.kill(p.pid, signal.SIGINT)
+        p.join(15)
+        assert p.exitcode is not None, "Ctrl-C did not end the exit wait"
+    finally:
+        _reap(p, kill=True)
+    with open(log) as f:
+        err = f.read()
+    assert _LEFT in err and "Traceback" not in err, err
+    with pytest.raises(xchannels.ChannelError, match="lost"):
+        ch.get(timeout=10)  # the sender is gone, and its value with it
+    ch.put(b"k" * (16 * MiB))
+    assert ch.get(timeout=10) == b"k" * (16 * MiB)
+
+
 # ---- 7. a channel dropped with large values queued ------------------------------
 
 
