@@ -87,16 +87,22 @@ def _pool(make: Callable[[], Any]) -> Callable[..., list[Any]]:
     return run
 
 
+# The peers import their modules when they make a pool, not when this module is imported: a worker
+# interpreter that imported multiprocessing and concurrent.futures with it took 15 ms more to start.
 def _mp(method: str | None) -> Callable[[], Any]:
-    import multiprocessing
+    def make() -> Any:
+        import multiprocessing
 
-    return lambda: multiprocessing.get_context(method).Pool(WORKERS)
+        return multiprocessing.get_context(method).Pool(WORKERS)
+    return make
 
 
 def _futures(kind: str, **options: Any) -> Callable[[], Any]:
-    import concurrent.futures
+    def make() -> Any:
+        import concurrent.futures
 
-    return lambda: getattr(concurrent.futures, kind)(WORKERS, **options)
+        return getattr(concurrent.futures, kind)(WORKERS, **options)
+    return make
 
 
 # multiprocessing.Pool's start method: fork on Linux on every Python (the goals compare with a forked pool;
@@ -155,6 +161,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     import multiprocessing
 
     mod = _module()
+    heavy = _in_fresh_process("_imported_with_me()", 60).get("modules")
+    if heavy:
+        raise AssertionError(f"importing bench_pool imports {heavy}: every worker would pay for it, timed")
     repeats = 1 if quick else 3
     out: dict[str, Any] = {
         "python": sys.version.split()[0], "cpus": os.cpu_count(), "workers": WORKERS,
@@ -226,6 +235,11 @@ def _reusable_probe() -> dict[str, Any]:
             "later_median_ms": ms(statistics.median(later)), "later_best_ms": ms(min(later)),
             "later_p90_ms": ms(sorted(later)[int(len(later) * 0.9)]),
             "new_pool_median_ms": ms(statistics.median(fresh)), "goal_ms": REUSABLE_GOAL_MS}
+
+
+def _imported_with_me() -> dict[str, Any]:
+    """What a worker that imports this module to find its task would import with it, of the heavy ones."""
+    return {"modules": [m for m in ("multiprocessing", "concurrent.futures", "typing") if m in sys.modules]}
 
 
 def _in_fresh_process(call: str, timeout: float) -> dict[str, Any]:
