@@ -29,6 +29,7 @@ import pytest
 
 import xchannels
 from xchannels import ProcessChannel, SharedBuffer
+from test_pool_scripts import _interrupt
 from test_process_channel import _echo
 
 MiB = 1 << 20
@@ -149,6 +150,22 @@ def _put_large_then_go(ch: ProcessChannel, reply: ProcessChannel, how: str,
     if how == "sigkill":
         time.sleep(120)  # killed by the test
     # "return": a normal exit
+
+
+@contextlib.contextmanager
+def _sent_large(*args, target=None, kill: bool = False):
+    """A forkserver child running target(ch, reply, *args) (by default
+    _put_large_then_go): yields (child, ch) once it put its large value into
+    ch; reaped after the block (killed at once with kill=True)."""
+    ch, reply = ProcessChannel(), ProcessChannel()
+    p = multiprocessing.get_context("forkserver").Process(
+        target=target or _put_large_then_go, args=(ch, reply, *args))
+    p.start()
+    try:
+        assert reply.get(timeout=60) == "put"
+        yield p, ch
+    finally:
+        _reap(p, kill=kill)
 
 
 def _reap(p: multiprocessing.process.BaseProcess, *inboxes: ProcessChannel, kill: bool = False) -> None:
@@ -346,16 +363,9 @@ def test_a_killed_consumer_loses_only_what_it_took_and_nothing_is_left_behind():
 
 @pytest.mark.parametrize("how", ["sigkill", "os._exit"])
 def test_a_value_whose_sender_died_is_reported_lost(how):
-    ctx = multiprocessing.get_context("forkserver")
-    ch, reply = ProcessChannel(), ProcessChannel()
-    p = ctx.Process(target=_put_large_then_go, args=(ch, reply, how))
-    p.start()
-    try:
-        assert reply.get(timeout=60) == "put"
+    with _sent_large(how, kill=how == "sigkill") as (p, ch):
         if how == "sigkill":
             os.kill(p.pid, signal.SIGKILL)
-    finally:
-        _reap(p, kill=how == "sigkill")
     assert p.exitcode == (-signal.SIGKILL if how == "sigkill" else 0)
     assert ch.qsize() == 1
     with pytest.raises(xchannels.ChannelError, match="lost") as e:
@@ -373,19 +383,12 @@ def test_a_sender_that_returns_waits_at_exit_until_its_value_is_taken(what):
     # docs/processes.md: "a process that sent large values waits at exit
     # until they are taken ... a worker that puts its result and returns is
     # fine". Both ways a value can name the sender's descriptor.
-    ctx = multiprocessing.get_context("forkserver")
-    ch, reply = ProcessChannel(), ProcessChannel()
-    p = ctx.Process(target=_put_large_then_go, args=(ch, reply, "return", what))
-    p.start()
-    try:
-        assert reply.get(timeout=60) == "put"
+    with _sent_large("return", what) as (p, ch):
         p.join(0.5)
         assert p.exitcode is None, "the sender exited with its value untaken"
         got = ch.get(timeout=10)
         p.join(30)
         assert p.exitcode == 0
-    finally:
-        _reap(p)
     assert bytes(got) == b"k" * (16 * MiB)
 
 
@@ -442,20 +445,13 @@ def test_a_script_waiting_at_exit_says_why_and_ctrl_c_ends_the_wait():
 def test_a_multiprocessing_child_waiting_at_exit_says_why_and_ctrl_c_ends_the_wait(tmp_path):
     # A child leaves through multiprocessing's finalizers, not atexit.
     log = str(tmp_path / "stderr")
-    ctx = multiprocessing.get_context("forkserver")
-    ch, reply = ProcessChannel(), ProcessChannel()
-    p = ctx.Process(target=_put_large_then_go_logged, args=(ch, reply, log))
-    p.start()
-    try:
-        assert reply.get(timeout=60) == "put"
+    with _sent_large(log, target=_put_large_then_go_logged, kill=True) as (p, ch):
         with open(log) as f:
             _wait_for_text(f.read, _WAITING)
         assert p.exitcode is None
         os.kill(p.pid, signal.SIGINT)
         p.join(15)
         assert p.exitcode is not None, "Ctrl-C did not end the exit wait"
-    finally:
-        _reap(p, kill=True)
     with open(log) as f:
         err = f.read()
     assert _LEFT in err and "Traceback" not in err, err
@@ -513,24 +509,12 @@ def test_ctrl_c_in_a_stream_of_large_values_sends_nothing_half(tmp_path, after):
     # moment of a put (writing the memfd, waiting for capacity, or between
     # two): what was put arrives whole and in order, nothing else does, and
     # the channel works on.
-    script = tmp_path / "stream.py"
-    script.write_text(_CTRL_C_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env) as p:
-        try:
-            assert p.stdout.readline() == "putting\n"
-            time.sleep(after)
-            p.send_signal(signal.SIGINT)
-            out, _ = p.communicate(timeout=120)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    assert p.returncode == 0, out
-    put, seen, intact, counted, consumer_exit, usable = out.split()
+    rc, lines, err = _interrupt(tmp_path, _CTRL_C_SCRIPT, after)
+    assert rc == 0 and lines[0] == "putting", (lines, err)
+    put, seen, intact, counted, consumer_exit, usable = lines[1].split()
     # The signal may land after a put returned and before n += 1: one more.
-    assert int(seen) in (int(put), int(put) + 1) and int(put) > 0, out
-    assert (intact, counted, consumer_exit, usable) == ("True", "True", "0", "True"), out
+    assert int(seen) in (int(put), int(put) + 1) and int(put) > 0, lines
+    assert (intact, counted, consumer_exit, usable) == ("True", "True", "0", "True"), lines
 
 
 # ---- 7. a channel dropped with large values queued ------------------------------
