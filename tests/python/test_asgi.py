@@ -174,6 +174,25 @@ def test_ctrl_c_at_any_moment_of_start_up(delay):
     _clean_exit(err)
 
 
+def test_a_signal_landing_while_the_supervisor_holds_its_lock_stops_it():
+    # Signal handlers run in the main thread between two bytecodes, also
+    # while it holds the supervisor's lock (it takes it for every event:
+    # the workers' counters every second). The handler asks for the stop
+    # under that lock too: with a plain Lock, a Ctrl-C landing there hung
+    # the server after "stopping gracefully" (seen once in make test).
+    server = asgi.Server("asgi_test_app:app", workers=1)
+    handled = threading.Event()
+
+    def supervisor() -> None:  # the thread that holds the lock takes the signal
+        with server._lock:
+            server._on_signal(signal.SIGINT, None)
+        handled.set()
+
+    threading.Thread(target=supervisor, daemon=True).start()
+    assert handled.wait(10), "the signal handler deadlocked on the supervisor's lock"
+    assert server.stopping
+
+
 @needs_313
 def test_sigterm_stops_gracefully(cli):
     c = cli("--workers", "1")

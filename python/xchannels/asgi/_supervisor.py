@@ -106,7 +106,10 @@ class Server:
         self._socks: list[socket.socket] = []  # one per worker slot (SO_REUSEPORT), or one shared
         self._stop = Channel()
         self._events = Channel()
-        self._lock = threading.Lock()
+        # Reentrant: the signal handler (_on_signal) takes it in the main
+        # thread, which may hold it already (a signal lands between two
+        # bytecodes); with a Lock, Ctrl-C there hung the server.
+        self._lock = threading.RLock()
         self._workers: dict[int, Worker] = {}  # slot -> the live worker
         self._generation: dict[int, int] = {}  # slot -> its current generation
         self._counts: dict[tuple[int, int], int] = {}  # (slot, generation) -> requests
