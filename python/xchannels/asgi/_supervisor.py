@@ -425,11 +425,15 @@ class Server:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self._stopping:
-            print(f"{PREFIX}: still stopping (waiting up to {self._graceful_timeout} s "
-                  "for requests in flight)", file=sys.stderr)
-            return
-        print(f"{PREFIX}: {signal.Signals(signum).name}: stopping gracefully", file=sys.stderr)
-        self._request_stop()
+            say = (f"{PREFIX}: still stopping (waiting up to {self._graceful_timeout} s "
+                   "for requests in flight)")
+        else:
+            say = f"{PREFIX}: {signal.Signals(signum).name}: stopping gracefully"
+            self._request_stop()
+        try:
+            print(say, file=sys.stderr)
+        except RuntimeError:  # the main thread was inside a write to stderr: the line is lost, not the stop
+            pass
 
 
 def _describe(error: BaseException) -> str:
