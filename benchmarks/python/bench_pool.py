@@ -161,7 +161,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     import multiprocessing
 
     mod = _module()
-    heavy = _in_fresh_process("_imported_with_me()", 60).get("modules")
+    heavy = _imported_with_me()
     if heavy:
         raise AssertionError(f"importing bench_pool imports {heavy}: every worker would pay for it, timed")
     repeats = 1 if quick else 3
@@ -237,9 +237,14 @@ def _reusable_probe() -> dict[str, Any]:
             "new_pool_median_ms": ms(statistics.median(fresh)), "goal_ms": REUSABLE_GOAL_MS}
 
 
-def _imported_with_me() -> dict[str, Any]:
-    """What a worker that imports this module to find its task would import with it, of the heavy ones."""
-    return {"modules": [m for m in ("multiprocessing", "concurrent.futures", "typing") if m in sys.modules]}
+def _imported_with_me() -> list[str]:
+    """The heavy modules a worker that imports this module (to find its task) imports with it, beyond
+    those its Python imported at start-up (a .pth file may import typing, not this module's doing)."""
+    import subprocess
+
+    code = (f"import sys\nbefore = set(sys.modules)\nsys.path.insert(0, {HERE!r})\nimport bench_pool\n"
+            "print(*sorted({'multiprocessing', 'concurrent.futures', 'typing'} & (set(sys.modules) - before)))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.split()
 
 
 def _in_fresh_process(call: str, timeout: float) -> dict[str, Any]:
